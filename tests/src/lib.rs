@@ -1,0 +1,1 @@
+//! Host tests that check `aka-core` against `aka-trainer` live in `tests/tests/`.
