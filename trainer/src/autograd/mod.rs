@@ -16,6 +16,9 @@
 mod tensor;
 
 pub mod gradcheck;
+mod ops_activation;
 mod ops_basic;
+mod ops_conv;
+mod ops_transformer;
 
 pub use tensor::{is_grad_enabled, no_grad, Array, BackwardCtx, Tensor};
