@@ -1,0 +1,131 @@
+//! The one error type of the runtime: plain, `Copy`, printable with `core::fmt` (and `defmt`).
+
+use core::fmt;
+
+/// Everything that can go wrong when loading or running a model.
+///
+/// `layer` fields are 0-based indices into the model's layer list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The file does not start with [`crate::format::MAGIC`].
+    BadMagic,
+    /// The file's format version is not the one this runtime reads.
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// The file ends before the model description does.
+    Truncated,
+    /// The bytes are not a valid postcard encoding of the model description
+    /// (bad enum tag, bad varint, invalid UTF-8, ...).
+    Malformed,
+    /// Bytes left over after the model description.
+    TrailingBytes { count: usize },
+    /// The model body is not a sequential model (e.g. `SequentialModel::load` on another body kind).
+    WrongBody,
+    /// More layers than [`crate::format::MAX_LAYERS`].
+    TooManyLayers { found: usize, max: usize },
+    /// The layer list is empty.
+    NoLayers,
+    /// The model's input description is invalid (zero dimension, bad scale, ...).
+    BadInput { what: &'static str },
+    /// A layer's declared input does not match the previous layer's output.
+    ShapeMismatch {
+        layer: usize,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    /// A byte slice in the file has the wrong length for the declared shapes.
+    LengthMismatch {
+        layer: usize,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    /// A layer parameter is out of range (zero stride, padding >= kernel, shift out of range, ...).
+    BadParameter { layer: usize, what: &'static str },
+    /// A size computed from the file's numbers overflows `usize`.
+    SizeOverflow { layer: usize },
+    /// The number of class labels does not match the number of outputs.
+    LabelCount { labels: usize, outputs: usize },
+    /// `run` got an input of the wrong length.
+    InputLength { expected: usize, found: usize },
+    /// The caller's arena is smaller than [`crate::SequentialModel::arena_size`].
+    ArenaTooSmall { need: usize, have: usize },
+    /// A kernel was called with slice lengths that do not match its shape arguments.
+    KernelShape { kernel: &'static str },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::BadMagic => write!(f, "not an aka model file (bad magic bytes)"),
+            Error::UnsupportedVersion { found, supported } => {
+                write!(f, "model format version {found} is not supported (this runtime reads version {supported})")
+            }
+            Error::Truncated => write!(f, "model file is truncated"),
+            Error::Malformed => write!(f, "model file is malformed (postcard decode error)"),
+            Error::TrailingBytes { count } => {
+                write!(f, "{count} unexpected bytes after the model description")
+            }
+            Error::WrongBody => write!(f, "model body is not a sequential model"),
+            Error::TooManyLayers { found, max } => {
+                write!(f, "{found} layers, at most {max} supported")
+            }
+            Error::NoLayers => write!(f, "model has no layers"),
+            Error::BadInput { what } => write!(f, "invalid model input description: {what}"),
+            Error::ShapeMismatch {
+                layer,
+                what,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "layer {layer}: {what}: expected {expected}, found {found}"
+                )
+            }
+            Error::LengthMismatch {
+                layer,
+                what,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "layer {layer}: {what} has {found} bytes, expected {expected}"
+                )
+            }
+            Error::BadParameter { layer, what } => {
+                write!(f, "layer {layer}: invalid parameter: {what}")
+            }
+            Error::SizeOverflow { layer } => write!(f, "layer {layer}: size overflows"),
+            Error::LabelCount { labels, outputs } => {
+                write!(f, "{labels} class labels for {outputs} outputs")
+            }
+            Error::InputLength { expected, found } => {
+                write!(
+                    f,
+                    "input has {found} elements, the model expects {expected}"
+                )
+            }
+            Error::ArenaTooSmall { need, have } => {
+                write!(f, "arena too small: need {need} bytes, have {have}")
+            }
+            Error::KernelShape { kernel } => {
+                write!(f, "{kernel}: slice lengths do not match the shape")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<postcard::Error> for Error {
+    fn from(e: postcard::Error) -> Self {
+        match e {
+            postcard::Error::DeserializeUnexpectedEnd => Error::Truncated,
+            _ => Error::Malformed,
+        }
+    }
+}

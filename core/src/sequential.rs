@@ -1,0 +1,543 @@
+//! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
+//! caller-provided arena.
+
+use crate::format::{
+    Body, Conv2d, Header, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
+    Requant, Shape, MAGIC, MAX_LAYERS, VERSION,
+};
+use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
+use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
+use crate::Error;
+
+/// A validated sequential int8 model borrowing its parameters from the file bytes.
+///
+/// Memory: the struct itself holds the decoded layer descriptors (no parameter data) and a
+/// 256-byte pixel lookup table; running needs an external arena of [`Self::arena_size`] bytes.
+#[derive(Clone, Debug)]
+pub struct SequentialModel<'a> {
+    metadata: Metadata<'a>,
+    input: InputDesc,
+    layers: LayerList<'a>,
+    /// `shapes[0]` is the model input, `shapes[i + 1]` the output of layer `i`.
+    shapes: [Shape; MAX_LAYERS + 1],
+    /// Quantization of the last layer's output.
+    output_quant: QuantParams,
+    /// Largest activation (elements = bytes), input included.
+    max_activation: usize,
+    file_size: usize,
+    /// `pixel_lut[p]` = [`quantize_pixel`]`(p, input scale, input zero point)`.
+    pixel_lut: [i8; 256],
+}
+
+/// Layer `index` of a model with its shapes and sizes, for printing.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerInfo<'m, 'a> {
+    pub index: usize,
+    pub layer: &'m Layer<'a>,
+    pub input: Shape,
+    pub output: Shape,
+    /// Weights + biases.
+    pub params: usize,
+    /// Bytes of weights, bias, multipliers and shifts in the file.
+    pub param_bytes: usize,
+}
+
+impl<'a> SequentialModel<'a> {
+    /// Parses and validates a model file. Never panics; every problem is a typed [`Error`].
+    ///
+    /// Order: magic ([`Error::BadMagic`]), version ([`Error::UnsupportedVersion`]), postcard
+    /// decode ([`Error::Truncated`] / [`Error::Malformed`] / [`Error::TrailingBytes`]), then the
+    /// model: input description, layer count, and for each layer its parameters, the chain of
+    /// shapes and quantization, every slice length, and size overflow.
+    pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
+        check_header(bytes)?;
+        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes { count: rest.len() });
+        }
+        let Body::Sequential(desc) = file.body;
+        Self::from_parts(file.metadata, desc.input, desc.layers, bytes.len())
+    }
+
+    fn from_parts(
+        metadata: Metadata<'a>,
+        input: InputDesc,
+        layers: LayerList<'a>,
+        file_size: usize,
+    ) -> Result<Self, Error> {
+        if layers.declared_len() > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                found: layers.declared_len(),
+                max: MAX_LAYERS,
+            });
+        }
+        if layers.is_empty() {
+            return Err(Error::NoLayers);
+        }
+        if input.shape.is_empty() {
+            return Err(Error::BadInput {
+                what: "zero dimension",
+            });
+        }
+        let input_len = input.shape.len().ok_or(Error::BadInput {
+            what: "size overflows",
+        })?;
+        if !valid_scale(input.quant.scale) {
+            return Err(Error::BadInput {
+                what: "scale must be finite and > 0",
+            });
+        }
+
+        let mut shapes = [Shape::default(); MAX_LAYERS + 1];
+        shapes[0] = input.shape;
+        let mut quant = input.quant;
+        let mut max_activation = input_len;
+        for (i, layer) in layers.as_slice().iter().enumerate() {
+            let in_shape = shapes.get(i).copied().unwrap_or_default();
+            let (out_shape, out_quant) = check_layer(i, layer, in_shape, quant)?;
+            let out_len = out_shape.len().ok_or(Error::SizeOverflow { layer: i })?;
+            max_activation = max_activation.max(out_len);
+            if let Some(slot) = shapes.get_mut(i + 1) {
+                *slot = out_shape;
+            }
+            quant = out_quant;
+        }
+        // Two ping-pong halves must be addressable.
+        max_activation.checked_mul(2).ok_or(Error::SizeOverflow {
+            layer: layers.len() - 1,
+        })?;
+
+        let output_len = shapes.get(layers.len()).and_then(Shape::len).unwrap_or(0);
+        let labels = metadata.label_count();
+        if labels != 0 && labels != output_len {
+            return Err(Error::LabelCount {
+                labels,
+                outputs: output_len,
+            });
+        }
+
+        let mut pixel_lut = [0i8; 256];
+        for (p, q) in pixel_lut.iter_mut().enumerate() {
+            *q = quantize_pixel(p as u8, input.quant.scale, input.quant.zero_point);
+        }
+        Ok(Self {
+            metadata,
+            input,
+            layers,
+            shapes,
+            output_quant: quant,
+            max_activation,
+            file_size,
+            pixel_lut,
+        })
+    }
+
+    /// Arena bytes [`Self::run`] needs: `2 * max(input_len, max over layers of output_len)`
+    /// (two ping-pong halves, each holding the largest activation).
+    pub fn arena_size(&self) -> usize {
+        // Checked at load.
+        self.max_activation.saturating_mul(2)
+    }
+
+    /// Runs the model on a quantized input (`input_len()` int8 values, NHWC) using only `arena`
+    /// (at least [`Self::arena_size`] bytes). Returns the output (`output_len()` int8 values),
+    /// which lives in the arena.
+    pub fn run<'b>(&self, input: &[i8], arena: &'b mut [i8]) -> Result<&'b [i8], Error> {
+        if input.len() != self.input_len() {
+            return Err(Error::InputLength {
+                expected: self.input_len(),
+                found: input.len(),
+            });
+        }
+        let (a, b) = self.split_arena(arena)?;
+        for (dst, &src) in a.iter_mut().zip(input) {
+            *dst = src;
+        }
+        self.forward(a, b)
+    }
+
+    /// Quantizes 8-bit pixels (real value `pixel / 255`, see [`crate::quant::quantize_pixel`]),
+    /// runs the model and returns `(argmax class, scores)`; ties go to the lowest class index.
+    pub fn classify_u8<'b>(
+        &self,
+        pixels: &[u8],
+        arena: &'b mut [i8],
+    ) -> Result<(usize, &'b [i8]), Error> {
+        if pixels.len() != self.input_len() {
+            return Err(Error::InputLength {
+                expected: self.input_len(),
+                found: pixels.len(),
+            });
+        }
+        let (a, b) = self.split_arena(arena)?;
+        for (q, &p) in a.iter_mut().zip(pixels) {
+            *q = self.pixel_lut[p as usize];
+        }
+        let scores = self.forward(a, b)?;
+        Ok((kernels::argmax(scores).unwrap_or(0), scores))
+    }
+
+    /// Quantizes one pixel with the model's input parameters (what `classify_u8` does).
+    pub fn quantize_pixel(&self, pixel: u8) -> i8 {
+        self.pixel_lut[pixel as usize]
+    }
+
+    fn split_arena<'b>(&self, arena: &'b mut [i8]) -> Result<(&'b mut [i8], &'b mut [i8]), Error> {
+        let need = self.arena_size();
+        if arena.len() < need {
+            return Err(Error::ArenaTooSmall {
+                need,
+                have: arena.len(),
+            });
+        }
+        let (a, rest) = arena.split_at_mut(self.max_activation);
+        Ok((a, rest))
+    }
+
+    /// Runs all layers; the input is at the start of `a`.
+    fn forward<'b>(&self, a: &'b mut [i8], b: &'b mut [i8]) -> Result<&'b [i8], Error> {
+        // Unreachable after `split_arena`; reported rather than panicking.
+        let too_small = Error::ArenaTooSmall {
+            need: self.arena_size(),
+            have: a.len() + b.len(),
+        };
+        let (mut cur, mut next) = (a, b);
+        for (i, layer) in self.layers.as_slice().iter().enumerate() {
+            let in_shape = self.shape(i);
+            let out_shape = self.shape(i + 1);
+            let in_len = in_shape.len().unwrap_or(0);
+            let out_len = out_shape.len().unwrap_or(0);
+            let x = cur.get(..in_len).ok_or(too_small)?;
+            match layer {
+                Layer::Linear(l) => {
+                    let y = next.get_mut(..out_len).ok_or(too_small)?;
+                    kernels::linear(x, l.weights, &stage(l.bias, &l.requant), y)?;
+                    core::mem::swap(&mut cur, &mut next);
+                }
+                Layer::Conv2d(c) => {
+                    let y = next.get_mut(..out_len).ok_or(too_small)?;
+                    kernels::conv2d(
+                        x,
+                        &conv_geometry(c, in_shape),
+                        c.weights,
+                        &stage(c.bias, &c.requant),
+                        y,
+                    )?;
+                    core::mem::swap(&mut cur, &mut next);
+                }
+                Layer::MaxPool2d(p) => {
+                    let y = next.get_mut(..out_len).ok_or(too_small)?;
+                    kernels::max_pool2d(x, &pool_geometry(p, in_shape), y)?;
+                    core::mem::swap(&mut cur, &mut next);
+                }
+                Layer::Flatten => {}
+                Layer::Relu { zero_point } => {
+                    kernels::relu(cur.get_mut(..in_len).ok_or(too_small)?, *zero_point);
+                }
+            }
+        }
+        let out_len = self.output_len();
+        let cur: &'b [i8] = cur;
+        cur.get(..out_len).ok_or(too_small)
+    }
+
+    fn shape(&self, i: usize) -> Shape {
+        self.shapes.get(i).copied().unwrap_or_default()
+    }
+
+    /// The file's metadata (task, labels, accuracies, seed, training command).
+    pub fn metadata(&self) -> &Metadata<'a> {
+        &self.metadata
+    }
+
+    /// Input shape (NHWC).
+    pub fn input_shape(&self) -> Shape {
+        self.input.shape
+    }
+
+    /// Number of int8 input values.
+    pub fn input_len(&self) -> usize {
+        self.input.shape.len().unwrap_or(0)
+    }
+
+    /// Input quantization (`real = pixel / 255` for images).
+    pub fn input_quant(&self) -> QuantParams {
+        self.input.quant
+    }
+
+    /// Output shape (`1 x 1 x classes` for a classifier).
+    pub fn output_shape(&self) -> Shape {
+        self.shape(self.layers.len())
+    }
+
+    /// Number of int8 output values.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().len().unwrap_or(0)
+    }
+
+    /// Output quantization: `score = scale * (q - zero_point)`.
+    pub fn output_quant(&self) -> QuantParams {
+        self.output_quant
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Layer<'a>] {
+        self.layers.as_slice()
+    }
+
+    /// Layer `index` with its input/output shapes and sizes.
+    pub fn layer_info(&self, index: usize) -> Option<LayerInfo<'_, 'a>> {
+        let layer = self.layers.as_slice().get(index)?;
+        Some(LayerInfo {
+            index,
+            layer,
+            input: self.shape(index),
+            output: self.shape(index + 1),
+            params: layer.param_count(),
+            param_bytes: layer.param_bytes(),
+        })
+    }
+
+    /// All layers with their shapes and sizes.
+    pub fn layer_infos(&self) -> impl Iterator<Item = LayerInfo<'_, 'a>> {
+        (0..self.layers.len()).filter_map(|i| self.layer_info(i))
+    }
+
+    /// Total weights + biases.
+    pub fn param_count(&self) -> usize {
+        self.layers().iter().map(Layer::param_count).sum()
+    }
+
+    /// Total bytes of parameter data (weights, bias, multipliers, shifts) — what stays in flash
+    /// besides the small descriptors; see also [`Self::file_size`].
+    pub fn param_bytes(&self) -> usize {
+        self.layers().iter().map(Layer::param_bytes).sum()
+    }
+
+    /// Size of the whole model file in bytes.
+    pub fn file_size(&self) -> usize {
+        self.file_size
+    }
+}
+
+/// Magic, then version, before decoding anything else.
+fn check_header(bytes: &[u8]) -> Result<(), Error> {
+    match bytes.get(..MAGIC.len()) {
+        Some(magic) if magic == MAGIC => {}
+        Some(_) => return Err(Error::BadMagic),
+        None if MAGIC.starts_with(bytes) => return Err(Error::Truncated),
+        None => return Err(Error::BadMagic),
+    }
+    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
+    if header.version != VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: header.version,
+            supported: VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn valid_scale(scale: f32) -> bool {
+    scale.is_finite() && scale > 0.0
+}
+
+fn to_usize(v: u32) -> usize {
+    v as usize
+}
+
+/// Validates one layer against its input; returns its output shape and quantization.
+fn check_layer(
+    i: usize,
+    layer: &Layer,
+    input: Shape,
+    quant: QuantParams,
+) -> Result<(Shape, QuantParams), Error> {
+    let overflow = Error::SizeOverflow { layer: i };
+    let bad = |what| Error::BadParameter { layer: i, what };
+    match layer {
+        Layer::Linear(l) => {
+            let flat = to_usize(input.h)
+                .checked_mul(to_usize(input.w))
+                .ok_or(overflow)?;
+            if flat != 1 {
+                return Err(Error::ShapeMismatch {
+                    layer: i,
+                    what: "linear input height*width (insert a Flatten)",
+                    expected: 1,
+                    found: flat,
+                });
+            }
+            if l.in_features != input.c {
+                return Err(Error::ShapeMismatch {
+                    layer: i,
+                    what: "linear in_features",
+                    expected: to_usize(input.c),
+                    found: to_usize(l.in_features),
+                });
+            }
+            if l.out_features == 0 {
+                return Err(bad("out_features is 0"));
+            }
+            let (n_in, n_out) = (to_usize(l.in_features), to_usize(l.out_features));
+            let w_len = n_out.checked_mul(n_in).ok_or(overflow)?;
+            check_len(i, "weights", w_len, l.weights)?;
+            check_len(i, "bias", n_out.checked_mul(4).ok_or(overflow)?, l.bias)?;
+            check_requant(i, &l.requant, n_out)?;
+            Ok((Shape::flat(l.out_features), l.requant.output))
+        }
+        Layer::Conv2d(c) => {
+            if c.in_channels != input.c {
+                return Err(Error::ShapeMismatch {
+                    layer: i,
+                    what: "conv2d in_channels",
+                    expected: to_usize(input.c),
+                    found: to_usize(c.in_channels),
+                });
+            }
+            if c.input_zero_point != quant.zero_point {
+                return Err(bad(
+                    "conv2d input_zero_point differs from the previous output's zero point",
+                ));
+            }
+            if c.out_channels == 0 {
+                return Err(bad("out_channels is 0"));
+            }
+            if c.kernel_h == 0 || c.kernel_w == 0 {
+                return Err(bad("kernel size is 0"));
+            }
+            if c.stride_h == 0 || c.stride_w == 0 {
+                return Err(bad("stride is 0"));
+            }
+            if c.pad_h >= c.kernel_h || c.pad_w >= c.kernel_w {
+                return Err(bad("padding must be smaller than the kernel"));
+            }
+            let g = conv_geometry(c, input);
+            let (out_h, out_w) = g
+                .output_hw()
+                .ok_or(bad("kernel larger than the padded input"))?;
+            let filter = g
+                .kernel_h
+                .checked_mul(g.kernel_w)
+                .and_then(|n| n.checked_mul(g.in_c))
+                .ok_or(overflow)?;
+            let w_len = g.out_c.checked_mul(filter).ok_or(overflow)?;
+            check_len(i, "weights", w_len, c.weights)?;
+            check_len(i, "bias", g.out_c.checked_mul(4).ok_or(overflow)?, c.bias)?;
+            check_requant(i, &c.requant, g.out_c)?;
+            let out = Shape::new(
+                u32::try_from(out_h).map_err(|_| overflow)?,
+                u32::try_from(out_w).map_err(|_| overflow)?,
+                c.out_channels,
+            );
+            Ok((out, c.requant.output))
+        }
+        Layer::MaxPool2d(p) => {
+            if p.kernel_h == 0 || p.kernel_w == 0 {
+                return Err(bad("kernel size is 0"));
+            }
+            if p.stride_h == 0 || p.stride_w == 0 {
+                return Err(bad("stride is 0"));
+            }
+            let (out_h, out_w) = pool_geometry(p, input)
+                .output_hw()
+                .ok_or(bad("pool kernel larger than the input"))?;
+            let out = Shape::new(
+                u32::try_from(out_h).map_err(|_| overflow)?,
+                u32::try_from(out_w).map_err(|_| overflow)?,
+                input.c,
+            );
+            Ok((out, quant))
+        }
+        Layer::Flatten => {
+            let n = input
+                .len()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or(overflow)?;
+            Ok((Shape::flat(n), quant))
+        }
+        Layer::Relu { zero_point } => {
+            if *zero_point != quant.zero_point {
+                return Err(bad("relu zero_point differs from its input's zero point"));
+            }
+            Ok((input, quant))
+        }
+    }
+}
+
+fn check_len(layer: usize, what: &'static str, expected: usize, bytes: &[u8]) -> Result<(), Error> {
+    if bytes.len() != expected {
+        return Err(Error::LengthMismatch {
+            layer,
+            what,
+            expected,
+            found: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_requant(i: usize, r: &Requant, channels: usize) -> Result<(), Error> {
+    let bytes = channels
+        .checked_mul(4)
+        .ok_or(Error::SizeOverflow { layer: i })?;
+    check_len(i, "multipliers", bytes, r.multipliers)?;
+    check_len(i, "shifts", bytes, r.shifts)?;
+    let bad = |what| Error::BadParameter { layer: i, what };
+    let le = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if r.multipliers.chunks_exact(4).any(|m| le(m) < 0) {
+        return Err(bad("negative multiplier"));
+    }
+    if r.shifts
+        .chunks_exact(4)
+        .any(|s| !(MIN_SHIFT..=MAX_SHIFT).contains(&le(s)))
+    {
+        return Err(bad("shift outside -31..=30"));
+    }
+    if !valid_scale(r.output.scale) {
+        return Err(bad("output scale must be finite and > 0"));
+    }
+    if r.act_min > r.act_max {
+        return Err(bad("act_min > act_max"));
+    }
+    Ok(())
+}
+
+fn stage<'a>(bias: &'a [u8], r: &Requant<'a>) -> OutputStage<'a> {
+    OutputStage {
+        bias,
+        multipliers: r.multipliers,
+        shifts: r.shifts,
+        zero_point: r.output.zero_point,
+        act_min: r.act_min,
+        act_max: r.act_max,
+    }
+}
+
+fn conv_geometry(c: &Conv2d, input: Shape) -> Conv2dGeometry {
+    Conv2dGeometry {
+        in_h: to_usize(input.h),
+        in_w: to_usize(input.w),
+        in_c: to_usize(input.c),
+        out_c: to_usize(c.out_channels),
+        kernel_h: to_usize(c.kernel_h),
+        kernel_w: to_usize(c.kernel_w),
+        stride_h: to_usize(c.stride_h),
+        stride_w: to_usize(c.stride_w),
+        pad_h: to_usize(c.pad_h),
+        pad_w: to_usize(c.pad_w),
+        input_zero_point: c.input_zero_point,
+    }
+}
+
+fn pool_geometry(p: &MaxPool2d, input: Shape) -> Pool2dGeometry {
+    Pool2dGeometry {
+        in_h: to_usize(input.h),
+        in_w: to_usize(input.w),
+        channels: to_usize(input.c),
+        kernel_h: to_usize(p.kernel_h),
+        kernel_w: to_usize(p.kernel_w),
+        stride_h: to_usize(p.stride_h),
+        stride_w: to_usize(p.stride_w),
+    }
+}

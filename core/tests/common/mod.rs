@@ -1,0 +1,460 @@
+//! Test helpers: an owned description of a quantized model, an encoder to the file format
+//! (folding the input zero point into the bias, as the exporter must), and a naive TFLite-style
+//! reference forward pass in i64/i128 that does **not** fold (it skips padded taps instead).
+#![allow(dead_code)]
+
+use aka_core::format::{
+    Body, Conv2d, Header, InputDesc, Layer, LayerList, Linear, MaxPool2d, Metadata, ModelFile,
+    QuantParams, Requant, SequentialDesc, Shape,
+};
+use aka_core::quant::quantize_multiplier;
+use aka_core::rng::Rng;
+use aka_core::Task;
+
+/// Independent reference of TFLite's double-rounding `MultiplyByQuantizedMultiplier`, in i128.
+pub fn mbqm_ref(x: i32, m: i32, shift: i32) -> i32 {
+    let left = shift.max(0);
+    let right = (-shift).max(0);
+    let xl = (x as i64 * (1i64 << left)) as i32;
+    // SaturatingRoundingDoublingHighMul = floor((a*b + 2^30) / 2^31), saturated.
+    let p = xl as i128 * m as i128;
+    let h = (p + (1i128 << 30))
+        .div_euclid(1i128 << 31)
+        .clamp(i32::MIN as i128, i32::MAX as i128);
+    if right == 0 {
+        return h as i32;
+    }
+    // RoundingDivideByPOT: round half away from zero.
+    let d = 1i128 << right;
+    let r = if h >= 0 {
+        (h + d / 2).div_euclid(d)
+    } else {
+        -((-h + d / 2).div_euclid(d))
+    };
+    r as i32
+}
+
+/// Output stage of the reference: requantize, add zero point, clamp.
+pub fn requant_ref(acc: i64, m: i32, s: i32, zp: i8, lo: i8, hi: i8) -> i8 {
+    let acc = i32::try_from(acc).expect("reference accumulator overflows i32");
+    (mbqm_ref(acc, m, s) as i64 + zp as i64).clamp(lo as i64, hi as i64) as i8
+}
+
+#[derive(Clone, Debug)]
+pub struct QOut {
+    /// Raw int32 bias (scale s_in * s_w), NOT folded.
+    pub bias: Vec<i32>,
+    pub mult: Vec<i32>,
+    pub shift: Vec<i32>,
+    pub out: QuantParams,
+    pub act_min: i8,
+    pub act_max: i8,
+}
+
+#[derive(Clone, Debug)]
+pub struct QLinear {
+    pub in_f: usize,
+    pub out_f: usize,
+    /// `[out][in]`
+    pub w: Vec<i8>,
+    pub zp_in: i8,
+    pub q: QOut,
+}
+
+#[derive(Clone, Debug)]
+pub struct QConv {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    /// OHWI
+    pub w: Vec<i8>,
+    pub zp_in: i8,
+    pub q: QOut,
+}
+
+#[derive(Clone, Debug)]
+pub enum QLayer {
+    Linear(QLinear),
+    Conv(QConv),
+    Pool(MaxPool2d),
+    Flatten,
+    Relu(i8),
+}
+
+/// Byte arrays of one layer, as stored in the file.
+#[derive(Clone, Debug, Default)]
+pub struct Encoded {
+    pub w: Vec<u8>,
+    pub bias: Vec<u8>,
+    pub mult: Vec<u8>,
+    pub shift: Vec<u8>,
+}
+
+pub fn le_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn i8_bytes(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+/// Exporter-side bias folding: `bias'[o] = bias[o] - zp_in * Σ w[o]`, over the whole filter.
+pub fn fold_bias(bias: &[i32], w: &[i8], zp_in: i8) -> Vec<i32> {
+    let per = w.len() / bias.len();
+    bias.iter()
+        .zip(w.chunks_exact(per))
+        .map(|(&b, row)| {
+            let s: i64 = row.iter().map(|&x| x as i64).sum();
+            i32::try_from(b as i64 - zp_in as i64 * s).expect("folded bias fits i32")
+        })
+        .collect()
+}
+
+pub fn encode(l: &QLayer) -> Encoded {
+    let (w, zp, q) = match l {
+        QLayer::Linear(l) => (&l.w, l.zp_in, &l.q),
+        QLayer::Conv(c) => (&c.w, c.zp_in, &c.q),
+        _ => return Encoded::default(),
+    };
+    Encoded {
+        w: i8_bytes(w),
+        bias: le_bytes(&fold_bias(&q.bias, w, zp)),
+        mult: le_bytes(&q.mult),
+        shift: le_bytes(&q.shift),
+    }
+}
+
+fn requant<'a>(q: &QOut, e: &'a Encoded) -> Requant<'a> {
+    Requant {
+        multipliers: &e.mult,
+        shifts: &e.shift,
+        output: q.out,
+        act_min: q.act_min,
+        act_max: q.act_max,
+    }
+}
+
+pub fn to_layer<'a>(l: &QLayer, e: &'a Encoded) -> Layer<'a> {
+    match l {
+        QLayer::Linear(l) => Layer::Linear(Linear {
+            in_features: l.in_f as u32,
+            out_features: l.out_f as u32,
+            weights: &e.w,
+            bias: &e.bias,
+            requant: requant(&l.q, e),
+        }),
+        QLayer::Conv(c) => Layer::Conv2d(Conv2d {
+            in_channels: c.in_c as u32,
+            out_channels: c.out_c as u32,
+            kernel_h: c.kh as u32,
+            kernel_w: c.kw as u32,
+            stride_h: c.sh as u32,
+            stride_w: c.sw as u32,
+            pad_h: c.ph as u32,
+            pad_w: c.pw as u32,
+            input_zero_point: c.zp_in,
+            weights: &e.w,
+            bias: &e.bias,
+            requant: requant(&c.q, e),
+        }),
+        QLayer::Pool(p) => Layer::MaxPool2d(*p),
+        QLayer::Flatten => Layer::Flatten,
+        QLayer::Relu(zp) => Layer::Relu { zero_point: *zp },
+    }
+}
+
+pub fn metadata(labels: &str) -> Metadata<'_> {
+    Metadata {
+        task: Task::Classifier,
+        labels,
+        float_accuracy: 98.5,
+        int8_accuracy: 98.25,
+        seed: 42,
+        train_command: "aka-trainer mnist --seed 42",
+    }
+}
+
+/// Encodes a whole file from a list of `Layer`s (any header).
+pub fn file_bytes(header: Header, input: InputDesc, layers: &[Layer], labels: &str) -> Vec<u8> {
+    let file = ModelFile {
+        header,
+        metadata: metadata(labels),
+        body: Body::Sequential(SequentialDesc {
+            input,
+            layers: LayerList::from_slice(layers).expect("<= MAX_LAYERS"),
+        }),
+    };
+    postcard::to_stdvec(&file).expect("serialize")
+}
+
+/// Encodes a whole file from owned quantized layers, with the current header.
+pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
+    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
+    let layers: Vec<Layer> = qlayers
+        .iter()
+        .zip(&enc)
+        .map(|(l, e)| to_layer(l, e))
+        .collect();
+    file_bytes(Header::CURRENT, input, &layers, labels)
+}
+
+/// Naive TFLite-style linear: `Σ (x - zp_in) * w + bias`, then requant.
+pub fn linear_ref(x: &[i8], l: &QLinear) -> Vec<i8> {
+    (0..l.out_f)
+        .map(|o| {
+            let mut acc = l.q.bias[o] as i64;
+            for (&xi, &wi) in x.iter().zip(&l.w[o * l.in_f..(o + 1) * l.in_f]) {
+                acc += (xi as i64 - l.zp_in as i64) * wi as i64;
+            }
+            requant_ref(
+                acc,
+                l.q.mult[o],
+                l.q.shift[o],
+                l.q.out.zero_point,
+                l.q.act_min,
+                l.q.act_max,
+            )
+        })
+        .collect()
+}
+
+pub fn conv_out_hw(h: usize, w: usize, c: &QConv) -> (usize, usize) {
+    (
+        (h + 2 * c.ph - c.kh) / c.sh + 1,
+        (w + 2 * c.pw - c.kw) / c.sw + 1,
+    )
+}
+
+/// Naive TFLite reference conv: skips out-of-bounds taps, un-folded bias.
+pub fn conv_ref(x: &[i8], (h, w): (usize, usize), c: &QConv) -> Vec<i8> {
+    let (oh, ow) = conv_out_hw(h, w, c);
+    let mut out = vec![0i8; oh * ow * c.out_c];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for o in 0..c.out_c {
+                let mut acc = c.q.bias[o] as i64;
+                for ky in 0..c.kh {
+                    for kx in 0..c.kw {
+                        let iy = (oy * c.sh + ky) as isize - c.ph as isize;
+                        let ix = (ox * c.sw + kx) as isize - c.pw as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        for i in 0..c.in_c {
+                            let xv = x[(iy as usize * w + ix as usize) * c.in_c + i] as i64;
+                            let wv = c.w[((o * c.kh + ky) * c.kw + kx) * c.in_c + i] as i64;
+                            acc += (xv - c.zp_in as i64) * wv;
+                        }
+                    }
+                }
+                out[(oy * ow + ox) * c.out_c + o] = requant_ref(
+                    acc,
+                    c.q.mult[o],
+                    c.q.shift[o],
+                    c.q.out.zero_point,
+                    c.q.act_min,
+                    c.q.act_max,
+                );
+            }
+        }
+    }
+    out
+}
+
+pub fn pool_ref(
+    x: &[i8],
+    (h, w, ch): (usize, usize, usize),
+    p: &MaxPool2d,
+) -> (Vec<i8>, (usize, usize)) {
+    let (kh, kw, sh, sw) = (
+        p.kernel_h as usize,
+        p.kernel_w as usize,
+        p.stride_h as usize,
+        p.stride_w as usize,
+    );
+    let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
+    let mut out = vec![0i8; oh * ow * ch];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for c in 0..ch {
+                let mut m = i8::MIN;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        m = m.max(x[((oy * sh + ky) * w + ox * sw + kx) * ch + c]);
+                    }
+                }
+                out[(oy * ow + ox) * ch + c] = m;
+            }
+        }
+    }
+    (out, (oh, ow))
+}
+
+/// Reference forward pass of the whole model.
+pub fn forward_ref(input: Shape, x: &[i8], qlayers: &[QLayer]) -> Vec<i8> {
+    let (mut h, mut w, mut c) = (input.h as usize, input.w as usize, input.c as usize);
+    let mut x = x.to_vec();
+    for l in qlayers {
+        match l {
+            QLayer::Linear(l) => {
+                x = linear_ref(&x, l);
+                (h, w, c) = (1, 1, l.out_f);
+            }
+            QLayer::Conv(cv) => {
+                let (oh, ow) = conv_out_hw(h, w, cv);
+                x = conv_ref(&x, (h, w), cv);
+                (h, w, c) = (oh, ow, cv.out_c);
+            }
+            QLayer::Pool(p) => {
+                let (y, (oh, ow)) = pool_ref(&x, (h, w, c), p);
+                x = y;
+                (h, w) = (oh, ow);
+            }
+            QLayer::Flatten => (h, w, c) = (1, 1, h * w * c),
+            QLayer::Relu(zp) => x.iter_mut().for_each(|v| *v = (*v).max(*zp)),
+        }
+    }
+    x
+}
+
+pub fn rand_i8(rng: &mut Rng) -> i8 {
+    rng.next_u32() as i8
+}
+
+/// Symmetric int8 weight in [-127, 127].
+pub fn rand_w(rng: &mut Rng) -> i8 {
+    (rng.below(255) as i32 - 127) as i8
+}
+
+/// Random output stage for `n` channels over dot products of length `k`, scaled so that outputs
+/// spread over the int8 range (some saturate).
+pub fn rand_qout(rng: &mut Rng, n: usize, k: usize, fused_relu: bool) -> QOut {
+    let zp = rand_i8(rng);
+    let mut mult = Vec::new();
+    let mut shift = Vec::new();
+    for _ in 0..n {
+        let real = 0.012 / (k as f64).sqrt() * libm_exp2(rng.next_f64() * 2.0 - 1.0);
+        let (m, s) = quantize_multiplier(real).unwrap();
+        mult.push(m);
+        shift.push(s);
+    }
+    QOut {
+        bias: (0..n).map(|_| rng.below(20_001) as i32 - 10_000).collect(),
+        mult,
+        shift,
+        out: QuantParams {
+            scale: 0.05 + rng.next_f32(),
+            zero_point: zp,
+        },
+        act_min: if fused_relu { zp } else { -128 },
+        act_max: 127,
+    }
+}
+
+fn libm_exp2(x: f64) -> f64 {
+    2f64.powf(x)
+}
+
+pub fn rand_linear(
+    rng: &mut Rng,
+    in_f: usize,
+    out_f: usize,
+    zp_in: i8,
+    fused_relu: bool,
+) -> QLinear {
+    QLinear {
+        in_f,
+        out_f,
+        w: (0..in_f * out_f).map(|_| rand_w(rng)).collect(),
+        zp_in,
+        q: rand_qout(rng, out_f, in_f, fused_relu),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn rand_conv(
+    rng: &mut Rng,
+    in_c: usize,
+    out_c: usize,
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (ph, pw): (usize, usize),
+    zp_in: i8,
+    fused_relu: bool,
+) -> QConv {
+    QConv {
+        in_c,
+        out_c,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        w: (0..out_c * kh * kw * in_c).map(|_| rand_w(rng)).collect(),
+        zp_in,
+        q: rand_qout(rng, out_c, kh * kw * in_c, fused_relu),
+    }
+}
+
+/// The tiny CNN used by several tests: 8x8x1 → conv3x3/p1 (4, fused ReLU) → maxpool 2 →
+/// conv3x3/s2/p1 (3) → ReLU → flatten → linear 12→5.
+pub fn tiny_cnn(seed: u64) -> (InputDesc, Vec<QLayer>) {
+    let mut rng = Rng::new(seed);
+    let input = InputDesc {
+        shape: Shape::new(8, 8, 1),
+        quant: QuantParams {
+            scale: 1.0 / 255.0,
+            zero_point: -128,
+        },
+    };
+    let c1 = rand_conv(&mut rng, 1, 4, (3, 3), (1, 1), (1, 1), -128, true);
+    let z1 = c1.q.out.zero_point;
+    let c2 = rand_conv(&mut rng, 4, 3, (3, 3), (2, 2), (1, 1), z1, false);
+    let z2 = c2.q.out.zero_point;
+    let mut fc = rand_linear(&mut rng, 12, 5, z2, false);
+    // Smaller scores so that the classifier's outputs do not all saturate.
+    fc.q.shift.iter_mut().for_each(|s| *s -= 2);
+    fc.q.out.zero_point = 0;
+    fc.q.bias.iter_mut().for_each(|b| *b = 0);
+    let layers = vec![
+        QLayer::Conv(c1),
+        QLayer::Pool(MaxPool2d {
+            kernel_h: 2,
+            kernel_w: 2,
+            stride_h: 2,
+            stride_w: 2,
+        }),
+        QLayer::Conv(c2),
+        QLayer::Relu(z2),
+        QLayer::Flatten,
+        QLayer::Linear(fc),
+    ];
+    (input, layers)
+}
+
+pub const TINY_LABELS: &str = "zero\none\ntwo\nthree\nfour";
+
+/// The tiny MLP: 4x4x1 → flatten → linear 16→8 (fused ReLU) → linear 8→3.
+pub fn tiny_mlp(seed: u64) -> (InputDesc, Vec<QLayer>) {
+    let mut rng = Rng::new(seed);
+    let input = InputDesc {
+        shape: Shape::new(4, 4, 1),
+        quant: QuantParams {
+            scale: 1.0 / 255.0,
+            zero_point: -128,
+        },
+    };
+    let l1 = rand_linear(&mut rng, 16, 8, -128, true);
+    let z1 = l1.q.out.zero_point;
+    let l2 = rand_linear(&mut rng, 8, 3, z1, false);
+    (
+        input,
+        vec![QLayer::Flatten, QLayer::Linear(l1), QLayer::Linear(l2)],
+    )
+}

@@ -1,0 +1,727 @@
+//! A hand-built model file: load, run against the reference forward pass, and every load/run
+//! error.
+
+mod common;
+
+use aka_core::format::{
+    Body, Conv2d, Header, InputDesc, Layer, LayerList, Linear, MaxPool2d, ModelFile, QuantParams,
+    SequentialDesc, Shape, MAGIC, MAX_LAYERS, VERSION,
+};
+use aka_core::rng::Rng;
+use aka_core::{Error, SequentialModel};
+use common::*;
+use serde::Serialize;
+
+fn cnn_bytes() -> (InputDesc, Vec<QLayer>, Vec<u8>) {
+    let (input, layers) = tiny_cnn(1);
+    let bytes = build(input, &layers, TINY_LABELS);
+    (input, layers, bytes)
+}
+
+#[test]
+fn cnn_loads_and_runs_like_the_reference() {
+    let (input, qlayers, bytes) = cnn_bytes();
+    let model = SequentialModel::load(&bytes).unwrap();
+    assert_eq!(model.input_shape(), Shape::new(8, 8, 1));
+    assert_eq!(model.input_len(), 64);
+    assert_eq!(model.output_shape(), Shape::flat(5));
+    assert_eq!(model.output_len(), 5);
+    // Largest activation: conv1 output 8x8x4 = 256.
+    assert_eq!(model.arena_size(), 2 * 256);
+    assert_eq!(model.layers().len(), 6);
+    let shapes: Vec<(Shape, Shape)> = model.layer_infos().map(|i| (i.input, i.output)).collect();
+    assert_eq!(
+        shapes,
+        [
+            (Shape::new(8, 8, 1), Shape::new(8, 8, 4)),
+            (Shape::new(8, 8, 4), Shape::new(4, 4, 4)),
+            (Shape::new(4, 4, 4), Shape::new(2, 2, 3)),
+            (Shape::new(2, 2, 3), Shape::new(2, 2, 3)),
+            (Shape::new(2, 2, 3), Shape::flat(12)),
+            (Shape::flat(12), Shape::flat(5)),
+        ]
+    );
+    let names: Vec<&str> = model.layers().iter().map(|l| l.name()).collect();
+    assert_eq!(
+        names,
+        ["conv2d", "maxpool2d", "conv2d", "relu", "flatten", "linear"]
+    );
+    let params = (9 * 4 + 4) + (3 * 9 * 4 + 3) + (12 * 5 + 5);
+    assert_eq!(model.param_count(), params);
+    let param_bytes = (9 * 4 + 3 * 4 * 4) + (3 * 9 * 4 + 3 * 3 * 4) + (12 * 5 + 3 * 5 * 4);
+    assert_eq!(model.param_bytes(), param_bytes);
+    assert_eq!(model.file_size(), bytes.len());
+    let meta = model.metadata();
+    assert_eq!(meta.label_count(), 5);
+    assert_eq!(meta.label(2), Some("two"));
+    assert_eq!(meta.label(5), None);
+    assert_eq!(meta.seed, 42);
+    assert_eq!(meta.train_command, "aka-trainer mnist --seed 42");
+    assert_eq!(meta.float_accuracy, 98.5);
+    let QLayer::Linear(fc) = &qlayers[5] else {
+        unreachable!()
+    };
+    assert_eq!(model.output_quant(), fc.q.out);
+    assert_eq!(model.input_quant(), input.quant);
+
+    let mut rng = Rng::new(99);
+    let mut arena = vec![0i8; model.arena_size()];
+    let mut classes = [0usize; 5];
+    let mut distinct = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let pixels: Vec<u8> = (0..64).map(|_| rng.next_u32() as u8).collect();
+        let x: Vec<i8> = pixels
+            .iter()
+            .map(|&p| aka_core::quant::quantize_pixel(p, 1.0 / 255.0, -128))
+            .collect();
+        assert_eq!(
+            x,
+            pixels
+                .iter()
+                .map(|&p| (p as i32 - 128) as i8)
+                .collect::<Vec<_>>()
+        );
+        let want = forward_ref(input.shape, &x, &qlayers);
+        let got = model.run(&x, &mut arena).unwrap().to_vec();
+        assert_eq!(got, want);
+        let (class, scores) = model.classify_u8(&pixels, &mut arena).unwrap();
+        assert_eq!(scores, &want[..]);
+        let max = *want.iter().max().unwrap();
+        assert_eq!(class, want.iter().position(|&v| v == max).unwrap());
+        classes[class] += 1;
+        distinct.insert(want);
+    }
+    // The random model is not degenerate: scores depend on the input.
+    assert!(
+        distinct.len() > 100,
+        "{} distinct score vectors",
+        distinct.len()
+    );
+    assert_eq!(classes.iter().sum::<usize>(), 200);
+    // A bigger arena is fine too.
+    let mut big = vec![0i8; 4096];
+    let x = vec![0i8; 64];
+    assert_eq!(
+        model.run(&x, &mut big).unwrap(),
+        &forward_ref(input.shape, &x, &qlayers)[..]
+    );
+}
+
+#[test]
+fn mlp_loads_and_runs_like_the_reference() {
+    let (input, qlayers) = tiny_mlp(2);
+    let bytes = build(input, &qlayers, "");
+    let model = SequentialModel::load(&bytes).unwrap();
+    assert_eq!(model.arena_size(), 2 * 16);
+    assert_eq!(model.metadata().label_count(), 0);
+    let mut rng = Rng::new(5);
+    let mut arena = [0i8; 32];
+    for _ in 0..200 {
+        let x: Vec<i8> = (0..16).map(|_| rand_i8(&mut rng)).collect();
+        assert_eq!(
+            model.run(&x, &mut arena).unwrap(),
+            &forward_ref(input.shape, &x, &qlayers)[..]
+        );
+    }
+}
+
+#[test]
+fn file_roundtrips_through_postcard() {
+    let (_, _, bytes) = cnn_bytes();
+    assert_eq!(&bytes[..4], &MAGIC);
+    assert_eq!(bytes[4], VERSION as u8);
+    let file: ModelFile = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(file.header, Header::CURRENT);
+    assert_eq!(postcard::to_stdvec(&file).unwrap(), bytes);
+}
+
+// ---- errors -------------------------------------------------------------------------------
+
+#[test]
+fn bad_magic_and_version() {
+    let (_, _, bytes) = cnn_bytes();
+    for i in 0..4 {
+        let mut b = bytes.clone();
+        b[i] ^= 0x20;
+        assert_eq!(SequentialModel::load(&b).unwrap_err(), Error::BadMagic);
+    }
+    assert_eq!(SequentialModel::load(b"XY").unwrap_err(), Error::BadMagic);
+    assert_eq!(SequentialModel::load(b"").unwrap_err(), Error::Truncated);
+    let (input, qlayers) = tiny_mlp(3);
+    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
+    let layers: Vec<Layer> = qlayers
+        .iter()
+        .zip(&enc)
+        .map(|(l, e)| to_layer(l, e))
+        .collect();
+    for version in [0u16, 2, 300, u16::MAX] {
+        let b = file_bytes(
+            Header {
+                magic: MAGIC,
+                version,
+            },
+            input,
+            &layers,
+            "",
+        );
+        assert_eq!(
+            SequentialModel::load(&b).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: version,
+                supported: VERSION
+            }
+        );
+    }
+    // The version is checked before the body: a garbage body after a wrong version still
+    // reports the version.
+    let mut b = MAGIC.to_vec();
+    b.extend([7, 0xff, 0xff]);
+    assert_eq!(
+        SequentialModel::load(&b).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 7,
+            supported: VERSION
+        }
+    );
+}
+
+#[test]
+fn truncation_at_every_offset_and_trailing_bytes() {
+    let (_, _, bytes) = cnn_bytes();
+    for n in 0..bytes.len() {
+        assert_eq!(
+            SequentialModel::load(&bytes[..n]).unwrap_err(),
+            Error::Truncated,
+            "length {n}"
+        );
+    }
+    let mut b = bytes.clone();
+    b.extend([0, 0, 0]);
+    assert_eq!(
+        SequentialModel::load(&b).unwrap_err(),
+        Error::TrailingBytes { count: 3 }
+    );
+}
+
+#[test]
+fn malformed_enum_tag() {
+    let (input, _) = tiny_mlp(3);
+    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
+    // The last byte is the Flatten layer's variant tag (3); 100 is no variant.
+    let mut bad = b.clone();
+    *bad.last_mut().unwrap() = 100;
+    assert_eq!(SequentialModel::load(&bad).unwrap_err(), Error::Malformed);
+}
+
+/// Same encoding as `ModelFile`, but with a `Vec` of layers (no capacity limit).
+#[derive(Serialize)]
+struct VecFile<'a> {
+    header: Header,
+    metadata: aka_core::Metadata<'a>,
+    body: VecBody<'a>,
+}
+#[derive(Serialize)]
+enum VecBody<'a> {
+    Sequential {
+        input: InputDesc,
+        layers: Vec<Layer<'a>>,
+    },
+}
+
+#[test]
+fn too_many_and_no_layers() {
+    let input = InputDesc {
+        shape: Shape::new(2, 2, 1),
+        quant: QuantParams {
+            scale: 0.1,
+            zero_point: 0,
+        },
+    };
+    let layers = vec![Layer::Relu { zero_point: 0 }; MAX_LAYERS];
+    let ok = VecFile {
+        header: Header::CURRENT,
+        metadata: metadata(""),
+        body: VecBody::Sequential { input, layers },
+    };
+    let ok_bytes = postcard::to_stdvec(&ok).unwrap();
+    // Vec and LayerList encode identically.
+    assert_eq!(
+        ok_bytes,
+        file_bytes(
+            Header::CURRENT,
+            input,
+            &[Layer::Relu { zero_point: 0 }; MAX_LAYERS],
+            ""
+        )
+    );
+    assert!(SequentialModel::load(&ok_bytes).is_ok());
+    for n in [MAX_LAYERS + 1, 200] {
+        let layers = vec![Layer::Relu { zero_point: 0 }; n];
+        let f = VecFile {
+            header: Header::CURRENT,
+            metadata: metadata(""),
+            body: VecBody::Sequential { input, layers },
+        };
+        let b = postcard::to_stdvec(&f).unwrap();
+        assert_eq!(
+            SequentialModel::load(&b).unwrap_err(),
+            Error::TooManyLayers {
+                found: n,
+                max: MAX_LAYERS
+            }
+        );
+    }
+    let b = file_bytes(Header::CURRENT, input, &[], "");
+    assert_eq!(SequentialModel::load(&b).unwrap_err(), Error::NoLayers);
+}
+
+/// Loads the tiny CNN after `edit` changed its layers (or input); returns the error.
+fn cnn_error(edit: impl FnOnce(&mut InputDesc, &mut Vec<Layer>)) -> Error {
+    let (mut input, qlayers) = tiny_cnn(1);
+    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
+    let mut layers: Vec<Layer> = qlayers
+        .iter()
+        .zip(&enc)
+        .map(|(l, e)| to_layer(l, e))
+        .collect();
+    edit(&mut input, &mut layers);
+    let b = file_bytes(Header::CURRENT, input, &layers, TINY_LABELS);
+    SequentialModel::load(&b).unwrap_err()
+}
+
+fn conv<'l, 'a>(layers: &'l mut [Layer<'a>], i: usize) -> &'l mut Conv2d<'a> {
+    match &mut layers[i] {
+        Layer::Conv2d(c) => c,
+        _ => panic!("layer {i} is not conv2d"),
+    }
+}
+
+fn lin<'l, 'a>(layers: &'l mut [Layer<'a>], i: usize) -> &'l mut Linear<'a> {
+    match &mut layers[i] {
+        Layer::Linear(l) => l,
+        _ => panic!("layer {i} is not linear"),
+    }
+}
+
+const SHIFT_31: [u8; 12] = [31, 0, 0, 0, 31, 0, 0, 0, 31, 0, 0, 0];
+const SHIFT_M32: [u8; 12] = [0xe0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+const NEG_MULT: [u8; 12] = [0, 0, 0, 0x80, 0, 0, 0, 0x40, 0, 0, 0, 0x40];
+
+#[test]
+fn inconsistent_shapes() {
+    // Linear without Flatten.
+    let e = cnn_error(|_, l| {
+        l.remove(4);
+    });
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                layer: 4,
+                expected: 1,
+                found: 4,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // in_features.
+    let e = cnn_error(|_, l| lin(l, 5).in_features = 13);
+    assert_eq!(
+        e,
+        Error::ShapeMismatch {
+            layer: 5,
+            what: "linear in_features",
+            expected: 12,
+            found: 13
+        }
+    );
+    // in_channels (input is 1 channel).
+    let e = cnn_error(|_, l| conv(l, 0).in_channels = 2);
+    assert_eq!(
+        e,
+        Error::ShapeMismatch {
+            layer: 0,
+            what: "conv2d in_channels",
+            expected: 1,
+            found: 2
+        }
+    );
+    // Changing the input shape breaks the chain further down (flatten of 3x3x3 = 27 != 12).
+    let e = cnn_error(|i, _| i.shape = Shape::new(12, 12, 1));
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                layer: 5,
+                expected: 27,
+                found: 12,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Zero-sized input.
+    let e = cnn_error(|i, _| i.shape = Shape::new(8, 0, 1));
+    assert_eq!(
+        e,
+        Error::BadInput {
+            what: "zero dimension"
+        }
+    );
+    // Label count must match the outputs.
+    let (input, qlayers) = tiny_cnn(1);
+    let b = build(input, &qlayers, "a\nb");
+    assert_eq!(
+        SequentialModel::load(&b).unwrap_err(),
+        Error::LabelCount {
+            labels: 2,
+            outputs: 5
+        }
+    );
+}
+
+#[test]
+fn wrong_lengths() {
+    static W: [u8; 200] = [0; 200];
+    let w = &W;
+    let e = cnn_error(|_, l| conv(l, 0).weights = &w[..35]);
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            layer: 0,
+            what: "weights",
+            expected: 36,
+            found: 35
+        }
+    );
+    let e = cnn_error(|_, l| conv(l, 2).bias = &w[..11]);
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            layer: 2,
+            what: "bias",
+            expected: 12,
+            found: 11
+        }
+    );
+    let e = cnn_error(|_, l| lin(l, 5).weights = &w[..61]);
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            layer: 5,
+            what: "weights",
+            expected: 60,
+            found: 61
+        }
+    );
+    let e = cnn_error(|_, l| lin(l, 5).requant.multipliers = &w[..16]);
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            layer: 5,
+            what: "multipliers",
+            expected: 20,
+            found: 16
+        }
+    );
+    let e = cnn_error(|_, l| lin(l, 5).requant.shifts = &w[..24]);
+    assert_eq!(
+        e,
+        Error::LengthMismatch {
+            layer: 5,
+            what: "shifts",
+            expected: 20,
+            found: 24
+        }
+    );
+}
+
+#[test]
+fn bad_parameters() {
+    let bad = |layer, what| Error::BadParameter { layer, what };
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 0).stride_w = 0),
+        bad(0, "stride is 0")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 0).kernel_h = 0),
+        bad(0, "kernel size is 0")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 0).pad_h = 3),
+        bad(0, "padding must be smaller than the kernel")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 0).out_channels = 0),
+        bad(0, "out_channels is 0")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 0).input_zero_point = 0),
+        bad(
+            0,
+            "conv2d input_zero_point differs from the previous output's zero point"
+        )
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 2).requant.shifts = &SHIFT_31),
+        bad(2, "shift outside -31..=30")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 2).requant.shifts = &SHIFT_M32),
+        bad(2, "shift outside -31..=30")
+    );
+    assert_eq!(
+        cnn_error(|_, l| conv(l, 2).requant.multipliers = &NEG_MULT),
+        bad(2, "negative multiplier")
+    );
+    assert_eq!(
+        cnn_error(|_, l| {
+            let c = conv(l, 2);
+            c.requant.act_min = 10;
+            c.requant.act_max = 9;
+        }),
+        bad(2, "act_min > act_max")
+    );
+    for scale in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        assert_eq!(
+            cnn_error(|_, l| lin(l, 5).requant.output.scale = scale),
+            bad(5, "output scale must be finite and > 0")
+        );
+        assert_eq!(
+            cnn_error(|i, _| i.quant.scale = scale),
+            Error::BadInput {
+                what: "scale must be finite and > 0"
+            }
+        );
+    }
+    assert_eq!(
+        cnn_error(|_, l| l[3] = Layer::Relu { zero_point: 99 }),
+        bad(3, "relu zero_point differs from its input's zero point")
+    );
+    assert_eq!(
+        cnn_error(|_, l| l[1] = Layer::MaxPool2d(MaxPool2d {
+            kernel_h: 9,
+            kernel_w: 2,
+            stride_h: 1,
+            stride_w: 1
+        })),
+        bad(1, "pool kernel larger than the input")
+    );
+    assert_eq!(
+        cnn_error(|_, l| l[1] = Layer::MaxPool2d(MaxPool2d {
+            kernel_h: 2,
+            kernel_w: 2,
+            stride_h: 0,
+            stride_w: 1
+        })),
+        bad(1, "stride is 0")
+    );
+    assert_eq!(
+        cnn_error(|_, l| l[1] = Layer::MaxPool2d(MaxPool2d {
+            kernel_h: 0,
+            kernel_w: 2,
+            stride_h: 1,
+            stride_w: 1
+        })),
+        bad(1, "kernel size is 0")
+    );
+    // Kernel larger than the padded input: 8x8 → pool 4 → 2x2, then 3x3 conv with pad 0... use a
+    // 1x1 input to the first conv.
+    assert_eq!(
+        cnn_error(|i, l| {
+            i.shape = Shape::new(1, 1, 1);
+            conv(l, 0).pad_h = 0;
+        }),
+        bad(0, "kernel larger than the padded input")
+    );
+}
+
+#[test]
+fn size_overflow_is_an_error() {
+    let input = InputDesc {
+        shape: Shape::new(u32::MAX, u32::MAX, u32::MAX),
+        quant: QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+        },
+    };
+    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
+    assert_eq!(
+        SequentialModel::load(&b).unwrap_err(),
+        Error::BadInput {
+            what: "size overflows"
+        }
+    );
+    let input = InputDesc {
+        shape: Shape::new(65_536, 65_536, 2),
+        quant: QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+        },
+    };
+    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
+    assert_eq!(
+        SequentialModel::load(&b).unwrap_err(),
+        Error::SizeOverflow { layer: 0 }
+    );
+    // Linear claiming a huge weight matrix backed by a few bytes.
+    let input = InputDesc {
+        shape: Shape::flat(u32::MAX),
+        quant: QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+        },
+    };
+    let four = [0u8; 4];
+    let l = Layer::Linear(Linear {
+        in_features: u32::MAX,
+        out_features: u32::MAX,
+        weights: &four,
+        bias: &four,
+        requant: aka_core::format::Requant {
+            multipliers: &four,
+            shifts: &four,
+            output: QuantParams {
+                scale: 1.0,
+                zero_point: 0,
+            },
+            act_min: -128,
+            act_max: 127,
+        },
+    });
+    let b = file_bytes(Header::CURRENT, input, &[l], "");
+    let e = SequentialModel::load(&b).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LengthMismatch { layer: 0, .. } | Error::SizeOverflow { layer: 0 }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn run_errors() {
+    let (_, _, bytes) = cnn_bytes();
+    let model = SequentialModel::load(&bytes).unwrap();
+    let need = model.arena_size();
+    let mut arena = vec![0i8; need - 1];
+    assert_eq!(
+        model.run(&[0; 64], &mut arena).unwrap_err(),
+        Error::ArenaTooSmall {
+            need,
+            have: need - 1
+        }
+    );
+    assert_eq!(
+        model.classify_u8(&[0; 64], &mut arena).unwrap_err(),
+        Error::ArenaTooSmall {
+            need,
+            have: need - 1
+        }
+    );
+    let mut arena = vec![0i8; need];
+    assert_eq!(
+        model.run(&[0; 63], &mut arena).unwrap_err(),
+        Error::InputLength {
+            expected: 64,
+            found: 63
+        }
+    );
+    assert_eq!(
+        model.run(&[0; 65], &mut arena).unwrap_err(),
+        Error::InputLength {
+            expected: 64,
+            found: 65
+        }
+    );
+    assert_eq!(
+        model.classify_u8(&[0; 10], &mut arena).unwrap_err(),
+        Error::InputLength {
+            expected: 64,
+            found: 10
+        }
+    );
+    assert!(model.run(&[0; 64], &mut arena).is_ok());
+}
+
+#[test]
+fn errors_display() {
+    let errors = [
+        Error::BadMagic,
+        Error::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+        },
+        Error::Truncated,
+        Error::Malformed,
+        Error::TrailingBytes { count: 1 },
+        Error::WrongBody,
+        Error::TooManyLayers { found: 17, max: 16 },
+        Error::NoLayers,
+        Error::BadInput { what: "x" },
+        Error::ShapeMismatch {
+            layer: 1,
+            what: "x",
+            expected: 1,
+            found: 2,
+        },
+        Error::LengthMismatch {
+            layer: 1,
+            what: "x",
+            expected: 1,
+            found: 2,
+        },
+        Error::BadParameter {
+            layer: 1,
+            what: "x",
+        },
+        Error::SizeOverflow { layer: 1 },
+        Error::LabelCount {
+            labels: 1,
+            outputs: 2,
+        },
+        Error::InputLength {
+            expected: 1,
+            found: 2,
+        },
+        Error::ArenaTooSmall { need: 1, have: 0 },
+        Error::KernelShape { kernel: "linear" },
+    ];
+    for e in errors {
+        assert!(e.to_string().len() > 5);
+    }
+    assert_eq!(
+        Error::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+        .to_string(),
+        "model format version 2 is not supported (this runtime reads version 1)"
+    );
+}
+
+#[test]
+fn layer_list_capacity() {
+    let mut list = LayerList::new();
+    for _ in 0..MAX_LAYERS {
+        list.push(Layer::Flatten).unwrap();
+    }
+    assert_eq!(list.push(Layer::Flatten), Err(Layer::Flatten));
+    assert_eq!(list.len(), MAX_LAYERS);
+    assert!(LayerList::from_slice(&[Layer::Flatten; MAX_LAYERS + 1]).is_none());
+    let desc = SequentialDesc {
+        input: InputDesc {
+            shape: Shape::new(1, 1, 1),
+            quant: QuantParams {
+                scale: 1.0,
+                zero_point: 0,
+            },
+        },
+        layers: list,
+    };
+    let f = ModelFile::new(metadata(""), Body::Sequential(desc));
+    let b = postcard::to_stdvec(&f).unwrap();
+    assert_eq!(postcard::from_bytes::<ModelFile>(&b).unwrap(), f);
+}
