@@ -15,3 +15,17 @@ pub mod io;
 pub mod nn;
 pub mod optim;
 pub mod train;
+
+/// Sets the number of worker threads for matrix products, convolutions and optimizer updates
+/// (one rayon pool). `None` keeps rayon's default (`RAYON_NUM_THREADS`, else all cores). Call it
+/// before any training work.
+pub fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("setting up {n} threads: {e}"))?;
+    }
+    Ok(())
+}

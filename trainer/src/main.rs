@@ -1,1 +1,34 @@
-fn main() {}
+//! `aka-trainer`: train models on the bundled data and export them for aka-core.
+//!
+//! `cargo run --release -p aka-trainer -- mnist` trains the tutorial's MLP for one epoch.
+//! `cargo run --release -p aka-trainer -- gpt` trains the tiny character-level GPT.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "aka-trainer",
+    version,
+    about = "Train small networks and export them for aka-core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an MNIST classifier (the tutorial's MLP, or a small CNN).
+    Mnist(cmd::mnist::MnistArgs),
+    /// Train a character-level GPT on a text file (default: the bundled tinyshakespeare).
+    Gpt(cmd::gpt::GptArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Mnist(args) => cmd::mnist::run(args),
+        Command::Gpt(args) => cmd::gpt::run(args),
+    }
+}

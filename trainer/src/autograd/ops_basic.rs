@@ -1,6 +1,8 @@
 //! Broadcasting arithmetic, scalar ops, matrix products, reductions and reshapes.
 
-use ndarray::{Axis, Ix2, IxDyn, Zip};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, Zip};
+use rayon::prelude::*;
 
 use super::tensor::{sum_to_shape, Array, Tensor};
 
@@ -316,7 +318,7 @@ fn mat(x: ndarray::ArrayViewD<'_, f32>, t: bool) -> ndarray::ArrayView2<'_, f32>
 
 pub(crate) fn matmul_arrays(a: &Array, b: &Array, ta: bool, tb: bool) -> Array {
     match (a.ndim(), b.ndim()) {
-        (2, 2) => mat(a.view(), ta).dot(&mat(b.view(), tb)).into_dyn(),
+        (2, 2) => gemm(mat(a.view(), ta), mat(b.view(), tb)).into_dyn(),
         (3, 2) | (3, 3) => {
             let batch = a.shape()[0];
             if b.ndim() == 3 {
@@ -330,7 +332,7 @@ pub(crate) fn matmul_arrays(a: &Array, b: &Array, ta: bool, tb: bool) -> Array {
                     } else {
                         mat(b.view(), tb)
                     };
-                    ai.dot(&bi)
+                    gemm(ai, bi)
                 })
                 .collect();
             let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
@@ -339,5 +341,52 @@ pub(crate) fn matmul_arrays(a: &Array, b: &Array, ta: bool, tb: bool) -> Array {
                 .into_dyn()
         }
         (x, y) => panic!("matmul of {x}-D and {y}-D tensors is not supported"),
+    }
+}
+
+/// `a [m, k] @ b [k, n] -> [m, n]` with matrixmultiply's kernel, split by output columns (or
+/// rows) across the rayon pool when the product is large enough to pay for it.
+///
+/// Each output element is computed by exactly the same sequence of operations whatever the
+/// split, so results do not depend on the thread count.
+pub(crate) fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32> {
+    let (m, n) = (a.nrows(), b.ncols());
+    let mut c = Array2::<f32>::zeros((m, n));
+    gemm_into(a, b, c.view_mut());
+    c
+}
+
+/// `c = a @ b` into an existing `[m, n]` view (see [`gemm`]).
+pub(crate) fn gemm_into(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    const MIN_WORK: usize = 1 << 20; // multiply-adds below which one thread is faster
+    const MIN_SIDE: usize = 32;
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m * n * k < MIN_WORK || (n < 2 * MIN_SIDE && m < 2 * MIN_SIDE) {
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        return;
+    }
+    if n >= m {
+        let chunk = n.div_ceil(threads).max(MIN_SIDE);
+        let parts: Vec<_> = c
+            .axis_chunks_iter_mut(Axis(1), chunk)
+            .zip(b.axis_chunks_iter(Axis(1), chunk))
+            .collect();
+        parts
+            .into_par_iter()
+            .for_each(|(mut ci, bi)| general_mat_mul(1.0, &a, &bi, 0.0, &mut ci));
+    } else {
+        let chunk = m.div_ceil(threads).max(MIN_SIDE);
+        let parts: Vec<_> = c
+            .axis_chunks_iter_mut(Axis(0), chunk)
+            .zip(a.axis_chunks_iter(Axis(0), chunk))
+            .collect();
+        parts
+            .into_par_iter()
+            .for_each(|(mut ci, ai)| general_mat_mul(1.0, &ai, &b, 0.0, &mut ci));
     }
 }

@@ -1,0 +1,158 @@
+//! `aka-trainer mnist`: train the tutorial's MLP (or the small CNN) on MNIST.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aka_core::rng::Rng;
+use aka_trainer::data::mnist::Mnist;
+use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
+use aka_trainer::optim::OptimizerConfig;
+use aka_trainer::train::{train, Loss, Progress, Splits, TrainConfig};
+use anyhow::Context as _;
+use clap::ValueEnum;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Flatten, Linear(784, 576), ReLU, Linear(576, 10).
+    Mlp,
+    /// Conv(1->8), pool, Conv(8->16), pool, Linear(784->64), Linear(64->10): 52 k parameters.
+    Cnn,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(clap::Args)]
+pub struct MnistArgs {
+    /// Which network.
+    #[arg(long, value_enum, default_value = "mlp")]
+    model: ModelKind,
+    /// Passes over the 60,000 training images.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Update rule (Adam is the tutorial's).
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Seeds initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory with MNIST-format IDX files (gzip or raw); any dataset in that format works.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data: PathBuf,
+    /// Output directory for the checkpoint, chart and summary [default: runs/mnist-MODEL].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from OUT/checkpoint.bin.
+    #[arg(long)]
+    resume: bool,
+    /// Do not write chart.svg.
+    #[arg(long)]
+    no_chart: bool,
+    /// Worker threads for matrix products and convolutions [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// `data/mnist` of this checkout, wherever cargo is run from.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
+}
+
+/// JSON summary written next to the checkpoint.
+#[derive(Serialize)]
+struct Summary<'a> {
+    model: ModelKind,
+    parameters: usize,
+    epochs: usize,
+    batch_size: usize,
+    lr: f32,
+    optimizer: OptimizerKind,
+    seed: u64,
+    threads: Option<usize>,
+    wall_seconds: f64,
+    history: &'a aka_trainer::train::History,
+    command: String,
+}
+
+pub fn run(args: MnistArgs) -> anyhow::Result<()> {
+    aka_trainer::set_threads(args.threads)?;
+    let wall = Instant::now();
+    let data = Mnist::load(&args.data)
+        .with_context(|| format!("loading MNIST from {}", args.data.display()))?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/mnist-{:?}", args.model).to_lowercase()));
+
+    let mut rng = Rng::new(args.seed);
+    let model: Sequential = match args.model {
+        ModelKind::Mlp => mnist_mlp(&mut rng),
+        ModelKind::Cnn => mnist_cnn(&mut rng),
+    };
+    print!("{}", model.summary(&[1, 1, 28, 28]));
+
+    let optimizer = match args.optimizer {
+        OptimizerKind::Adam => OptimizerConfig::adam(args.lr),
+        OptimizerKind::Adamw => OptimizerConfig::adamw(args.lr, 0.01),
+        OptimizerKind::Sgd => OptimizerConfig::sgd(args.lr, 0.9),
+    };
+    let config = TrainConfig {
+        loss: Loss::CrossEntropy,
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        optimizer,
+        seed: args.seed,
+        show_chart: !args.no_chart,
+        out_dir: Some(out.clone()),
+        resume: args.resume,
+        progress: Progress::Auto,
+        ..TrainConfig::default()
+    };
+    let history = train(
+        &model,
+        &Splits {
+            train: &data.train,
+            test: &data.test,
+        },
+        &config,
+    )?;
+
+    let summary = Summary {
+        model: args.model,
+        parameters: model.parameter_count(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        seed: args.seed,
+        threads: args.threads,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        history: &history,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let summary_path = out.join("summary.json");
+    aka_trainer::io::write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!(
+        "checkpoint: {}",
+        out.join(aka_trainer::train::Checkpoint::FILE).display()
+    );
+    println!("summary: {}", summary_path.display());
+    Ok(())
+}

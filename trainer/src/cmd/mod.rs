@@ -1,0 +1,3 @@
+//! The trainer's subcommands.
+pub mod gpt;
+pub mod mnist;
