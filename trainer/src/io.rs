@@ -1,1 +1,185 @@
-//! (being written)
+//! Atomic file writes.
+//!
+//! Checkpoints, model files and charts are rewritten while a run is in progress; a crash or a
+//! full disk in the middle of a write must never leave a half-written file where a good one
+//! used to be. [`write_atomic`] writes to a temporary file in the destination's directory
+//! (so the final `rename` does not cross file systems), flushes it to disk with `fsync`, and
+//! then renames it over the destination. Readers therefore see either the complete old file or
+//! the complete new one. On any error the temporary file is removed and the destination is left
+//! untouched.
+//!
+//! Notes:
+//! - The temporary file is named `.<file name>.<pid>.<counter>.tmp`, unique per process and per
+//!   call, so concurrent writers (threads or processes) never share a temporary file. If two
+//!   writers target the same destination, the last rename wins.
+//! - If `path` is a symbolic link, the link itself is replaced by a regular file.
+//! - The new file gets default permissions (those of `File::create`), not the old file's.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Atomically replaces (or creates) `path` with `bytes`.
+///
+/// See the [module documentation](self) for the guarantees.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Atomically replaces (or creates) `path` with whatever `write` writes.
+///
+/// `write` receives a buffered writer onto the temporary file. If it returns an error (or the
+/// flush, `fsync` or rename fails) the temporary file is deleted, the destination keeps its
+/// previous contents, and the error is returned.
+pub fn write_atomic_with<F>(path: impl AsRef<Path>, write: F) -> io::Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    let path = path.as_ref();
+    let tmp = temp_path(path)?;
+    let result = write_to_temp_and_rename(&tmp, path, write);
+    if result.is_err() {
+        // Best effort: the temp file may not exist (e.g. the directory is missing).
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_to_temp_and_rename<F>(tmp: &Path, path: &Path, write: F) -> io::Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    // The name is unique to this process and call; a leftover with the same name can only
+    // come from a dead process whose pid was reused, so truncating it is safe.
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    let mut w = BufWriter::new(file);
+    write(&mut w)?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(tmp, path)?;
+    sync_parent_dir(path);
+    Ok(())
+}
+
+/// `.<name>.<pid>.<counter>.tmp` next to `path`.
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file path", path.display()),
+        )
+    })?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
+}
+
+/// Makes the rename itself durable (Unix only; best effort, errors are ignored because the
+/// data is already safely in place).
+fn sync_parent_dir(path: &Path) {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "aka-io-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn creates_and_replaces() {
+        let dir = temp_dir("replace");
+        let p = dir.join("out.bin");
+        write_atomic(&p, b"first").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        write_atomic(&p, b"second, longer").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second, longer");
+        write_atomic_with(&p, |w| {
+            w.write_all(b"third")?;
+            write!(w, " {}", 3)
+        })
+        .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"third 3");
+        assert_eq!(entries(&dir), vec!["out.bin"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failed_write_keeps_old_file_and_removes_temp() {
+        let dir = temp_dir("fail");
+        let p = dir.join("model.json");
+        write_atomic(&p, b"old contents").unwrap();
+        let err = write_atomic_with(&p, |w| {
+            w.write_all(b"partial new contents")?;
+            Err(io::Error::other("simulated failure"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "simulated failure");
+        assert_eq!(fs::read(&p).unwrap(), b"old contents");
+        assert_eq!(entries(&dir), vec!["model.json"], "temp file left behind");
+
+        // A failure on a file that did not exist yet creates nothing.
+        let q = dir.join("new.json");
+        assert!(write_atomic_with(&q, |_| Err(io::Error::other("nope"))).is_err());
+        assert!(!q.exists());
+        assert_eq!(entries(&dir), vec!["model.json"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_directory_is_an_error() {
+        let dir = temp_dir("missing");
+        let p = dir.join("no/such/dir/file.bin");
+        assert!(write_atomic(&p, b"x").is_err());
+        assert_eq!(entries(&dir), Vec::<String>::new());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relative_path_in_current_dir_has_a_parent() {
+        // `Path::new("file").parent()` is `Some("")`: the temp file must go next to it.
+        let t = temp_path(Path::new("file.bin")).unwrap();
+        assert_eq!(t.parent(), Some(Path::new("")));
+        assert!(t.to_string_lossy().starts_with(".file.bin."));
+        assert!(temp_path(Path::new("/")).is_err());
+    }
+}
