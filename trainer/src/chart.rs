@@ -453,7 +453,12 @@ mod tests {
     use std::path::PathBuf;
 
     fn temp_file(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("aka-chart-{}", std::process::id()));
+        // One directory per test file name, removed by the test.
+        let dir = std::env::temp_dir().join(format!(
+            "aka-chart-{}-{}",
+            std::process::id(),
+            name.replace('/', "_")
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
     }
@@ -487,7 +492,7 @@ mod tests {
             "title is escaped"
         );
         assert!(svg.contains("test accuracy") && svg.contains('%'));
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -502,7 +507,7 @@ mod tests {
         let path = temp_file("empty.svg");
         train_val_loss_chart(&path, "empty", &[], &[]).unwrap();
         check_svg(&std::fs::read_to_string(&path).unwrap());
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -519,6 +524,8 @@ mod tests {
         let path = temp_file("no/such/dir/chart.svg");
         let err = train_val_loss_chart(&path, "x", &[], &[]).unwrap_err();
         assert!(err.to_string().contains("chart.svg"), "{err}");
+        // `path` is `<temp dir>/no/such/dir/chart.svg`; only `<temp dir>` exists.
+        std::fs::remove_dir_all(path.ancestors().nth(4).unwrap()).unwrap();
     }
 
     #[test]
