@@ -180,7 +180,8 @@ fn trainer(args: &[&str]) -> std::process::Output {
 #[test]
 fn cli_reports_bad_data_without_panicking() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 3] = [
         ("missing", |d| {
             std::fs::remove_file(d.join("train-labels-idx1-ubyte.gz")).unwrap()
         }),
