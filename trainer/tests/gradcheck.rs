@@ -633,3 +633,12 @@ fn conv_timing() {
             .backward();
     });
 }
+
+#[test]
+fn linear_on_three_dimensional_input() {
+    let mut r = rng();
+    let x = randn(&[2, 3, 5], 1.0, &mut r);
+    let w = randn(&[4, 5], 1.0, &mut r);
+    let b = randn(&[4], 1.0, &mut r);
+    check(&[x, w, b], |t| t[0].linear(&t[1], Some(&t[2]))).unwrap();
+}

@@ -107,7 +107,19 @@ impl Tensor {
 
     /// A fully connected layer in one op: `x [n, in] · wᵀ [in, out] + b [out] -> [n, out]`, with
     /// `w` stored `[out, in]` as in PyTorch. Avoids materialising the transpose.
+    /// Inputs with more leading axes (`[b, t, in]`) are flattened to `[b·t, in]` and back.
     pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        let shape = self.shape();
+        if shape.len() > 2 {
+            let (lead, inner) = shape.split_at(shape.len() - 1);
+            let rows = lead.iter().product();
+            let mut out_shape = lead.to_vec();
+            out_shape.push(w.shape()[0]);
+            return self
+                .reshape(&[rows, inner[0]])
+                .linear(w, b)
+                .reshape(&out_shape);
+        }
         let mut value = matmul_arrays(&self.value(), &w.value(), false, true);
         if let Some(b) = b {
             value += &*b.value();
@@ -227,12 +239,11 @@ impl Tensor {
     pub fn relu(&self) -> Tensor {
         let value = self.value().mapv(|x| x.max(0.0));
         Tensor::from_op("relu", value, vec![self.clone()], |c| {
+            // Branch-free mask: the sign of real activations is unpredictable.
             let mut g = c.grad.clone();
-            Zip::from(&mut g).and(c.out).for_each(|g, &y| {
-                if y <= 0.0 {
-                    *g = 0.0
-                }
-            });
+            Zip::from(&mut g)
+                .and(c.out)
+                .for_each(|g, &y| *g *= f32::from(u8::from(y > 0.0)));
             vec![Some(g)]
         })
     }
