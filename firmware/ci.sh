@@ -41,6 +41,8 @@ hello_twice() {
 }
 check "hello deterministic" 0 hello_twice
 check "counter self-test" 0 cargo run --release --bin counter
+# The Cortex-M4 DSP kernels against the portable reference kernels: bit-identical on random cases.
+check "dsp_check" 0 cargo run --release --bin dsp_check
 for fault in panic:101 defmt-panic:101 udf:102 bus:102 overflow:102; do
     check "fault ${fault%%:*}" "${fault##*:}" env AKA_FAULT="${fault%%:*}" cargo run --release --bin fault
 done

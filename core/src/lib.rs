@@ -6,8 +6,15 @@
 //! * [`quant`]: TFLite-exact int8 arithmetic (`quantize_multiplier`,
 //!   `multiply_by_quantized_multiplier`, input quantization);
 //! * [`format`]: the model file (postcard, zero-copy), shared with the exporter;
-//! * [`kernels`]: portable reference kernels (linear, conv2d, max-pool, relu, argmax);
+//! * [`kernels`]: int8 kernels (linear, conv2d, max-pool, relu, argmax, attention scores,
+//!   softmax): portable reference implementations, and on Cortex-M4/M7 (Armv7E-M) hand-written DSP
+//!   assembly selected at compile time that gives bit-identical results;
 //! * [`SequentialModel`]: loads and validates a file, runs it in a caller-provided arena.
+//!
+//! **`unsafe`.** The crate is `#![deny(unsafe_code)]`. The only exception is the private module
+//! `kernels::dsp` (compiled only for Armv7E-M), which allows it for its inline assembly: naked
+//! functions for the inner loops and one-instruction helpers, each `unsafe` block with a
+//! `// SAFETY:` argument. Everything else, including the portable kernels, is safe Rust.
 //!
 //! ```no_run
 //! use aka_core::SequentialModel;
@@ -27,7 +34,7 @@
 //! }
 //! ```
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod error;
 pub mod format;

@@ -1,4 +1,4 @@
-//! 2-D convolution, NHWC activations, OHWI weights.
+//! 2-D convolution, NHWC activations, OHWI weights: geometry and the portable reference.
 
 use super::{dot_i8, shape_error, sum_i8, OutputStage};
 use crate::Error;
@@ -60,25 +60,9 @@ pub fn conv2d(
     output: &mut [i8],
 ) -> Result<(), Error> {
     let err = || shape_error("conv2d");
-    let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
-    let in_len = g
-        .in_h
-        .checked_mul(g.in_w)
-        .and_then(|n| n.checked_mul(g.in_c));
-    let out_len = out_h
-        .checked_mul(out_w)
-        .and_then(|n| n.checked_mul(g.out_c));
-    let tap_row = g.kernel_w.checked_mul(g.in_c).ok_or_else(err)?; // weights per (o, ky)
-    let filter = g.kernel_h.checked_mul(tap_row).ok_or_else(err)?; // weights per o
-    if g.in_c == 0
-        || g.out_c == 0
-        || in_len != Some(input.len())
-        || out_len != Some(output.len())
-        || g.out_c.checked_mul(filter) != Some(weights.len())
-        || !stage.fits(g.out_c)
-    {
-        return Err(err());
-    }
+    let (_, out_w) = check_conv2d(input, g, weights, stage, output)?;
+    let tap_row = g.kernel_w * g.in_c; // weights per (o, ky)
+    let filter = g.kernel_h * tap_row; // weights per o
     let zp = g.input_zero_point as i32;
     let in_row = g.in_w * g.in_c; // input bytes per image row
     for (oy, out_row) in output.chunks_exact_mut(out_w * g.out_c).enumerate() {
@@ -120,4 +104,35 @@ pub fn conv2d(
         }
     }
     Ok(())
+}
+
+/// The shape check shared by every implementation of [`conv2d`]; returns `(out_h, out_w)`.
+pub(crate) fn check_conv2d(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &[i8],
+) -> Result<(usize, usize), Error> {
+    let err = || shape_error("conv2d");
+    let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
+    let in_len = g
+        .in_h
+        .checked_mul(g.in_w)
+        .and_then(|n| n.checked_mul(g.in_c));
+    let out_len = out_h
+        .checked_mul(out_w)
+        .and_then(|n| n.checked_mul(g.out_c));
+    let tap_row = g.kernel_w.checked_mul(g.in_c).ok_or_else(err)?; // weights per (o, ky)
+    let filter = g.kernel_h.checked_mul(tap_row).ok_or_else(err)?; // weights per o
+    if g.in_c == 0
+        || g.out_c == 0
+        || in_len != Some(input.len())
+        || out_len != Some(output.len())
+        || g.out_c.checked_mul(filter) != Some(weights.len())
+        || !stage.fits(g.out_c)
+    {
+        return Err(err());
+    }
+    Ok((out_h, out_w))
 }

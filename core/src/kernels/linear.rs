@@ -1,4 +1,4 @@
-//! Fully connected int8 layer.
+//! Fully connected int8 layer: the portable reference implementation.
 
 use super::{dot_i8, shape_error, OutputStage};
 use crate::Error;
@@ -19,10 +19,8 @@ pub fn linear(
     stage: &OutputStage,
     output: &mut [i8],
 ) -> Result<(), Error> {
-    let (n_in, n_out) = (input.len(), output.len());
-    if n_in == 0 || n_out.checked_mul(n_in) != Some(weights.len()) || !stage.fits(n_out) {
-        return Err(shape_error("linear"));
-    }
+    check_linear(input, weights, stage, output)?;
+    let n_in = input.len();
     for ((y, row), ch) in output
         .iter_mut()
         .zip(weights.chunks_exact(n_in))
@@ -30,6 +28,20 @@ pub fn linear(
     {
         let acc = ch.bias.wrapping_add(dot_i8(input, row));
         *y = stage.requantize(acc, ch);
+    }
+    Ok(())
+}
+
+/// The shape check shared by every implementation of [`linear`].
+pub(crate) fn check_linear(
+    input: &[i8],
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &[i8],
+) -> Result<(), Error> {
+    let (n_in, n_out) = (input.len(), output.len());
+    if n_in == 0 || n_out.checked_mul(n_in) != Some(weights.len()) || !stage.fits(n_out) {
+        return Err(shape_error("linear"));
     }
     Ok(())
 }

@@ -1,11 +1,24 @@
-//! Portable int8 kernels: plain functions on slices, no `unsafe`, no allocation.
+//! Int8 kernels: plain functions on slices, no allocation, no panics.
 //!
-//! These are the reference implementations (bit-exact with TFLite's reference int8 kernels);
-//! target-specific versions (e.g. Cortex-M4 DSP) must produce identical bytes.
+//! Two implementations of every kernel:
+//!
+//! * [`portable`]: safe Rust, the **reference** (bit-exact with TFLite's reference int8
+//!   kernels). Used on every target without the Arm DSP extension, and by the host tests. Written
+//!   as simple zipped folds so that LLVM vectorizes the inner loops on the host.
+//! * `dsp` (Armv7E-M only: Cortex-M4/M7, `cfg(aka_dsp)` set by `build.rs`): hand-written
+//!   Thumb-2 assembly with `SMLAD`/`SXTB16`/`SMMLAR`/`SSUB8`+`SEL` inner loops. It produces exactly
+//!   the same bytes as the portable kernels (checked on random shapes and values by the
+//!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
+//!
+//! The functions at this level ([`linear`], [`conv2d`], [`max_pool2d`], [`relu`],
+//! [`qk_scores`], [`softmax_f32`]) are the entry points: they pick the DSP kernel at compile time
+//! where it exists and the portable one otherwise, with identical results and identical shape
+//! errors.
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);
-//! * weights are int8 stored as raw bytes (`&[u8]`, read as `b as i8`), symmetric (zero point 0);
+//! * weights are int8 stored as raw bytes (`&[u8]`, read as `b as i8`), symmetric (zero point 0),
+//!   at any alignment (they are read in place from the model file, e.g. in flash);
 //! * int32 per-channel arrays (bias, multipliers, shifts) are little-endian 4-byte groups;
 //! * the int32 accumulator starts at the bias, which has the input zero point folded in
 //!   (`bias' = bias - zp_in * Σ w`), so the inner loop is a plain `Σ x * w` with wrapping i32
@@ -14,14 +27,90 @@
 //!   [`Error::KernelShape`] on a mismatch (it never panics).
 
 pub mod activation;
+pub mod attention;
 pub mod conv2d;
 pub mod linear;
 pub mod pool;
 
-pub use activation::{argmax, relu};
-pub use conv2d::{conv2d, Conv2dGeometry};
-pub use linear::linear;
-pub use pool::{max_pool2d, Pool2dGeometry};
+#[cfg(aka_dsp)]
+mod dsp;
+
+pub use activation::argmax;
+pub use attention::dot_i8_i8;
+pub use conv2d::Conv2dGeometry;
+pub use pool::Pool2dGeometry;
+
+/// The portable reference kernels, callable on every target (the entry points in
+/// [`crate::kernels`] use them except where a target-specific kernel exists). Useful to compare
+/// against, e.g. in the firmware's `dsp_check` and `bench` binaries.
+pub mod portable {
+    pub use super::activation::relu;
+    pub use super::attention::{qk_scores, softmax_f32};
+    pub use super::conv2d::conv2d;
+    pub use super::linear::linear;
+    pub use super::pool::max_pool2d;
+}
+
+/// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
+/// ones.
+pub const DSP: bool = cfg!(aka_dsp);
+
+/// Fully connected layer; see [`portable::linear`] for the definition and shapes.
+pub fn linear(
+    input: &[i8],
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::linear(input, weights, stage, output);
+    #[cfg(not(aka_dsp))]
+    return portable::linear(input, weights, stage, output);
+}
+
+/// 2-D convolution; see [`portable::conv2d`] for the definition and shapes.
+pub fn conv2d(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::conv2d(input, g, weights, stage, output);
+    #[cfg(not(aka_dsp))]
+    return portable::conv2d(input, g, weights, stage, output);
+}
+
+/// Max pooling; see [`portable::max_pool2d`] for the definition and shapes.
+pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::max_pool2d(input, g, output);
+    #[cfg(not(aka_dsp))]
+    return portable::max_pool2d(input, g, output);
+}
+
+/// In-place ReLU; see [`portable::relu`].
+pub fn relu(x: &mut [i8], zero_point: i8) {
+    #[cfg(aka_dsp)]
+    dsp::relu(x, zero_point);
+    #[cfg(not(aka_dsp))]
+    portable::relu(x, zero_point);
+}
+
+/// Attention scores `Q·Kᵀ`; see [`portable::qk_scores`] for the definition and shapes.
+pub fn qk_scores(q: &[i8], k: &[i8], d: usize, scores: &mut [i32]) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::qk_scores(q, k, d, scores);
+    #[cfg(not(aka_dsp))]
+    return portable::qk_scores(q, k, d, scores);
+}
+
+/// In-place `f32` softmax; see [`portable::softmax_f32`]. The same code on every target (on a
+/// Cortex-M4F it runs on the FPU).
+pub fn softmax_f32(x: &mut [f32]) {
+    portable::softmax_f32(x)
+}
 
 use crate::quant::multiply_by_quantized_multiplier;
 use crate::Error;

@@ -1,4 +1,4 @@
-//! Max pooling.
+//! Max pooling: geometry and the portable reference.
 
 use super::shape_error;
 use crate::Error;
@@ -36,17 +36,7 @@ impl Pool2dGeometry {
 /// requantization happens (TFLite's int8 `MaxPool` with no fused activation).
 pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result<(), Error> {
     let err = || shape_error("max_pool2d");
-    let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
-    let in_len = g
-        .in_h
-        .checked_mul(g.in_w)
-        .and_then(|n| n.checked_mul(g.channels));
-    let out_len = out_h
-        .checked_mul(out_w)
-        .and_then(|n| n.checked_mul(g.channels));
-    if g.channels == 0 || in_len != Some(input.len()) || out_len != Some(output.len()) {
-        return Err(err());
-    }
+    let (_, out_w) = check_max_pool2d(input, g, output)?;
     let c = g.channels;
     let row = g.in_w * c; // input bytes per image row
     for (oy, out_row) in output.chunks_exact_mut(out_w * c).enumerate() {
@@ -66,4 +56,25 @@ pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result
         }
     }
     Ok(())
+}
+
+/// The shape check shared by every implementation of [`max_pool2d`]; returns `(out_h, out_w)`.
+pub(crate) fn check_max_pool2d(
+    input: &[i8],
+    g: &Pool2dGeometry,
+    output: &[i8],
+) -> Result<(usize, usize), Error> {
+    let err = || shape_error("max_pool2d");
+    let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
+    let in_len = g
+        .in_h
+        .checked_mul(g.in_w)
+        .and_then(|n| n.checked_mul(g.channels));
+    let out_len = out_h
+        .checked_mul(out_w)
+        .and_then(|n| n.checked_mul(g.channels));
+    if g.channels == 0 || in_len != Some(input.len()) || out_len != Some(output.len()) {
+        return Err(err());
+    }
+    Ok((out_h, out_w))
 }

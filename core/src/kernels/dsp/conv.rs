@@ -1,0 +1,461 @@
+//! Convolutions.
+//!
+//! * **1 input channel, 3×3** (a first layer on a grayscale image; any stride and padding):
+//!   direct. For each output row the three input rows are laid out once as halfword pairs,
+//!   `B[x] = {V[x] = (r0[x], r1[x]), H[x] = (r2[x], r2[x+1])}` over the padded columns (padding =
+//!   the input zero point), so one `LDM` of 5 words at `B[left]` gives the whole window as
+//!   `V[l], H[l], V[l+1], H[l+1], V[l+2]`, and a channel is 5 multiply instructions
+//!   (4 `SMLAD` + `SMLATB`) against its pre-extended weights, which sit with its bias and
+//!   requantization constants in a small table on the stack (`LDM` ×2 per channel).
+//! * **`in_c % 4 == 0`** (everything after the first layer): im2col of two output pixels at a time
+//!   into a pre-extended interleaved buffer, then the 2×2 micro-kernel of [`super::gemm`] over
+//!   pairs of filters, which are read in place.
+//! * Anything else (e.g. 3 input channels, or a channel needing the generic requantization):
+//!   the portable kernel.
+
+use core::mem::MaybeUninit;
+
+use super::gemm::{gemm2x2_rq_full, gemm2x2_rq_sat, GemmArgs};
+use super::{sxtb16, sxtb16_ror8, word_i8, FastRequant};
+use crate::kernels::conv2d::check_conv2d;
+use crate::kernels::{portable, Conv2dGeometry, OutputStage};
+use crate::Error;
+
+/// Largest filter (`kernel_h · kernel_w · in_c`) of the im2col path (buffer: `4 · MAX_K` bytes).
+const MAX_K: usize = 1152;
+/// Most output channels of the DSP paths (tables on the stack: 16 or 40 bytes per channel).
+const MAX_C: usize = 128;
+/// Widest padded input row of the direct path (band: `11 · MAX_W` bytes).
+const MAX_W: usize = 256;
+/// Largest band (`kernel_h` padded input rows) of the im2col path, bytes.
+const MAX_BAND: usize = 3072;
+
+/// [`crate::kernels::conv2d`] for Armv7E-M.
+pub(in crate::kernels) fn conv2d(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let (_, out_w) = check_conv2d(input, g, weights, stage, output)?;
+    let done = if g.in_c == 1 && g.kernel_h == 3 && g.kernel_w == 3 {
+        conv1_3x3(input, g, weights, stage, output, out_w)
+    } else if g.in_c.is_multiple_of(4) {
+        conv_im2col(input, g, weights, stage, output, out_w)
+    } else {
+        false
+    };
+    if done {
+        Ok(())
+    } else {
+        portable::conv2d(input, g, weights, stage, output)
+    }
+}
+
+/// The clamp variant: `act_min == -128` needs only `SSAT`.
+fn saturating_only(stage: &OutputStage) -> bool {
+    stage.act_min == i8::MIN
+}
+
+/// `FastRequant` for channel `o`, with `c` for the kernel's clamp variant.
+fn fast_channel(stage: &OutputStage, o: usize) -> Option<(FastRequant, i32)> {
+    let le = |a: &[u8]| i32::from_le_bytes([a[4 * o], a[4 * o + 1], a[4 * o + 2], a[4 * o + 3]]);
+    let zp = stage.zero_point as i32;
+    let zl = if saturating_only(stage) {
+        zp
+    } else {
+        zp - stage.act_min as i32
+    };
+    let f = FastRequant::new(le(stage.multipliers), le(stage.shifts), zl, stage.act_max)?;
+    Some((f, le(stage.bias)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 input channel, 3x3.
+
+/// Arguments of the row kernels (offsets hard-coded in the assembly).
+#[repr(C)]
+struct Conv1Args {
+    /// `B[left of output pixel 0]`.
+    band: *const u32, // 0
+    /// Bytes between the windows of consecutive output pixels (`8 · stride_w`).
+    step: usize, // 4
+    out: *mut i8,     // 8
+    out_end: *mut i8, // 12
+    /// 10 words per channel: `bias, (w00,w10), (w20,w21), (w01,w11), (w22,_), (w02,w12), m2, c,
+    /// e | more, lo` where `more` (bit 8 of the `e` word) says another group of channels
+    /// follows.
+    table: *const [i32; 10], // 16
+}
+
+/// One output channel (5 MACs, requantization, store); r0-r4 hold the window, r11 the table,
+/// r12 the output. `$rq` is the clamp variant.
+macro_rules! conv1_channel {
+    ($v:ident) => {
+        concat!(
+            "ldm r11!, {{r5, r6, r7, r8, r9, r10}}\n",
+            "smlad r5, r0, r6, r5\n",
+            "smlad r5, r1, r7, r5\n",
+            "smlad r5, r2, r8, r5\n",
+            "smlatb r5, r3, r9, r5\n",
+            "smlad r5, r4, r10, r5\n",
+            "ldm r11!, {{r6, r7, r8, r9}}\n",
+            conv1_rq!($v),
+            "strb r5, [r12], #1\n",
+        )
+    };
+}
+
+/// Requantizes r5 with r6 = m2, r7 = c, r8 = e, r9 = act_min (r10 scratch).
+macro_rules! conv1_rq {
+    (full) => {
+        concat!(
+            "and r10, r5, r6, asr #31\n",
+            "smmlar r5, r5, r6, r10\n",
+            "add r10, r7, r5, asr #31\n",
+            "asr r10, r10, #1\n",
+            "qadd r5, r5, r10\n",
+            "asr r5, r5, r8\n",
+            "usat r5, #31, r5\n",
+            "add r5, r5, r9\n",
+            "ssat r5, #8, r5\n",
+        )
+    };
+    (sat) => {
+        concat!(
+            "and r10, r5, r6, asr #31\n",
+            "smmlar r5, r5, r6, r10\n",
+            "add r10, r7, r5, asr #31\n",
+            "asr r10, r10, #1\n",
+            "qadd r5, r5, r10\n",
+            "asr r5, r5, r8\n",
+            "ssat r5, #8, r5\n",
+        )
+    };
+}
+
+/// A row kernel: `$per` channels per loop-flag test (the table's `more` bits are set every
+/// `$per` channels).
+macro_rules! conv1_kernel {
+    ($v:ident, $($ch:tt)*) => {
+        core::arch::naked_asm!(
+            "push {{r4-r11, lr}}",
+            "mov r12, r0",            // args, until the loop
+            "ldr lr, [r12, #0]",      // band
+            "ldr r11, [r12, #16]",    // table
+            "push {{r12}}",
+            "ldr r12, [r12, #8]",     // out
+            "1:",                     // pixel loop
+            "ldm lr, {{r0, r1, r2, r3, r4}}",
+            "2:",                     // channel loop
+            $($ch)*
+            "tst r8, #256",
+            "bne 2b",
+            "ldr r5, [sp]",
+            "ldr r11, [r5, #16]",
+            "ldr r6, [r5, #4]",
+            "add lr, lr, r6",
+            "ldr r6, [r5, #12]",
+            "cmp r12, r6",
+            "bne 1b",
+            "pop {{r12}}",
+            "pop {{r4-r11, pc}}",
+        )
+    };
+}
+
+/// Row kernel, any `act_min`, channels one at a time.
+///
+/// # Safety
+///
+/// `args` valid: `band` holds the windows of all output pixels (`5` words at
+/// `band + p · step` for `p < out_end - out`), 4-aligned; `table` holds the channels, the last
+/// one with `more = 0`; `out..out_end` writable, a whole number of pixels.
+#[unsafe(naked)]
+unsafe extern "C" fn conv1_row_full_1(args: *const Conv1Args) {
+    conv1_kernel!(full, conv1_channel!(full),)
+}
+
+/// Row kernel, any `act_min`, 4 channels per flag test.
+///
+/// # Safety
+///
+/// As [`conv1_row_full_1`], with `more` set only on every 4th channel (a multiple of 4 channels).
+#[unsafe(naked)]
+unsafe extern "C" fn conv1_row_full_4(args: *const Conv1Args) {
+    conv1_kernel!(
+        full,
+        conv1_channel!(full),
+        conv1_channel!(full),
+        conv1_channel!(full),
+        conv1_channel!(full),
+    )
+}
+
+/// Row kernel, `act_min == -128`, channels one at a time.
+///
+/// # Safety
+///
+/// As [`conv1_row_full_1`].
+#[unsafe(naked)]
+unsafe extern "C" fn conv1_row_sat_1(args: *const Conv1Args) {
+    conv1_kernel!(sat, conv1_channel!(sat),)
+}
+
+/// Row kernel, `act_min == -128`, 4 channels per flag test.
+///
+/// # Safety
+///
+/// As [`conv1_row_full_4`].
+#[unsafe(naked)]
+unsafe extern "C" fn conv1_row_sat_4(args: *const Conv1Args) {
+    conv1_kernel!(
+        sat,
+        conv1_channel!(sat),
+        conv1_channel!(sat),
+        conv1_channel!(sat),
+        conv1_channel!(sat),
+    )
+}
+
+/// Two int16 values as one word: `lo` in bits 0..16, `hi` in 16..32.
+#[inline(always)]
+fn pair(lo: i8, hi: i8) -> u32 {
+    (lo as i16 as u16 as u32) | ((hi as i16 as u32) << 16)
+}
+
+fn conv1_3x3(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_w: usize,
+) -> bool {
+    let oc = g.out_c;
+    let padded_w = g.in_w + 2 * g.pad_w;
+    if oc > MAX_C || padded_w + 1 > MAX_W {
+        return false;
+    }
+    // The channel table.
+    let group = if oc.is_multiple_of(4) { 4 } else { 1 };
+    let mut table = [const { MaybeUninit::<[i32; 10]>::uninit() }; MAX_C];
+    for (o, (slot, f)) in table.iter_mut().zip(weights.chunks_exact(9)).enumerate() {
+        let Some((rq, bias)) = fast_channel(stage, o) else {
+            return false;
+        };
+        let w = |i: usize| f[i] as i8;
+        let more = if o + 1 < oc && (o + 1) % group == 0 {
+            256
+        } else {
+            0
+        };
+        slot.write([
+            bias,
+            pair(w(0), w(3)) as i32,
+            pair(w(6), w(7)) as i32,
+            pair(w(1), w(4)) as i32,
+            pair(w(8), 0) as i32,
+            pair(w(2), w(5)) as i32,
+            rq.m2,
+            rq.c,
+            rq.e | more,
+            stage.act_min as i32,
+        ]);
+    }
+    let kernel = match (saturating_only(stage), group) {
+        (true, 4) => conv1_row_sat_4,
+        (true, _) => conv1_row_sat_1,
+        (false, 4) => conv1_row_full_4,
+        (false, _) => conv1_row_full_1,
+    };
+
+    let zp = g.input_zero_point;
+    let mut band = [const { MaybeUninit::<u32>::uninit() }; 2 * MAX_W];
+    let band = &mut band[..2 * padded_w];
+    let row_len = out_w * oc;
+    if row_len == 0 {
+        return true;
+    }
+    // The window's three input rows, padded with the zero point (one extra column for H).
+    let mut rows = [[0i8; MAX_W]; 3];
+    for (oy, out_row) in output.chunks_exact_mut(row_len).enumerate() {
+        for (k, padded) in rows.iter_mut().enumerate() {
+            let padded = &mut padded[..padded_w + 1];
+            let src = (oy * g.stride_h + k)
+                .checked_sub(g.pad_h)
+                .and_then(|iy| input.get(iy * g.in_w..(iy + 1) * g.in_w));
+            match src {
+                Some(src) => {
+                    let (left, rest) = padded.split_at_mut(g.pad_w);
+                    let (mid, right) = rest.split_at_mut(g.in_w);
+                    left.fill(zp);
+                    mid.copy_from_slice(src);
+                    right.fill(zp);
+                }
+                None => padded.fill(zp),
+            }
+        }
+        let [r0, r1, r2] = &rows;
+        for (((b, &x0), &x1), x2) in band
+            .chunks_exact_mut(2)
+            .zip(r0.iter())
+            .zip(r1.iter())
+            .zip(r2[..padded_w + 1].windows(2))
+        {
+            b[0].write(pair(x0, x1));
+            b[1].write(pair(x2[0], x2[1]));
+        }
+        let args = Conv1Args {
+            band: band.as_ptr().cast(),
+            step: 8 * g.stride_w,
+            out: out_row.as_mut_ptr(),
+            out_end: out_row.as_mut_ptr().wrapping_add(row_len),
+            table: table.as_ptr().cast(),
+        };
+        // SAFETY: `band` (2 · padded_w words, all written above, 4-aligned) holds the window of
+        // every output pixel: pixel ox reads words 2·ox·stride_w .. +5, and
+        // (out_w - 1)·stride_w + 2 < padded_w by `output_hw`. The table's `oc` entries are
+        // written, `more` clear on the last one; `out_row` is `out_w · oc` writable bytes.
+        unsafe { kernel(&args) };
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// in_c % 4 == 0: im2col + the 2x2 micro-kernel.
+
+/// Writes the pre-extended patches of two output pixels whose windows start at `s0` and `s1` of
+/// the padded band (`kernel_h` rows of `row` bytes) into `dst`, interleaved (4 words per 4 filter
+/// elements, filter order `[ky][kx][c]`).
+fn fill_patches(
+    dst: &mut [MaybeUninit<u32>],
+    band: &[i8],
+    row: usize,
+    seg: usize,
+    s0: usize,
+    s1: usize,
+) {
+    for (d, band_row) in dst.chunks_exact_mut(seg).zip(band.chunks_exact(row)) {
+        let (Some(a), Some(b)) = (band_row.get(s0..s0 + seg), band_row.get(s1..s1 + seg)) else {
+            return;
+        };
+        for ((d, a), b) in d
+            .chunks_exact_mut(4)
+            .zip(a.chunks_exact(4))
+            .zip(b.chunks_exact(4))
+        {
+            let (w0, w1) = (word_i8(a), word_i8(b));
+            d[0].write(sxtb16(w0));
+            d[1].write(sxtb16_ror8(w0));
+            d[2].write(sxtb16(w1));
+            d[3].write(sxtb16_ror8(w1));
+        }
+    }
+}
+
+fn conv_im2col(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_w: usize,
+) -> bool {
+    let oc = g.out_c;
+    let c = g.in_c;
+    let k = g.kernel_h * g.kernel_w * c;
+    let seg = g.kernel_w * c; // one kernel row of a patch
+    let row = (g.in_w + 2 * g.pad_w) * c; // one padded input row
+    if k > MAX_K || oc > MAX_C || out_w == 0 || g.kernel_h * row > MAX_BAND {
+        return false;
+    }
+    // [m2, c, e, bias] per channel, plus a copy of the last one for an odd channel count.
+    let mut table = [const { MaybeUninit::<[i32; 4]>::uninit() }; MAX_C + 1];
+    for (o, slot) in table.iter_mut().take(oc).enumerate() {
+        let Some((rq, bias)) = fast_channel(stage, o) else {
+            return false;
+        };
+        slot.write([rq.m2, rq.c, rq.e, bias]);
+    }
+    if oc % 2 == 1 {
+        let Some((rq, bias)) = fast_channel(stage, oc - 1) else {
+            return false;
+        };
+        table[oc].write([rq.m2, rq.c, rq.e, bias]);
+    }
+    let kernel = if saturating_only(stage) {
+        gemm2x2_rq_sat
+    } else {
+        gemm2x2_rq_full
+    };
+    let zp = g.input_zero_point;
+    let mut band = [0i8; MAX_BAND];
+    let band = &mut band[..g.kernel_h * row];
+    let mut abuf = [const { MaybeUninit::<u32>::uninit() }; MAX_K];
+    let abuf = &mut abuf[..k];
+    let pairs = oc / 2;
+    let table_ptr = table.as_ptr().cast::<[i32; 4]>();
+    let (pad_l, in_row) = (g.pad_w * c, g.in_w * c);
+    for (oy, out_row) in output.chunks_exact_mut(out_w * oc).enumerate() {
+        // The window's input rows, padded with the zero point.
+        for (ky, padded) in band.chunks_exact_mut(row).enumerate() {
+            let src = (oy * g.stride_h + ky)
+                .checked_sub(g.pad_h)
+                .and_then(|iy| input.get(iy * in_row..(iy + 1) * in_row));
+            match src {
+                Some(src) => {
+                    let (left, rest) = padded.split_at_mut(pad_l);
+                    let (mid, right) = rest.split_at_mut(in_row);
+                    left.fill(zp);
+                    mid.copy_from_slice(src);
+                    right.fill(zp);
+                }
+                None => padded.fill(zp),
+            }
+        }
+        for ox in (0..out_w).step_by(2) {
+            let ox1 = (ox + 1).min(out_w - 1);
+            let step = g.stride_w * c;
+            fill_patches(abuf, band, row, seg, ox * step, ox1 * step);
+            let a = abuf.as_ptr().cast::<u32>();
+            let out = out_row[ox * oc..].as_mut_ptr().cast::<u8>();
+            let mut args = GemmArgs {
+                a,
+                a_end: a.wrapping_add(k),
+                b: weights.as_ptr(),
+                kreg: k as isize - 4,
+                b_adv: k as isize,
+                end: table_ptr.wrapping_add(2 * pairs).cast(),
+                duff: 0,
+                out,
+                out1: ((ox1 - ox) * oc) as isize,
+                table: table_ptr,
+                lo: stage.act_min as i32,
+                c1off: 1,
+            };
+            if pairs > 0 {
+                // SAFETY: abuf (k words = k/4 steps, all written by `fill_patches`: the windows
+                // lie inside the band by `output_hw`, kernel_h segments of kernel_w·in_c
+                // elements each) is 4-aligned; filter pair q reads filters 2q, 2q+1 (k bytes
+                // each, `kreg = k - 4`, `b_adv = k`) inside `weights`; table entries
+                // 0..2·pairs are written; the outputs are channels 0..2·pairs of output pixels
+                // ox and ox1 of this row, inside `output`.
+                unsafe { kernel(&args) };
+            }
+            if oc % 2 == 1 {
+                args.b = weights.as_ptr().wrapping_add((oc - 1) * k);
+                args.kreg = -4;
+                args.table = table_ptr.wrapping_add(oc - 1);
+                args.end = table_ptr.wrapping_add(oc + 1).cast();
+                args.out = out.wrapping_add(oc - 1);
+                args.c1off = 0;
+                // SAFETY: as above for the last filter used as both rows of the pair (table
+                // entries oc - 1 and its copy oc), writing channel oc - 1 of both pixels.
+                unsafe { kernel(&args) };
+            }
+        }
+    }
+    true
+}

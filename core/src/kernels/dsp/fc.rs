@@ -1,0 +1,512 @@
+//! Fully connected layer: two output rows per pass over the input.
+//!
+//! The input (`n` int8) is sign-extended once into a stack buffer of halfword pairs, in the order
+//! that matches `SXTB16` on a weight word `[w0 w1 w2 w3]`: `Xe = (x0, x2)`, `Xo = (x1, x3)`. The
+//! inner loop step (8 inputs × 2 rows, 19 instructions for 16 MACs):
+//!
+//! ```text
+//! ldm    x!, {Xe0, Xo0, Xe1, Xo1}     ; 8 pre-extended inputs, shared by both rows
+//! ldrd   W0, W1, [p0], #8             ; 8 weights of row 0
+//! sxtb16 T, W0 ; smlad a0, T, Xe0, a0 ; sxtb16 W0, W0, ror #8 ; smlad a0, W0, Xo0, a0
+//! sxtb16 T, W1 ; smlad a0, T, Xe1, a0 ; sxtb16 W1, W1, ror #8 ; smlad a0, W1, Xo1, a0
+//! ldrd   W0, W1, [p1], #8             ; row 1, same inputs
+//! ...
+//! ```
+//!
+//! unrolled 4 times (entered in the middle for the remainder, Duff's device). Weights are
+//! sign-extended on every use (each is used once per inference), so `SXTB16` + `SMLAD` is a floor
+//! of 1 instruction per MAC; loads and loop add ~0.19, requantization and row bookkeeping ~26
+//! instructions per output row.
+//!
+//! Rows start at `weights + o·n`, any alignment. With `n % 4 == 0` all rows share `k = addr % 4`;
+//! for `k != 0` each row is an aligned middle plus an unaligned head and tail word (see the module
+//! docs of `dsp`). `n % 4 != 0` or `n > MAX_IN` uses the portable kernel.
+
+use core::mem::MaybeUninit;
+
+use super::{sxtb16, sxtb16_ror8, word_i8, zl2p1};
+use crate::kernels::linear::check_linear;
+use crate::kernels::{portable, OutputStage};
+use crate::Error;
+
+/// Largest input length of the DSP path (the pre-extended input lives on the stack:
+/// `2 * MAX_IN + 16` bytes).
+const MAX_IN: usize = 2048;
+const XBUF_WORDS: usize = MAX_IN / 2 + 4;
+
+/// The argument block of [`fc_rows2_full`] and [`fc_rows2_sat`]; offsets are hard-coded in the assembly.
+#[repr(C)]
+struct FcArgs {
+    mult: *const u8,   // 0   advanced by the kernel
+    shift: *const u8,  // 4   advanced by the kernel
+    out: *mut i8,      // 8   advanced by the kernel
+    zl2p1: i32,        // 12  2 * (zp - act_min) + 1
+    lo: i32,           // 16  act_min
+    bias: *const u8,   // 20  advanced by the kernel
+    out_end: *mut i8,  // 24
+    x: *const u32,     // 28  pre-extended input (aligned-middle words)
+    x_end: *const u32, // 32  end of the pair loop's words
+    advance: i32,      // 36  added to both row pointers after each pair of rows
+    entry: usize,      // 40  set by the kernel
+    duff: usize,       // 44  set by the kernel
+    pairs: u32,        // 48  8-input steps of the pair loop
+    ht_x: *const u32,  // 52  pre-extended head and tail words
+    head_off: i32,     // 56  head word = aligned start + head_off
+    tail_off: i32,     // 60  tail word = aligned start + tail_off
+    zp: i32,           // 64
+    act_min: i32,      // 68
+    act_max: i32,      // 72
+    p0: *const u8,     // 76  aligned middle of row 0
+    p1: *const u8,     // 80  aligned middle of row 1
+    flags: u32,        // 84  bit 0: one odd aligned word first; bit 1: head and tail words
+}
+
+/// One step of the pair loop: 8 inputs × 2 rows. Every instruction is 32 bits wide (76 bytes per
+/// step), which the Duff entry computation relies on.
+macro_rules! fc_step {
+    () => {
+        concat!(
+            "ldm.w r0!, {{r4, r5, r6, r7}}\n",
+            "ldrd r8, r9, [r1], #8\n",
+            "sxtb16 r10, r8\n",
+            "smlad r11, r10, r4, r11\n",
+            "sxtb16 r8, r8, ror #8\n",
+            "smlad r11, r8, r5, r11\n",
+            "sxtb16 r10, r9\n",
+            "smlad r11, r10, r6, r11\n",
+            "sxtb16 r9, r9, ror #8\n",
+            "smlad r11, r9, r7, r11\n",
+            "ldrd r8, r9, [r2], #8\n",
+            "sxtb16 r10, r8\n",
+            "smlad r12, r10, r4, r12\n",
+            "sxtb16 r8, r8, ror #8\n",
+            "smlad r12, r8, r5, r12\n",
+            "sxtb16 r10, r9\n",
+            "smlad r12, r10, r6, r12\n",
+            "sxtb16 r9, r9, ror #8\n",
+            "smlad r12, r9, r7, r12\n",
+        )
+    };
+}
+
+/// Multiply-accumulate one weight word at `[$addr]` with the pre-extended pair `$xe`, `$xo` into
+/// `$acc` (uses r8, r10).
+macro_rules! fc_word {
+    ($acc:literal, $addr:literal, $xe:literal, $xo:literal) => {
+        concat!(
+            "ldr.w r8, ",
+            $addr,
+            "\n",
+            "sxtb16 r10, r8\n",
+            "smlad ",
+            $acc,
+            ", r10, ",
+            $xe,
+            ", ",
+            $acc,
+            "\n",
+            "sxtb16 r8, r8, ror #8\n",
+            "smlad ",
+            $acc,
+            ", r8, ",
+            $xo,
+            ", ",
+            $acc,
+            "\n",
+        )
+    };
+}
+
+/// Requantizes accumulator `$a` and stores it at `[r5], #1`. Expects r3 = multiplier pointer,
+/// r4 = shift pointer, r5 = output pointer, r6 = `2·zl + 1`, r7 = act_min, lr = args; uses r0,
+/// r8, r9, r10. `$slow`/`$store` are unique numeric labels. `full`: any `act_min`
+/// (`zl = zp - act_min`); `sat`: `act_min == -128` (`zl = zp`).
+macro_rules! fc_requant {
+    ($v:ident, $a:literal, $slow:literal, $store:literal) => {
+        concat!(
+            "ldr r8, [r3], #4\n", // m
+            "ldr r9, [r4], #4\n", // shift
+            "lsls r10, r8, #1\n", // m2 = 2m; C = m < 0
+            "bcs ",
+            $slow,
+            "f\n",
+            "rsb r0, r9, #0\n", // e = -shift
+            "cmp r0, #22\n",    // 0 <= e <= 22 (unsigned)
+            "bhi ",
+            $slow,
+            "f\n",
+            "and r8, ",
+            $a,
+            ", r10, asr #31\n", // x if m >= 2^30 else 0
+            "smmlar ",
+            $a,
+            ", ",
+            $a,
+            ", r10, r8\n",      // s = SRDHM(x, m)
+            "lsl r8, r6, r0\n", // (2·zl + 1) << e
+            "add r8, r8, ",
+            $a,
+            ", asr #31\n",
+            "asr r8, r8, #1\n", // zl·2^e + 2^(e-1) - [s<0]
+            "qadd ",
+            $a,
+            ", ",
+            $a,
+            ", r8\n",
+            "asr ",
+            $a,
+            ", ",
+            $a,
+            ", r0\n", // RDBPOT(s, e) + zl
+            fc_clamp!($v, $a),
+            $store,
+            ":\n",
+            "strb ",
+            $a,
+            ", [r5], #1\n",
+        )
+    };
+}
+
+macro_rules! fc_clamp {
+    (full, $a:literal) => {
+        concat!(
+            "usat ", $a, ", #31, ", $a, "\n", // max(.., 0)
+            "add ", $a, ", ", $a, ", r7\n", // + act_min
+            "ssat ", $a, ", #8, ", $a, "\n", // min(.., 127)
+        )
+    };
+    (sat, $a:literal) => {
+        concat!("ssat ", $a, ", #8, ", $a, "\n")
+    };
+}
+
+/// The exact generic output stage for accumulator `$a` with r8 = multiplier, r9 = shift (any
+/// values), as in `quant::multiply_by_quantized_multiplier` + zero point + clamp; jumps back to
+/// `$store`. Uses r0, r10; reads zp/act_min/act_max from the argument block (lr).
+macro_rules! fc_requant_slow {
+    ($a:literal, $slow:literal, $store:literal) => {
+        concat!(
+            $slow,
+            ":\n",
+            "cmp r9, #30\n",
+            "it gt\n",
+            "movgt r9, #30\n", // clamp shift to -31..=30
+            "cmn r9, #31\n",
+            "it lt\n",
+            "mvnlt r9, #30\n",
+            "cmp r9, #0\n",
+            "it gt\n",
+            "lslgt ",
+            $a,
+            ", ",
+            $a,
+            ", r9\n", // x << left (wrapping)
+            "mov r0, #0x40000000\n",
+            "mov r10, #0\n",
+            "smlal r0, r10, ",
+            $a,
+            ", r8\n", // x·m + 2^30
+            "lsl ",
+            $a,
+            ", r10, #1\n",
+            "orr ",
+            $a,
+            ", ",
+            $a,
+            ", r0, lsr #31\n", // >> 31
+            "cmp r10, #0x40000000\n",
+            "it eq\n", // x = m = i32::MIN
+            "mvneq ",
+            $a,
+            ", #0x80000000\n",   // saturates to i32::MAX
+            "rsbs r9, r9, #0\n", // right = -shift
+            "ble 1f\n",
+            "mov r0, #1\n",
+            "lsl r0, r0, r9\n",
+            "sub r0, r0, #1\n", // mask
+            "and r10, ",
+            $a,
+            ", r0\n", // remainder
+            "lsr r0, r0, #1\n",
+            "sub r0, r0, ",
+            $a,
+            ", asr #31\n", // threshold
+            "asr ",
+            $a,
+            ", ",
+            $a,
+            ", r9\n",
+            "cmp r10, r0\n",
+            "it gt\n",
+            "addgt ",
+            $a,
+            ", ",
+            $a,
+            ", #1\n",
+            "1:\n",
+            "ldr r0, [lr, #64]\n",
+            "qadd ",
+            $a,
+            ", ",
+            $a,
+            ", r0\n", // + zp, saturating
+            "ldr r0, [lr, #68]\n",
+            "cmp ",
+            $a,
+            ", r0\n",
+            "it lt\n",
+            "movlt ",
+            $a,
+            ", r0\n",
+            "ldr r0, [lr, #72]\n",
+            "cmp ",
+            $a,
+            ", r0\n",
+            "it gt\n",
+            "movgt ",
+            $a,
+            ", r0\n",
+            "b ",
+            $store,
+            "b\n",
+        )
+    };
+}
+
+/// The kernel: computes `(out_end - out) / 2` pairs of rows; see the module docs.
+macro_rules! fc_kernel {
+    ($v:ident) => {
+        core::arch::naked_asm!(
+            "push {{r4-r11, lr}}",
+            "mov lr, r0",
+            // Duff entry: skip (4 - pairs % 4) % 4 steps of the first pass (76 bytes each).
+            "ldr r0, [lr, #48]",
+            "cmp r0, #0",
+            "beq 3f",
+            "adr.w r2, 20f",
+            "and r1, r0, #3",
+            "rsb r1, r1, #4",
+            "and r1, r1, #3",
+            "movs r3, #76",
+            "mla r2, r1, r3, r2",
+            "b 4f",
+            "3:",
+            "adr.w r2, 21f",
+            "4:",
+            "orr r2, r2, #1",
+            "str r2, [lr, #44]",
+            "ldr r3, [lr, #84]",
+            "cmp r3, #0",
+            "beq 5f",
+            "adr.w r2, 30f",
+            "orr r2, r2, #1",
+            "5:",
+            "str r2, [lr, #40]",
+            // First pair of rows.
+            "ldr r1, [lr, #76]",
+            "ldr r2, [lr, #80]",
+            "ldr r0, [lr, #20]",
+            "ldr r11, [r0], #4",
+            "ldr r12, [r0], #4",
+            "str r0, [lr, #20]",
+            "ldr r0, [lr, #28]",
+            "ldr r3, [lr, #32]",
+            "ldr pc, [lr, #40]",
+            // The pair loop.
+            ".p2align 2",
+            "20:",
+            fc_step!(),
+            fc_step!(),
+            fc_step!(),
+            fc_step!(),
+            "cmp r0, r3",
+            "bne 20b",
+            "21:",
+            "ldm lr, {{r3, r4, r5, r6, r7}}",
+            fc_requant!($v, "r11", "40", "41"),
+            fc_requant!($v, "r12", "42", "43"),
+            "stm lr, {{r3, r4, r5}}",
+            "ldr r0, [lr, #24]",
+            "cmp r5, r0",
+            "beq 90f",
+            // Next pair of rows.
+            "ldr r0, [lr, #20]",
+            "ldr r11, [r0], #4",
+            "ldr r12, [r0], #4",
+            "str r0, [lr, #20]",
+            "ldr r4, [lr, #36]",
+            "add r1, r1, r4",
+            "add r2, r2, r4",
+            "ldr r0, [lr, #28]",
+            "ldr r3, [lr, #32]",
+            "ldr pc, [lr, #40]",
+            "90:",
+            "pop {{r4-r11, pc}}",
+            // Rare per-row extras: unaligned head and tail words, one odd aligned word.
+            "30:",
+            "ldr r8, [lr, #84]",
+            "tst r8, #2",
+            "beq 31f",
+            "ldr r9, [lr, #52]",
+            "ldm r9, {{r4, r5, r6, r7}}",
+            "ldr r9, [lr, #56]",
+            "ldr r3, [lr, #60]",
+            fc_word!("r11", "[r1, r9]", "r4", "r5"),
+            fc_word!("r11", "[r1, r3]", "r6", "r7"),
+            fc_word!("r12", "[r2, r9]", "r4", "r5"),
+            fc_word!("r12", "[r2, r3]", "r6", "r7"),
+            "ldr r3, [lr, #32]",
+            "ldr r8, [lr, #84]",
+            "31:",
+            "tst r8, #1",
+            "beq 32f",
+            "ldrd r4, r5, [r0], #8",
+            fc_word!("r11", "[r1], #4", "r4", "r5"),
+            fc_word!("r12", "[r2], #4", "r4", "r5"),
+            "32:",
+            "ldr pc, [lr, #44]",
+            fc_requant_slow!("r11", "40", "41"),
+            fc_requant_slow!("r12", "42", "43"),
+        )
+    };
+}
+
+/// Any `act_min` (`zl2p1 = 2·(zp - act_min) + 1`).
+///
+/// # Safety
+///
+/// See [`fc_rows2_sat`].
+#[unsafe(naked)]
+unsafe extern "C" fn fc_rows2_full(a: *mut FcArgs) {
+    fc_kernel!(full)
+}
+
+/// `act_min == -128` (`zl2p1 = 2·zp + 1`).
+///
+/// # Safety
+///
+/// `a` points to a valid [`FcArgs`] whose pointers cover: `x..x_end` (+ the odd word) and
+/// `ht_x[0..4]` readable and 4-aligned; for every pair `g`, the rows' bytes that the kernel
+/// reads (aligned middles `p + g·(stride)` of `8·pairs (+4)` bytes, and the head/tail words)
+/// inside the weights; `bias`, `mult`, `shift` readable for `2·pairs_of_rows` int32 each;
+/// `out..out_end` writable, of even length ≥ 2.
+#[unsafe(naked)]
+unsafe extern "C" fn fc_rows2_sat(a: *mut FcArgs) {
+    fc_kernel!(sat)
+}
+
+/// [`crate::kernels::linear`] for Armv7E-M.
+pub(in crate::kernels) fn linear(
+    input: &[i8],
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    check_linear(input, weights, stage, output)?;
+    let n = input.len();
+    let n_out = output.len();
+    if !n.is_multiple_of(4) || n > MAX_IN || stage.act_max != i8::MAX || n_out == 0 {
+        return portable::linear(input, weights, stage, output);
+    }
+
+    // Row geometry: rows start at weights + o·n, all with the same k = addr % 4.
+    let k = weights.as_ptr() as usize % 4;
+    let head = (4 - k) % 4; // bytes before the aligned middle
+    let words = if k == 0 { n / 4 } else { n / 4 - 1 }; // aligned middle words per row
+    let odd = words % 2;
+    let pairs = words / 2;
+
+    // Pre-extended input: the middle's words, then the head and tail words.
+    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; XBUF_WORDS];
+    let (mid, rest) = xbuf.split_at_mut(2 * words);
+    for (slot, x) in mid.chunks_exact_mut(2).zip(input[head..].chunks_exact(4)) {
+        let w = word_i8(x);
+        slot[0].write(sxtb16(w));
+        slot[1].write(sxtb16_ror8(w));
+    }
+    if k != 0 {
+        // Head word = row bytes 0..4 (positions >= head are not head bytes: x = 0 there);
+        // tail word = row bytes n-4..n (positions < head are not tail bytes).
+        let mut h = [0i8; 4];
+        let mut t = [0i8; 4];
+        h[..head].copy_from_slice(&input[..head]);
+        t[head..].copy_from_slice(&input[n - k..]);
+        let (hw, tw) = (word_i8(&h), word_i8(&t));
+        rest[0].write(sxtb16(hw));
+        rest[1].write(sxtb16_ror8(hw));
+        rest[2].write(sxtb16(tw));
+        rest[3].write(sxtb16_ror8(tw));
+    }
+
+    let sat = stage.act_min == i8::MIN;
+    let kernel = if sat { fc_rows2_sat } else { fc_rows2_full };
+    let x = xbuf.as_ptr().cast::<u32>();
+    let middle = 4 * words as isize;
+    let mut args = FcArgs {
+        mult: stage.multipliers.as_ptr(),
+        shift: stage.shifts.as_ptr(),
+        out: output.as_mut_ptr(),
+        zl2p1: if sat {
+            2 * stage.zero_point as i32 + 1
+        } else {
+            zl2p1(stage)
+        },
+        lo: stage.act_min as i32,
+        bias: stage.bias.as_ptr(),
+        out_end: output.as_mut_ptr(),
+        x,
+        x_end: x.wrapping_add(2 * words),
+        advance: (2 * n as isize - middle) as i32,
+        entry: 0,
+        duff: 0,
+        pairs: pairs as u32,
+        ht_x: x.wrapping_add(2 * words),
+        head_off: k as i32 - 4,
+        tail_off: (n + k) as i32 - 8,
+        zp: stage.zero_point as i32,
+        act_min: stage.act_min as i32,
+        act_max: stage.act_max as i32,
+        p0: weights.as_ptr().wrapping_add(head),
+        p1: weights.as_ptr().wrapping_add(head + n),
+        flags: odd as u32 | if k != 0 { 2 } else { 0 },
+    };
+    let even = n_out & !1;
+    if even > 0 {
+        args.out_end = output.as_mut_ptr().wrapping_add(even);
+        // SAFETY: shapes checked above: `weights` holds n_out rows of n bytes; for each of the
+        // `even / 2` pairs the kernel reads the aligned middle (words·4 bytes from row + head),
+        // the head word (row bytes 0..4) and tail word (n-4..n) when k != 0 — all inside the
+        // rows since n >= 4. `bias`/`multipliers`/`shifts` hold n_out int32 each (`fits`), the
+        // kernel reads `even` of each and writes output[..even]. `xbuf` holds 2·words + 4
+        // initialised words (the head/tail ones only read when k != 0, and then written above),
+        // 4-aligned.
+        unsafe { kernel(&mut args) };
+    }
+    if n_out % 2 == 1 {
+        // The last row alone: run it as both rows of a pair, with its per-channel parameters
+        // duplicated and the second output discarded.
+        let o = n_out - 1;
+        let dup = |a: &[u8]| -> [u8; 8] {
+            let mut d = [0u8; 8];
+            d[..4].copy_from_slice(&a[4 * o..4 * o + 4]);
+            d[4..].copy_from_slice(&a[4 * o..4 * o + 4]);
+            d
+        };
+        let (bias, mult, shift) = (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts));
+        let mut out2 = [0i8; 2];
+        let row = weights.as_ptr().wrapping_add(o * n + head);
+        args.mult = mult.as_ptr();
+        args.shift = shift.as_ptr();
+        args.bias = bias.as_ptr();
+        args.out = out2.as_mut_ptr();
+        args.out_end = out2.as_mut_ptr().wrapping_add(2);
+        args.p0 = row;
+        args.p1 = row;
+        // SAFETY: as above for the single row `o` (read twice), with 2 int32 of each parameter
+        // in the local arrays and 2 writable output bytes.
+        unsafe { kernel(&mut args) };
+        output[o] = out2[0];
+    }
+    Ok(())
+}
