@@ -196,3 +196,107 @@ pub fn sum_i8(w: &[u8]) -> i32 {
 fn shape_error(kernel: &'static str) -> Error {
     Error::KernelShape { kernel }
 }
+
+/// An instruction-level model of the DSP kernels' fast requantization (see `dsp`'s module docs),
+/// checked against [`multiply_by_quantized_multiplier`] + zero point + clamp on the host. The
+/// firmware's `dsp_check` checks the assembly itself against the portable kernels.
+#[cfg(test)]
+mod fast_requant_model {
+    use crate::quant::multiply_by_quantized_multiplier;
+    use crate::rng::Rng;
+
+    /// `SMMLAR Rd, Rn, Rm, Ra`: bits 63..32 of `(Ra << 32) + Rn·Rm + 2^31`.
+    fn smmlar(n: i32, m: i32, a: i32) -> i32 {
+        let r = ((a as i128) << 32) + n as i128 * m as i128 + (1i128 << 31);
+        (r >> 32) as u32 as i32 // bits 63..32 (the register keeps 32 of them)
+    }
+
+    /// The sequence of the kernels: `full` clamps with `USAT #31`, `QADD lo`, `SSAT #8`; otherwise
+    /// (`lo == -128`) `SSAT #8` alone, with `zl = zp` instead of `zp - lo`.
+    fn fast(x: i32, m: i32, shift: i32, zp: i8, lo: i8, full: bool) -> i8 {
+        let e = -shift;
+        assert!((0..=22).contains(&e) && m >= 0);
+        let zl = if full {
+            zp as i32 - lo as i32
+        } else {
+            zp as i32
+        };
+        let m2 = m.wrapping_mul(2);
+        let ra = x & (m2 >> 31);
+        let s = smmlar(x, m2, ra);
+        let c = (2 * zl + 1) << e;
+        let nudge = c.wrapping_add(s >> 31) >> 1;
+        let t = s.saturating_add(nudge) >> e;
+        let t = if full {
+            t.clamp(0, i32::MAX).saturating_add(lo as i32)
+        } else {
+            t
+        };
+        t.clamp(-128, 127) as i8
+    }
+
+    fn reference(x: i32, m: i32, shift: i32, zp: i8, lo: i8) -> i8 {
+        let y = multiply_by_quantized_multiplier(x, m, shift).saturating_add(zp as i32);
+        y.max(lo as i32).min(127) as i8
+    }
+
+    #[test]
+    fn fast_requantization_is_bit_exact() {
+        let mut rng = Rng::new(99);
+        let edges_x = [
+            0,
+            1,
+            -1,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            i32::MAX - 1,
+            1 << 30,
+            -(1 << 30),
+        ];
+        let edges_m = [
+            0,
+            1,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 30) + 1,
+            i32::MAX,
+            i32::MAX - 1,
+        ];
+        let mut checked = 0u64;
+        for i in 0..3_000_000u32 {
+            let x = match i % 4 {
+                0 => edges_x[rng.below(edges_x.len() as u32) as usize],
+                1 => rng.next_u32() as i32,
+                _ => (rng.next_u32() as i32) >> rng.below(32),
+            };
+            let m = match i % 3 {
+                0 => edges_m[rng.below(edges_m.len() as u32) as usize],
+                1 => rng.below(1 << 31) as i32,
+                _ => (1 << 30) + rng.below(1 << 30) as i32,
+            };
+            let shift = -(rng.below(23) as i32);
+            let zp = rng.next_u32() as i8;
+            let lo = match rng.below(3) {
+                0 => -128,
+                1 => zp,
+                _ => rng.next_u32() as i8,
+            };
+            let want = reference(x, m, shift, zp, lo);
+            assert_eq!(
+                fast(x, m, shift, zp, lo, true),
+                want,
+                "{x} {m} {shift} {zp} {lo}"
+            );
+            if lo == -128 {
+                assert_eq!(
+                    fast(x, m, shift, zp, lo, false),
+                    want,
+                    "{x} {m} {shift} {zp}"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 3_000_000);
+    }
+}

@@ -90,17 +90,18 @@ struct Conv1Args {
 }
 
 /// One output channel (5 MACs, requantization, store); r0-r4 hold the window, r11 the table,
-/// r12 the output. `$rq` is the clamp variant.
+/// r12 the output. `$v` is the clamp variant.
+#[rustfmt::skip]
 macro_rules! conv1_channel {
     ($v:ident) => {
         concat!(
-            "ldm r11!, {{r5, r6, r7, r8, r9, r10}}\n",
-            "smlad r5, r0, r6, r5\n",
-            "smlad r5, r1, r7, r5\n",
-            "smlad r5, r2, r8, r5\n",
-            "smlatb r5, r3, r9, r5\n",
-            "smlad r5, r4, r10, r5\n",
-            "ldm r11!, {{r6, r7, r8, r9}}\n",
+            "ldm r11!, {{r5, r6, r7, r8, r9, r10}}\n",  // bias, 5 weight pairs
+            "smlad r5, r0, r6, r5\n",                   // V[l]   · (w00, w10)
+            "smlad r5, r1, r7, r5\n",                   // H[l]   · (w20, w21)
+            "smlad r5, r2, r8, r5\n",                   // V[l+1] · (w01, w11)
+            "smlatb r5, r3, r9, r5\n",                  // top of H[l+1] = row 2 [l+2] · w22
+            "smlad r5, r4, r10, r5\n",                  // V[l+2] · (w02, w12)
+            "ldm r11!, {{r6, r7, r8, r9}}\n",           // m2, c, e | more, act_min
             conv1_rq!($v),
             "strb r5, [r12], #1\n",
         )
@@ -108,21 +109,20 @@ macro_rules! conv1_channel {
 }
 
 /// Requantizes r5 with r6 = m2, r7 = c, r8 = e, r9 = act_min (r10 scratch).
+#[rustfmt::skip]
 macro_rules! conv1_rq {
     (full) => {
         concat!(
-            "and r10, r5, r6, asr #31\n",
-            "smmlar r5, r5, r6, r10\n",
-            "add r10, r7, r5, asr #31\n",
-            "asr r10, r10, #1\n",
-            "qadd r5, r5, r10\n",
-            "asr r5, r5, r8\n",
+            conv1_rq!(common),
             "usat r5, #31, r5\n",
-            "add r5, r5, r9\n",
+            "qadd r5, r5, r9\n",
             "ssat r5, #8, r5\n",
         )
     };
     (sat) => {
+        concat!(conv1_rq!(common), "ssat r5, #8, r5\n")
+    };
+    (common) => {
         concat!(
             "and r10, r5, r6, asr #31\n",
             "smmlar r5, r5, r6, r10\n",
@@ -130,7 +130,6 @@ macro_rules! conv1_rq {
             "asr r10, r10, #1\n",
             "qadd r5, r5, r10\n",
             "asr r5, r5, r8\n",
-            "ssat r5, #8, r5\n",
         )
     };
 }

@@ -63,11 +63,12 @@ struct FcArgs {
 
 /// One step of the pair loop: 8 inputs × 2 rows. Every instruction is 32 bits wide (76 bytes per
 /// step), which the Duff entry computation relies on.
+#[rustfmt::skip]
 macro_rules! fc_step {
     () => {
         concat!(
-            "ldm.w r0!, {{r4, r5, r6, r7}}\n",
-            "ldrd r8, r9, [r1], #8\n",
+            "ldm.w r0!, {{r4, r5, r6, r7}}\n",  // 8 pre-extended inputs
+            "ldrd r8, r9, [r1], #8\n",          // 8 weights of row 0
             "sxtb16 r10, r8\n",
             "smlad r11, r10, r4, r11\n",
             "sxtb16 r8, r8, ror #8\n",
@@ -76,7 +77,7 @@ macro_rules! fc_step {
             "smlad r11, r10, r6, r11\n",
             "sxtb16 r9, r9, ror #8\n",
             "smlad r11, r9, r7, r11\n",
-            "ldrd r8, r9, [r2], #8\n",
+            "ldrd r8, r9, [r2], #8\n",          // 8 weights of row 1
             "sxtb16 r10, r8\n",
             "smlad r12, r10, r4, r12\n",
             "sxtb16 r8, r8, ror #8\n",
@@ -91,28 +92,15 @@ macro_rules! fc_step {
 
 /// Multiply-accumulate one weight word at `[$addr]` with the pre-extended pair `$xe`, `$xo` into
 /// `$acc` (uses r8, r10).
+#[rustfmt::skip]
 macro_rules! fc_word {
     ($acc:literal, $addr:literal, $xe:literal, $xo:literal) => {
         concat!(
-            "ldr.w r8, ",
-            $addr,
-            "\n",
+            "ldr.w r8, ", $addr, "\n",
             "sxtb16 r10, r8\n",
-            "smlad ",
-            $acc,
-            ", r10, ",
-            $xe,
-            ", ",
-            $acc,
-            "\n",
+            "smlad ", $acc, ", r10, ", $xe, ", ", $acc, "\n",
             "sxtb16 r8, r8, ror #8\n",
-            "smlad ",
-            $acc,
-            ", r8, ",
-            $xo,
-            ", ",
-            $acc,
-            "\n",
+            "smlad ", $acc, ", r8, ", $xo, ", ", $acc, "\n",
         )
     };
 }
@@ -121,59 +109,38 @@ macro_rules! fc_word {
 /// r4 = shift pointer, r5 = output pointer, r6 = `2·zl + 1`, r7 = act_min, lr = args; uses r0,
 /// r8, r9, r10. `$slow`/`$store` are unique numeric labels. `full`: any `act_min`
 /// (`zl = zp - act_min`); `sat`: `act_min == -128` (`zl = zp`).
+#[rustfmt::skip]
 macro_rules! fc_requant {
     ($v:ident, $a:literal, $slow:literal, $store:literal) => {
         concat!(
-            "ldr r8, [r3], #4\n", // m
-            "ldr r9, [r4], #4\n", // shift
-            "lsls r10, r8, #1\n", // m2 = 2m; C = m < 0
-            "bcs ",
-            $slow,
-            "f\n",
-            "rsb r0, r9, #0\n", // e = -shift
-            "cmp r0, #22\n",    // 0 <= e <= 22 (unsigned)
-            "bhi ",
-            $slow,
-            "f\n",
-            "and r8, ",
-            $a,
-            ", r10, asr #31\n", // x if m >= 2^30 else 0
-            "smmlar ",
-            $a,
-            ", ",
-            $a,
-            ", r10, r8\n",      // s = SRDHM(x, m)
-            "lsl r8, r6, r0\n", // (2·zl + 1) << e
-            "add r8, r8, ",
-            $a,
-            ", asr #31\n",
-            "asr r8, r8, #1\n", // zl·2^e + 2^(e-1) - [s<0]
-            "qadd ",
-            $a,
-            ", ",
-            $a,
-            ", r8\n",
-            "asr ",
-            $a,
-            ", ",
-            $a,
-            ", r0\n", // RDBPOT(s, e) + zl
+            "ldr r8, [r3], #4\n",                       // m
+            "ldr r9, [r4], #4\n",                       // shift
+            "lsls r10, r8, #1\n",                       // m2 = 2m; C = (m < 0)
+            "bcs ", $slow, "f\n",
+            "rsb r0, r9, #0\n",                         // e = -shift
+            "cmp r0, #22\n",                            // 0 <= e <= 22 (unsigned compare)
+            "bhi ", $slow, "f\n",
+            "and r8, ", $a, ", r10, asr #31\n",         // x if m >= 2^30, else 0
+            "smmlar ", $a, ", ", $a, ", r10, r8\n",     // s = SRDHM(x, m)
+            "lsl r8, r6, r0\n",                         // (2·zl + 1) << e
+            "add r8, r8, ", $a, ", asr #31\n",
+            "asr r8, r8, #1\n",                         // zl·2^e + 2^(e-1) - [s < 0]
+            "qadd ", $a, ", ", $a, ", r8\n",
+            "asr ", $a, ", ", $a, ", r0\n",             // RDBPOT(s, e) + zl
             fc_clamp!($v, $a),
-            $store,
-            ":\n",
-            "strb ",
-            $a,
-            ", [r5], #1\n",
+            $store, ":\n",
+            "strb ", $a, ", [r5], #1\n",
         )
     };
 }
 
+#[rustfmt::skip]
 macro_rules! fc_clamp {
     (full, $a:literal) => {
         concat!(
-            "usat ", $a, ", #31, ", $a, "\n", // max(.., 0)
-            "add ", $a, ", ", $a, ", r7\n", // + act_min
-            "ssat ", $a, ", #8, ", $a, "\n", // min(.., 127)
+            "usat ", $a, ", #31, ", $a, "\n",           // max(.., 0)
+            "qadd ", $a, ", ", $a, ", r7\n",            // + act_min (USAT may leave 2^31 - 1)
+            "ssat ", $a, ", #8, ", $a, "\n",            // min(.., 127)
         )
     };
     (sat, $a:literal) => {
@@ -184,92 +151,41 @@ macro_rules! fc_clamp {
 /// The exact generic output stage for accumulator `$a` with r8 = multiplier, r9 = shift (any
 /// values), as in `quant::multiply_by_quantized_multiplier` + zero point + clamp; jumps back to
 /// `$store`. Uses r0, r10; reads zp/act_min/act_max from the argument block (lr).
+#[rustfmt::skip]
 macro_rules! fc_requant_slow {
     ($a:literal, $slow:literal, $store:literal) => {
         concat!(
-            $slow,
-            ":\n",
-            "cmp r9, #30\n",
-            "it gt\n",
-            "movgt r9, #30\n", // clamp shift to -31..=30
-            "cmn r9, #31\n",
-            "it lt\n",
-            "mvnlt r9, #30\n",
-            "cmp r9, #0\n",
-            "it gt\n",
-            "lslgt ",
-            $a,
-            ", ",
-            $a,
-            ", r9\n", // x << left (wrapping)
+            $slow, ":\n",
+            "cmp r9, #30\n", "it gt\n", "movgt r9, #30\n",      // clamp shift to -31..=30
+            "cmn r9, #31\n", "it lt\n", "mvnlt r9, #30\n",
+            "cmp r9, #0\n", "it gt\n",
+            "lslgt ", $a, ", ", $a, ", r9\n",                   // x << left (wrapping)
             "mov r0, #0x40000000\n",
             "mov r10, #0\n",
-            "smlal r0, r10, ",
-            $a,
-            ", r8\n", // x·m + 2^30
-            "lsl ",
-            $a,
-            ", r10, #1\n",
-            "orr ",
-            $a,
-            ", ",
-            $a,
-            ", r0, lsr #31\n", // >> 31
-            "cmp r10, #0x40000000\n",
-            "it eq\n", // x = m = i32::MIN
-            "mvneq ",
-            $a,
-            ", #0x80000000\n",   // saturates to i32::MAX
-            "rsbs r9, r9, #0\n", // right = -shift
+            "smlal r0, r10, ", $a, ", r8\n",                    // x·m + 2^30
+            "lsl ", $a, ", r10, #1\n",
+            "orr ", $a, ", ", $a, ", r0, lsr #31\n",            // >> 31
+            "cmp r10, #0x40000000\n", "it eq\n",                // x = m = i32::MIN:
+            "mvneq ", $a, ", #0x80000000\n",                    //   saturates to i32::MAX
+            "rsbs r9, r9, #0\n",                                // right = -shift
             "ble 1f\n",
             "mov r0, #1\n",
             "lsl r0, r0, r9\n",
-            "sub r0, r0, #1\n", // mask
-            "and r10, ",
-            $a,
-            ", r0\n", // remainder
+            "sub r0, r0, #1\n",                                 // mask
+            "and r10, ", $a, ", r0\n",                          // remainder
             "lsr r0, r0, #1\n",
-            "sub r0, r0, ",
-            $a,
-            ", asr #31\n", // threshold
-            "asr ",
-            $a,
-            ", ",
-            $a,
-            ", r9\n",
-            "cmp r10, r0\n",
-            "it gt\n",
-            "addgt ",
-            $a,
-            ", ",
-            $a,
-            ", #1\n",
+            "sub r0, r0, ", $a, ", asr #31\n",                  // threshold
+            "asr ", $a, ", ", $a, ", r9\n",
+            "cmp r10, r0\n", "it gt\n",
+            "addgt ", $a, ", ", $a, ", #1\n",
             "1:\n",
             "ldr r0, [lr, #64]\n",
-            "qadd ",
-            $a,
-            ", ",
-            $a,
-            ", r0\n", // + zp, saturating
+            "qadd ", $a, ", ", $a, ", r0\n",                    // + zp, saturating
             "ldr r0, [lr, #68]\n",
-            "cmp ",
-            $a,
-            ", r0\n",
-            "it lt\n",
-            "movlt ",
-            $a,
-            ", r0\n",
+            "cmp ", $a, ", r0\n", "it lt\n", "movlt ", $a, ", r0\n",
             "ldr r0, [lr, #72]\n",
-            "cmp ",
-            $a,
-            ", r0\n",
-            "it gt\n",
-            "movgt ",
-            $a,
-            ", r0\n",
-            "b ",
-            $store,
-            "b\n",
+            "cmp ", $a, ", r0\n", "it gt\n", "movgt ", $a, ", r0\n",
+            "b ", $store, "b\n",
         )
     };
 }

@@ -56,29 +56,31 @@ pub(super) struct GemmArgs {
     pub c1off: isize, // 44
 }
 
+#[rustfmt::skip]
 macro_rules! gemm_step {
     () => {
         concat!(
-            "ldm.w r0!, {{r4, r5, r6, r7}}\n",
-            "ldr.w r9, [r1], #4\n",
+            "ldm.w r0!, {{r4, r5, r6, r7}}\n",  // 4 elements of A rows 0 and 1
+            "ldr.w r9, [r1], #4\n",             // 4 bytes of B row 0
             "sxtb16 r10, r9\n",
             "sxtb16 r9, r9, ror #8\n",
-            "smlad r11, r10, r4, r11\n",
+            "smlad r11, r10, r4, r11\n",        // c00
             "smlad r11, r9, r5, r11\n",
-            "smlad r12, r10, r6, r12\n",
+            "smlad r12, r10, r6, r12\n",        // c10
             "smlad r12, r9, r7, r12\n",
-            "ldr.w r9, [r1, r2]\n",
+            "ldr.w r9, [r1, r2]\n",             // 4 bytes of B row 1
             "sxtb16 r10, r9\n",
             "sxtb16 r9, r9, ror #8\n",
-            "smlad r8, r10, r4, r8\n",
+            "smlad r8, r10, r4, r8\n",          // c01
             "smlad r8, r9, r5, r8\n",
-            "smlad lr, r10, r6, lr\n",
+            "smlad lr, r10, r6, lr\n",          // c11
             "smlad lr, r9, r7, lr\n",
         )
     };
 }
 
 /// Prologue: frame, copy of the arguments, Duff entry (`steps = (a_end - a) / 16 >= 1`).
+#[rustfmt::skip]
 macro_rules! gemm_prologue {
     () => {
         concat!(
@@ -87,12 +89,12 @@ macro_rules! gemm_prologue {
             "ldm r0, {{r1-r12}}\n",
             "stm sp, {{r1-r12}}\n",
             "sub r4, r2, r1\n",
-            "lsr r4, r4, #4\n",
+            "lsr r4, r4, #4\n",                 // steps
             "and r4, r4, #3\n",
             "rsb r4, r4, #4\n",
-            "and r4, r4, #3\n",
+            "and r4, r4, #3\n",                 // steps skipped in the first pass
             "adr.w r5, 20f\n",
-            "movs r6, #60\n",
+            "movs r6, #60\n",                   // bytes per step
             "mla r5, r4, r6, r5\n",
             "orr r5, r5, #1\n",
             "str r5, [sp, #24]\n",
@@ -101,6 +103,7 @@ macro_rules! gemm_prologue {
 }
 
 /// Enters the K loop for the next pair of B rows.
+#[rustfmt::skip]
 macro_rules! gemm_enter {
     () => {
         concat!(
@@ -114,6 +117,7 @@ macro_rules! gemm_enter {
 }
 
 /// The K loop (label 20, exit 21), entered by `gemm_enter`.
+#[rustfmt::skip]
 macro_rules! gemm_loop {
     () => {
         concat!(
@@ -132,77 +136,30 @@ macro_rules! gemm_loop {
 }
 
 /// Requantizes `$a` with r4 = m2, r5 = c, r6 = e, r10 = act_min (r7 scratch); see `dsp` docs.
+#[rustfmt::skip]
 macro_rules! gemm_rq {
     (full, $a:literal) => {
         concat!(
-            "and r7, ",
-            $a,
-            ", r4, asr #31\n",
-            "smmlar ",
-            $a,
-            ", ",
-            $a,
-            ", r4, r7\n",
-            "add r7, r5, ",
-            $a,
-            ", asr #31\n",
-            "asr r7, r7, #1\n",
-            "qadd ",
-            $a,
-            ", ",
-            $a,
-            ", r7\n",
-            "asr ",
-            $a,
-            ", ",
-            $a,
-            ", r6\n",
-            "usat ",
-            $a,
-            ", #31, ",
-            $a,
-            "\n",
-            "add ",
-            $a,
-            ", ",
-            $a,
-            ", r10\n",
-            "ssat ",
-            $a,
-            ", #8, ",
-            $a,
-            "\n",
+            gemm_rq!(common, $a),
+            "usat ", $a, ", #31, ", $a, "\n",
+            "qadd ", $a, ", ", $a, ", r10\n",
+            "ssat ", $a, ", #8, ", $a, "\n",
         )
     };
     (sat, $a:literal) => {
         concat!(
-            "and r7, ",
-            $a,
-            ", r4, asr #31\n",
-            "smmlar ",
-            $a,
-            ", ",
-            $a,
-            ", r4, r7\n",
-            "add r7, r5, ",
-            $a,
-            ", asr #31\n",
+            gemm_rq!(common, $a),
+            "ssat ", $a, ", #8, ", $a, "\n",
+        )
+    };
+    (common, $a:literal) => {
+        concat!(
+            "and r7, ", $a, ", r4, asr #31\n",
+            "smmlar ", $a, ", ", $a, ", r4, r7\n",
+            "add r7, r5, ", $a, ", asr #31\n",
             "asr r7, r7, #1\n",
-            "qadd ",
-            $a,
-            ", ",
-            $a,
-            ", r7\n",
-            "asr ",
-            $a,
-            ", ",
-            $a,
-            ", r6\n",
-            "ssat ",
-            $a,
-            ", #8, ",
-            $a,
-            "\n",
+            "qadd ", $a, ", ", $a, ", r7\n",
+            "asr ", $a, ", ", $a, ", r6\n",
         )
     };
 }
