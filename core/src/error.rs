@@ -20,7 +20,8 @@ pub enum Error {
     Malformed,
     /// Bytes left over after the model description.
     TrailingBytes { count: usize },
-    /// The model body is not a sequential model (e.g. `SequentialModel::load` on another body kind).
+    /// The model body is not the kind the loader reads (`SequentialModel::load` on a GPT file, or
+    /// `GptModel::load` on a sequential one).
     WrongBody,
     /// More layers than [`crate::format::MAX_LAYERS`].
     TooManyLayers { found: usize, max: usize },
@@ -54,6 +55,32 @@ pub enum Error {
     ArenaTooSmall { need: usize, have: usize },
     /// A kernel was called with slice lengths that do not match its shape arguments.
     KernelShape { kernel: &'static str },
+    /// A GPT array has the wrong byte length for the declared configuration. `block` is the
+    /// transformer block (`None`: embeddings, final norm, head, vocabulary tables).
+    GptLength {
+        block: Option<usize>,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    /// A GPT configuration value or stored parameter is out of range (head count does not divide
+    /// the width, scale not finite and > 0, optional array present/absent against the config, ...).
+    GptParameter {
+        block: Option<usize>,
+        what: &'static str,
+    },
+    /// The stored GPT vocabulary is invalid (wrong char count, not strictly increasing,
+    /// inconsistent unknown id).
+    BadVocab { what: &'static str },
+    /// A token id `>= vocab_size`.
+    BadToken { token: u32, vocab_size: usize },
+    /// A position `>= block_size` (the KV cache holds `block_size` positions; see
+    /// `aka_core::gpt::Decoder` for the sliding window).
+    ContextFull { pos: usize, block_size: usize },
+    /// An output buffer is too small (`need` elements).
+    BufferTooSmall { need: usize, have: usize },
+    /// A call argument is invalid (empty prompt, empty logits, NaN temperature, ...).
+    BadArgument { what: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -68,7 +95,10 @@ impl fmt::Display for Error {
             Error::TrailingBytes { count } => {
                 write!(f, "{count} unexpected bytes after the model description")
             }
-            Error::WrongBody => write!(f, "model body is not a sequential model"),
+            Error::WrongBody => write!(
+                f,
+                "model body is not of the kind this loader reads (sequential vs gpt)"
+            ),
             Error::TooManyLayers { found, max } => {
                 write!(f, "{found} layers, at most {max} supported")
             }
@@ -115,6 +145,40 @@ impl fmt::Display for Error {
             Error::KernelShape { kernel } => {
                 write!(f, "{kernel}: slice lengths do not match the shape")
             }
+            Error::GptLength {
+                block,
+                what,
+                expected,
+                found,
+            } => {
+                if let Some(b) = block {
+                    write!(f, "block {b}: ")?;
+                }
+                write!(f, "{what} has {found} bytes, expected {expected}")
+            }
+            Error::GptParameter { block, what } => {
+                if let Some(b) = block {
+                    write!(f, "block {b}: ")?;
+                }
+                write!(f, "invalid GPT parameter: {what}")
+            }
+            Error::BadVocab { what } => write!(f, "invalid vocabulary: {what}"),
+            Error::BadToken { token, vocab_size } => {
+                write!(
+                    f,
+                    "token id {token} out of range (vocabulary of {vocab_size})"
+                )
+            }
+            Error::ContextFull { pos, block_size } => {
+                write!(
+                    f,
+                    "position {pos} is beyond the context of {block_size} tokens"
+                )
+            }
+            Error::BufferTooSmall { need, have } => {
+                write!(f, "buffer too small: need {need} elements, have {have}")
+            }
+            Error::BadArgument { what } => write!(f, "invalid argument: {what}"),
         }
     }
 }

@@ -8,7 +8,12 @@
 //! ├─ header:   Header { magic: *b"AKA\x01"-style 4 raw bytes, version: u16 (varint) }
 //! ├─ metadata: Metadata { task, labels, accuracies, seed, train_command }
 //! └─ body:     Body::Sequential(SequentialDesc { input: InputDesc, layers: LayerList })
+//!            | Body::Gpt(GptDesc { config, vocab, tok_emb, pos_emb?, rope?, blocks, ln_f, head_in_scale, lm_head?, eval })
 //! ```
+//!
+//! The GPT body (appended after `Sequential`, so Sequential files keep their encoding) is read by
+//! [`crate::gpt::GptModel`]; its arrays are `&[u8]` too: int8 weights one byte per value, and
+//! **f32 arrays (per-row scales, norm weights, RoPE tables) 4 bytes per value, little-endian**.
 //!
 //! Every weight/bias/requantization array is a `&[u8]` borrowed from the file (postcard writes
 //! a varint length then the raw bytes), so on a microcontroller the model stays in flash:
@@ -76,9 +81,13 @@ impl<'a> ModelFile<'a> {
 #[non_exhaustive]
 pub enum Task {
     /// Image classifier: the output vector holds one score per class; the predicted class is its
-    /// argmax. (A language-model variant will be appended later; postcard encodes the variant
-    /// index, so appending variants keeps old files valid.)
+    /// argmax. (Postcard encodes the variant index, so appending variants keeps old files valid.)
     Classifier,
+    /// Next-token language model ([`Body::Gpt`]). `labels` is empty (the vocabulary lives in
+    /// [`GptDesc::vocab`]); `float_accuracy` / `int8_accuracy` hold the **next-token top-1
+    /// accuracy** in percent on the exporter's validation batches, and the validation losses are
+    /// in [`GptDesc::eval`].
+    LanguageModel,
 }
 
 /// Descriptive information carried by the file. Nothing here affects the arithmetic.
@@ -119,12 +128,17 @@ impl<'a> Metadata<'a> {
     }
 }
 
-/// The network. An enum so that other architectures (a GPT) can be appended later.
+/// The network. An enum so that other architectures can be appended.
+// Both variants hold fixed-capacity arrays of descriptors (no heap to box into); the enum is
+// decoded once at load, so its size only matters as a one-off stack cost (~1.5 KiB on Cortex-M).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Body<'a> {
     /// A chain of layers, each consuming the previous one's output.
     Sequential(#[serde(borrow)] SequentialDesc<'a>),
+    /// A decoder-only transformer (character-level GPT), run by [`crate::gpt::GptModel`].
+    Gpt(#[serde(borrow)] GptDesc<'a>),
 }
 
 /// A sequential (feed-forward chain) model.
@@ -446,6 +460,395 @@ impl<'de: 'a, 'a> Deserialize<'de> for LayerList<'a> {
                 // file size even if the declared count is huge.
                 while let Some(layer) = seq.next_element::<Layer<'a>>()? {
                     let _ = list.push(layer);
+                    declared = declared.saturating_add(1);
+                }
+                list.declared = declared;
+                Ok(list)
+            }
+        }
+
+        deserializer.deserialize_seq(ListVisitor(PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPT
+// ---------------------------------------------------------------------------------------------
+
+/// Capacity of a [`GptBlockList`]: the most transformer blocks a GPT file may have.
+pub const MAX_GPT_LAYERS: usize = 8;
+
+/// Largest `d_model`, `hidden`, `block_size` a GPT file may declare (2^17): with int8 × int8
+/// products of magnitude ≤ 127², an i32 accumulator over at most 2^17 terms cannot overflow.
+pub const MAX_GPT_DIM: u32 = 1 << 17;
+
+/// How positions enter a GPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum GptPosition {
+    /// A learned table `pos_emb [block_size, d]` added to the token embedding.
+    Learned,
+    /// Rotary embedding of q and k (rotate-half convention), with the tables stored in the file.
+    Rope,
+}
+
+/// The normalisation of a GPT (pre-norm blocks and the final norm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum GptNorm {
+    /// `(x - mean) / sqrt(var + eps) * weight + bias` (biased variance).
+    LayerNorm,
+    /// `x / sqrt(mean(x²) + eps) * weight` (no bias).
+    RmsNorm,
+}
+
+/// The MLP of a GPT block (`hidden` units).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum GptMlp {
+    /// `w2 · gelu(w1 · x)` (tanh approximation).
+    Gelu,
+    /// `w2 · (silu(w1 · x) ⊙ (w3 · x))`.
+    SwiGlu,
+    /// `w2 · (gelu(w1 · x) ⊙ (w3 · x))`.
+    GeGlu,
+}
+
+impl GptMlp {
+    /// True for the gated variants (which have a `w3`).
+    pub fn is_gated(self) -> bool {
+        matches!(self, GptMlp::SwiGlu | GptMlp::GeGlu)
+    }
+}
+
+/// GPT hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GptConfig {
+    /// Number of transformer blocks, `1..=`[`MAX_GPT_LAYERS`]; equals the length of
+    /// [`GptDesc::blocks`].
+    pub n_layer: u32,
+    /// Attention heads; divides `d_model`. Head size `hd = d_model / n_head` (even with RoPE).
+    pub n_head: u32,
+    /// Residual width `d`, `1..=`[`MAX_GPT_DIM`].
+    pub d_model: u32,
+    /// MLP hidden width (the trainer uses `4 · d`), `1..=`[`MAX_GPT_DIM`].
+    pub hidden: u32,
+    /// Context length (number of positions), `1..=`[`MAX_GPT_DIM`].
+    pub block_size: u32,
+    /// Number of token ids, `>= 1`; equals the number of chars in [`GptVocab::chars`].
+    pub vocab_size: u32,
+    pub position: GptPosition,
+    pub norm: GptNorm,
+    pub mlp: GptMlp,
+    /// The head reuses the token embedding (`lm_head` absent).
+    pub tied_head: bool,
+    /// The norms' epsilon, finite and > 0 (the trainer uses `1e-5`).
+    pub norm_eps: f32,
+}
+
+/// The character vocabulary: token id `i` is the `i`-th char of `chars`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GptVocab<'a> {
+    /// The vocabulary chars in id order, concatenated as UTF-8; **strictly increasing** by char
+    /// value (the order of the trainer's `CharTokenizer::from_corpus`), `vocab_size` chars.
+    pub chars: &'a str,
+    /// The unknown token: exactly the id of U+FFFD if the vocabulary contains it, else `None`.
+    pub unknown: Option<u32>,
+}
+
+/// An int8 matrix with one f32 scale per row: `real[r][c] = scale[r] * q[r][c]`
+/// (symmetric, zero point 0). Used for the projections (`[out][in]`, PyTorch layout: row = output
+/// channel) and the embedding tables (`[rows][d]`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QMatrix<'a> {
+    /// int8, `rows * cols` bytes, row-major.
+    pub weights: &'a [u8],
+    /// f32 LE, `rows * 4` bytes, each finite and > 0.
+    pub scales: &'a [u8],
+}
+
+impl QMatrix<'_> {
+    /// An empty matrix (placeholder in fixed-capacity arrays).
+    pub const EMPTY: QMatrix<'static> = QMatrix {
+        weights: &[],
+        scales: &[],
+    };
+
+    /// Bytes of parameter data.
+    pub fn param_bytes(&self) -> usize {
+        self.weights.len() + self.scales.len()
+    }
+}
+
+/// The parameters of a LayerNorm / RMSNorm over `d` values (f32 LE, `d * 4` bytes each, finite).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NormParams<'a> {
+    pub weight: &'a [u8],
+    /// Present for [`GptNorm::LayerNorm`], absent for [`GptNorm::RmsNorm`].
+    #[serde(borrow)]
+    pub bias: Option<&'a [u8]>,
+}
+
+impl NormParams<'_> {
+    /// An empty norm (placeholder).
+    pub const EMPTY: NormParams<'static> = NormParams {
+        weight: &[],
+        bias: None,
+    };
+
+    /// Bytes of parameter data.
+    pub fn param_bytes(&self) -> usize {
+        self.weight.len() + self.bias.map_or(0, <[u8]>::len)
+    }
+}
+
+/// RoPE tables for positions `0..block_size`: `cos[p][i]`, `sin[p][i]` for `i < hd / 2`, f32 LE
+/// (`block_size * hd / 2 * 4` bytes each, finite, `|v| <= 1`). Exactly the trainer's
+/// `Tensor::rope_tables(0, block_size, hd)` (computed in f64, rounded once to f32), so no
+/// transcendental function has to agree between host and device.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeTables<'a> {
+    pub cos: &'a [u8],
+    pub sin: &'a [u8],
+}
+
+/// One pre-norm transformer block, int8 weights and calibrated static activation scales
+/// (`s_*`: the real value of int8 `q` is `s * q`; finite and > 0).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptBlock<'a> {
+    #[serde(borrow)]
+    pub ln1: NormParams<'a>,
+    /// Scale of the quantized `ln1(x)` (input of `wq`, `wk`, `wv`).
+    pub attn_in_scale: f32,
+    /// `[d][d]` each.
+    #[serde(borrow)]
+    pub wq: QMatrix<'a>,
+    #[serde(borrow)]
+    pub wk: QMatrix<'a>,
+    #[serde(borrow)]
+    pub wv: QMatrix<'a>,
+    /// Scale of the quantized queries (after RoPE).
+    pub q_scale: f32,
+    /// Scale of the int8 keys in the KV cache (after RoPE).
+    pub k_scale: f32,
+    /// Scale of the int8 values in the KV cache.
+    pub v_scale: f32,
+    /// Scale of the quantized concatenated head outputs (input of `wo`).
+    pub attn_out_scale: f32,
+    /// `[d][d]`.
+    #[serde(borrow)]
+    pub wo: QMatrix<'a>,
+    #[serde(borrow)]
+    pub ln2: NormParams<'a>,
+    /// Scale of the quantized `ln2(x)` (input of `w1`, `w3`).
+    pub mlp_in_scale: f32,
+    /// `[hidden][d]`.
+    #[serde(borrow)]
+    pub w1: QMatrix<'a>,
+    /// `[hidden][d]`; present exactly for the gated MLPs.
+    #[serde(borrow)]
+    pub w3: Option<QMatrix<'a>>,
+    /// Scale of the quantized activation (input of `w2`).
+    pub mlp_hidden_scale: f32,
+    /// `[d][hidden]`.
+    #[serde(borrow)]
+    pub w2: QMatrix<'a>,
+}
+
+impl GptBlock<'_> {
+    /// An empty block (placeholder in fixed-capacity arrays).
+    pub const EMPTY: GptBlock<'static> = GptBlock {
+        ln1: NormParams::EMPTY,
+        attn_in_scale: 1.0,
+        wq: QMatrix::EMPTY,
+        wk: QMatrix::EMPTY,
+        wv: QMatrix::EMPTY,
+        q_scale: 1.0,
+        k_scale: 1.0,
+        v_scale: 1.0,
+        attn_out_scale: 1.0,
+        wo: QMatrix::EMPTY,
+        ln2: NormParams::EMPTY,
+        mlp_in_scale: 1.0,
+        w1: QMatrix::EMPTY,
+        w3: None,
+        mlp_hidden_scale: 1.0,
+        w2: QMatrix::EMPTY,
+    };
+
+    /// Bytes of parameter data stored for this block.
+    pub fn param_bytes(&self) -> usize {
+        self.ln1.param_bytes()
+            + self.ln2.param_bytes()
+            + [self.wq, self.wk, self.wv, self.wo, self.w1, self.w2]
+                .iter()
+                .map(QMatrix::param_bytes)
+                .sum::<usize>()
+            + self.w3.as_ref().map_or(0, QMatrix::param_bytes)
+    }
+}
+
+/// How well the exported model did on the exporter's validation batches (informative).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GptEval {
+    /// Mean next-token cross-entropy (nats) of the float model. NaN if unknown.
+    pub val_loss_float: f32,
+    /// Mean next-token cross-entropy (nats) of this int8 model as run by aka-core. NaN if unknown.
+    pub val_loss_int8: f32,
+    /// Percentage of positions where the int8 and float argmax agree. NaN if unknown.
+    pub top1_agreement: f32,
+    /// Number of predicted positions the figures are averaged over (0 if unknown).
+    pub val_tokens: u64,
+}
+
+impl GptEval {
+    /// No evaluation figures.
+    pub const UNKNOWN: GptEval = GptEval {
+        val_loss_float: f32::NAN,
+        val_loss_int8: f32::NAN,
+        top1_agreement: f32::NAN,
+        val_tokens: 0,
+    };
+}
+
+/// A character-level GPT: see [`crate::gpt`] for the arithmetic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptDesc<'a> {
+    pub config: GptConfig,
+    #[serde(borrow)]
+    pub vocab: GptVocab<'a>,
+    /// `[vocab_size][d]`, per-row scales. With `tied_head`, also the head.
+    #[serde(borrow)]
+    pub tok_emb: QMatrix<'a>,
+    /// `[block_size][d]`, per-row scales; present exactly for [`GptPosition::Learned`].
+    #[serde(borrow)]
+    pub pos_emb: Option<QMatrix<'a>>,
+    /// Present exactly for [`GptPosition::Rope`].
+    #[serde(borrow)]
+    pub rope: Option<RopeTables<'a>>,
+    /// `n_layer` blocks.
+    #[serde(borrow)]
+    pub blocks: GptBlockList<'a>,
+    /// The final norm.
+    #[serde(borrow)]
+    pub ln_f: NormParams<'a>,
+    /// Scale of the quantized `ln_f(x)` (input of the head).
+    pub head_in_scale: f32,
+    /// `[vocab_size][d]`; present exactly when `tied_head` is false.
+    #[serde(borrow)]
+    pub lm_head: Option<QMatrix<'a>>,
+    pub eval: GptEval,
+}
+
+/// A fixed-capacity list of at most [`MAX_GPT_LAYERS`] blocks (no heap); encoded like a `Vec`.
+/// Decoding more keeps the first [`MAX_GPT_LAYERS`] and records the count in
+/// [`GptBlockList::declared_len`] (the loader rejects it with `Error::TooManyLayers`).
+#[derive(Clone)]
+pub struct GptBlockList<'a> {
+    blocks: [GptBlock<'a>; MAX_GPT_LAYERS],
+    len: usize,
+    declared: usize,
+}
+
+impl<'a> GptBlockList<'a> {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            blocks: [GptBlock::EMPTY; MAX_GPT_LAYERS],
+            len: 0,
+            declared: 0,
+        }
+    }
+
+    /// A list holding `blocks`; `None` if there are more than [`MAX_GPT_LAYERS`].
+    pub fn from_slice(blocks: &[GptBlock<'a>]) -> Option<Self> {
+        let mut list = Self::new();
+        for &b in blocks {
+            list.push(b).ok()?;
+        }
+        Some(list)
+    }
+
+    /// Appends a block; gives it back if the list is full (as [`LayerList::push`] does).
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, block: GptBlock<'a>) -> Result<(), GptBlock<'a>> {
+        match self.blocks.get_mut(self.len) {
+            Some(slot) => {
+                *slot = block;
+                self.len += 1;
+                self.declared = self.len;
+                Ok(())
+            }
+            None => Err(block),
+        }
+    }
+
+    /// The stored blocks.
+    pub fn as_slice(&self) -> &[GptBlock<'a>] {
+        self.blocks.get(..self.len).unwrap_or(&[])
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of blocks the encoded file declared (may exceed [`MAX_GPT_LAYERS`]).
+    pub fn declared_len(&self) -> usize {
+        self.declared
+    }
+}
+
+impl Default for GptBlockList<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for GptBlockList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl PartialEq for GptBlockList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.declared == other.declared && self.as_slice() == other.as_slice()
+    }
+}
+
+impl Serialize for GptBlockList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.as_slice())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for GptBlockList<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ListVisitor<'a> {
+            type Value = GptBlockList<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a sequence of GPT blocks")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = GptBlockList::new();
+                let mut declared = 0usize;
+                // Every block consumes input bytes, so this loop is bounded by the file size.
+                while let Some(block) = seq.next_element::<GptBlock<'a>>()? {
+                    let _ = list.push(block);
                     declared = declared.saturating_add(1);
                 }
                 list.declared = declared;

@@ -10,6 +10,9 @@
 //!   softmax): portable reference implementations, and on Cortex-M4/M7 (Armv7E-M) hand-written DSP
 //!   assembly selected at compile time that gives bit-identical results;
 //! * [`SequentialModel`]: loads and validates a file, runs it in a caller-provided arena.
+//! * [`GptModel`] ([`gpt`]): a character-level int8 GPT with an int8 KV cache, run token by
+//!   token in caller buffers ([`Decoder`] adds a sliding context window);
+//! * [`sample`]: greedy / temperature / top-k next-token sampling, seeded with [`rng::Rng`].
 //!
 //! **`unsafe`.** The crate is `#![deny(unsafe_code)]`. The only exception is the private module
 //! `kernels::dsp` (compiled only for Armv7E-M), which allows it for its inline assembly: naked
@@ -38,11 +41,14 @@
 
 mod error;
 pub mod format;
+pub mod gpt;
 pub mod kernels;
 pub mod quant;
 pub mod rng;
+pub mod sample;
 pub mod sequential;
 
 pub use error::Error;
 pub use format::{Layer, Metadata, QuantParams, Shape, Task};
+pub use gpt::{Decoder, GptModel, GptState};
 pub use sequential::{LayerInfo, SequentialModel};

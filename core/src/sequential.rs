@@ -55,7 +55,9 @@ impl<'a> SequentialModel<'a> {
         if !rest.is_empty() {
             return Err(Error::TrailingBytes { count: rest.len() });
         }
-        let Body::Sequential(desc) = file.body;
+        let Body::Sequential(desc) = file.body else {
+            return Err(Error::WrongBody);
+        };
         Self::from_parts(file.metadata, desc.input, desc.layers, bytes.len())
     }
 
