@@ -294,7 +294,11 @@ fn check_conv(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
         3 => 8,
         _ => 1 + rng.below(12) as usize,
     };
-    let out_c = 1 + rng.below(24) as usize;
+    let out_c = if rng.below(4) == 0 {
+        1 + rng.below(80) as usize // several channel passes (32 or 64 per pass)
+    } else {
+        1 + rng.below(24) as usize
+    };
     let g = Conv2dGeometry {
         in_h: 1 + rng.below(14) as usize,
         in_w: 1 + rng.below(14) as usize,

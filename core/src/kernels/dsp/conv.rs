@@ -12,6 +12,9 @@
 //!   pairs of filters, which are read in place.
 //! * Anything else (e.g. 3 input channels, or a channel needing the generic requantization):
 //!   the portable kernel.
+//!
+//! Output channels are processed in chunks (32 or 64 per pass) so that the per-channel tables stay
+//! small; stack use is about 3 KB (direct) or 4.5 KB (im2col), buffers uninitialised.
 
 use core::mem::MaybeUninit;
 
@@ -22,13 +25,15 @@ use crate::kernels::{portable, Conv2dGeometry, OutputStage};
 use crate::Error;
 
 /// Largest filter (`kernel_h · kernel_w · in_c`) of the im2col path (buffer: `4 · MAX_K` bytes).
-const MAX_K: usize = 1152;
-/// Most output channels of the DSP paths (tables on the stack: 16 or 40 bytes per channel).
-const MAX_C: usize = 128;
-/// Widest padded input row of the direct path (band: `11 · MAX_W` bytes).
-const MAX_W: usize = 256;
+const MAX_K: usize = 576;
 /// Largest band (`kernel_h` padded input rows) of the im2col path, bytes.
-const MAX_BAND: usize = 3072;
+const MAX_BAND: usize = 2048;
+/// Output channels per pass of the im2col path (table: 16 bytes per channel).
+const CHUNK: usize = 64;
+/// Widest padded input row of the direct path (band: `8 · MAX_W` bytes, rows: `4 · MAX_W`).
+const MAX_W: usize = 128;
+/// Output channels per pass of the direct path (table: 40 bytes per channel).
+const CHUNK1: usize = 32;
 
 /// [`crate::kernels::conv2d`] for Armv7E-M.
 pub(in crate::kernels) fn conv2d(
@@ -87,6 +92,8 @@ struct Conv1Args {
     /// e | more, lo` where `more` (bit 8 of the `e` word) says another group of channels
     /// follows.
     table: *const [i32; 10], // 16
+    /// Added to the output pointer after each pixel: `out_c` minus the channels of this pass.
+    out_skip: usize, // 20
 }
 
 /// One output channel (5 MACs, requantization, store); r0-r4 hold the window, r11 the table,
@@ -155,6 +162,8 @@ macro_rules! conv1_kernel {
             "ldr r11, [r5, #16]",
             "ldr r6, [r5, #4]",
             "add lr, lr, r6",
+            "ldr r6, [r5, #20]",
+            "add r12, r12, r6",
             "ldr r6, [r5, #12]",
             "cmp r12, r6",
             "bne 1b",
@@ -218,12 +227,49 @@ unsafe extern "C" fn conv1_row_sat_4(args: *const Conv1Args) {
     )
 }
 
+/// `(a.lo, b.lo)`: `PKHBT d, a, b, LSL #16`.
+#[inline(always)]
+fn pack_lo_lo(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: a register-only instruction of Armv7E-M.
+    unsafe {
+        core::arch::asm!("pkhbt {r}, {a}, {b}, lsl #16", r = lateout(reg) r, a = in(reg) a,
+            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// `(a.lo, b.hi)`: `PKHBT d, a, b`.
+#[inline(always)]
+fn pack_lo_hi(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: a register-only instruction of Armv7E-M.
+    unsafe {
+        core::arch::asm!("pkhbt {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
+            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// `(a.hi, b.hi)`: `PKHTB d, b, a, ASR #16`.
+#[inline(always)]
+fn pack_hi_hi(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: a register-only instruction of Armv7E-M.
+    unsafe {
+        core::arch::asm!("pkhtb {r}, {b}, {a}, asr #16", r = lateout(reg) r, a = in(reg) a,
+            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
 /// Two int16 values as one word: `lo` in bits 0..16, `hi` in 16..32.
 #[inline(always)]
 fn pair(lo: i8, hi: i8) -> u32 {
     (lo as i16 as u16 as u32) | ((hi as i16 as u32) << 16)
 }
 
+#[inline(never)]
 fn conv1_3x3(
     input: &[i8],
     g: &Conv2dGeometry,
@@ -234,90 +280,117 @@ fn conv1_3x3(
 ) -> bool {
     let oc = g.out_c;
     let padded_w = g.in_w + 2 * g.pad_w;
-    if oc > MAX_C || padded_w + 1 > MAX_W {
+    let row_len = out_w * oc;
+    if padded_w + 4 > MAX_W || row_len == 0 || (0..oc).any(|o| fast_channel(stage, o).is_none()) {
         return false;
     }
-    // The channel table.
-    let group = if oc.is_multiple_of(4) { 4 } else { 1 };
-    let mut table = [const { MaybeUninit::<[i32; 10]>::uninit() }; MAX_C];
-    for (o, (slot, f)) in table.iter_mut().zip(weights.chunks_exact(9)).enumerate() {
-        let Some((rq, bias)) = fast_channel(stage, o) else {
-            return false;
-        };
-        let w = |i: usize| f[i] as i8;
-        let more = if o + 1 < oc && (o + 1) % group == 0 {
-            256
-        } else {
-            0
-        };
-        slot.write([
-            bias,
-            pair(w(0), w(3)) as i32,
-            pair(w(6), w(7)) as i32,
-            pair(w(1), w(4)) as i32,
-            pair(w(8), 0) as i32,
-            pair(w(2), w(5)) as i32,
-            rq.m2,
-            rq.c,
-            rq.e | more,
-            stage.act_min as i32,
-        ]);
-    }
-    let kernel = match (saturating_only(stage), group) {
-        (true, 4) => conv1_row_sat_4,
-        (true, _) => conv1_row_sat_1,
-        (false, 4) => conv1_row_full_4,
-        (false, _) => conv1_row_full_1,
-    };
-
     let zp = g.input_zero_point;
+    // 4 columns at a time: room for up to 3 columns past `padded_w`.
+    let groups = padded_w.div_ceil(4);
     let mut band = [const { MaybeUninit::<u32>::uninit() }; 2 * MAX_W];
-    let band = &mut band[..2 * padded_w];
-    let row_len = out_w * oc;
-    if row_len == 0 {
-        return true;
-    }
-    // The window's three input rows, padded with the zero point (one extra column for H).
-    let mut rows = [[0i8; MAX_W]; 3];
-    for (oy, out_row) in output.chunks_exact_mut(row_len).enumerate() {
-        for (k, padded) in rows.iter_mut().enumerate() {
-            let padded = &mut padded[..padded_w + 1];
-            let src = (oy * g.stride_h + k)
-                .checked_sub(g.pad_h)
-                .and_then(|iy| input.get(iy * g.in_w..(iy + 1) * g.in_w));
-            match src {
-                Some(src) => {
-                    let (left, rest) = padded.split_at_mut(g.pad_w);
+    let band = &mut band[..8 * groups];
+    // Input rows padded with the zero point (plus 5 columns for H and the 4-column groups), in a
+    // ring indexed by `iy % 3` (a window's rows are consecutive, so distinct mod 3) so that each
+    // row is copied once for stride 1 (per pass); slot 3 is a row of padding.
+    let row_bytes = 4 * groups + 4;
+    let mut rows = [[0i8; MAX_W + 8]; 4];
+    rows[3][..row_bytes].fill(zp);
+    let mut table = [const { MaybeUninit::<[i32; 10]>::uninit() }; CHUNK1];
+    for c0 in (0..oc).step_by(CHUNK1) {
+        let n = CHUNK1.min(oc - c0);
+        // The channel table of this pass: bias, pre-extended weights, requantization.
+        let group = if n.is_multiple_of(4) { 4 } else { 1 };
+        for (i, (slot, f)) in table
+            .iter_mut()
+            .zip(weights[9 * c0..].chunks_exact(9))
+            .take(n)
+            .enumerate()
+        {
+            let Some((rq, bias)) = fast_channel(stage, c0 + i) else {
+                return false; // checked above
+            };
+            let w = |i: usize| f[i] as i8;
+            let more = if i + 1 < n && (i + 1) % group == 0 {
+                256
+            } else {
+                0
+            };
+            slot.write([
+                bias,
+                pair(w(0), w(3)) as i32,
+                pair(w(6), w(7)) as i32,
+                pair(w(1), w(4)) as i32,
+                pair(w(8), 0) as i32,
+                pair(w(2), w(5)) as i32,
+                rq.m2,
+                rq.c,
+                rq.e | more,
+                stage.act_min as i32,
+            ]);
+        }
+        let kernel = match (saturating_only(stage), group) {
+            (true, 4) => conv1_row_sat_4,
+            (true, _) => conv1_row_sat_1,
+            (false, 4) => conv1_row_full_4,
+            (false, _) => conv1_row_full_1,
+        };
+        let mut held = [usize::MAX; 3];
+        for (oy, out_row) in output.chunks_exact_mut(row_len).enumerate() {
+            let mut slots = [3usize; 3];
+            for (k, slot) in slots.iter_mut().enumerate() {
+                let Some(iy) = (oy * g.stride_h + k)
+                    .checked_sub(g.pad_h)
+                    .filter(|&iy| iy < g.in_h)
+                else {
+                    continue;
+                };
+                *slot = iy % 3;
+                if held[iy % 3] != iy {
+                    held[iy % 3] = iy;
+                    let (left, rest) = rows[iy % 3][..row_bytes].split_at_mut(g.pad_w);
                     let (mid, right) = rest.split_at_mut(g.in_w);
                     left.fill(zp);
-                    mid.copy_from_slice(src);
+                    mid.copy_from_slice(&input[iy * g.in_w..(iy + 1) * g.in_w]);
                     right.fill(zp);
                 }
-                None => padded.fill(zp),
             }
+            let (r0, r1, r2) = (&rows[slots[0]], &rows[slots[1]], &rows[slots[2]]);
+            // B[x] = {V[x] = (r0[x], r1[x]), H[x] = (r2[x], r2[x+1])}, 4 columns per iteration.
+            for (x, b) in band.chunks_exact_mut(8).enumerate() {
+                let x = 4 * x;
+                let (a, b0, c, cn) = (
+                    word_i8(&r0[x..x + 4]),
+                    word_i8(&r1[x..x + 4]),
+                    word_i8(&r2[x..x + 4]),
+                    word_i8(&r2[x + 1..x + 5]),
+                );
+                let (ae, ao, be, bo) = (sxtb16(a), sxtb16_ror8(a), sxtb16(b0), sxtb16_ror8(b0));
+                let (ce, co, cno) = (sxtb16(c), sxtb16_ror8(c), sxtb16_ror8(cn));
+                b[0].write(pack_lo_lo(ae, be)); // V[x]   = (r0[x], r1[x])
+                b[1].write(pack_lo_lo(ce, co)); // H[x]   = (r2[x], r2[x+1])
+                b[2].write(pack_lo_lo(ao, bo)); // V[x+1]
+                b[3].write(pack_lo_hi(co, ce)); // H[x+1] = (r2[x+1], r2[x+2])
+                b[4].write(pack_hi_hi(ae, be)); // V[x+2]
+                b[5].write(pack_hi_hi(ce, co)); // H[x+2] = (r2[x+2], r2[x+3])
+                b[6].write(pack_hi_hi(ao, bo)); // V[x+3]
+                b[7].write(pack_hi_hi(co, cno)); // H[x+3] = (r2[x+3], r2[x+4])
+            }
+            let out = out_row[c0..].as_mut_ptr();
+            let args = Conv1Args {
+                band: band.as_ptr().cast(),
+                step: 8 * g.stride_w,
+                out,
+                out_end: out.wrapping_add(row_len),
+                table: table.as_ptr().cast(),
+                out_skip: oc - n,
+            };
+            // SAFETY: `band` (8 · groups >= 2 · padded_w words, all written above, 4-aligned)
+            // holds the window of every output pixel: pixel ox reads words 2·ox·stride_w .. +5,
+            // and (out_w - 1)·stride_w + 2 < padded_w by `output_hw`. The table's first `n`
+            // entries are written, `more` clear on the last one. The kernel writes channels
+            // c0..c0 + n of each of the out_w pixels of `out_row` (`n` bytes then `out_skip`).
+            unsafe { kernel(&args) };
         }
-        let [r0, r1, r2] = &rows;
-        for (((b, &x0), &x1), x2) in band
-            .chunks_exact_mut(2)
-            .zip(r0.iter())
-            .zip(r1.iter())
-            .zip(r2[..padded_w + 1].windows(2))
-        {
-            b[0].write(pair(x0, x1));
-            b[1].write(pair(x2[0], x2[1]));
-        }
-        let args = Conv1Args {
-            band: band.as_ptr().cast(),
-            step: 8 * g.stride_w,
-            out: out_row.as_mut_ptr(),
-            out_end: out_row.as_mut_ptr().wrapping_add(row_len),
-            table: table.as_ptr().cast(),
-        };
-        // SAFETY: `band` (2 · padded_w words, all written above, 4-aligned) holds the window of
-        // every output pixel: pixel ox reads words 2·ox·stride_w .. +5, and
-        // (out_w - 1)·stride_w + 2 < padded_w by `output_hw`. The table's `oc` entries are
-        // written, `more` clear on the last one; `out_row` is `out_w · oc` writable bytes.
-        unsafe { kernel(&args) };
     }
     true
 }
@@ -354,6 +427,7 @@ fn fill_patches(
     }
 }
 
+#[inline(never)]
 fn conv_im2col(
     input: &[i8],
     g: &Conv2dGeometry,
@@ -367,22 +441,12 @@ fn conv_im2col(
     let k = g.kernel_h * g.kernel_w * c;
     let seg = g.kernel_w * c; // one kernel row of a patch
     let row = (g.in_w + 2 * g.pad_w) * c; // one padded input row
-    if k > MAX_K || oc > MAX_C || out_w == 0 || g.kernel_h * row > MAX_BAND {
+    if k > MAX_K
+        || out_w == 0
+        || g.kernel_h * row > MAX_BAND
+        || (0..oc).any(|o| fast_channel(stage, o).is_none())
+    {
         return false;
-    }
-    // [m2, c, e, bias] per channel, plus a copy of the last one for an odd channel count.
-    let mut table = [const { MaybeUninit::<[i32; 4]>::uninit() }; MAX_C + 1];
-    for (o, slot) in table.iter_mut().take(oc).enumerate() {
-        let Some((rq, bias)) = fast_channel(stage, o) else {
-            return false;
-        };
-        slot.write([rq.m2, rq.c, rq.e, bias]);
-    }
-    if oc % 2 == 1 {
-        let Some((rq, bias)) = fast_channel(stage, oc - 1) else {
-            return false;
-        };
-        table[oc].write([rq.m2, rq.c, rq.e, bias]);
     }
     let kernel = if saturating_only(stage) {
         gemm2x2_rq_sat
@@ -394,65 +458,85 @@ fn conv_im2col(
     let band = &mut band[..g.kernel_h * row];
     let mut abuf = [const { MaybeUninit::<u32>::uninit() }; MAX_K];
     let abuf = &mut abuf[..k];
-    let pairs = oc / 2;
+    // [m2, c, e, bias] per channel of the pass, plus a copy of the last one for an odd count.
+    let mut table = [const { MaybeUninit::<[i32; 4]>::uninit() }; CHUNK + 1];
     let table_ptr = table.as_ptr().cast::<[i32; 4]>();
     let (pad_l, in_row) = (g.pad_w * c, g.in_w * c);
-    for (oy, out_row) in output.chunks_exact_mut(out_w * oc).enumerate() {
-        // The window's input rows, padded with the zero point.
-        for (ky, padded) in band.chunks_exact_mut(row).enumerate() {
-            let src = (oy * g.stride_h + ky)
-                .checked_sub(g.pad_h)
-                .and_then(|iy| input.get(iy * in_row..(iy + 1) * in_row));
-            match src {
-                Some(src) => {
-                    let (left, rest) = padded.split_at_mut(pad_l);
-                    let (mid, right) = rest.split_at_mut(in_row);
-                    left.fill(zp);
-                    mid.copy_from_slice(src);
-                    right.fill(zp);
-                }
-                None => padded.fill(zp),
-            }
-        }
-        for ox in (0..out_w).step_by(2) {
-            let ox1 = (ox + 1).min(out_w - 1);
-            let step = g.stride_w * c;
-            fill_patches(abuf, band, row, seg, ox * step, ox1 * step);
-            let a = abuf.as_ptr().cast::<u32>();
-            let out = out_row[ox * oc..].as_mut_ptr().cast::<u8>();
-            let mut args = GemmArgs {
-                a,
-                a_end: a.wrapping_add(k),
-                b: weights.as_ptr(),
-                kreg: k as isize - 4,
-                b_adv: k as isize,
-                end: table_ptr.wrapping_add(2 * pairs).cast(),
-                duff: 0,
-                out,
-                out1: ((ox1 - ox) * oc) as isize,
-                table: table_ptr,
-                lo: stage.act_min as i32,
-                c1off: 1,
+    for c0 in (0..oc).step_by(CHUNK) {
+        let n = CHUNK.min(oc - c0);
+        for (i, slot) in table.iter_mut().take(n).enumerate() {
+            let Some((rq, bias)) = fast_channel(stage, c0 + i) else {
+                return false; // checked above
             };
-            if pairs > 0 {
-                // SAFETY: abuf (k words = k/4 steps, all written by `fill_patches`: the windows
-                // lie inside the band by `output_hw`, kernel_h segments of kernel_w·in_c
-                // elements each) is 4-aligned; filter pair q reads filters 2q, 2q+1 (k bytes
-                // each, `kreg = k - 4`, `b_adv = k`) inside `weights`; table entries
-                // 0..2·pairs are written; the outputs are channels 0..2·pairs of output pixels
-                // ox and ox1 of this row, inside `output`.
-                unsafe { kernel(&args) };
+            slot.write([rq.m2, rq.c, rq.e, bias]);
+        }
+        if n % 2 == 1 {
+            let Some((rq, bias)) = fast_channel(stage, c0 + n - 1) else {
+                return false;
+            };
+            table[n].write([rq.m2, rq.c, rq.e, bias]);
+        }
+        let pairs = n / 2;
+        let filters = weights[c0 * k..].as_ptr();
+        for (oy, out_row) in output.chunks_exact_mut(out_w * oc).enumerate() {
+            // The window's input rows, padded with the zero point.
+            for (ky, padded) in band.chunks_exact_mut(row).enumerate() {
+                let src = (oy * g.stride_h + ky)
+                    .checked_sub(g.pad_h)
+                    .and_then(|iy| input.get(iy * in_row..(iy + 1) * in_row));
+                match src {
+                    Some(src) => {
+                        let (left, rest) = padded.split_at_mut(pad_l);
+                        let (mid, right) = rest.split_at_mut(in_row);
+                        left.fill(zp);
+                        mid.copy_from_slice(src);
+                        right.fill(zp);
+                    }
+                    None => padded.fill(zp),
+                }
             }
-            if oc % 2 == 1 {
-                args.b = weights.as_ptr().wrapping_add((oc - 1) * k);
-                args.kreg = -4;
-                args.table = table_ptr.wrapping_add(oc - 1);
-                args.end = table_ptr.wrapping_add(oc + 1).cast();
-                args.out = out.wrapping_add(oc - 1);
-                args.c1off = 0;
-                // SAFETY: as above for the last filter used as both rows of the pair (table
-                // entries oc - 1 and its copy oc), writing channel oc - 1 of both pixels.
-                unsafe { kernel(&args) };
+            let band: &[i8] = band;
+            for ox in (0..out_w).step_by(2) {
+                let ox1 = (ox + 1).min(out_w - 1);
+                let step = g.stride_w * c;
+                fill_patches(abuf, band, row, seg, ox * step, ox1 * step);
+                let a = abuf.as_ptr().cast::<u32>();
+                let out = out_row[ox * oc + c0..].as_mut_ptr().cast::<u8>();
+                let mut args = GemmArgs {
+                    a,
+                    a_end: a.wrapping_add(k),
+                    b: filters,
+                    kreg: k as isize - 4,
+                    b_adv: k as isize,
+                    end: table_ptr.wrapping_add(2 * pairs).cast(),
+                    duff: 0,
+                    out,
+                    out1: ((ox1 - ox) * oc) as isize,
+                    table: table_ptr,
+                    lo: stage.act_min as i32,
+                    c1off: 1,
+                };
+                if pairs > 0 {
+                    // SAFETY: abuf (k words = k/4 steps, all written by `fill_patches`: the
+                    // windows lie inside the band by `output_hw`, kernel_h segments of
+                    // kernel_w·in_c elements each) is 4-aligned; filter pair q reads filters
+                    // c0 + 2q, c0 + 2q + 1 (k bytes each, `kreg = k - 4`, `b_adv = k`) inside
+                    // `weights`; table entries 0..2·pairs are written; the outputs are channels
+                    // c0..c0 + 2·pairs of output pixels ox and ox1 of this row.
+                    unsafe { kernel(&args) };
+                }
+                if n % 2 == 1 {
+                    args.b = filters.wrapping_add((n - 1) * k);
+                    args.kreg = -4;
+                    args.table = table_ptr.wrapping_add(n - 1);
+                    args.end = table_ptr.wrapping_add(n + 1).cast();
+                    args.out = out.wrapping_add(n - 1);
+                    args.c1off = 0;
+                    // SAFETY: as above for the pass's last filter used as both rows of the
+                    // pair (table entries n - 1 and its copy n), writing channel c0 + n - 1 of
+                    // both pixels.
+                    unsafe { kernel(&args) };
+                }
             }
         }
     }

@@ -30,8 +30,8 @@ use crate::kernels::{portable, OutputStage};
 use crate::Error;
 
 /// Largest input length of the DSP path (the pre-extended input lives on the stack:
-/// `2 * MAX_IN + 16` bytes).
-const MAX_IN: usize = 2048;
+/// `2 * MAX_IN + 16` bytes, uninitialised).
+const MAX_IN: usize = 1024;
 const XBUF_WORDS: usize = MAX_IN / 2 + 4;
 
 /// The argument block of [`fc_rows2_full`] and [`fc_rows2_sat`]; offsets are hard-coded in the assembly.

@@ -276,8 +276,8 @@ unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
     )
 }
 
-/// Largest `d` of the DSP `qk_scores` (A buffer on the stack: `4 · MAX_D` bytes).
-const MAX_D: usize = 512;
+/// Largest `d` of the DSP `qk_scores` (A buffer on the stack: `4 · MAX_D` bytes, uninitialised).
+const MAX_D: usize = 256;
 
 /// Writes the interleaved pre-extended pair of rows `r0`, `r1` (same length, a multiple of 4)
 /// into `dst` (`r0.len()` words).
