@@ -1,1 +1,158 @@
-//! Host tests that check `aka-core` against `aka-trainer` live in `tests/tests/`.
+//! Host tests that check `aka-core` against `aka-trainer` live in `tests/tests/`; this library
+//! holds what they share: the bundled MNIST data, training a model in memory, exporting it.
+//!
+//! Nothing is cached on disk: each test binary trains what it needs (small subsets where the
+//! assertion allows it) and keeps it in memory.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use aka_core::rng::Rng;
+use aka_trainer::data::mnist::{ImageSet, Mnist};
+use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, Exported};
+use aka_trainer::nn::{mnist_cnn, mnist_mlp, Sequential};
+use aka_trainer::quantize::QuantConfig;
+use aka_trainer::train::{train, Checkpoint, NamedArray, Progress, Splits, Subset, TrainConfig};
+
+/// The bundled MNIST data (loaded once per test binary).
+pub fn mnist() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
+        Mnist::load(&dir).expect("the bundled MNIST data in data/mnist")
+    })
+}
+
+/// Which network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Mlp,
+    Cnn,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mlp => "mlp",
+            Kind::Cnn => "cnn",
+        }
+    }
+
+    /// A freshly initialised model.
+    pub fn build(self, seed: u64) -> Sequential {
+        let mut rng = Rng::new(seed);
+        match self {
+            Kind::Mlp => mnist_mlp(&mut rng),
+            Kind::Cnn => mnist_cnn(&mut rng),
+        }
+    }
+}
+
+/// Trains `kind` for `epochs` on the first `train_images` training images (Adam 1e-3, batch 64,
+/// like `aka-trainer mnist`), evaluating on the first 1000 test images, writing nothing.
+pub fn train_model(kind: Kind, train_images: usize, epochs: usize, seed: u64) -> Sequential {
+    let data = mnist();
+    let model = kind.build(seed);
+    let train_set = Subset::first(&data.train, train_images);
+    let test_set = Subset::first(&data.test, 1000);
+    let config = TrainConfig {
+        epochs,
+        seed,
+        progress: Progress::Quiet,
+        ..TrainConfig::default()
+    };
+    train(
+        &model,
+        &Splits {
+            train: &train_set,
+            test: &test_set,
+        },
+        &config,
+    )
+    .expect("training");
+    model
+}
+
+/// `aka-trainer mnist`'s export (min/max calibration on 1000 training images) of `model`,
+/// evaluated on `test`.
+pub fn export(model: &Sequential, test: &ImageSet, seed: u64) -> Exported {
+    let config = ExportConfig {
+        quant: QuantConfig {
+            seed,
+            ..QuantConfig::default()
+        },
+        metadata: ExportMetadata::digits(seed, "aka-tests"),
+        eval_batch_size: 1000,
+    };
+    export_classifier(model, &mnist().train, test, &config).expect("export")
+}
+
+/// A trained model kept as plain data, so that test threads can share it (a `Sequential` holds
+/// `Rc`-based tensors, which are neither `Send` nor `Sync`): rebuild it with [`Trained::model`].
+pub struct Trained {
+    pub kind: Kind,
+    pub params: Vec<NamedArray>,
+}
+
+impl Trained {
+    pub fn new(kind: Kind, model: &Sequential) -> Self {
+        Self {
+            kind,
+            params: Checkpoint::capture_params(model),
+        }
+    }
+
+    /// A `Sequential` with these parameters.
+    pub fn model(&self) -> Sequential {
+        let model = self.kind.build(0);
+        Checkpoint::restore_params(&self.params, &model).expect("same architecture");
+        model
+    }
+}
+
+/// A quickly trained (1 epoch on 6000 images, seed 7) model and its export evaluated on the
+/// first 1000 test images: real weights and ranges, for tests that check the file and the
+/// arithmetic rather than the accuracy. Trained once per test binary.
+pub fn quick(kind: Kind) -> &'static (Trained, Exported) {
+    static MLP: OnceLock<(Trained, Exported)> = OnceLock::new();
+    static CNN: OnceLock<(Trained, Exported)> = OnceLock::new();
+    let cell = match kind {
+        Kind::Mlp => &MLP,
+        Kind::Cnn => &CNN,
+    };
+    cell.get_or_init(|| {
+        let model = train_model(kind, 6000, 1, 7);
+        let exported = export(&model, &mnist().test.head(1000), 7);
+        (Trained::new(kind, &model), exported)
+    })
+}
+
+/// Decodes a model file's bytes into aka-core's format types (zero-copy).
+pub fn decode(bytes: &[u8]) -> aka_core::format::ModelFile<'_> {
+    postcard::from_bytes(bytes).expect("a valid model file decodes")
+}
+
+/// Encodes format types back into a file.
+pub fn encode(file: &aka_core::format::ModelFile<'_>) -> Vec<u8> {
+    postcard::to_stdvec(file).expect("encodes")
+}
+
+/// The layers of a sequential model file.
+pub fn layers<'a>(file: &aka_core::format::ModelFile<'a>) -> Vec<aka_core::format::Layer<'a>> {
+    match &file.body {
+        aka_core::format::Body::Sequential(desc) => desc.layers.as_slice().to_vec(),
+        _ => panic!("not a sequential model"),
+    }
+}
+
+/// The same model truncated after layer `last` (its output is that layer's output); labels are
+/// dropped since the output size changes.
+pub fn prefix_model(bytes: &[u8], last: usize) -> Vec<u8> {
+    let mut file = decode(bytes);
+    file.metadata.labels = "";
+    if let aka_core::format::Body::Sequential(desc) = &mut file.body {
+        let kept = desc.layers.as_slice()[..=last].to_vec();
+        desc.layers = aka_core::format::LayerList::from_slice(&kept).expect("fits");
+    }
+    encode(&file)
+}

@@ -11,9 +11,11 @@
 pub mod autograd;
 pub mod chart;
 pub mod data;
+pub mod export;
 pub mod io;
 pub mod nn;
 pub mod optim;
+pub mod quantize;
 pub mod train;
 
 /// Sets the number of worker threads for matrix products, convolutions and optimizer updates

@@ -1,12 +1,20 @@
-//! `aka-trainer mnist`: train the tutorial's MLP (or the small CNN) on MNIST.
+//! `aka-trainer mnist`: train the tutorial's MLP (or the small CNN) on MNIST, then quantize it to
+//! int8 and export it for aka-core as `OUT/model.aka` (unless `--no-export`).
+//!
+//! After training, the export step calibrates activation ranges on `--calibration` training
+//! images, writes the model file atomically, runs it **with aka-core** on the whole test set, and
+//! prints float accuracy, int8 accuracy, top-1 agreement, file and arena sizes and the per-layer
+//! weight quantization error (all also in `summary.json` under `export`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::Mnist;
+use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, ExportSummary};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
 use aka_trainer::optim::OptimizerConfig;
+use aka_trainer::quantize::{Calibration, QuantConfig};
 use aka_trainer::train::{train, Loss, Progress, Splits, TrainConfig};
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -64,6 +72,15 @@ pub struct MnistArgs {
     /// Worker threads for matrix products and convolutions [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Do not quantize and export OUT/model.aka after training.
+    #[arg(long)]
+    no_export: bool,
+    /// Training images used to calibrate the int8 activation ranges.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    calibration: usize,
+    /// Calibrate ranges to the P-th percentile (e.g. 99.99) instead of the min/max.
+    #[arg(long, value_name = "P")]
+    calibration_percentile: Option<f32>,
 }
 
 /// `data/mnist` of this checkout, wherever cargo is run from.
@@ -85,6 +102,9 @@ struct Summary<'a> {
     wall_seconds: f64,
     history: &'a aka_trainer::train::History,
     command: String,
+    /// The int8 export (absent with `--no-export`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<ExportSummary>,
 }
 
 pub fn run(args: MnistArgs) -> anyhow::Result<()> {
@@ -130,6 +150,13 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         &config,
     )?;
 
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let export = if args.no_export {
+        None
+    } else {
+        Some(export(&args, &model, &data, &out, &command)?)
+    };
+
     let summary = Summary {
         model: args.model,
         parameters: model.parameter_count(),
@@ -141,7 +168,8 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         threads: args.threads,
         wall_seconds: wall.elapsed().as_secs_f64(),
         history: &history,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command,
+        export,
     };
     let summary_path = out.join("summary.json");
     aka_trainer::io::write_atomic(
@@ -155,4 +183,43 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
     );
     println!("summary: {}", summary_path.display());
     Ok(())
+}
+
+/// Quantizes, writes `out/model.aka`, evaluates it with aka-core and prints the report.
+fn export(
+    args: &MnistArgs,
+    model: &Sequential,
+    data: &Mnist,
+    out: &std::path::Path,
+    command: &str,
+) -> anyhow::Result<ExportSummary> {
+    let started = Instant::now();
+    let config = ExportConfig {
+        quant: QuantConfig {
+            samples: args.calibration,
+            method: match args.calibration_percentile {
+                Some(p) => Calibration::Percentile(p),
+                None => Calibration::MinMax,
+            },
+            seed: args.seed,
+            ..QuantConfig::default()
+        },
+        metadata: ExportMetadata::digits(args.seed, command),
+        eval_batch_size: 1000,
+    };
+    println!(
+        "int8 export: calibrating on {} training images",
+        args.calibration.min(data.train.len())
+    );
+    let exported = export_classifier(model, &data.train, &data.test, &config)?;
+    let path = out.join(format!("model.{}", aka_trainer::export::EXTENSION));
+    aka_trainer::export::write(&path, &exported.bytes)?;
+    print!("{}", exported.report());
+    println!(
+        "model: {} ({:.1}s; inspect with `cargo run -p aka-tools -- inspect {}`)",
+        path.display(),
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(exported.summary(&path))
 }

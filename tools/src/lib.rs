@@ -1,0 +1,12 @@
+//! The library behind the `aka` command line (see `src/main.rs`).
+//!
+//! * [`model`]: read a model file and load it with aka-core, dispatching on the body kind;
+//! * [`inspect`]: a readable description of a model (layers, shapes, sizes, metadata);
+//! * [`input`]: images for `aka run`: PNG/PGM files converted to the model's input size, or
+//!   images of an MNIST-format test set;
+//! * [`run`]: classify one image on the host with aka-core and format the scores.
+
+pub mod input;
+pub mod inspect;
+pub mod model;
+pub mod run;

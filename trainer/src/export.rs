@@ -1,0 +1,449 @@
+//! Export of a [`QuantizedModel`] as an `aka-core` model file, and evaluation of model files with
+//! `aka-core` itself.
+//!
+//! The file is the postcard encoding of `aka_core::format::ModelFile` (the very types the runtime
+//! decodes), conventionally named `*.aka` ([`EXTENSION`]); `aka inspect model.aka` prints it.
+//!
+//! * [`encode`]: bytes of a quantized model with its metadata; the bytes are checked with
+//!   `aka_core::SequentialModel::load` before they are returned, so the exporter never produces a
+//!   file the runtime rejects.
+//! * [`write`]: atomic write ([`crate::io::write_atomic`]).
+//! * [`evaluate_int8`]: accuracy and predictions of model bytes **as run by aka-core**
+//!   (`SequentialModel::load` + `classify_u8`) over an [`ImageSet`].
+//! * [`export_classifier`]: the whole pipeline used by `aka-trainer mnist`: float evaluation,
+//!   quantization, int8 evaluation, and the final bytes with both accuracies in the metadata.
+//!
+//! Encoding is deterministic: the same model, calibration data and metadata give the same bytes.
+
+use std::path::Path;
+
+use aka_core::format::{
+    self, Body, Conv2d, Layer, LayerList, Linear, Metadata, ModelFile, Requant, SequentialDesc,
+    Task,
+};
+use aka_core::{LayerInfo, SequentialModel};
+use anyhow::{ensure, Context as _};
+use ndarray::Axis;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::autograd::{no_grad, Tensor};
+use crate::data::mnist::ImageSet;
+use crate::nn::{Ctx, Module, Sequential};
+use crate::quantize::{quantize, LayerReport, QLayer, QRequant, QuantConfig, QuantizedModel};
+use crate::train::argmax;
+
+/// File extension of aka model files.
+pub const EXTENSION: &str = "aka";
+
+/// Descriptive information stored in the file (nothing here affects the arithmetic).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportMetadata {
+    /// One label per output, e.g. `"0"` to `"9"`; none may contain `'\n'`.
+    pub labels: Vec<String>,
+    /// Float test accuracy in percent (NaN if unknown).
+    pub float_accuracy: f32,
+    /// Int8 test accuracy in percent, as run by aka-core (NaN if unknown).
+    pub int8_accuracy: f32,
+    /// The training seed.
+    pub seed: u64,
+    /// The command line that trained the model.
+    pub train_command: String,
+}
+
+impl ExportMetadata {
+    /// Labels `"0"`..`"9"`, unknown accuracies.
+    pub fn digits(seed: u64, train_command: impl Into<String>) -> Self {
+        Self {
+            labels: (0..10).map(|d| d.to_string()).collect(),
+            float_accuracy: f32::NAN,
+            int8_accuracy: f32::NAN,
+            seed,
+            train_command: train_command.into(),
+        }
+    }
+}
+
+fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i8_bytes(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+/// Owned little-endian byte arrays of one layer, borrowed by the encoded `format::Layer`.
+struct LayerBytes {
+    weights: Vec<u8>,
+    bias: Vec<u8>,
+    multipliers: Vec<u8>,
+    shifts: Vec<u8>,
+}
+
+impl LayerBytes {
+    fn new(weights: &[i8], bias: &[i32], r: &QRequant) -> Self {
+        Self {
+            weights: i8_bytes(weights),
+            bias: i32_bytes(bias),
+            multipliers: i32_bytes(&r.multipliers),
+            shifts: i32_bytes(&r.shifts),
+        }
+    }
+
+    fn requant(&self, r: &QRequant) -> Requant<'_> {
+        Requant {
+            multipliers: &self.multipliers,
+            shifts: &self.shifts,
+            output: r.output,
+            act_min: r.act_min,
+            act_max: r.act_max,
+        }
+    }
+}
+
+fn u32_of(v: usize, what: &str) -> anyhow::Result<u32> {
+    u32::try_from(v).with_context(|| format!("{what} {v} does not fit in u32"))
+}
+
+/// Encodes `model` with `meta` as an aka model file (postcard of `aka_core::format::ModelFile`),
+/// then loads the bytes with `aka_core::SequentialModel::load` to make sure the runtime accepts
+/// them.
+pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<Vec<u8>> {
+    ensure!(
+        meta.labels.iter().all(|l| !l.contains('\n')),
+        "class labels must not contain newlines"
+    );
+    ensure!(
+        meta.labels.iter().all(|l| !l.is_empty()) || meta.labels.len() <= 1,
+        "class labels must not be empty"
+    );
+    let labels = meta.labels.join("\n");
+    let buffers: Vec<Option<LayerBytes>> = model
+        .layers
+        .iter()
+        .map(|l| match l {
+            QLayer::Linear(l) => Some(LayerBytes::new(&l.weights, &l.bias, &l.requant)),
+            QLayer::Conv2d(c) => Some(LayerBytes::new(&c.weights, &c.bias, &c.requant)),
+            _ => None,
+        })
+        .collect();
+    let mut layers = LayerList::new();
+    for (layer, buf) in model.layers.iter().zip(&buffers) {
+        let encoded = match (layer, buf) {
+            (QLayer::Linear(l), Some(b)) => Layer::Linear(Linear {
+                in_features: u32_of(l.in_features, "in_features")?,
+                out_features: u32_of(l.out_features, "out_features")?,
+                weights: &b.weights,
+                bias: &b.bias,
+                requant: b.requant(&l.requant),
+            }),
+            (QLayer::Conv2d(c), Some(b)) => Layer::Conv2d(Conv2d {
+                in_channels: u32_of(c.in_channels, "in_channels")?,
+                out_channels: u32_of(c.out_channels, "out_channels")?,
+                kernel_h: u32_of(c.kernel_h, "kernel")?,
+                kernel_w: u32_of(c.kernel_w, "kernel")?,
+                stride_h: u32_of(c.stride, "stride")?,
+                stride_w: u32_of(c.stride, "stride")?,
+                pad_h: u32_of(c.padding, "padding")?,
+                pad_w: u32_of(c.padding, "padding")?,
+                input_zero_point: c.input_zero_point,
+                weights: &b.weights,
+                bias: &b.bias,
+                requant: b.requant(&c.requant),
+            }),
+            (QLayer::MaxPool2d(p), _) => Layer::MaxPool2d(*p),
+            (QLayer::Flatten, _) => Layer::Flatten,
+            (QLayer::Relu { zero_point }, _) => Layer::Relu {
+                zero_point: *zero_point,
+            },
+            (QLayer::Linear(_) | QLayer::Conv2d(_), None) => {
+                anyhow::bail!("internal error: a Linear/Conv2d layer without parameter buffers")
+            }
+        };
+        layers.push(encoded).map_err(|_| {
+            anyhow::anyhow!(
+                "{} layers; aka-core runs at most {}",
+                model.layers.len(),
+                format::MAX_LAYERS
+            )
+        })?;
+    }
+    let file = ModelFile::new(
+        Metadata {
+            task: Task::Classifier,
+            labels: &labels,
+            float_accuracy: meta.float_accuracy,
+            int8_accuracy: meta.int8_accuracy,
+            seed: meta.seed,
+            train_command: &meta.train_command,
+        },
+        Body::Sequential(SequentialDesc {
+            input: model.input,
+            layers,
+        }),
+    );
+    let bytes = postcard::to_stdvec(&file).context("encoding the model file")?;
+    SequentialModel::load(&bytes)
+        .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;
+    Ok(bytes)
+}
+
+/// Writes model bytes atomically (temp file + rename).
+pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    crate::io::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Predictions of a classifier over a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Predicted class of every image, in order.
+    pub predictions: Vec<usize>,
+    /// How many predictions equal the label.
+    pub correct: usize,
+}
+
+impl Evaluation {
+    fn new(predictions: Vec<usize>, set: &ImageSet) -> Self {
+        let correct = predictions
+            .iter()
+            .zip(&set.labels)
+            .filter(|(&p, &l)| p == l as usize)
+            .count();
+        Self {
+            predictions,
+            correct,
+        }
+    }
+
+    /// Number of images.
+    pub fn total(&self) -> usize {
+        self.predictions.len()
+    }
+
+    /// Accuracy in `[0, 1]` (NaN for an empty set).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total() as f64
+    }
+
+    /// Accuracy in percent.
+    pub fn percent(&self) -> f64 {
+        self.accuracy() * 100.0
+    }
+
+    /// Fraction of images on which `self` and `other` predict the same class (top-1 agreement).
+    pub fn agreement(&self, other: &Evaluation) -> f64 {
+        let same = self
+            .predictions
+            .iter()
+            .zip(&other.predictions)
+            .filter(|(a, b)| a == b)
+            .count();
+        same as f64 / self.total().max(other.total()) as f64
+    }
+}
+
+/// Runs model bytes with **aka-core** (`SequentialModel::load`, then `classify_u8` on every image,
+/// in parallel) and returns the predictions and accuracy.
+pub fn evaluate_int8(bytes: &[u8], set: &ImageSet) -> Result<Evaluation, aka_core::Error> {
+    let model = SequentialModel::load(bytes)?;
+    let n = set.len();
+    let chunk = 256;
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    let parts: Result<Vec<Vec<usize>>, aka_core::Error> = starts
+        .par_iter()
+        .map(|&start| {
+            let mut arena = vec![0i8; model.arena_size()];
+            (start..(start + chunk).min(n))
+                .map(|i| Ok(model.classify_u8(set.image(i), &mut arena)?.0))
+                .collect()
+        })
+        .collect();
+    Ok(Evaluation::new(parts?.concat(), set))
+}
+
+/// Predictions of the float model (evaluation mode, no graph) over `set`.
+pub fn evaluate_float(model: &Sequential, set: &ImageSet, batch_size: usize) -> Evaluation {
+    let mut ctx = Ctx::eval();
+    let mut predictions = Vec::with_capacity(set.len());
+    no_grad(|| {
+        let indices: Vec<usize> = (0..set.len()).collect();
+        for chunk in indices.chunks(batch_size.max(1)) {
+            let x = Tensor::new(set.batch_images(chunk).into_dyn());
+            let out = model.forward(&x, &mut ctx);
+            let v = out.value();
+            predictions.extend(v.axis_iter(Axis(0)).map(|row| argmax(row.iter().copied())));
+        }
+    });
+    Evaluation::new(predictions, set)
+}
+
+/// Multiply-accumulates of one layer per inference (Linear: `in * out`; Conv2d:
+/// `out_h * out_w * out_c * kh * kw * in_c`; others 0).
+pub fn layer_macs(info: &LayerInfo<'_, '_>) -> u64 {
+    let o = info.output;
+    match info.layer {
+        Layer::Linear(l) => l.in_features as u64 * l.out_features as u64,
+        Layer::Conv2d(c) => {
+            o.h as u64
+                * o.w as u64
+                * o.c as u64
+                * c.kernel_h as u64
+                * c.kernel_w as u64
+                * c.in_channels as u64
+        }
+        _ => 0,
+    }
+}
+
+/// Multiply-accumulates per inference of a whole model.
+pub fn model_macs(model: &SequentialModel<'_>) -> u64 {
+    model.layer_infos().map(|i| layer_macs(&i)).sum()
+}
+
+/// Settings of [`export_classifier`].
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// Quantization (calibration) settings.
+    pub quant: QuantConfig,
+    /// Metadata; its accuracies are filled in by [`export_classifier`].
+    pub metadata: ExportMetadata,
+    /// Batch size of the float evaluation.
+    pub eval_batch_size: usize,
+}
+
+/// Everything [`export_classifier`] produced.
+#[derive(Clone, Debug)]
+pub struct Exported {
+    /// The final file, with both accuracies in its metadata.
+    pub bytes: Vec<u8>,
+    /// The quantized parameters and per-layer reports.
+    pub quantized: QuantizedModel,
+    /// Float predictions on the test set.
+    pub float: Evaluation,
+    /// aka-core int8 predictions on the test set.
+    pub int8: Evaluation,
+    /// aka-core arena bytes needed to run the model.
+    pub arena_size: usize,
+    /// Bytes of weights, biases, multipliers and shifts.
+    pub param_bytes: usize,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+}
+
+/// Export results in `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportSummary {
+    pub file: String,
+    pub file_bytes: usize,
+    pub param_bytes: usize,
+    pub arena_bytes: usize,
+    pub macs_per_inference: u64,
+    pub test_images: usize,
+    /// Percent.
+    pub float_accuracy: f64,
+    /// Percent, aka-core on the host.
+    pub int8_accuracy: f64,
+    /// Percent of test images where int8 and float predict the same class.
+    pub top1_agreement: f64,
+    pub calibration: crate::quantize::Calibration,
+    pub calibration_samples: usize,
+    pub layers: Vec<LayerReport>,
+}
+
+impl Exported {
+    /// Summary for `summary.json`; `file` is where the bytes were written.
+    pub fn summary(&self, file: &Path) -> ExportSummary {
+        ExportSummary {
+            file: file.display().to_string(),
+            file_bytes: self.bytes.len(),
+            param_bytes: self.param_bytes,
+            arena_bytes: self.arena_size,
+            macs_per_inference: self.macs,
+            test_images: self.int8.total(),
+            float_accuracy: self.float.percent(),
+            int8_accuracy: self.int8.percent(),
+            top1_agreement: self.int8.agreement(&self.float) * 100.0,
+            calibration: self.quantized.calibration,
+            calibration_samples: self.quantized.calibration_samples,
+            layers: self.quantized.reports.clone(),
+        }
+    }
+
+    /// A human-readable report: accuracies, agreement, sizes and per-layer weight errors.
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let n = self.int8.total();
+        let _ = writeln!(
+            s,
+            "float accuracy   {:6.2}% ({} / {n} test images)",
+            self.float.percent(),
+            self.float.correct
+        );
+        let _ = writeln!(
+            s,
+            "int8 accuracy    {:6.2}% ({} / {n}, aka-core on the host)",
+            self.int8.percent(),
+            self.int8.correct
+        );
+        let _ = writeln!(
+            s,
+            "top-1 agreement  {:6.2}% (int8 vs float)",
+            self.int8.agreement(&self.float) * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "file {} bytes (parameters {} bytes), arena {} bytes, {} MACs/inference",
+            self.bytes.len(),
+            self.param_bytes,
+            self.arena_size,
+            self.macs
+        );
+        let _ = writeln!(
+            s,
+            "calibration: {:?} over {} training images",
+            self.quantized.calibration, self.quantized.calibration_samples
+        );
+        for r in &self.quantized.reports {
+            let _ = writeln!(s, "  layer {:>2}: {r}", r.export_index);
+        }
+        s
+    }
+}
+
+/// Quantizes `model` (calibrating on `calibration`), evaluates the float model and the int8 model
+/// (with aka-core) on `test`, and returns the final bytes with both accuracies in the metadata.
+pub fn export_classifier(
+    model: &Sequential,
+    calibration: &ImageSet,
+    test: &ImageSet,
+    config: &ExportConfig,
+) -> anyhow::Result<Exported> {
+    let quantized = quantize(model, calibration, &config.quant)?;
+    let float = evaluate_float(model, test, config.eval_batch_size);
+    let mut meta = config.metadata.clone();
+    meta.float_accuracy = float.percent() as f32;
+    // The int8 accuracy is part of the file: evaluate a first encoding (its metadata does not
+    // affect the arithmetic), then encode again with the accuracy filled in.
+    let draft = encode(&quantized, &meta)?;
+    let int8 = evaluate_int8(&draft, test)
+        .map_err(|e| anyhow::anyhow!("running the exported model with aka-core: {e}"))?;
+    meta.int8_accuracy = int8.percent() as f32;
+    let bytes = encode(&quantized, &meta)?;
+    let loaded = SequentialModel::load(&bytes)
+        .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;
+    let (arena_size, param_bytes, macs) = (
+        loaded.arena_size(),
+        loaded.param_bytes(),
+        model_macs(&loaded),
+    );
+    Ok(Exported {
+        bytes,
+        quantized,
+        float,
+        int8,
+        arena_size,
+        param_bytes,
+        macs,
+    })
+}

@@ -1,0 +1,918 @@
+//! Post-training int8 quantization of a [`Sequential`] model, TensorFlow Lite's int8 scheme.
+//!
+//! [`quantize`] turns a trained float model into a [`QuantizedModel`]: the integer parameters
+//! that [`crate::export`] writes into an `aka-core` model file. The arithmetic is exactly what
+//! `aka-core` runs:
+//!
+//! * **Input**: fixed, pixels `p / 255` quantized with scale `1/255` and zero point `-128`
+//!   (`aka_core::quant::quantize_pixel`), i.e. `q = p - 128`.
+//! * **Weights**: int8, symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
+//!   `q = clamp(round(w / s_w[o]), -127, 127)`, zero point 0 (an all-zero channel gets scale 1).
+//!   The maximum quantization error per layer is reported, absolute and relative to the
+//!   channel's `max|W[o]|` ([`LayerReport`]).
+//! * **Activations**: int8, **per tensor**, asymmetric `(scale, zero_point)`, calibrated by running
+//!   the float model (`no_grad`, evaluation mode, so dropout is off) on
+//!   [`QuantConfig::samples`] training images. The range is the observed min/max
+//!   ([`Calibration::MinMax`]) or a symmetric percentile of the values
+//!   ([`Calibration::Percentile`]), always widened to contain 0 (so that real 0 is exact); then
+//!   `scale = (max - min) / 255`, `zero_point = clamp(round(-128 - min / scale), -128, 127)`.
+//! * **Bias**: int32 at scale `s_in * s_w[o]`, with the input zero point folded in as aka-core
+//!   expects: `bias'[o] = round(b[o] / (s_in * s_w[o])) - zp_in * Σ W_q[o]` (computed in `i64`; a
+//!   value outside `i32` is an error).
+//! * **Requantization**: `M[o] = s_in * s_w[o] / s_out` (in `f64` from the `f32` scales), stored as
+//!   `aka_core::quant::quantize_multiplier(M[o])` (TFLite's Q31 multiplier and shift).
+//! * **Layers**: `Linear`/`Conv2d` followed by `ReLU` (dropouts in between are skipped) fuse the
+//!   ReLU as output clamping (`act_min = zp_out`), and their output range is calibrated **after**
+//!   the ReLU. A ReLU that does not follow a Linear/Conv2d becomes a standalone `Relu` layer.
+//!   `MaxPool2d` and `Flatten` keep their input's quantization. `Dropout` disappears.
+//! * **Layouts**: aka-core is NHWC. Conv2d weights are transposed from PyTorch's OIHW to OHWI.
+//!   PyTorch's `Flatten` orders a `[c, h, w]` activation channel-major while aka-core's flattens
+//!   `[h][w][c]` (channel fastest), so the input columns of the first `Linear` after a `Flatten`
+//!   are permuted accordingly. Every `Flatten` of the float model is exported as an explicit
+//!   `Flatten` layer (aka-core's `Linear` requires a `1 x 1 x n` input).
+
+use std::fmt;
+
+use aka_core::format::{InputDesc, MaxPool2d as CoreMaxPool2d, QuantParams, Shape};
+use aka_core::quant::quantize_multiplier;
+use aka_core::rng::Rng;
+use anyhow::{bail, ensure, Context as _};
+use serde::Serialize;
+
+use crate::autograd::{no_grad, Array, Tensor};
+use crate::data::mnist::ImageSet;
+use crate::nn::{self, Ctx, Sequential};
+use crate::train::shuffled;
+
+/// Input scale: a pixel's real value is `p / 255`.
+pub const INPUT_SCALE: f32 = 1.0 / 255.0;
+/// Input zero point: pixel `p` is stored as `p - 128`.
+pub const INPUT_ZERO_POINT: i8 = -128;
+/// Largest symmetric weight value (TFLite's int8 weight range is `[-127, 127]`).
+pub const WEIGHT_MAX: i32 = 127;
+/// The percentile calibration keeps at most this many values per tensor (evenly subsampled).
+pub const PERCENTILE_MAX_VALUES: usize = 4_000_000;
+
+/// How activation ranges are chosen from the calibration run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibration {
+    /// The observed minimum and maximum (TFLite's default).
+    MinMax,
+    /// The `p`-th and `(100 - p)`-th percentiles of all observed values, `p` in `(50, 100]`
+    /// (e.g. `99.99`): ignores rare outliers, clipping them.
+    Percentile(f32),
+}
+
+/// Quantization settings.
+#[derive(Clone, Debug)]
+pub struct QuantConfig {
+    /// Number of calibration images (drawn without replacement from the calibration set with
+    /// [`QuantConfig::seed`]; all of them if the set is smaller). Default 1000.
+    pub samples: usize,
+    /// How ranges are chosen (default min/max).
+    pub method: Calibration,
+    /// Seeds the choice of calibration images.
+    pub seed: u64,
+    /// Images per calibration forward pass (default 250).
+    pub batch_size: usize,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        Self {
+            samples: 1000,
+            method: Calibration::MinMax,
+            seed: 0,
+            batch_size: 250,
+        }
+    }
+}
+
+/// Requantization of an int32 accumulator to the int8 output, per output channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QRequant {
+    /// Q31 multipliers (`quantize_multiplier(s_in * s_w[o] / s_out)`).
+    pub multipliers: Vec<i32>,
+    /// The matching shifts.
+    pub shifts: Vec<i32>,
+    /// Output quantization.
+    pub output: QuantParams,
+    /// Lower clamp: `output.zero_point` with a fused ReLU, else `-128`.
+    pub act_min: i8,
+    /// Upper clamp (`127`).
+    pub act_max: i8,
+}
+
+/// An int8 fully connected layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QLinear {
+    pub in_features: usize,
+    pub out_features: usize,
+    /// `[out][in]`, input columns already in aka-core's (NHWC-flattened) order.
+    pub weights: Vec<i8>,
+    /// Bias with the input zero point folded in.
+    pub bias: Vec<i32>,
+    pub requant: QRequant,
+}
+
+/// An int8 2-D convolution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QConv2d {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride: usize,
+    pub padding: usize,
+    /// Zero point of the input activations.
+    pub input_zero_point: i8,
+    /// OHWI `[out][kh][kw][in]`.
+    pub weights: Vec<i8>,
+    /// Bias with the input zero point folded in (over the whole kernel).
+    pub bias: Vec<i32>,
+    pub requant: QRequant,
+}
+
+/// One layer of a [`QuantizedModel`], in aka-core's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QLayer {
+    Linear(QLinear),
+    Conv2d(QConv2d),
+    MaxPool2d(CoreMaxPool2d),
+    Flatten,
+    Relu { zero_point: i8 },
+}
+
+impl QLayer {
+    /// Short lowercase name, as aka-core's `Layer::name`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QLayer::Linear(_) => "linear",
+            QLayer::Conv2d(_) => "conv2d",
+            QLayer::MaxPool2d(_) => "maxpool2d",
+            QLayer::Flatten => "flatten",
+            QLayer::Relu { .. } => "relu",
+        }
+    }
+}
+
+/// What happened to one Linear/Conv2d layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerReport {
+    /// Index of the layer in the float model.
+    pub float_index: usize,
+    /// Index of the layer in the exported model.
+    pub export_index: usize,
+    /// e.g. `Linear(784 -> 576) + ReLU`.
+    pub description: String,
+    /// Whether a following ReLU was fused.
+    pub relu_fused: bool,
+    /// `max |w - s_w * q|` over all weights.
+    pub max_abs_error: f32,
+    /// `max over channels of max|w - s_w * q| / max|W[o]|` (at most `1/254` by construction).
+    pub max_rel_error: f32,
+    /// Smallest and largest per-channel weight scale.
+    pub weight_scale_min: f32,
+    pub weight_scale_max: f32,
+    /// Calibrated output range (before widening to include 0).
+    pub calibrated_min: f32,
+    pub calibrated_max: f32,
+    /// Input and output quantization.
+    pub input: QuantParams,
+    pub output: QuantParams,
+}
+
+impl fmt::Display for LayerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<34} max |w - ŵ| {:.3e} ({:.3}% of channel max), out range [{:.3}, {:.3}] -> scale {:.5} zp {}",
+            self.description,
+            self.max_abs_error,
+            self.max_rel_error * 100.0,
+            self.calibrated_min,
+            self.calibrated_max,
+            self.output.scale,
+            self.output.zero_point
+        )
+    }
+}
+
+/// A quantized model: aka-core's layers with owned parameters, plus what quantization did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedModel {
+    /// Input shape (NHWC) and quantization.
+    pub input: InputDesc,
+    /// The layers, in aka-core order.
+    pub layers: Vec<QLayer>,
+    /// One report per Linear/Conv2d layer.
+    pub reports: Vec<LayerReport>,
+    /// How the ranges were calibrated.
+    pub calibration: Calibration,
+    /// Number of calibration images actually used.
+    pub calibration_samples: usize,
+}
+
+impl QuantizedModel {
+    /// Quantization of the model output.
+    pub fn output_quant(&self) -> QuantParams {
+        let mut q = self.input.quant;
+        for layer in &self.layers {
+            match layer {
+                QLayer::Linear(l) => q = l.requant.output,
+                QLayer::Conv2d(c) => q = c.requant.output,
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// The activation flowing between float layers while planning.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    /// NCHW image `[c, h, w]` (aka-core: `h x w x c`).
+    Spatial { c: usize, h: usize, w: usize },
+    /// Flat vector; `from` is the `[c, h, w]` it was flattened from, until a Linear consumes it.
+    Flat {
+        n: usize,
+        from: Option<(usize, usize, usize)>,
+    },
+}
+
+/// A float layer lowered to an aka-core layer, before calibration.
+enum Planned<'m> {
+    Linear {
+        layer: &'m nn::Linear,
+        float_index: usize,
+        /// Float layer whose output is this layer's (calibrated) output.
+        capture: usize,
+        relu: bool,
+        /// Permute input columns from PyTorch's `[c][h][w]` to aka-core's `[h][w][c]`.
+        permute: Option<(usize, usize, usize)>,
+    },
+    Conv {
+        layer: &'m nn::Conv2d,
+        float_index: usize,
+        capture: usize,
+        relu: bool,
+    },
+    Pool(CoreMaxPool2d),
+    Flatten,
+    Relu,
+}
+
+/// Quantizes `model` for images of `calibration.rows x calibration.cols` pixels (one channel),
+/// calibrating on images of `calibration` (usually the training set). See the
+/// [module documentation](self) for the scheme.
+///
+/// Errors: a layer sequence aka-core cannot run (e.g. a Linear on an image without a Flatten,
+/// padding not smaller than the kernel), non-finite weights or activations, a bias or
+/// multiplier out of range.
+pub fn quantize(
+    model: &Sequential,
+    calibration: &ImageSet,
+    config: &QuantConfig,
+) -> anyhow::Result<QuantizedModel> {
+    ensure!(!calibration.is_empty(), "the calibration set is empty");
+    ensure!(config.samples > 0, "--calibration must be at least 1");
+    if let Calibration::Percentile(p) = config.method {
+        ensure!(
+            p > 50.0 && p <= 100.0,
+            "calibration percentile must be in (50, 100], got {p}"
+        );
+    }
+    let (rows, cols) = (calibration.rows, calibration.cols);
+    let plan = plan(model, (1, rows, cols))?;
+    let captures: Vec<usize> = plan
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Linear { capture, .. } | Planned::Conv { capture, .. } => Some(*capture),
+            _ => None,
+        })
+        .collect();
+
+    let n = calibration.len();
+    let samples = config.samples.min(n);
+    let indices: Vec<usize> = if samples == n {
+        (0..n).collect()
+    } else {
+        let mut rng = Rng::new(config.seed);
+        let mut idx = shuffled(n, &mut rng);
+        idx.truncate(samples);
+        idx.sort_unstable();
+        idx
+    };
+    let ranges = calibrate(
+        model,
+        calibration,
+        &indices,
+        &captures,
+        config.method,
+        config.batch_size,
+    )?;
+
+    let input = InputDesc {
+        shape: Shape::new(u32_of(rows)?, u32_of(cols)?, 1),
+        quant: QuantParams {
+            scale: INPUT_SCALE,
+            zero_point: INPUT_ZERO_POINT,
+        },
+    };
+    let mut quant = input.quant;
+    let mut layers = Vec::new();
+    let mut reports = Vec::new();
+    for step in &plan {
+        match *step {
+            Planned::Linear {
+                layer,
+                float_index,
+                capture,
+                relu,
+                permute,
+            } => {
+                let (lo, hi) = range_of(&ranges, capture)?;
+                let output = activation_quant(lo, hi);
+                let w = layer.weight.value();
+                let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+                let w: Vec<f32> = w.iter().copied().collect();
+                let b = bias_values(layer.bias.as_ref(), out_f);
+                let qw = quantize_weights(&w, out_f, float_index)?;
+                let bias = fold_bias(&b, &qw, quant, float_index)?;
+                let requant = requant(quant, &qw.scales, output, relu, float_index)?;
+                let weights = match permute {
+                    Some((c, h, wd)) if c * h * wd == in_f => {
+                        chw_to_hwc_columns(&qw.q, out_f, c, h, wd)
+                    }
+                    Some(_) => bail!(
+                        "layer {float_index}: Linear input does not match the flattened shape"
+                    ),
+                    None => qw.q.clone(),
+                };
+                reports.push(report(
+                    float_index,
+                    layers.len(),
+                    format!(
+                        "Linear({in_f} -> {out_f}){}",
+                        if relu { " + ReLU" } else { "" }
+                    ),
+                    relu,
+                    &qw,
+                    (lo, hi),
+                    quant,
+                    output,
+                ));
+                layers.push(QLayer::Linear(QLinear {
+                    in_features: in_f,
+                    out_features: out_f,
+                    weights,
+                    bias,
+                    requant,
+                }));
+                quant = output;
+            }
+            Planned::Conv {
+                layer,
+                float_index,
+                capture,
+                relu,
+            } => {
+                let (lo, hi) = range_of(&ranges, capture)?;
+                let output = activation_quant(lo, hi);
+                let w = layer.weight.value();
+                let s = w.shape().to_vec();
+                let (co, ci, kh, kw) = (s[0], s[1], s[2], s[3]);
+                let w: Vec<f32> = w.iter().copied().collect();
+                let b = bias_values(layer.bias.as_ref(), co);
+                let qw = quantize_weights(&w, co, float_index)?;
+                let bias = fold_bias(&b, &qw, quant, float_index)?;
+                let requant = requant(quant, &qw.scales, output, relu, float_index)?;
+                let weights = oihw_to_ohwi(&qw.q, co, ci, kh, kw);
+                let description = format!(
+                    "Conv2d({ci} -> {co}, {kh}x{kw}, s{}, p{}){}",
+                    layer.stride,
+                    layer.padding,
+                    if relu { " + ReLU" } else { "" }
+                );
+                reports.push(report(
+                    float_index,
+                    layers.len(),
+                    description,
+                    relu,
+                    &qw,
+                    (lo, hi),
+                    quant,
+                    output,
+                ));
+                layers.push(QLayer::Conv2d(QConv2d {
+                    in_channels: ci,
+                    out_channels: co,
+                    kernel_h: kh,
+                    kernel_w: kw,
+                    stride: layer.stride,
+                    padding: layer.padding,
+                    input_zero_point: quant.zero_point,
+                    weights,
+                    bias,
+                    requant,
+                }));
+                quant = output;
+            }
+            Planned::Pool(p) => layers.push(QLayer::MaxPool2d(p)),
+            Planned::Flatten => layers.push(QLayer::Flatten),
+            Planned::Relu => layers.push(QLayer::Relu {
+                zero_point: quant.zero_point,
+            }),
+        }
+    }
+    ensure!(!layers.is_empty(), "the model has no layers to export");
+    Ok(QuantizedModel {
+        input,
+        layers,
+        reports,
+        calibration: config.method,
+        calibration_samples: indices.len(),
+    })
+}
+
+fn u32_of(v: usize) -> anyhow::Result<u32> {
+    u32::try_from(v).with_context(|| format!("size {v} does not fit in u32"))
+}
+
+/// Walks the float layers, checking that aka-core can run them and deciding fusion.
+fn plan(model: &Sequential, input: (usize, usize, usize)) -> anyhow::Result<Vec<Planned<'_>>> {
+    let layers = &model.layers;
+    // The next ReLU after `i`, skipping dropouts (identity at inference).
+    let fused_relu = |i: usize| -> Option<usize> {
+        let mut j = i + 1;
+        while let Some(nn::Layer::Dropout(_)) = layers.get(j) {
+            j += 1;
+        }
+        matches!(layers.get(j), Some(nn::Layer::ReLU(_))).then_some(j)
+    };
+    let mut act = Act::Spatial {
+        c: input.0,
+        h: input.1,
+        w: input.2,
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < layers.len() {
+        let mut next = i + 1;
+        match &layers[i] {
+            nn::Layer::Linear(l) => {
+                let Act::Flat { n, from } = act else {
+                    bail!(
+                        "layer {i} ({}): a Linear needs a flat input; put a Flatten before it",
+                        layers[i].describe()
+                    );
+                };
+                ensure!(
+                    l.weight.ndim() == 2 && l.in_features() == n,
+                    "layer {i} ({}): expects {} inputs, gets {n}",
+                    layers[i].describe(),
+                    l.in_features()
+                );
+                let relu = fused_relu(i);
+                out.push(Planned::Linear {
+                    layer: l,
+                    float_index: i,
+                    capture: relu.unwrap_or(i),
+                    relu: relu.is_some(),
+                    permute: from,
+                });
+                next = relu.map_or(i + 1, |j| j + 1);
+                act = Act::Flat {
+                    n: l.out_features(),
+                    from: None,
+                };
+            }
+            nn::Layer::Conv2d(conv) => {
+                let Act::Spatial { c, h, w } = act else {
+                    bail!("layer {i}: Conv2d on a flat input");
+                };
+                let s = conv.weight.shape();
+                ensure!(s.len() == 4, "layer {i}: Conv2d weight must be 4-D");
+                let (co, ci, kh, kw) = (s[0], s[1], s[2], s[3]);
+                ensure!(
+                    ci == c,
+                    "layer {i}: Conv2d expects {ci} input channels, gets {c}"
+                );
+                ensure!(
+                    conv.stride >= 1 && kh >= 1 && kw >= 1,
+                    "layer {i}: zero stride or kernel"
+                );
+                ensure!(
+                    conv.padding < kh && conv.padding < kw,
+                    "layer {i}: aka-core needs padding ({}) smaller than the kernel ({kh}x{kw})",
+                    conv.padding
+                );
+                let (ph, pw) = (h + 2 * conv.padding, w + 2 * conv.padding);
+                ensure!(
+                    ph >= kh && pw >= kw,
+                    "layer {i}: kernel larger than the padded input"
+                );
+                let relu = fused_relu(i);
+                out.push(Planned::Conv {
+                    layer: conv,
+                    float_index: i,
+                    capture: relu.unwrap_or(i),
+                    relu: relu.is_some(),
+                });
+                next = relu.map_or(i + 1, |j| j + 1);
+                act = Act::Spatial {
+                    c: co,
+                    h: (ph - kh) / conv.stride + 1,
+                    w: (pw - kw) / conv.stride + 1,
+                };
+            }
+            nn::Layer::MaxPool2d(p) => {
+                let Act::Spatial { c, h, w } = act else {
+                    bail!("layer {i}: MaxPool2d on a flat input");
+                };
+                ensure!(
+                    p.kernel >= 1 && p.stride >= 1 && h >= p.kernel && w >= p.kernel,
+                    "layer {i}: bad MaxPool2d {}x{} stride {} on {h}x{w}",
+                    p.kernel,
+                    p.kernel,
+                    p.stride
+                );
+                out.push(Planned::Pool(CoreMaxPool2d {
+                    kernel_h: u32_of(p.kernel)?,
+                    kernel_w: u32_of(p.kernel)?,
+                    stride_h: u32_of(p.stride)?,
+                    stride_w: u32_of(p.stride)?,
+                }));
+                act = Act::Spatial {
+                    c,
+                    h: (h - p.kernel) / p.stride + 1,
+                    w: (w - p.kernel) / p.stride + 1,
+                };
+            }
+            nn::Layer::Flatten(_) => {
+                if let Act::Spatial { c, h, w } = act {
+                    out.push(Planned::Flatten);
+                    act = Act::Flat {
+                        n: c * h * w,
+                        from: Some((c, h, w)),
+                    };
+                }
+            }
+            nn::Layer::ReLU(_) => out.push(Planned::Relu),
+            nn::Layer::Dropout(_) => {}
+        }
+        i = next;
+    }
+    let kept = out.len();
+    ensure!(
+        kept <= aka_core::format::MAX_LAYERS,
+        "the exported model would have {kept} layers; aka-core runs at most {}",
+        aka_core::format::MAX_LAYERS
+    );
+    Ok(out)
+}
+
+/// Running statistics of one calibrated tensor.
+enum Observer {
+    MinMax {
+        min: f32,
+        max: f32,
+    },
+    Values {
+        values: Vec<f32>,
+        stride: usize,
+        skip: usize,
+    },
+}
+
+impl Observer {
+    fn observe(&mut self, x: &Array) -> bool {
+        match self {
+            Observer::MinMax { min, max } => {
+                for &v in x.iter() {
+                    if !v.is_finite() {
+                        return false;
+                    }
+                    *min = min.min(v);
+                    *max = max.max(v);
+                }
+            }
+            Observer::Values {
+                values,
+                stride,
+                skip,
+            } => {
+                for &v in x.iter() {
+                    if !v.is_finite() {
+                        return false;
+                    }
+                    if *skip == 0 {
+                        values.push(v);
+                        *skip = *stride;
+                    }
+                    *skip -= 1;
+                }
+            }
+        }
+        true
+    }
+
+    fn range(self, method: Calibration) -> (f32, f32) {
+        match (self, method) {
+            (Observer::MinMax { min, max }, _) => (min, max),
+            (Observer::Values { mut values, .. }, Calibration::Percentile(p)) => {
+                if values.is_empty() {
+                    return (0.0, 0.0);
+                }
+                let last = values.len() - 1;
+                let hi_rank = ((p as f64 / 100.0) * last as f64).ceil() as usize;
+                let lo_rank = (((100.0 - p as f64) / 100.0) * last as f64).floor() as usize;
+                let hi = *values
+                    .select_nth_unstable_by(hi_rank.min(last), f32::total_cmp)
+                    .1;
+                let lo = *values
+                    .select_nth_unstable_by(lo_rank.min(last), f32::total_cmp)
+                    .1;
+                (lo, hi)
+            }
+            (Observer::Values { .. }, Calibration::MinMax) => (0.0, 0.0),
+        }
+    }
+}
+
+/// Runs the float model on the calibration images and returns the range of each captured layer
+/// output, as `(float layer index, (lo, hi))`.
+fn calibrate(
+    model: &Sequential,
+    set: &ImageSet,
+    indices: &[usize],
+    captures: &[usize],
+    method: Calibration,
+    batch_size: usize,
+) -> anyhow::Result<Vec<(usize, (f32, f32))>> {
+    let Some(&last) = captures.iter().max() else {
+        return Ok(Vec::new());
+    };
+    let mut observers: Vec<(usize, Option<Observer>)> =
+        captures.iter().map(|&c| (c, None)).collect();
+    let mut ctx = Ctx::eval();
+    no_grad(|| -> anyhow::Result<()> {
+        for chunk in indices.chunks(batch_size.max(1)) {
+            let mut x = Tensor::new(set.batch_images(chunk).into_dyn());
+            for (i, layer) in model.layers.iter().enumerate().take(last + 1) {
+                x = layer.forward(&x, &mut ctx);
+                for (c, obs) in observers.iter_mut().filter(|(c, _)| *c == i) {
+                    let v = x.value();
+                    let obs = obs.get_or_insert_with(|| match method {
+                        Calibration::MinMax => Observer::MinMax {
+                            min: f32::INFINITY,
+                            max: f32::NEG_INFINITY,
+                        },
+                        Calibration::Percentile(_) => {
+                            let per_sample = v.len() / chunk.len().max(1);
+                            let total = per_sample.saturating_mul(indices.len());
+                            Observer::Values {
+                                values: Vec::with_capacity(total.min(PERCENTILE_MAX_VALUES)),
+                                stride: total.div_ceil(PERCENTILE_MAX_VALUES).max(1),
+                                skip: 0,
+                            }
+                        }
+                    });
+                    ensure!(
+                        obs.observe(&v),
+                        "calibration: layer {c} produced a non-finite activation"
+                    );
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(observers
+        .into_iter()
+        .map(|(c, o)| (c, o.map_or((0.0, 0.0), |o| o.range(method))))
+        .collect())
+}
+
+fn range_of(ranges: &[(usize, (f32, f32))], capture: usize) -> anyhow::Result<(f32, f32)> {
+    ranges
+        .iter()
+        .find(|(c, _)| *c == capture)
+        .map(|(_, r)| *r)
+        .with_context(|| format!("no calibration range for layer {capture}"))
+}
+
+/// Asymmetric int8 quantization of the range `[lo, hi]` widened to contain 0:
+/// `scale = (max - min) / 255`, `zero_point = clamp(round(-128 - min / scale), -128, 127)`.
+/// An empty range (all zeros) gets scale `1/255`.
+pub fn activation_quant(lo: f32, hi: f32) -> QuantParams {
+    let min = (lo as f64).min(0.0);
+    let max = (hi as f64).max(0.0);
+    let range = max - min;
+    let scale = if range.is_finite() && range > 0.0 {
+        (range / 255.0) as f32
+    } else {
+        INPUT_SCALE
+    };
+    let scale = if scale > 0.0 && scale.is_finite() {
+        scale
+    } else {
+        f32::MIN_POSITIVE
+    };
+    let zp = (-128.0 - min / scale as f64).round().clamp(-128.0, 127.0) as i8;
+    QuantParams {
+        scale,
+        zero_point: zp,
+    }
+}
+
+/// Per-channel symmetric int8 weights of a `[channels][k]` row-major array.
+struct QuantWeights {
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    max_abs_error: f32,
+    max_rel_error: f32,
+}
+
+fn quantize_weights(w: &[f32], channels: usize, layer: usize) -> anyhow::Result<QuantWeights> {
+    ensure!(
+        channels > 0 && w.len().is_multiple_of(channels) && !w.is_empty(),
+        "layer {layer}: empty weights"
+    );
+    let k = w.len() / channels;
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(channels);
+    let (mut max_abs_error, mut max_rel_error) = (0.0f32, 0.0f32);
+    for (o, row) in w.chunks_exact(k).enumerate() {
+        ensure!(
+            row.iter().all(|v| v.is_finite()),
+            "layer {layer}: channel {o} has a non-finite weight"
+        );
+        let max_abs = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = if max_abs > 0.0 {
+            max_abs / WEIGHT_MAX as f32
+        } else {
+            1.0
+        };
+        let mut err = 0.0f32;
+        for &v in row {
+            let qv = (v / scale)
+                .round()
+                .clamp(-(WEIGHT_MAX as f32), WEIGHT_MAX as f32);
+            err = err.max((v - qv * scale).abs());
+            q.push(qv as i8);
+        }
+        max_abs_error = max_abs_error.max(err);
+        if max_abs > 0.0 {
+            max_rel_error = max_rel_error.max(err / max_abs);
+        }
+        scales.push(scale);
+    }
+    Ok(QuantWeights {
+        q,
+        scales,
+        max_abs_error,
+        max_rel_error,
+    })
+}
+
+fn bias_values(bias: Option<&Tensor>, channels: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => b.value().iter().copied().collect(),
+        None => vec![0.0; channels],
+    }
+}
+
+/// `bias'[o] = round(b[o] / (s_in * s_w[o])) - zp_in * Σ W_q[o]`, in `i64`, checked to fit `i32`.
+fn fold_bias(
+    b: &[f32],
+    qw: &QuantWeights,
+    input: QuantParams,
+    layer: usize,
+) -> anyhow::Result<Vec<i32>> {
+    let channels = qw.scales.len();
+    ensure!(
+        b.len() == channels,
+        "layer {layer}: {} biases for {channels} channels",
+        b.len()
+    );
+    let k = qw.q.len() / channels;
+    let zp = input.zero_point as i64;
+    let mut out = Vec::with_capacity(channels);
+    for (o, ((&bf, &sw), row)) in b
+        .iter()
+        .zip(&qw.scales)
+        .zip(qw.q.chunks_exact(k))
+        .enumerate()
+    {
+        let bias_scale = input.scale as f64 * sw as f64;
+        let bq = (bf as f64 / bias_scale).round();
+        ensure!(
+            bq.is_finite() && bq.abs() <= i32::MAX as f64,
+            "layer {layer}: bias {bf} of channel {o} does not fit int32 at scale {bias_scale:e}"
+        );
+        let sum: i64 = row.iter().map(|&w| w as i64).sum();
+        let folded = bq as i64 - zp * sum;
+        let folded = i32::try_from(folded).map_err(|_| {
+            anyhow::anyhow!(
+                "layer {layer}: channel {o}: bias with the input zero point folded in ({folded}) does not fit int32"
+            )
+        })?;
+        out.push(folded);
+    }
+    Ok(out)
+}
+
+fn requant(
+    input: QuantParams,
+    weight_scales: &[f32],
+    output: QuantParams,
+    relu: bool,
+    layer: usize,
+) -> anyhow::Result<QRequant> {
+    let mut multipliers = Vec::with_capacity(weight_scales.len());
+    let mut shifts = Vec::with_capacity(weight_scales.len());
+    for (o, &sw) in weight_scales.iter().enumerate() {
+        let real = input.scale as f64 * sw as f64 / output.scale as f64;
+        let (m, s) = quantize_multiplier(real).map_err(|e| {
+            anyhow::anyhow!("layer {layer}: channel {o}: requantization multiplier {real:e}: {e}")
+        })?;
+        multipliers.push(m);
+        shifts.push(s);
+    }
+    Ok(QRequant {
+        multipliers,
+        shifts,
+        output,
+        act_min: if relu { output.zero_point } else { i8::MIN },
+        act_max: i8::MAX,
+    })
+}
+
+/// PyTorch `[o][c][kh][kw]` to aka-core/TFLite `[o][kh][kw][c]`.
+pub fn oihw_to_ohwi<T: Copy>(w: &[T], co: usize, ci: usize, kh: usize, kw: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(w.len());
+    for o in 0..co {
+        for y in 0..kh {
+            for x in 0..kw {
+                for c in 0..ci {
+                    out.push(w[((o * ci + c) * kh + y) * kw + x]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Permutes the input columns of a `[out][c*h*w]` Linear weight from PyTorch's flatten order
+/// (`c`, `h`, `w`) to aka-core's (`h`, `w`, `c`): new column `(y*w + x)*c + ch` is old column
+/// `ch*h*w + y*w + x`.
+pub fn chw_to_hwc_columns<T: Copy>(
+    weights: &[T],
+    out: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+) -> Vec<T> {
+    let n = c * h * w;
+    let mut res = Vec::with_capacity(weights.len());
+    for row in weights.chunks_exact(n).take(out) {
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    res.push(row[(ch * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    float_index: usize,
+    export_index: usize,
+    description: String,
+    relu_fused: bool,
+    qw: &QuantWeights,
+    (lo, hi): (f32, f32),
+    input: QuantParams,
+    output: QuantParams,
+) -> LayerReport {
+    let smin = qw.scales.iter().copied().fold(f32::INFINITY, f32::min);
+    let smax = qw.scales.iter().copied().fold(0.0f32, f32::max);
+    LayerReport {
+        float_index,
+        export_index,
+        description,
+        relu_fused,
+        max_abs_error: qw.max_abs_error,
+        max_rel_error: qw.max_rel_error,
+        weight_scale_min: smin,
+        weight_scale_max: smax,
+        calibrated_min: lo,
+        calibrated_max: hi,
+        input,
+        output,
+    }
+}
