@@ -93,7 +93,54 @@ EOF
 notes() {
     cat <<'EOF'
 
-## Notes
+## What each kernel does, and where the bounds are
+
+All assembly lives in `core/src/kernels/dsp/` (naked functions, selected at compile time for
+`thumbv7em-*`); every result is bit-identical to the portable kernel, which `src/bin/dsp_check.rs`
+checks on thousands of random cases (run by `ci.sh`). Shapes the assembly does not cover fall back
+to the portable kernels.
+
+* **Fully connected** (`linear`). The input is sign-extended once into a stack buffer of halfword
+  pairs that match `SXTB16` of a weight word (`(x0, x2)`, `(x1, x3)`). The loop computes two
+  output rows per pass; per 8 inputs: one `LDM` of 4 pre-extended input words (shared by both
+  rows), one `LDRD` of 8 weights per row, 8 `SXTB16`, 8 `SMLAD`: 19 instructions per 16 MACs,
+  unrolled ×4 with a Duff entry. Rows whose weights are not word-aligned are an aligned middle
+  plus a head and a tail word read with unaligned `LDR`s (+~10 instructions per row). Output:
+  bias as the initial accumulator, requantization in ~16 instructions including the per-output
+  check for the fast path (an exact generic path handles any other multiplier/shift).
+  **Bound:** each weight is used once per inference and the format stores raw int8 (no
+  pre-packing), so every weight word costs 2 `SXTB16` + 2 `SMLAD` = 1 instruction per MAC before
+  any load; with the loads and the loop the floor of this loop is ~1.19 per MAC. Small layers
+  add ~25 instructions per output row and ~2 per input (sign extension), hence 1.41–1.49 at 128
+  inputs or 10 outputs.
+* **Convolution 3×3, 1 input channel** (direct). Per output row the three input rows are laid
+  out once as halfword pairs, `B[x] = {(r0[x], r1[x]), (r2[x], r2[x+1])}`, so one `LDM` of 5
+  words is a whole 3×3 window. Per channel: `LDM` of the bias and 5 pre-extended weight pairs, 4
+  `SMLAD` + 1 `SMLATB`, `LDM` of the requantization constants, 7 requantization instructions,
+  `STRB`: 15 instructions per output. **Bound:** 9 MACs per output, so the output stage
+  (requantization + store, 8 instructions) is half of the cost; CMSIS-NN spends most of its 14
+  instructions per MAC on im2col bookkeeping for 1 channel.
+* **Convolution, `in_c % 4 == 0`** (im2col + 2×2 micro-kernel). Per output row, `kernel_h` input
+  rows are copied into a zero-point-padded band; per pair of output pixels their patches are
+  sign-extended into an interleaved buffer (13 instructions per 4 elements of both); then the
+  micro-kernel computes 2 pixels × 2 filters per pass, reading the filters in place: per 4
+  elements one `LDM` (both patches), 2 `LDR` (both filters), 4 `SXTB16`, 8 `SMLAD` = 15
+  instructions per 16 MACs. All 14 allocatable registers are in use (4 accumulators, 4 patch
+  words, 2 weight words, 4 pointers), which is what limits the block to 2×2.
+* **Max pool** (and ReLU). Four channels per word: `SSUB8` + `SEL` is a byte-wise signed maximum
+  of 4 lanes in 2 instructions; 2×2/2 pooling of 4 channels = 4 `LDR`, 3 maxima, 1 `STR`.
+* **Softmax** (f32). Max, `libm::expf(x - max)` and the sum, then one multiply by `1/sum`, on the
+  FPU: the same code as the portable kernel (bit-identical by construction). **Bound:**
+  `libm::expf` (about 60 of the ~72 instructions per element: argument reduction, polynomial,
+  `scalbnf`).
+* **Int8 Q·Kᵀ.** The same micro-kernel: 2 query rows (sign-extended once per pair) × 2 key rows
+  (read in place) per pass, int32 scores stored with `STRD`.
+
+Requantization (all kernels): TFLite's double rounding (`SaturatingRoundingDoublingHighMul`
+then `RoundingDivideByPOT`), bit-exact, in 7 instructions + store when `act_min = -128`:
+`SMMLAR` with `2m` (one instruction, with the `+x` accumulate covering multipliers ≥ 2^30),
+then the rounding offset and the zero point folded into one `QADD` and an `ASR`, then `SSAT`.
+See the module docs of `core/src/kernels/dsp/mod.rs` for the derivation.
 EOF
 }
 

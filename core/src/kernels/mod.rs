@@ -10,7 +10,7 @@
 //!   the same bytes as the portable kernels (checked on random shapes and values by the
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
-//! The functions at this level ([`linear`], [`conv2d`], [`max_pool2d`], [`relu`],
+//! The functions at this level ([`linear()`], [`conv2d()`], [`max_pool2d`], [`relu`],
 //! [`qk_scores`], [`softmax_f32`]) are the entry points: they pick the DSP kernel at compile time
 //! where it exists and the portable one otherwise, with identical results and identical shape
 //! errors.

@@ -35,7 +35,7 @@ const MAX_W: usize = 128;
 /// Output channels per pass of the direct path (table: 40 bytes per channel).
 const CHUNK1: usize = 32;
 
-/// [`crate::kernels::conv2d`] for Armv7E-M.
+/// [`crate::kernels::conv2d()`] for Armv7E-M.
 pub(in crate::kernels) fn conv2d(
     input: &[i8],
     g: &Conv2dGeometry,

@@ -312,7 +312,7 @@ unsafe extern "C" fn fc_rows2_sat(a: *mut FcArgs) {
     fc_kernel!(sat)
 }
 
-/// [`crate::kernels::linear`] for Armv7E-M.
+/// [`crate::kernels::linear()`] for Armv7E-M.
 pub(in crate::kernels) fn linear(
     input: &[i8],
     weights: &[u8],
