@@ -12,6 +12,7 @@ pub mod autograd;
 pub mod chart;
 pub mod data;
 pub mod export;
+pub mod gpt;
 pub mod io;
 pub mod nn;
 pub mod optim;

@@ -1,10 +1,330 @@
-//! `aka-trainer gpt`: train a character-level GPT (being written).
+//! `aka-trainer gpt`: train a character-level GPT on a text file (default: the bundled
+//! tinyshakespeare), nanoGPT's `shakespeare_char` recipe scaled for a laptop CPU.
+//!
+//! Writes `OUT/checkpoint.bin` (config, vocabulary, weights, optimizer state; reload with
+//! `aka_trainer::gpt::train::load_trained(OUT)`), `OUT/chart.svg` and `OUT/summary.json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aka_core::rng::Rng;
+use aka_trainer::data::text::TextDataset;
+use aka_trainer::gpt::train::{
+    evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
+};
+use aka_trainer::gpt::{generate, Gpt, GptConfig, MlpKind, NormKind, Position, Sampling};
+use aka_trainer::nn::Module;
+use aka_trainer::train::Progress;
+use anyhow::Context as _;
+use clap::ValueEnum;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PositionArg {
+    /// A learned position-embedding table (GPT-2).
+    Learned,
+    /// Rotary position embedding on q and k.
+    Rope,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NormArg {
+    Layernorm,
+    Rmsnorm,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MlpArg {
+    Gelu,
+    Swiglu,
+    Geglu,
+}
 
 /// Arguments of `aka-trainer gpt`.
 #[derive(clap::Args)]
-pub struct GptArgs {}
+pub struct GptArgs {
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Attention heads per block (must divide --dim).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Model width.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Context length in characters.
+    #[arg(long, default_value_t = 64)]
+    block: usize,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (warmup, then cosine decay to lr/10).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Linear warmup steps.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    /// Final learning rate of the cosine decay, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    min_lr_ratio: f32,
+    /// AdamW weight decay (matrices and embeddings only).
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f32,
+    /// AdamW beta2 (nanoGPT's shakespeare_char value; beta1 is 0.9).
+    #[arg(long, default_value_t = 0.99)]
+    beta2: f32,
+    /// Seeds initialisation, batches, dropout, validation batches and the sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// UTF-8 text file to train on (first 90% train, last 10% validation).
+    #[arg(long, default_value_os_t = default_data())]
+    data: PathBuf,
+    /// Keep the N-1 most frequent chars plus an unknown token [default: all chars].
+    #[arg(long)]
+    max_vocab: Option<usize>,
+    /// Position encoding.
+    #[arg(long, value_enum, default_value = "learned")]
+    position: PositionArg,
+    /// Normalisation.
+    #[arg(long, value_enum, default_value = "layernorm")]
+    norm: NormArg,
+    /// Feed-forward variant (hidden width 4·dim).
+    #[arg(long, value_enum, default_value = "gelu")]
+    mlp: MlpArg,
+    /// Use a separate output head instead of the token embedding.
+    #[arg(long)]
+    untied: bool,
+    /// Dropout probability while training.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Evaluate, chart and checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 250)]
+    eval_interval: usize,
+    /// Validation batches per evaluation.
+    #[arg(long, default_value_t = 20)]
+    eval_batches: usize,
+    /// Output directory for the checkpoint, chart and summary.
+    #[arg(long, default_value = "runs/gpt")]
+    out: PathBuf,
+    /// Continue from OUT/checkpoint.bin.
+    #[arg(long)]
+    resume: bool,
+    /// Do not train: evaluate OUT/checkpoint.bin on --eval-batches validation batches (drawn
+    /// with --seed) and generate a sample.
+    #[arg(long)]
+    eval_only: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Prompt of the sample printed at the end.
+    #[arg(long, default_value = "\n")]
+    prompt: String,
+    /// Characters to generate at the end (0: no sample).
+    #[arg(long, default_value_t = 200)]
+    sample_chars: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Sample among the K most likely characters (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+}
+
+/// `data/tinyshakespeare/input.txt` of this checkout, wherever cargo is run from.
+fn default_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt")
+}
+
+/// JSON summary written next to the checkpoint.
+#[derive(Serialize)]
+struct Summary<'a> {
+    config: &'a GptConfig,
+    parameters: usize,
+    data: String,
+    steps: usize,
+    batch_size: usize,
+    lr: f32,
+    warmup: usize,
+    min_lr_ratio: f32,
+    weight_decay: f32,
+    beta2: f32,
+    seed: u64,
+    threads: usize,
+    final_val_loss: Option<f32>,
+    val_loss: &'a [(usize, f32)],
+    final_train_loss: Option<f32>,
+    ms_per_step: f64,
+    train_seconds: f64,
+    wall_seconds: f64,
+    sample_prompt: &'a str,
+    sample: Option<&'a str>,
+    command: String,
+}
 
 /// Runs `aka-trainer gpt`.
-pub fn run(_args: GptArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the gpt subcommand is not implemented yet")
+pub fn run(args: GptArgs) -> anyhow::Result<()> {
+    aka_trainer::set_threads(args.threads)?;
+    let wall = Instant::now();
+    let data = TextDataset::load_with_max_vocab(&args.data, args.max_vocab)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    if args.eval_only {
+        return eval_only(&args, &data);
+    }
+    let config = GptConfig {
+        n_layer: args.layers,
+        n_head: args.heads,
+        n_embd: args.dim,
+        block_size: args.block,
+        vocab_size: data.tokenizer().vocab_size(),
+        position: match args.position {
+            PositionArg::Learned => Position::Learned,
+            PositionArg::Rope => Position::Rope,
+        },
+        norm: match args.norm {
+            NormArg::Layernorm => NormKind::LayerNorm,
+            NormArg::Rmsnorm => NormKind::RmsNorm,
+        },
+        mlp: match args.mlp {
+            MlpArg::Gelu => MlpKind::Gelu,
+            MlpArg::Swiglu => MlpKind::SwiGlu,
+            MlpArg::Geglu => MlpKind::GeGlu,
+        },
+        tied_head: !args.untied,
+        dropout: args.dropout,
+        ..GptConfig::default()
+    };
+    config.validate()?;
+    let model = Gpt::new(config.clone(), &mut Rng::new(args.seed));
+    println!(
+        "data: {} ({} train / {} val tokens, vocab {})",
+        args.data.display(),
+        data.split(aka_trainer::data::Split::Train).len(),
+        data.split(aka_trainer::data::Split::Val).len(),
+        data.tokenizer().vocab_size()
+    );
+    println!("{}", model.describe());
+    println!(
+        "threads: {}, steps: {}, batch {} x {}, lr {} (warmup {}, cosine to lr/10)",
+        rayon::current_num_threads(),
+        args.steps,
+        args.batch_size,
+        args.block,
+        args.lr,
+        args.warmup
+    );
+
+    let train_config = GptTrainConfig {
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        warmup_steps: args.warmup,
+        min_lr_ratio: args.min_lr_ratio,
+        weight_decay: args.weight_decay,
+        beta2: args.beta2,
+        seed: args.seed,
+        eval_interval: args.eval_interval,
+        eval_batches: args.eval_batches,
+        out_dir: Some(args.out.clone()),
+        resume: args.resume,
+        progress: Progress::Auto,
+        sample: (args.sample_chars > 0).then(|| SampleConfig {
+            prompt: args.prompt.clone(),
+            tokens: args.sample_chars,
+            sampling: Sampling::new(args.temperature, args.top_k),
+            seed: args.seed,
+        }),
+        ..GptTrainConfig::default()
+    };
+    let history: GptHistory = train_gpt(&model, &data, &train_config)?;
+
+    // ---- int8 export goes here -----------------------------------------------------------
+    // Once `aka_trainer::gpt::export` exists, call it on the trained model, e.g.
+    //     aka_trainer::gpt::export::export_int8(&model, data.tokenizer(), &data, &args.out)?;
+    // (the checkpoint in OUT already holds everything needed to export later, too).
+    // ---------------------------------------------------------------------------------------
+
+    let summary = Summary {
+        config: &config,
+        parameters: model.parameter_count(),
+        data: args.data.display().to_string(),
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        warmup: args.warmup,
+        min_lr_ratio: args.min_lr_ratio,
+        weight_decay: args.weight_decay,
+        beta2: args.beta2,
+        seed: args.seed,
+        threads: rayon::current_num_threads(),
+        final_val_loss: history.final_val_loss(),
+        val_loss: &history.val_loss,
+        final_train_loss: history.train_loss.last().copied(),
+        ms_per_step: history.ms_per_step(),
+        train_seconds: history.train_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        sample_prompt: &args.prompt,
+        sample: history.sample.as_deref(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let summary_path = args.out.join("summary.json");
+    aka_trainer::io::write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!(
+        "final val loss {}, {:.1} ms/step, wall {:.1}s",
+        history
+            .final_val_loss()
+            .map_or("n/a".into(), |l| format!("{l:.4}")),
+        history.ms_per_step(),
+        summary.wall_seconds
+    );
+    println!(
+        "checkpoint: {}",
+        args.out
+            .join(aka_trainer::gpt::train::GptCheckpoint::FILE)
+            .display()
+    );
+    println!("summary: {}", summary_path.display());
+    Ok(())
+}
+
+/// `--eval-only`: validation loss and a sample from a trained checkpoint.
+fn eval_only(args: &GptArgs, data: &TextDataset) -> anyhow::Result<()> {
+    let (model, tokenizer, ck) = load_trained(&args.out)?;
+    anyhow::ensure!(
+        tokenizer == *data.tokenizer(),
+        "{}: the checkpoint's vocabulary differs from {}'s",
+        args.out.display(),
+        args.data.display()
+    );
+    println!("{} (step {})", model.describe(), ck.step);
+    let block = model.config().block_size;
+    let (batches, block) =
+        validation_batches(data, args.batch_size, block, args.eval_batches, args.seed);
+    let start = Instant::now();
+    let loss = evaluate(&model, &batches, args.batch_size, block);
+    println!(
+        "val loss {loss:.4} over {} batches of {} x {block} (seed {}, {:.1}s)",
+        batches.len(),
+        args.batch_size,
+        args.seed,
+        start.elapsed().as_secs_f64()
+    );
+    if args.sample_chars > 0 {
+        let text = generate(
+            &model,
+            &tokenizer,
+            &args.prompt,
+            args.sample_chars,
+            Sampling::new(args.temperature, args.top_k),
+            args.seed,
+        );
+        println!("{}{}", args.prompt, text);
+    }
+    Ok(())
 }

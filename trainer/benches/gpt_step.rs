@@ -1,0 +1,179 @@
+//! Milliseconds per training step of the tiny GPT (forward, backward, clipping, AdamW) on
+//! tinyshakespeare batches, for the small model and nanoGPT's CPU config, with 1 and 2 threads.
+//!
+//! `cargo bench -p aka-trainer --bench gpt_step` (add `-- STEPS` to change the number of timed
+//! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported).
+//!
+//! The thread count is process-wide (one rayon pool), so each configuration runs in a child
+//! process of this binary.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use aka_core::rng::Rng;
+use aka_trainer::data::text::{Split, TextDataset};
+use aka_trainer::gpt::{Gpt, GptConfig};
+use aka_trainer::nn::{Ctx, Module};
+use aka_trainer::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
+
+/// (name, layers, heads, dim, block, batch)
+const CONFIGS: [(&str, usize, usize, usize, usize, usize); 2] = [
+    ("small 2L/4H/64d ctx64 b32", 2, 4, 64, 64, 32),
+    ("nanoGPT-cpu 4L/4H/128d ctx64 b12", 4, 4, 128, 64, 12),
+];
+
+fn child(index: usize, steps: usize) {
+    aka_trainer::gpt::train::tune_allocator(); // as train_gpt does
+    let (_, layers, heads, dim, block, batch) = CONFIGS[index];
+    let data = TextDataset::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
+    )
+    .expect("tinyshakespeare");
+    let config = GptConfig {
+        n_layer: layers,
+        n_head: heads,
+        n_embd: dim,
+        block_size: block,
+        vocab_size: data.tokenizer().vocab_size(),
+        ..GptConfig::default()
+    };
+    let model = Gpt::new(config, &mut Rng::new(0));
+    let mut opt = Optimizer::new(OptimizerConfig::adamw(1e-3, 0.1), model.parameters());
+    let mut ctx = Ctx::train(Rng::new(1));
+    let mut step = |ctx: &mut Ctx| {
+        let (x, y) = data.sample_batch(Split::Train, batch, block, &mut ctx.rng);
+        let x: Vec<usize> = x.iter().map(|&i| i as usize).collect();
+        let y: Vec<usize> = y.iter().map(|&i| i as usize).collect();
+        opt.zero_grad();
+        model.loss(&x, &y, batch, block, ctx).backward();
+        clip_grad_norm(opt.params(), 1.0);
+        opt.step(1e-3);
+    };
+    for _ in 0..5 {
+        step(&mut ctx); // warm-up: thread pool, allocator
+    }
+    let rounds = 5;
+    let per_round = (steps / rounds).max(1);
+    let mut times: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                step(&mut ctx);
+            }
+            start.elapsed().as_secs_f64() * 1e3 / per_round as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!("{} {}", times[rounds / 2], model.parameter_count());
+}
+
+/// Forward + backward time of each op at the small model's shapes (`-- --ops`, one thread).
+fn ops_breakdown() {
+    use aka_trainer::autograd::gradcheck::randn;
+    use aka_trainer::autograd::Tensor;
+    use aka_trainer::gpt::ops;
+    aka_trainer::gpt::train::tune_allocator();
+    let (b, t, h, d) = (32, 64, 4, 64);
+    let n = b * t;
+    let mut rng = Rng::new(0);
+    let mut p = |shape: &[usize]| Tensor::param(randn(shape, 0.5, &mut rng));
+    let (x, w, w1, w2, u, ln_w, ln_b) = (
+        p(&[n, d]),
+        p(&[d, d]),
+        p(&[4 * d, d]),
+        p(&[d, 4 * d]),
+        p(&[n, 4 * d]),
+        p(&[d]),
+        p(&[d]),
+    );
+    let (q, qkv, wq, wk, wv) = (
+        p(&[n, d]),
+        p(&[n, 3 * d]),
+        p(&[d, d]),
+        p(&[d, d]),
+        p(&[d, d]),
+    );
+    let logits = p(&[n, 65]);
+    let targets: Vec<usize> = (0..n).map(|i| i % 65).collect();
+    let time = |name: &str, f: &dyn Fn() -> Tensor| {
+        for _ in 0..3 {
+            f().sum().backward();
+        }
+        // The fastest of 30 runs: robust to other processes on a busy machine.
+        let ms = (0..30)
+            .map(|_| {
+                let start = Instant::now();
+                f().sum().backward();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("| {name} | {ms:.3} |");
+    };
+    println!("| op (fwd + bwd, small-model shapes) | ms |");
+    println!("|---|---:|");
+    time("linear [2048,64]x[64,64]ᵀ (wo)", &|| x.linear(&w, None));
+    time("linear_cat wq|wk|wv [2048,64] -> [2048,192]", &|| {
+        ops::linear_cat(&x, &[&wq, &wk, &wv])
+    });
+    time("linear [2048,64]x[256,64]ᵀ (w1)", &|| x.linear(&w1, None));
+    time("linear [2048,256]x[64,256]ᵀ (w2)", &|| {
+        u.linear(&w2, None)
+    });
+    time("causal_attention b32 h4 t64 hd16", &|| {
+        ops::causal_attention(&qkv, t, h, None, false).0
+    });
+    time("rope_rows q|k of [2048,192]", &|| {
+        ops::rope_rows(&qkv, t, d / h, 2 * d, 0)
+    });
+    time("gelu [2048,256]", &|| ops::gelu(&u));
+    time("layer_norm [2048,64]", &|| {
+        x.layer_norm(&ln_w, Some(&ln_b), 1e-5)
+    });
+    time("add [2048,64]", &|| x.add(&q));
+    time("cross_entropy [2048,65] (fused)", &|| {
+        ops::cross_entropy(&logits, &targets)
+    });
+    time("cross_entropy [2048,65] (Tensor op)", &|| {
+        logits.cross_entropy(&targets)
+    });
+    time("sum only [2048,64]", &|| x.clone());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--ops") {
+        ops_breakdown();
+        return;
+    }
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        child(
+            args[pos + 1].parse().expect("config index"),
+            args[pos + 2].parse().expect("steps"),
+        );
+        return;
+    }
+    // `cargo bench` passes `--bench`; a bare number sets the timed steps.
+    let steps: usize = args
+        .iter()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(40);
+    let exe = std::env::current_exe().expect("own path");
+    println!("| config | params | threads | ms/step |");
+    println!("|---|---:|---:|---:|");
+    for (i, (name, ..)) in CONFIGS.iter().enumerate() {
+        for threads in [1, 2] {
+            let out = Command::new(&exe)
+                .args(["--child", &i.to_string(), &steps.to_string()])
+                .env("RAYON_NUM_THREADS", threads.to_string())
+                .output()
+                .expect("child runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text.split_whitespace();
+            let ms: f64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            let params = it.next().unwrap_or("?").to_string();
+            println!("| {name} | {params} | {threads} | {ms:.2} |");
+        }
+    }
+}
