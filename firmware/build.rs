@@ -74,4 +74,42 @@ fn main() {
     println!("cargo:rerun-if-changed={}", models.display());
     println!("cargo:rustc-env=AKA_MODEL_DIR={}", models.display());
     println!("cargo:rustc-env=AKA_BOARD={board}");
+
+    // Which files the `mnist` and `gpt` binaries embed (names inside AKA_MODEL_DIR). The CNN is
+    // the default MNIST model because it fits every board; the MLP (`mnist-mlp.aka`, ~460 KB)
+    // fits `qemu` and `nrf52840` but not `stm32f411`'s 512 KiB next to the test images.
+    let mnist = model_file(&models, "AKA_MNIST_MODEL", "mnist-cnn.aka");
+    let gpt = model_file(&models, "AKA_GPT_MODEL", "gpt.aka");
+    println!("cargo:rustc-env=AKA_MNIST_MODEL={mnist}");
+    println!("cargo:rustc-env=AKA_GPT_MODEL={gpt}");
+    for data in ["mnist-test-images.u8", "mnist-test-labels.u8"] {
+        require(&models, data);
+    }
+}
+
+/// The file name in `$var` (default `default`), which must exist in `models`.
+fn model_file(models: &std::path::Path, var: &str, default: &str) -> String {
+    println!("cargo:rerun-if-env-changed={var}");
+    let name = env::var(var).unwrap_or_else(|_| default.to_string());
+    if name.is_empty() || name.contains('/') || name.contains('\\') {
+        panic!("{var}={name:?}: give a file name inside AKA_MODEL_DIR");
+    }
+    require(models, &name);
+    name
+}
+
+/// Warns (the `include_bytes!` of the binary that needs it then fails) if `models/name` is
+/// missing; rebuilds when it changes. Only the `mnist` and `gpt` binaries embed these files, so
+/// the other binaries build without them.
+fn require(models: &std::path::Path, name: &str) {
+    let path = models.join(name);
+    println!("cargo:rerun-if-changed={}", path.display());
+    if !path.is_file() {
+        println!(
+            "cargo:warning={} is missing: regenerate the model files with \
+             `bash firmware/models/make-models.sh` (or set AKA_MODEL_DIR / AKA_MNIST_MODEL / \
+             AKA_GPT_MODEL)",
+            path.display()
+        );
+    }
 }

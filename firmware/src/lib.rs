@@ -22,6 +22,7 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod app;
 mod board;
 pub mod counter;
 mod fault;
