@@ -1,0 +1,298 @@
+//! Device equals host: the firmware's `mnist` and `gpt` binaries, run in QEMU (`mps2-an386`,
+//! Cortex-M4F, aka-core's DSP kernels), give exactly what aka-core gives on the host for the
+//! same model files (`firmware/models/`):
+//!
+//! * `mnist` (CNN, the default, and the MLP via `AKA_MNIST_MODEL=mnist-mlp.aka`): for every
+//!   embedded test image the same predicted class and the same int8 scores (FNV-1a of the score
+//!   bytes), and the same accuracy;
+//! * `gpt`: the same generated text (prompt "ROMEO:", 100 tokens, temperature 0.8, top-k 40,
+//!   `Rng::new(1)`: `aka_core::sample::sample` after every `Decoder::push`), byte for byte, and
+//!   its FNV-1a.
+//!
+//! The tests build the firmware (`cargo build --release --bin mnist --bin gpt` in `firmware/`,
+//! with cargo's variables for this host build removed from the environment) and run it with
+//! `firmware/run-qemu.sh`, which decodes the defmt log with `defmt-print`. They need
+//! `qemu-system-arm`, `defmt-print` and `flip-link` (`bash firmware/install-tools.sh`) and the
+//! `thumbv7em-none-eabihf` target, so they are `#[ignore]`d: run them with
+//!
+//! ```sh
+//! cargo test -p aka-tests --test device -- --ignored
+//! ```
+//!
+//! With `--ignored` a missing tool is a test **failure**, never a silent pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use aka_core::gpt::{Decoder, GptModel};
+use aka_core::rng::Rng;
+use aka_core::sample::{sample, Sampling};
+use aka_core::SequentialModel;
+
+/// Must match `firmware/src/app/gpt.rs`.
+const PROMPT: &str = "ROMEO:";
+const TOKENS: usize = 100;
+const SEED: u64 = 1;
+const SAMPLING: Sampling = Sampling {
+    temperature: 0.8,
+    top_k: 40,
+};
+
+/// Builds and QEMU runs share `firmware/target`: one at a time.
+static FIRMWARE: Mutex<()> = Mutex::new(());
+
+fn firmware_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware")
+}
+
+fn models_dir() -> PathBuf {
+    firmware_dir().join("models")
+}
+
+/// Fails (never skips) if a tool the firmware run needs is missing.
+fn require_tools() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = ["qemu-system-arm", "defmt-print", "flip-link"]
+        .into_iter()
+        .filter(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?}: install with `bash firmware/install-tools.sh`"
+    );
+}
+
+/// A `cargo` command for the firmware's own cargo root, without the variables cargo set for
+/// this host test (target dir, rustflags, wrappers, package metadata, ...), so the nested build
+/// reads `firmware/.cargo/config.toml` (target, flip-link, runner) like a build from a shell.
+fn firmware_cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(firmware_dir());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let host_build_var = (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key.starts_with("RUSTC")
+            || matches!(
+                key,
+                "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "AKA_MODEL_DIR"
+                    | "AKA_MNIST_MODEL"
+                    | "AKA_GPT_MODEL"
+            );
+        if host_build_var {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Builds `bin` (with extra build-time environment `env`) and runs it in QEMU; returns the
+/// decoded defmt log. Panics unless both succeed (exit code 0).
+fn run_firmware(bin: &str, env: &[(&str, &str)]) -> String {
+    require_tools();
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut build = firmware_cargo();
+    build.args(["build", "--release", "--bin", "mnist", "--bin", "gpt"]);
+    build.envs(env.iter().copied());
+    let status = build.status().expect("running cargo for the firmware");
+    assert!(status.success(), "firmware build failed: {status}");
+
+    let elf = firmware_dir()
+        .join("target/thumbv7em-none-eabihf/release")
+        .join(bin);
+    let mut run = Command::new(firmware_dir().join("run-qemu.sh"));
+    run.arg(&elf)
+        .current_dir(firmware_dir())
+        .env("QEMU_TIMEOUT", "300");
+    let out = run.output().expect("running firmware/run-qemu.sh");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "---- {bin} {env:?} ----\n{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{bin} in QEMU: {} (101 panic, 102 HardFault, 124 timeout)",
+        out.status
+    );
+    log
+}
+
+/// The message of each decoded log line (after the timestamp and the level).
+fn messages(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(" INFO ")?;
+            Some(rest.trim_start_matches(' '))
+        })
+        .collect()
+}
+
+/// 32-bit FNV-1a (as in `firmware/src/app/mod.rs`).
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes.into_iter().fold(0x811c_9dc5, |h: u32, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[derive(Debug, PartialEq)]
+struct Prediction {
+    index: usize,
+    label: u8,
+    class: usize,
+    fnv1a: u32,
+}
+
+/// `img 0: label 7, predicted 7, fnv1a 0x80ec903e, 527568 instructions`
+fn parse_prediction(msg: &str) -> Option<Prediction> {
+    let rest = msg.strip_prefix("img ")?;
+    let t: Vec<&str> = rest
+        .split([' ', ',', ':'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    match t.as_slice() {
+        [index, "label", label, "predicted", class, "fnv1a", hash, ..] => Some(Prediction {
+            index: index.parse().ok()?,
+            label: label.parse().ok()?,
+            class: class.parse().ok()?,
+            fnv1a: u32::from_str_radix(hash.strip_prefix("0x")?, 16).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+fn check_mnist(model_file: &str) {
+    let log = run_firmware("mnist", &[("AKA_MNIST_MODEL", model_file)]);
+    let msgs = messages(&log);
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("mnist on qemu: model ") && m.contains(model_file)),
+        "the firmware did not run {model_file}"
+    );
+
+    // Host: the same files through aka-core.
+    let dir = models_dir();
+    let bytes = std::fs::read(dir.join(model_file)).unwrap();
+    let images = std::fs::read(dir.join("mnist-test-images.u8")).unwrap();
+    let labels = std::fs::read(dir.join("mnist-test-labels.u8")).unwrap();
+    let model = SequentialModel::load(&bytes).unwrap();
+    let mut arena = vec![0i8; model.arena_size()];
+    let n_in = model.input_len();
+    assert_eq!(images.len(), labels.len() * n_in);
+    let mut correct = 0;
+    let host: Vec<Prediction> = images
+        .chunks_exact(n_in)
+        .zip(&labels)
+        .enumerate()
+        .map(|(index, (pixels, &label))| {
+            let (class, scores) = model.classify_u8(pixels, &mut arena).unwrap();
+            correct += usize::from(class == usize::from(label));
+            Prediction {
+                index,
+                label,
+                class,
+                fnv1a: fnv1a(scores.iter().map(|&s| s as u8)),
+            }
+        })
+        .collect();
+
+    let device: Vec<Prediction> = msgs.iter().filter_map(|m| parse_prediction(m)).collect();
+    assert_eq!(device.len(), labels.len(), "one line per image");
+    for (d, h) in device.iter().zip(&host) {
+        assert_eq!(d, h, "{model_file}: device vs host");
+    }
+    let accuracy = format!("accuracy: {correct}/{} correct", labels.len());
+    assert!(
+        msgs.iter().any(|m| m.starts_with(&accuracy)),
+        "{model_file}: device accuracy differs from the host's `{accuracy}`"
+    );
+    eprintln!(
+        "{model_file}: {} images identical on device and host, {accuracy}",
+        host.len()
+    );
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn mnist_cnn_device_equals_host() {
+    check_mnist("mnist-cnn.aka");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn mnist_mlp_device_equals_host() {
+    check_mnist("mnist-mlp.aka");
+}
+
+/// The host's text: prompt + `TOKENS` sampled chars, exactly the firmware's loop.
+fn host_generate(bytes: &[u8]) -> (String, String) {
+    let model = GptModel::load(bytes).unwrap();
+    let mut f = vec![0f32; model.state_f32_len()];
+    let mut kv = vec![0i8; model.state_i8_len()];
+    let mut window = vec![0u32; model.block_size()];
+    let mut scratch = vec![0f32; model.vocab_size()];
+    let state = model.new_state(&mut f, &mut kv).unwrap();
+    let mut dec = Decoder::new(&model, state, &mut window).unwrap();
+    let mut ids = [0u32; 32];
+    let n = model.encode(PROMPT, &mut ids).unwrap();
+    let mut rng = Rng::new(SEED);
+    let mut next = 0;
+    for &t in &ids[..n] {
+        next = sample(dec.push(t).unwrap(), &SAMPLING, &mut rng, &mut scratch).unwrap();
+    }
+    let mut generated = String::new();
+    for i in 0..TOKENS {
+        generated.push_str(model.decode_token(next).unwrap());
+        if i + 1 == TOKENS {
+            break;
+        }
+        next = sample(dec.push(next).unwrap(), &SAMPLING, &mut rng, &mut scratch).unwrap();
+    }
+    (format!("{PROMPT}{generated}"), generated)
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn gpt_device_equals_host() {
+    let log = run_firmware("gpt", &[]);
+    let msgs = messages(&log);
+    let setup = format!(
+        "prompt {PROMPT:?} ({} tokens), {TOKENS} tokens, seed {SEED}, temperature 0.8, top-k {}",
+        PROMPT.chars().count(),
+        SAMPLING.top_k
+    );
+    assert!(
+        msgs.iter().any(|m| *m == setup),
+        "the firmware's settings differ from the test's: want `{setup}`"
+    );
+
+    // `text| LINE` ended with a newline, `text+ PART` did not.
+    let mut device = String::new();
+    for m in &msgs {
+        // (An empty payload may lose its separating space in the decoded log.)
+        let payload = |p: &str| m.strip_prefix(p).map(|r| r.strip_prefix(' ').unwrap_or(r));
+        if let Some(line) = payload("text|") {
+            device.push_str(line);
+            device.push('\n');
+        } else if let Some(part) = payload("text+") {
+            device.push_str(part);
+        }
+    }
+
+    let bytes = std::fs::read(models_dir().join("gpt.aka")).unwrap();
+    let (host, generated) = host_generate(&bytes);
+    assert_eq!(device, host, "generated text: device vs host");
+    let summary = format!(
+        "generated: {TOKENS} tokens, {} bytes, fnv1a {:#010x}",
+        generated.len(),
+        fnv1a(generated.bytes())
+    );
+    assert!(
+        msgs.iter().any(|m| *m == summary),
+        "device summary differs from the host's `{summary}`"
+    );
+    eprintln!("gpt: identical on device and host:\n{host}");
+}
