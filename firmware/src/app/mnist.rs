@@ -16,12 +16,17 @@
 //! ([`super::fnv1a_i8`]): equal hashes mean equal scores. The count is the inference
 //! (`classify_u8`: pixel quantization, all layers, argmax) minus the measurement overhead.
 
+#[cfg(feature = "profile")]
 use aka_core::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
-use aka_core::{Error, Layer, SequentialModel, Shape};
+use aka_core::SequentialModel;
+#[cfg(feature = "profile")]
+use aka_core::{Error, Layer, Shape};
 use defmt::unwrap;
 
 use super::{fnv1a_i8, percent};
-use crate::{Board, Counter, Span, Unit};
+#[cfg(feature = "profile")]
+use crate::Span;
+use crate::{Board, Counter, Unit};
 
 /// File name of the model `bin/mnist.rs` embeds (build-time `AKA_MNIST_MODEL`).
 pub const MODEL_NAME: &str = env!("AKA_MNIST_MODEL");
@@ -132,8 +137,9 @@ pub fn run(board: &Board, bytes: &[u8], images: &[u8], labels: &[u8]) -> usize {
         );
     }
 
-    // Per-layer profile of image 0: the same kernels `SequentialModel::run` calls, one layer at a
-    // time through the public API, checked against `classify_u8`'s scores.
+    // Per-layer profile of image 0 (feature `profile`): the same kernels `SequentialModel::run`
+    // calls, one layer at a time through the public API, checked against `classify_u8`'s scores.
+    #[cfg(feature = "profile")]
     if let Some(pixels) = images.get(..n_in) {
         let (class, expected) = unwrap!(model.classify_u8(pixels, &mut *arena));
         let want = fnv1a_i8(expected);
@@ -176,6 +182,7 @@ pub fn run(board: &Board, bytes: &[u8], images: &[u8], labels: &[u8]) -> usize {
     correct
 }
 
+#[cfg(feature = "profile")]
 /// Runs the model layer by layer like `SequentialModel::run` (same kernels, same ping-pong
 /// arena halves), timing each layer into `spans`.
 fn profile<'b>(
@@ -238,6 +245,7 @@ fn profile<'b>(
     cur.get(..model.output_len()).ok_or(too_small)
 }
 
+#[cfg(feature = "profile")]
 fn stage<'a>(bias: &'a [u8], r: &aka_core::format::Requant<'a>) -> OutputStage<'a> {
     OutputStage {
         bias,
@@ -249,6 +257,7 @@ fn stage<'a>(bias: &'a [u8], r: &aka_core::format::Requant<'a>) -> OutputStage<'
     }
 }
 
+#[cfg(feature = "profile")]
 fn conv_geometry(c: &aka_core::format::Conv2d, input: Shape) -> Conv2dGeometry {
     Conv2dGeometry {
         in_h: input.h as usize,
@@ -265,6 +274,7 @@ fn conv_geometry(c: &aka_core::format::Conv2d, input: Shape) -> Conv2dGeometry {
     }
 }
 
+#[cfg(feature = "profile")]
 fn pool_geometry(p: &aka_core::format::MaxPool2d, input: Shape) -> Pool2dGeometry {
     Pool2dGeometry {
         in_h: input.h as usize,
