@@ -113,7 +113,12 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
             (
                 img,
                 Some(label),
-                format!("test image {index} of {}", args.data.display()),
+                format!(
+                    "test image {index} of {}",
+                    std::fs::canonicalize(&args.data)
+                        .unwrap_or_else(|_| args.data.clone())
+                        .display()
+                ),
             )
         }
         (None, None) => anyhow::bail!("give --image PATH or --mnist-index N"),
