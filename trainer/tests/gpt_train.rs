@@ -278,7 +278,7 @@ fn cli_trains_and_writes_outputs() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    for f in ["checkpoint.bin", "chart.svg", "summary.json"] {
+    for f in ["checkpoint.bin", "chart.svg", "summary.json", "model.aka"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let summary: serde_json::Value =
@@ -288,6 +288,9 @@ fn cli_trains_and_writes_outputs() {
     assert_eq!(summary["val_loss"].as_array().unwrap().len(), 3);
     assert!(summary["ms_per_step"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["sample"].as_str().unwrap().chars().count(), 30);
+    assert!(summary["export"].as_str().unwrap().contains("int8"));
+    let bytes = std::fs::read(out.join("model.aka")).unwrap();
+    assert!(aka_core::gpt::GptModel::load(&bytes).is_ok());
     let (model, _, ck) = load_trained(&out).unwrap();
     assert_eq!(ck.step, 12);
     assert!(model.lm_head.is_some());

@@ -2,13 +2,15 @@
 //! tinyshakespeare), nanoGPT's `shakespeare_char` recipe scaled for a laptop CPU.
 //!
 //! Writes `OUT/checkpoint.bin` (config, vocabulary, weights, optimizer state; reload with
-//! `aka_trainer::gpt::train::load_trained(OUT)`), `OUT/chart.svg` and `OUT/summary.json`.
+//! `aka_trainer::gpt::train::load_trained(OUT)`), `OUT/chart.svg`, the int8 model for aka-core
+//! `OUT/model.aka` (`gpt::export::export_gpt`; skip with `--no-export`) and `OUT/summary.json`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
+use aka_trainer::gpt::export::{export_gpt, write_gpt, CalibConfig, EvalConfig, GptExportMeta};
 use aka_trainer::gpt::train::{
     evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
 };
@@ -116,6 +118,9 @@ pub struct GptArgs {
     /// with --seed) and generate a sample.
     #[arg(long)]
     eval_only: bool,
+    /// Do not quantize and export OUT/model.aka after training.
+    #[arg(long)]
+    no_export: bool,
     /// Worker threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -161,6 +166,8 @@ struct Summary<'a> {
     wall_seconds: f64,
     sample_prompt: &'a str,
     sample: Option<&'a str>,
+    /// The int8 export's report (`None` with --no-export).
+    export: Option<&'a str>,
     command: String,
 }
 
@@ -240,11 +247,25 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     };
     let history: GptHistory = train_gpt(&model, &data, &train_config)?;
 
-    // ---- int8 export goes here -----------------------------------------------------------
-    // Once `aka_trainer::gpt::export` exists, call it on the trained model, e.g.
-    //     aka_trainer::gpt::export::export_int8(&model, data.tokenizer(), &data, &args.out)?;
-    // (the checkpoint in OUT already holds everything needed to export later, too).
-    // ---------------------------------------------------------------------------------------
+    // ---- int8 export: calibrate, quantize, check with aka-core, write OUT/model.aka ------------
+    let export_report = if args.no_export {
+        None
+    } else {
+        let meta = GptExportMeta {
+            seed: args.seed,
+            train_command: std::env::args().collect::<Vec<_>>().join(" "),
+        };
+        let eval = EvalConfig {
+            seed: args.seed,
+            ..EvalConfig::default()
+        };
+        let exported = export_gpt(&model, &data, &CalibConfig::default(), &eval, &meta)?;
+        let path = args.out.join("model.aka");
+        write_gpt(&path, &exported.bytes)?;
+        let report = exported.report();
+        println!("{report}\nint8 model: {}", path.display());
+        Some(report)
+    };
 
     let summary = Summary {
         config: &config,
@@ -267,6 +288,7 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
         wall_seconds: wall.elapsed().as_secs_f64(),
         sample_prompt: &args.prompt,
         sample: history.sample.as_deref(),
+        export: export_report.as_deref(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let summary_path = args.out.join("summary.json");
