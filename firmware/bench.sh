@@ -135,6 +135,12 @@ to the portable kernels.
   `scalbnf`).
 * **Int8 Q·Kᵀ.** The same micro-kernel: 2 query rows (sign-extended once per pair) × 2 key rows
   (read in place) per pass, int32 scores stored with `STRD`.
+* **GPT building blocks** (no CMSIS-NN figure or goal). `matvec_i32` is the fully connected loop
+  with int32 outputs (no bias, no requantization: the accumulators a float-rescaling runtime
+  needs). `dot_i8`/`dot_i8_i8` dispatch to an `SXTB16`/`SMLAD` loop that extends both operands
+  on the fly (8 instructions per 4 MACs, the bound when neither operand is reused) plus ~25 per
+  call; a matrix-vector product done as one `dot_i8` per row pays that per row and re-extends
+  the input every time, which is why `matvec_i32` is twice as fast at the same shape.
 
 Requantization (all kernels): TFLite's double rounding (`SaturatingRoundingDoublingHighMul`
 then `RoundingDivideByPOT`), bit-exact, in 7 instructions + store when `act_min = -128`:

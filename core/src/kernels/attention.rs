@@ -43,7 +43,8 @@ pub(crate) fn check_qk_scores(
     Ok((tq, tk))
 }
 
-/// `Σ a[i] * b[i]` over the common length, int8 × int8 → wrapping int32 (vectorizes on the host).
+/// `Σ a[i] * b[i]` over the common length, int8 × int8 → wrapping int32: the portable reference
+/// of [`crate::kernels::dot_i8_i8`] (a zipped fold, which vectorizes on the host).
 #[inline]
 pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
     a.iter()

@@ -1,6 +1,7 @@
 //! 2-D convolution, NHWC activations, OHWI weights: geometry and the portable reference.
 
-use super::{dot_i8, shape_error, sum_i8, OutputStage};
+use super::linear::dot_i8;
+use super::{shape_error, sum_i8, OutputStage};
 use crate::Error;
 
 /// Geometry of a convolution: input `in_h x in_w x in_c` (NHWC), `out_c` filters of

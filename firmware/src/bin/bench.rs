@@ -353,6 +353,47 @@ fn bench_qk(c: &mut Ctx, b: &mut Bufs, row: Row) {
     report(&row, ours, port);
 }
 
+/// GPT-decode building blocks (no CMSIS-NN figure or goal in the issue): `matvec_i32` for the
+/// projections and one `dot_i8` per row (what a row-by-row implementation calls), at the
+/// shapes of the committed 64-dim model's MLP.
+fn bench_gpt_blocks(c: &mut Ctx, b: &mut Bufs) {
+    let (n_in, n_out) = (64, 256);
+    fill_i8(&mut c.rng, &mut b.x[..n_in]);
+    for v in b.w[..n_in * n_out].iter_mut() {
+        *v = c.rng.next_u32() as u8;
+    }
+    let (x, w, s) = (&b.x[..n_in], &b.w[..n_in * n_out], &mut b.scores[..n_out]);
+    let row = Row {
+        name: "matvec_i32 64->256 (GPT MLP up-projection)",
+        work: (n_in * n_out) as u64,
+        unit: "MAC",
+        cmsis: 0,
+        goal_x100: 0,
+    };
+    let ours = measure(c.counter, c.overhead, reps_for(2 * row.work), || {
+        kernels::matvec_i32(black_box(x), black_box(w), black_box(&mut s[..])).unwrap();
+    });
+    let port = measure(c.counter, c.overhead, reps_for(6 * row.work), || {
+        portable::matvec_i32(black_box(x), black_box(w), black_box(&mut s[..])).unwrap();
+    });
+    report(&row, ours, port);
+    let row = Row {
+        name: "256 x dot_i8 of 64 (the same, row by row)",
+        ..row
+    };
+    let ours = measure(c.counter, c.overhead, reps_for(3 * row.work), || {
+        for (y, r) in s.iter_mut().zip(w.chunks_exact(n_in)) {
+            *y = kernels::dot_i8(black_box(x), black_box(r));
+        }
+    });
+    let port = measure(c.counter, c.overhead, reps_for(6 * row.work), || {
+        for (y, r) in s.iter_mut().zip(w.chunks_exact(n_in)) {
+            *y = portable::dot_i8(black_box(x), black_box(r));
+        }
+    });
+    report(&row, ours, port);
+}
+
 /// Hook for whole-model rows: load a model (`include_bytes!(concat!(env!("AKA_MODEL_DIR"),
 /// "/NAME"))`), measure one inference (or one GPT decode step) with `measure`, and `report` it
 /// with unit "inference" (or "token"), `cmsis: 0`, `goal_x100: 0`.
@@ -504,6 +545,7 @@ fn main() -> ! {
             goal_x100: 200,
         },
     );
+    bench_gpt_blocks(&mut c, b);
     whole_models(&mut c);
     defmt::info!("bench done");
     fw::exit(0)

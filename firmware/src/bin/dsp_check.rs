@@ -462,6 +462,64 @@ fn check_qk(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     t.check(ok, "qk_scores", case);
 }
 
+fn check_matvec(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    let n_in = match rng.below(3) {
+        0 => 4 * (1 + rng.below(128) as usize),
+        1 => 1 + rng.below(40) as usize,
+        _ => 1 + rng.below(600) as usize,
+    };
+    let n_out = 1 + rng.below(((W_CAP - 3) / n_in).min(X_CAP / 4).min(70) as u32) as usize;
+    let align = rng.below(4) as usize;
+    fill_w(rng, &mut b.w[align..align + n_in * n_out]);
+    fill_x(rng, &mut b.x[..n_in]);
+    let (x, w) = (&b.x[..n_in], &b.w[align..align + n_in * n_out]);
+    b.s_dsp[..n_out].fill(0x5555);
+    b.s_ref[..n_out].fill(0x2a2a);
+    let r1 = kernels::matvec_i32(x, w, &mut b.s_dsp[..n_out]);
+    let r2 = portable::matvec_i32(x, w, &mut b.s_ref[..n_out]);
+    t.on_dsp_path(n_in.is_multiple_of(4));
+    let ok = r1 == r2 && r1.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
+    if !ok {
+        defmt::error!(
+            "matvec_i32 {=usize}x{=usize} align {=usize}",
+            n_in,
+            n_out,
+            align
+        );
+    }
+    t.check(ok, "matvec_i32", case);
+}
+
+fn check_dot(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    let n = rng.below(600) as usize;
+    let (xa, wa) = (rng.below(4) as usize, rng.below(4) as usize);
+    // Lengths may differ: the dot runs over the common length.
+    let m = if rng.below(4) == 0 {
+        rng.below(600) as usize
+    } else {
+        n
+    };
+    fill_x(rng, &mut b.x[xa..xa + n]);
+    fill_w(rng, &mut b.w[wa..wa + m]);
+    let (x, w) = (&b.x[xa..xa + n], &b.w[wa..wa + m]);
+    let mut ok = kernels::dot_i8(x, w) == portable::dot_i8(x, w);
+    // int8 × int8: the second operand from the same random bytes.
+    fill_x(rng, &mut b.y_dsp[wa..wa + m]);
+    let y = &b.y_dsp[wa..wa + m];
+    ok &= kernels::dot_i8_i8(x, y) == portable::dot_i8_i8(x, y);
+    t.on_dsp_path(n.min(m) >= 8);
+    if !ok {
+        defmt::error!(
+            "dot lengths {=usize} {=usize} align {=usize} {=usize}",
+            n,
+            m,
+            xa,
+            wa
+        );
+    }
+    t.check(ok, "dot", case);
+}
+
 fn check_softmax(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let n = 1 + rng.below(256) as usize;
     let scale = rand_pow2(rng, -4, 8) as f32;
@@ -638,13 +696,15 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 7] = [
+    let kernels: [(&str, Check, u32); 9] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("conv2d", check_conv, 2000),
         ("max_pool2d", check_pool, 800),
         ("relu", check_relu, 300),
         ("qk_scores", check_qk, 800),
+        ("matvec_i32", check_matvec, 800),
+        ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
     ];
     let mut total = Tally::default();

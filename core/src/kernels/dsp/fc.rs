@@ -25,7 +25,7 @@
 use core::mem::MaybeUninit;
 
 use super::{sxtb16, sxtb16_ror8, word_i8, zl2p1};
-use crate::kernels::linear::check_linear;
+use crate::kernels::linear::{check_linear, check_matvec_i32};
 use crate::kernels::{portable, OutputStage};
 use crate::Error;
 
@@ -190,7 +190,58 @@ macro_rules! fc_requant_slow {
     };
 }
 
-/// The kernel: computes `(out_end - out) / 2` pairs of rows; see the module docs.
+/// Accumulators of the next pair of rows: the biases (advancing the bias pointer), or 0.
+#[rustfmt::skip]
+macro_rules! fc_init {
+    (i32) => {
+        concat!("mov r11, #0\n", "mov r12, #0\n")
+    };
+    ($v:ident) => {
+        concat!(
+            "ldr r0, [lr, #20]\n",
+            "ldr r11, [r0], #4\n",
+            "ldr r12, [r0], #4\n",
+            "str r0, [lr, #20]\n",
+        )
+    };
+}
+
+/// Stores the pair's outputs (int32, or requantized int8), leaving the output pointer in r5.
+#[rustfmt::skip]
+macro_rules! fc_outputs {
+    (i32) => {
+        concat!(
+            "ldr r5, [lr, #8]\n",
+            "str r11, [r5], #4\n",
+            "str r12, [r5], #4\n",
+            "str r5, [lr, #8]\n",
+        )
+    };
+    ($v:ident) => {
+        concat!(
+            "ldm lr, {{r3, r4, r5, r6, r7}}\n",
+            fc_requant!($v, "r11", "40", "41"),
+            fc_requant!($v, "r12", "42", "43"),
+            "stm lr, {{r3, r4, r5}}\n",
+        )
+    };
+}
+
+#[rustfmt::skip]
+macro_rules! fc_slow {
+    (i32) => {
+        ""
+    };
+    ($v:ident) => {
+        concat!(
+            fc_requant_slow!("r11", "40", "41"),
+            fc_requant_slow!("r12", "42", "43"),
+        )
+    };
+}
+
+/// The kernel: computes `(out_end - out) / 2` pairs of rows (`(out_end - out) / 8` for `i32`);
+/// see the module docs.
 macro_rules! fc_kernel {
     ($v:ident) => {
         core::arch::naked_asm!(
@@ -222,10 +273,7 @@ macro_rules! fc_kernel {
             // First pair of rows.
             "ldr r1, [lr, #76]",
             "ldr r2, [lr, #80]",
-            "ldr r0, [lr, #20]",
-            "ldr r11, [r0], #4",
-            "ldr r12, [r0], #4",
-            "str r0, [lr, #20]",
+            fc_init!($v),
             "ldr r0, [lr, #28]",
             "ldr r3, [lr, #32]",
             "ldr pc, [lr, #40]",
@@ -239,18 +287,12 @@ macro_rules! fc_kernel {
             "cmp r0, r3",
             "bne 20b",
             "21:",
-            "ldm lr, {{r3, r4, r5, r6, r7}}",
-            fc_requant!($v, "r11", "40", "41"),
-            fc_requant!($v, "r12", "42", "43"),
-            "stm lr, {{r3, r4, r5}}",
+            fc_outputs!($v),
             "ldr r0, [lr, #24]",
             "cmp r5, r0",
             "beq 90f",
             // Next pair of rows.
-            "ldr r0, [lr, #20]",
-            "ldr r11, [r0], #4",
-            "ldr r12, [r0], #4",
-            "str r0, [lr, #20]",
+            fc_init!($v),
             "ldr r4, [lr, #36]",
             "add r1, r1, r4",
             "add r2, r2, r4",
@@ -282,8 +324,7 @@ macro_rules! fc_kernel {
             fc_word!("r12", "[r2], #4", "r4", "r5"),
             "32:",
             "ldr pc, [lr, #44]",
-            fc_requant_slow!("r11", "40", "41"),
-            fc_requant_slow!("r12", "42", "43"),
+            fc_slow!($v),
         )
     };
 }
@@ -312,6 +353,129 @@ unsafe extern "C" fn fc_rows2_sat(a: *mut FcArgs) {
     fc_kernel!(sat)
 }
 
+/// int32 outputs, no bias (`mult`, `shift`, `bias` and the requantization fields unused; `out`
+/// points to int32).
+///
+/// # Safety
+///
+/// As [`fc_rows2_sat`], with `out..out_end` 4-aligned int32 (two per pair of rows).
+#[unsafe(naked)]
+unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
+    fc_kernel!(i32)
+}
+
+/// Rows of an FC layer as the assembly sees them: rows at `base + o·stride`, `n` bytes each, all
+/// with the same `k = addr % 4` (needs `n % 4 == 0` and `stride % 4 == 0`).
+struct Rows {
+    k: usize,
+    head: usize,
+    words: usize,
+}
+
+impl Rows {
+    fn new(weights: &[u8], n: usize) -> Self {
+        let k = weights.as_ptr() as usize % 4;
+        Self {
+            k,
+            head: (4 - k) % 4, // bytes before the aligned middle
+            words: if k == 0 { n / 4 } else { n / 4 - 1 }, // aligned middle words per row
+        }
+    }
+
+    /// Sign-extends `input` into `xbuf`: the middle's words, then the head and tail words.
+    fn extend(&self, input: &[i8], xbuf: &mut [MaybeUninit<u32>]) {
+        let (k, head, n) = (self.k, self.head, input.len());
+        let (mid, rest) = xbuf.split_at_mut(2 * self.words);
+        for (slot, x) in mid.chunks_exact_mut(2).zip(input[head..].chunks_exact(4)) {
+            let w = word_i8(x);
+            slot[0].write(sxtb16(w));
+            slot[1].write(sxtb16_ror8(w));
+        }
+        if k != 0 {
+            // Head word = row bytes 0..4 (positions >= head are not head bytes: x = 0 there);
+            // tail word = row bytes n-4..n (positions < head are not tail bytes).
+            let mut h = [0i8; 4];
+            let mut t = [0i8; 4];
+            h[..head].copy_from_slice(&input[..head]);
+            t[head..].copy_from_slice(&input[n - k..]);
+            let (hw, tw) = (word_i8(&h), word_i8(&t));
+            rest[0].write(sxtb16(hw));
+            rest[1].write(sxtb16_ror8(hw));
+            rest[2].write(sxtb16(tw));
+            rest[3].write(sxtb16_ror8(tw));
+        }
+    }
+
+    /// The argument block with the geometry filled in (outputs and parameters still null).
+    fn args(&self, xbuf: &[MaybeUninit<u32>], weights: &[u8], n: usize) -> FcArgs {
+        let (k, head, words) = (self.k, self.head, self.words);
+        let x = xbuf.as_ptr().cast::<u32>();
+        FcArgs {
+            mult: core::ptr::null(),
+            shift: core::ptr::null(),
+            out: core::ptr::null_mut(),
+            zl2p1: 0,
+            lo: 0,
+            bias: core::ptr::null(),
+            out_end: core::ptr::null_mut(),
+            x,
+            x_end: x.wrapping_add(2 * words),
+            advance: (2 * n - 4 * words) as i32,
+            entry: 0,
+            duff: 0,
+            pairs: (words / 2) as u32,
+            ht_x: x.wrapping_add(2 * words),
+            head_off: k as i32 - 4,
+            tail_off: (n + k) as i32 - 8,
+            zp: 0,
+            act_min: 0,
+            act_max: 0,
+            p0: weights.as_ptr().wrapping_add(head),
+            p1: weights.as_ptr().wrapping_add(head + n),
+            flags: (words % 2) as u32 | if k != 0 { 2 } else { 0 },
+        }
+    }
+}
+
+/// [`crate::kernels::matvec_i32`] for Armv7E-M.
+pub(in crate::kernels) fn matvec_i32(
+    input: &[i8],
+    weights: &[u8],
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32(input, weights, output)?;
+    let n = input.len();
+    let n_out = output.len();
+    if !n.is_multiple_of(4) || n > MAX_IN || n_out == 0 {
+        return portable::matvec_i32(input, weights, output);
+    }
+    let rows = Rows::new(weights, n);
+    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; XBUF_WORDS];
+    rows.extend(input, &mut xbuf);
+    let mut args = rows.args(&xbuf, weights, n);
+    let even = n_out & !1;
+    if even > 0 {
+        args.out = output.as_mut_ptr().cast();
+        args.out_end = output.as_mut_ptr().wrapping_add(even).cast();
+        // SAFETY: as in `linear` (the same geometry and input buffer); the kernel writes
+        // output[..even] (int32, 4-aligned) and reads no per-channel parameters.
+        unsafe { fc_rows2_i32(&mut args) };
+    }
+    if n_out % 2 == 1 {
+        let o = n_out - 1;
+        let row = weights.as_ptr().wrapping_add(o * n + rows.head);
+        let mut out2 = [0i32; 2];
+        args.out = out2.as_mut_ptr().cast();
+        args.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
+        args.p0 = row;
+        args.p1 = row;
+        // SAFETY: as above for the single row `o` (read twice) into 2 local int32.
+        unsafe { fc_rows2_i32(&mut args) };
+        output[o] = out2[0];
+    }
+    Ok(())
+}
+
 /// [`crate::kernels::linear()`] for Armv7E-M.
 pub(in crate::kernels) fn linear(
     input: &[i8],
@@ -326,39 +490,11 @@ pub(in crate::kernels) fn linear(
         return portable::linear(input, weights, stage, output);
     }
 
-    // Row geometry: rows start at weights + o·n, all with the same k = addr % 4.
-    let k = weights.as_ptr() as usize % 4;
-    let head = (4 - k) % 4; // bytes before the aligned middle
-    let words = if k == 0 { n / 4 } else { n / 4 - 1 }; // aligned middle words per row
-    let odd = words % 2;
-    let pairs = words / 2;
-
-    // Pre-extended input: the middle's words, then the head and tail words.
+    let rows = Rows::new(weights, n);
     let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; XBUF_WORDS];
-    let (mid, rest) = xbuf.split_at_mut(2 * words);
-    for (slot, x) in mid.chunks_exact_mut(2).zip(input[head..].chunks_exact(4)) {
-        let w = word_i8(x);
-        slot[0].write(sxtb16(w));
-        slot[1].write(sxtb16_ror8(w));
-    }
-    if k != 0 {
-        // Head word = row bytes 0..4 (positions >= head are not head bytes: x = 0 there);
-        // tail word = row bytes n-4..n (positions < head are not tail bytes).
-        let mut h = [0i8; 4];
-        let mut t = [0i8; 4];
-        h[..head].copy_from_slice(&input[..head]);
-        t[head..].copy_from_slice(&input[n - k..]);
-        let (hw, tw) = (word_i8(&h), word_i8(&t));
-        rest[0].write(sxtb16(hw));
-        rest[1].write(sxtb16_ror8(hw));
-        rest[2].write(sxtb16(tw));
-        rest[3].write(sxtb16_ror8(tw));
-    }
-
+    rows.extend(input, &mut xbuf);
     let sat = stage.act_min == i8::MIN;
     let kernel = if sat { fc_rows2_sat } else { fc_rows2_full };
-    let x = xbuf.as_ptr().cast::<u32>();
-    let middle = 4 * words as isize;
     let mut args = FcArgs {
         mult: stage.multipliers.as_ptr(),
         shift: stage.shifts.as_ptr(),
@@ -370,22 +506,10 @@ pub(in crate::kernels) fn linear(
         },
         lo: stage.act_min as i32,
         bias: stage.bias.as_ptr(),
-        out_end: output.as_mut_ptr(),
-        x,
-        x_end: x.wrapping_add(2 * words),
-        advance: (2 * n as isize - middle) as i32,
-        entry: 0,
-        duff: 0,
-        pairs: pairs as u32,
-        ht_x: x.wrapping_add(2 * words),
-        head_off: k as i32 - 4,
-        tail_off: (n + k) as i32 - 8,
         zp: stage.zero_point as i32,
         act_min: stage.act_min as i32,
         act_max: stage.act_max as i32,
-        p0: weights.as_ptr().wrapping_add(head),
-        p1: weights.as_ptr().wrapping_add(head + n),
-        flags: odd as u32 | if k != 0 { 2 } else { 0 },
+        ..rows.args(&xbuf, weights, n)
     };
     let even = n_out & !1;
     if even > 0 {
@@ -411,7 +535,7 @@ pub(in crate::kernels) fn linear(
         };
         let (bias, mult, shift) = (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts));
         let mut out2 = [0i8; 2];
-        let row = weights.as_ptr().wrapping_add(o * n + head);
+        let row = weights.as_ptr().wrapping_add(o * n + rows.head);
         args.mult = mult.as_ptr();
         args.shift = shift.as_ptr();
         args.bias = bias.as_ptr();

@@ -5,11 +5,12 @@
 //!
 //! | kernel | method | instructions (`-icount`) |
 //! |---|---|---|
-//! | [`linear`] | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDRD` (weights), 8 `SXTB16`, 8 `SMLAD` | 1.19 per MAC + ~25 per output |
+//! | [`linear`], [`matvec_i32`] | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDRD` (weights), 8 `SXTB16`, 8 `SMLAD` | 1.19 per MAC + ~25 per output (~5 for `matvec_i32`) |
 //! | [`conv2d`], 1 input channel, 3×3 | direct: halfword-pair band per output row, 5 multiplies per channel against pre-extended weights | ~15 per output + ~10 per pixel |
 //! | [`conv2d`], `in_c % 4 == 0` | im2col of 2 pixels + 2×2 micro-kernel (2 pixels × 2 filters, filters read in place): 15 per 16 MACs | 0.94 per MAC + ~15 per output + im2col |
 //! | [`qk_scores`] | the same micro-kernel (2 query rows × 2 key rows) | 0.94 per MAC + ~6 per score |
 //! | [`max_pool2d`], [`relu`] | 4 channels per word, `SSUB8` + `SEL` | 2 per 4 lanes per tap + loads |
+//! | [`dot_i8`], [`dot_i8_i8`] | both operands extended on the fly: 2 `LDR`, 4 `SXTB16`, 2 `SMLAD` per 4 elements | 2 per MAC + ~25 per call |
 //!
 //! Bounds: weights are used once per inference in a fully connected layer, so each weight word
 //! costs `SXTB16` ×2 + `SMLAD` ×2 = 1 instruction per MAC before any load (no pre-packing: the
@@ -77,12 +78,14 @@
 #![allow(unsafe_code)]
 
 mod conv;
+mod dot;
 mod fc;
 mod gemm;
 mod pool;
 
 pub(super) use conv::conv2d;
-pub(super) use fc::linear;
+pub(super) use dot::{dot_i8, dot_i8_i8};
+pub(super) use fc::{linear, matvec_i32};
 pub(super) use gemm::qk_scores;
 pub(super) use pool::{max_pool2d, relu};
 
