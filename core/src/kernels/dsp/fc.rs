@@ -1,4 +1,5 @@
-//! Fully connected layer: two output rows per pass over the input.
+//! Fully connected layer ([`linear`], requantized int8 outputs) and its accumulators alone
+//! ([`matvec_i32`]): two output rows per pass over the input.
 //!
 //! The input (`n` int8) is sign-extended once into a stack buffer of halfword pairs, in the order
 //! that matches `SXTB16` on a weight word `[w0 w1 w2 w3]`: `Xe = (x0, x2)`, `Xo = (x1, x3)`. The
@@ -344,10 +345,10 @@ unsafe extern "C" fn fc_rows2_full(a: *mut FcArgs) {
 /// # Safety
 ///
 /// `a` points to a valid [`FcArgs`] whose pointers cover: `x..x_end` (+ the odd word) and
-/// `ht_x[0..4]` readable and 4-aligned; for every pair `g`, the rows' bytes that the kernel
-/// reads (aligned middles `p + g·(stride)` of `8·pairs (+4)` bytes, and the head/tail words)
-/// inside the weights; `bias`, `mult`, `shift` readable for `2·pairs_of_rows` int32 each;
-/// `out..out_end` writable, of even length ≥ 2.
+/// `ht_x[0..4]` readable and 4-aligned; for every pair of rows `g` (`p0`, `p1` advanced by
+/// `advance` per pair), the bytes that the kernel reads (aligned middles of `8·pairs (+4)` bytes,
+/// and the head/tail words at `head_off`/`tail_off`) inside the weights; `bias`, `mult`, `shift`
+/// readable for two int32 per pair of rows; `out..out_end` writable, two outputs per pair.
 #[unsafe(naked)]
 unsafe extern "C" fn fc_rows2_sat(a: *mut FcArgs) {
     fc_kernel!(sat)
@@ -364,8 +365,8 @@ unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
     fc_kernel!(i32)
 }
 
-/// Rows of an FC layer as the assembly sees them: rows at `base + o·stride`, `n` bytes each, all
-/// with the same `k = addr % 4` (needs `n % 4 == 0` and `stride % 4 == 0`).
+/// Rows of an FC layer as the assembly sees them: rows at `weights + o·n`, `n` bytes each, all
+/// with the same `k = addr % 4` (needs `n % 4 == 0`).
 struct Rows {
     k: usize,
     head: usize,
@@ -457,8 +458,11 @@ pub(in crate::kernels) fn matvec_i32(
     if even > 0 {
         args.out = output.as_mut_ptr().cast();
         args.out_end = output.as_mut_ptr().wrapping_add(even).cast();
-        // SAFETY: as in `linear` (the same geometry and input buffer); the kernel writes
-        // output[..even] (int32, 4-aligned) and reads no per-channel parameters.
+        // SAFETY: shapes checked above: `weights` holds n_out rows of n bytes; for each of the
+        // `even / 2` pairs the kernel reads the aligned middle (words·4 bytes from row + head),
+        // and the head word (row bytes 0..4) and tail word (n-4..n) when k != 0, all inside the
+        // rows since n >= 4; `xbuf` holds 2·words (+ 4 when k != 0) initialised words, 4-aligned.
+        // It writes output[..even] (int32, 4-aligned) and reads no per-channel parameters.
         unsafe { fc_rows2_i32(&mut args) };
     }
     if n_out % 2 == 1 {
