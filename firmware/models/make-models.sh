@@ -47,7 +47,7 @@ cp "$runs/mnist-mlp/model.aka" "$models/mnist-mlp.aka"
 gpt_steps=${GPT_STEPS:-5000}
 cargo run --release -p aka-trainer -- gpt --steps "$gpt_steps" --seed 0 --out "$runs/gpt"
 if [[ ! -f $runs/gpt/model.aka ]]; then
-    # `aka-trainer gpt` does not write the int8 file (yet): export the checkpoint with the
+    # An `aka-trainer gpt` that writes no int8 file (before fda7614): export the checkpoint with the
     # trainer's library (aka_trainer::gpt::export::export_gpt, default calibration/evaluation)
     # from a throw-away crate outside the workspace.
     echo "make-models.sh: no $runs/gpt/model.aka; exporting the checkpoint with export_gpt"
