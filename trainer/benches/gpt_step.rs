@@ -3,6 +3,12 @@
 //!
 //! `cargo bench -p aka-trainer --bench gpt_step` (add `-- STEPS` to change the number of timed
 //! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported).
+//! `cargo bench -p aka-trainer --bench gpt_step -- --ops` instead times each op (forward +
+//! backward, fastest of 30 runs) at the small model's shapes; run it with `RAYON_NUM_THREADS=1`
+//! for single-thread figures.
+//!
+//! Timings are wall clock: on a machine shared with other work, compare runs made close together
+//! (or measure CPU time, e.g. `perf stat -e task-clock` on a `--child` run).
 //!
 //! The thread count is process-wide (one rayon pool), so each configuration runs in a child
 //! process of this binary.
