@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use aka_core::format::{Layer, Metadata, QuantParams};
+use aka_core::format::{
+    GptMlp, GptNorm, GptPosition, Layer, Metadata, NormParams, QMatrix, QuantParams,
+};
+use aka_core::gpt::GptModel;
 use aka_core::SequentialModel;
 use aka_trainer::export::layer_macs;
 
@@ -61,7 +64,366 @@ pub fn metadata(out: &mut String, meta: &Metadata<'_>) {
 pub fn describe(model: &Model<'_>, file_name: &str) -> String {
     match model {
         Model::Sequential(m) => describe_sequential(m, file_name),
+        Model::Gpt(m) => describe_gpt(m, file_name),
     }
+}
+
+/// Prints `rows` as a table: column `i` right-aligned if `right[i]`, the last column unpadded;
+/// a rule under the header, and a rule before the last row if `total_row`.
+fn table(
+    out: &mut String,
+    headers: &[&str],
+    right: &[bool],
+    rows: &[Vec<String>],
+    total_row: bool,
+) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: &[String]| {
+        let mut s = String::new();
+        for (i, (c, &w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else if right.get(i).copied().unwrap_or(false) {
+                let _ = write!(s, "{c:>w$}  ");
+            } else {
+                let _ = write!(s, "{c:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", s.trim_end());
+    };
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    line(out, &header);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    line(out, &rule);
+    for (i, r) in rows.iter().enumerate() {
+        if total_row && i + 1 == rows.len() {
+            line(out, &rule);
+        }
+        line(out, r);
+    }
+}
+
+fn loss(v: f32) -> String {
+    if v.is_nan() {
+        "unknown".into()
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// One parameter tensor of a GPT: name, shape, parameter count, int8 bytes, f32 bytes.
+struct Tensor {
+    block: String,
+    name: String,
+    shape: String,
+    params: u64,
+    int8: u64,
+    f32s: u64,
+    note: String,
+}
+
+fn qmatrix(block: &str, name: &str, rows: u32, cols: u32, m: &QMatrix<'_>, note: &str) -> Tensor {
+    Tensor {
+        block: block.into(),
+        name: name.into(),
+        shape: format!("{rows}x{cols}"),
+        params: m.weights.len() as u64,
+        int8: m.weights.len() as u64,
+        f32s: m.scales.len() as u64,
+        note: if note.is_empty() {
+            "int8 + f32 scale per row".into()
+        } else {
+            format!("int8 + f32 scale per row, {note}")
+        },
+    }
+}
+
+fn norm(block: &str, name: &str, d: u32, n: &NormParams<'_>) -> Tensor {
+    let bytes = n.param_bytes() as u64;
+    Tensor {
+        block: block.into(),
+        name: name.into(),
+        shape: if n.bias.is_some() {
+            format!("2x{d}")
+        } else {
+            d.to_string()
+        },
+        params: bytes / 4,
+        int8: 0,
+        f32s: bytes,
+        note: if n.bias.is_some() {
+            "f32 weight + bias".into()
+        } else {
+            "f32 weight".into()
+        },
+    }
+}
+
+fn position_name(p: GptPosition) -> &'static str {
+    match p {
+        GptPosition::Learned => "learned table",
+        GptPosition::Rope => "RoPE (rotary, tables in the file)",
+        _ => "other",
+    }
+}
+
+fn norm_name(n: GptNorm) -> &'static str {
+    match n {
+        GptNorm::LayerNorm => "LayerNorm",
+        GptNorm::RmsNorm => "RMSNorm",
+        _ => "other",
+    }
+}
+
+fn mlp_name(m: GptMlp) -> &'static str {
+    match m {
+        GptMlp::Gelu => "GELU (tanh approximation)",
+        GptMlp::SwiGlu => "SwiGLU (gated)",
+        GptMlp::GeGlu => "GeGLU (gated)",
+        _ => "other",
+    }
+}
+
+/// Weight MACs per token (int8 matrix-vector products: q, k, v, o, MLP, head); the embedding
+/// lookup is not counted, nor attention (see [`attention_macs`]).
+pub fn gpt_weight_macs(m: &GptModel<'_>) -> u64 {
+    let c = m.config();
+    let (d, h, v) = (c.d_model as u64, c.hidden as u64, c.vocab_size as u64);
+    let up = if c.mlp.is_gated() { 2 } else { 1 };
+    c.n_layer as u64 * (4 * d * d + up * h * d + d * h) + v * d
+}
+
+/// Attention MACs (q·k and P·V, all heads, all layers) of a token at position `pos`.
+pub fn attention_macs(m: &GptModel<'_>, pos: usize) -> u64 {
+    let c = m.config();
+    2 * c.n_layer as u64 * c.d_model as u64 * (pos as u64 + 1)
+}
+
+/// Describes a GPT model: configuration, vocabulary, metadata, one row per parameter tensor,
+/// totals, flash, run-state RAM and compute.
+pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
+    let mut out = String::new();
+    let c = *m.config();
+    let desc = m.desc();
+    let meta = m.metadata();
+    let _ = writeln!(
+        out,
+        "{file_name}: aka model (format v{}), GPT body, {} bytes",
+        aka_core::format::VERSION,
+        thousands(m.file_size() as u64)
+    );
+    let _ = writeln!(out, "task          {:?}", meta.task);
+    let _ = writeln!(
+        out,
+        "config        {} layers, {} heads of {} (d_model {}), MLP hidden {}, context {}, vocab {}",
+        c.n_layer,
+        c.n_head,
+        c.d_model / c.n_head.max(1),
+        c.d_model,
+        c.hidden,
+        c.block_size,
+        c.vocab_size
+    );
+    let _ = writeln!(
+        out,
+        "architecture  positions: {}; norm: {} (eps {:e}); MLP: {}; head: {}",
+        position_name(c.position),
+        norm_name(c.norm),
+        c.norm_eps,
+        mlp_name(c.mlp),
+        if c.tied_head {
+            "tied (reuses the token embedding)"
+        } else {
+            "separate lm_head"
+        }
+    );
+    let unknown = match m.unknown_id() {
+        Some(id) => format!("unknown token id {id} (U+FFFD)"),
+        None => "no unknown token (chars outside it cannot be encoded)".into(),
+    };
+    let _ = writeln!(
+        out,
+        "vocab         {} chars, {unknown}: {}",
+        m.vocab_size(),
+        escape_vocab(m.vocab_chars())
+    );
+    let ev = m.eval();
+    let _ = writeln!(
+        out,
+        "val loss      float {}, int8 {} nats/token ({} validation tokens, recorded at export)",
+        loss(ev.val_loss_float),
+        loss(ev.val_loss_int8),
+        thousands(ev.val_tokens)
+    );
+    let _ = writeln!(
+        out,
+        "top-1         int8 agrees with float on {} of positions; next-token accuracy float {}, int8 {}",
+        percent(ev.top1_agreement),
+        percent(meta.float_accuracy),
+        percent(meta.int8_accuracy)
+    );
+    let _ = writeln!(out, "seed          {}", meta.seed);
+    let cmd = if meta.train_command.is_empty() {
+        "(unknown)"
+    } else {
+        meta.train_command
+    };
+    let _ = writeln!(out, "trained with  {cmd}");
+    let _ = writeln!(out);
+
+    let (d, h, v, b) = (c.d_model, c.hidden, c.vocab_size, c.block_size);
+    let mut tensors = vec![qmatrix(
+        "",
+        "tok_emb",
+        v,
+        d,
+        &desc.tok_emb,
+        if c.tied_head { "also the head" } else { "" },
+    )];
+    if let Some(p) = &desc.pos_emb {
+        tensors.push(qmatrix("", "pos_emb", b, d, p, ""));
+    }
+    if let Some(r) = &desc.rope {
+        let hd2 = d / c.n_head.max(1) / 2;
+        tensors.push(Tensor {
+            block: String::new(),
+            name: "rope cos, sin".into(),
+            shape: format!("2x{b}x{hd2}"),
+            params: 0,
+            int8: 0,
+            f32s: (r.cos.len() + r.sin.len()) as u64,
+            note: "f32 tables (not trained)".into(),
+        });
+    }
+    for (i, blk) in desc.blocks.as_slice().iter().enumerate() {
+        let n = i.to_string();
+        tensors.push(norm(&n, "ln1", d, &blk.ln1));
+        for (name, w) in [
+            ("wq", &blk.wq),
+            ("wk", &blk.wk),
+            ("wv", &blk.wv),
+            ("wo", &blk.wo),
+        ] {
+            tensors.push(qmatrix(&n, name, d, d, w, ""));
+        }
+        tensors.push(norm(&n, "ln2", d, &blk.ln2));
+        tensors.push(qmatrix(&n, "w1", h, d, &blk.w1, ""));
+        if let Some(w3) = &blk.w3 {
+            tensors.push(qmatrix(&n, "w3", h, d, w3, ""));
+        }
+        tensors.push(qmatrix(&n, "w2", d, h, &blk.w2, ""));
+    }
+    tensors.push(norm("", "ln_f", d, &desc.ln_f));
+    if let Some(head) = &desc.lm_head {
+        tensors.push(qmatrix("", "lm_head", v, d, head, ""));
+    }
+    let vocab_bytes = m.vocab_chars().len() as u64;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut params, mut int8, mut f32s) = (0u64, 0u64, 0u64);
+    for t in &tensors {
+        params += t.params;
+        int8 += t.int8;
+        f32s += t.f32s;
+        rows.push(vec![
+            t.block.clone(),
+            t.name.clone(),
+            t.shape.clone(),
+            thousands(t.params),
+            thousands(t.int8),
+            thousands(t.f32s),
+            thousands(t.int8 + t.f32s),
+            t.note.clone(),
+        ]);
+    }
+    rows.push(vec![
+        String::new(),
+        "vocab".into(),
+        m.vocab_size().to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        thousands(vocab_bytes),
+        "UTF-8 chars".into(),
+    ]);
+    rows.push(vec![
+        String::new(),
+        "total".into(),
+        String::new(),
+        thousands(params),
+        thousands(int8),
+        thousands(f32s),
+        thousands(int8 + f32s + vocab_bytes),
+        String::new(),
+    ]);
+    table(
+        &mut out,
+        &[
+            "block",
+            "tensor",
+            "shape",
+            "params",
+            "int8 B",
+            "f32 B",
+            "flash B",
+            "stored as",
+        ],
+        &[false, false, false, true, true, true, true, false],
+        &rows,
+        true,
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "parameters    {} ({} int8 weights + {} f32 norm values)",
+        thousands(params),
+        thousands(int8),
+        thousands(params - int8)
+    );
+    let _ = writeln!(
+        out,
+        "flash         {} bytes: {} parameter bytes (int8 weights, f32 scales/norms/tables, vocab) + {} bytes of descriptors and metadata",
+        thousands(m.file_size() as u64),
+        thousands(m.param_bytes() as u64),
+        thousands(m.file_size().saturating_sub(m.param_bytes()) as u64)
+    );
+    let kv = m.kv_cache_size();
+    let _ = writeln!(
+        out,
+        "run state     {} bytes (RAM): KV cache {} (int8, 2 x {} layers x {} positions x {}) + scratch {} ({} f32 + {} i8)",
+        thousands(m.state_size() as u64),
+        thousands(kv as u64),
+        c.n_layer,
+        b,
+        d,
+        thousands(m.state_size().saturating_sub(kv) as u64),
+        thousands(m.state_f32_len() as u64),
+        thousands(m.state_i8_len().saturating_sub(kv) as u64)
+    );
+    let _ = writeln!(
+        out,
+        "              plus {} bytes of token window (u32 x context) and {} of sampling scratch (f32 x vocab)",
+        thousands(4 * b as u64),
+        thousands(4 * v as u64)
+    );
+    let macs = gpt_weight_macs(m);
+    let _ = writeln!(
+        out,
+        "compute       {} weight MACs per token (q, k, v, o, MLP, head); attention adds {} per position attended (up to {} at full context)",
+        thousands(macs),
+        thousands(2 * c.n_layer as u64 * d as u64),
+        thousands(attention_macs(m, m.block_size().saturating_sub(1)))
+    );
+    out
+}
+
+/// The vocabulary as one quoted string, escaped (`\n`, `\t`, `\u{..}` for unprintables).
+pub fn escape_vocab(chars: &str) -> String {
+    format!("{chars:?}")
 }
 
 /// Output stage: fused ReLU (the lower clamp is real 0) and output quantization.

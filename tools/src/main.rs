@@ -4,7 +4,15 @@
 //! aka inspect runs/mnist-mlp/model.aka
 //! aka run runs/mnist-mlp/model.aka --mnist-index 0          # bundled MNIST test set
 //! aka run runs/mnist-mlp/model.aka --image digit.png [--invert]
+//! aka inspect firmware/models/gpt.aka
+//! aka run firmware/models/gpt.aka --prompt "ROMEO:" --tokens 200 --temperature 0.8 --top-k 40 --seed 1
 //! ```
+//!
+//! `run` on a GPT model streams the prompt and then each generated char to stdout as it is
+//! produced (flushed per token; one newline at the end), and prints tokens/s on stderr. The
+//! defaults (prompt "ROMEO:", 100 tokens, temperature 0.8, top-k 40, seed 1) are the firmware's
+//! (`firmware/src/app/gpt.rs`), and so is the loop (see `aka_tools::generate`), so the host
+//! prints the text a device prints. `--temperature 0` is greedy (argmax).
 //!
 //! Errors (unreadable or invalid files, bad arguments) are printed as `error: ...` on stderr with
 //! exit status 1 (2 for command-line usage errors); the tool does not panic on bad input.
@@ -32,7 +40,8 @@ enum Command {
         /// Model file.
         file: PathBuf,
     },
-    /// Classify one image with aka-core on the host; print the class, label and scores.
+    /// Run a model with aka-core on the host: classify one image (sequential models) or
+    /// generate text (GPT models).
     Run(RunArgs),
 }
 
@@ -46,18 +55,91 @@ struct RunArgs {
         long,
         value_name = "PATH",
         conflicts_with = "mnist_index",
-        required_unless_present = "mnist_index"
+        help_heading = "Sequential (MNIST) models"
     )]
     image: Option<PathBuf>,
     /// Invert the image (255 - p), for a dark digit on a light background.
-    #[arg(long, requires = "image")]
+    #[arg(long, requires = "image", help_heading = "Sequential (MNIST) models")]
     invert: bool,
     /// Use image N of the MNIST-format test set in --data.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Sequential (MNIST) models")]
     mnist_index: Option<usize>,
-    /// Directory with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz].
-    #[arg(long, value_name = "DIR", default_value_os_t = input::default_mnist_dir(), requires = "mnist_index")]
-    data: PathBuf,
+    /// Directory with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]
+    /// [default: data/mnist of this checkout].
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "mnist_index",
+        help_heading = "Sequential (MNIST) models"
+    )]
+    data: Option<PathBuf>,
+    /// Text to start from (printed first) [default: "ROMEO:", the firmware's].
+    #[arg(long, value_name = "TEXT", help_heading = "GPT models")]
+    prompt: Option<String>,
+    /// Number of tokens (chars) to generate after the prompt [default: 100, the firmware's].
+    #[arg(long, value_name = "N", help_heading = "GPT models")]
+    tokens: Option<usize>,
+    /// Softmax temperature, >= 0; 0 = greedy (argmax) [default: 0.8].
+    #[arg(
+        long,
+        value_name = "T",
+        allow_negative_numbers = true,
+        help_heading = "GPT models"
+    )]
+    temperature: Option<f32>,
+    /// Sample among the K most likely tokens; 0 = all, 1 = greedy [default: 40].
+    #[arg(long, value_name = "K", help_heading = "GPT models")]
+    top_k: Option<u32>,
+    /// Seed of the sampling RNG (aka-core's SplitMix64) [default: 1].
+    #[arg(long, value_name = "N", help_heading = "GPT models")]
+    seed: Option<u64>,
+}
+
+impl RunArgs {
+    /// The sequential-only flags given.
+    fn sequential_flags(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.image.is_some() {
+            v.push("--image");
+        }
+        if self.invert {
+            v.push("--invert");
+        }
+        if self.mnist_index.is_some() {
+            v.push("--mnist-index");
+        }
+        if self.data.is_some() {
+            v.push("--data");
+        }
+        v
+    }
+
+    /// The GPT-only flags given.
+    fn gpt_flags(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.prompt.is_some() {
+            v.push("--prompt");
+        }
+        if self.tokens.is_some() {
+            v.push("--tokens");
+        }
+        if self.temperature.is_some() {
+            v.push("--temperature");
+        }
+        if self.top_k.is_some() {
+            v.push("--top-k");
+        }
+        if self.seed.is_some() {
+            v.push("--seed");
+        }
+        v
+    }
+}
+
+/// A command-line usage error found after parsing (exit status 2, like clap's own).
+fn usage_error(kind: clap::error::ErrorKind, message: String) -> ! {
+    use clap::CommandFactory as _;
+    Cli::command().error(kind, message).exit()
 }
 
 fn main() -> ExitCode {
@@ -87,6 +169,88 @@ fn cmd_inspect(file: &Path) -> anyhow::Result<()> {
 
 fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
     let model = model::open(&args.file)?;
+    let (given, other) = match &model {
+        Model::Sequential(_) => (args.gpt_flags(), "--image PATH or --mnist-index N"),
+        Model::Gpt(_) => (
+            args.sequential_flags(),
+            "--prompt, --tokens, --temperature, --top-k, --seed",
+        ),
+    };
+    if !given.is_empty() {
+        usage_error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "{} cannot be used with {}: it is a {} (its flags: {other})",
+                given.join(", "),
+                args.file.display(),
+                model.kind()
+            ),
+        );
+    }
+    match &model {
+        Model::Sequential(m) => run_sequential(m, args),
+        Model::Gpt(m) => run_gpt(m, args),
+    }
+}
+
+fn run_gpt(m: &aka_core::gpt::GptModel<'_>, args: &RunArgs) -> anyhow::Result<()> {
+    use aka_tools::generate::{self, Settings};
+    use std::io::Write as _;
+    let d = Settings::default();
+    let settings = Settings {
+        prompt: args.prompt.clone().unwrap_or(d.prompt),
+        tokens: args.tokens.unwrap_or(d.tokens),
+        sampling: aka_core::sample::Sampling {
+            temperature: args.temperature.unwrap_or(d.sampling.temperature),
+            top_k: args.top_k.unwrap_or(d.sampling.top_k),
+        },
+        seed: args.seed.unwrap_or(d.seed),
+    };
+    if m.unknown_id().is_some() {
+        let unknown: String = settings
+            .prompt
+            .chars()
+            .filter(|&c| m.char_id(c).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            eprintln!("note: {unknown:?} not in the vocabulary: fed as the unknown token");
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut write_error = None;
+    let stats = generate::generate(m, &settings, |s| {
+        match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                write_error = Some(e);
+                false
+            }
+        }
+    })?;
+    match write_error {
+        // A closed pipe (`aka run ... | head`) just ends the output.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => anyhow::bail!("writing to stdout: {e}"),
+        None => {}
+    }
+    let _ = writeln!(out);
+    let _ = out.flush();
+    eprintln!(
+        "{} tokens in {:.3} s on the host: {:.1} tokens/s (prompt: {} tokens, {:.1} ms; seed {}, temperature {}, top-k {})",
+        stats.tokens,
+        (stats.prefill + stats.decode).as_secs_f64(),
+        stats.tokens_per_second(),
+        stats.prompt_tokens,
+        stats.prefill.as_secs_f64() * 1e3,
+        settings.seed,
+        settings.sampling.temperature,
+        settings.sampling.top_k
+    );
+    Ok(())
+}
+
+fn run_sequential(m: &aka_core::SequentialModel<'_>, args: &RunArgs) -> anyhow::Result<()> {
     let (img, truth, source) = match (&args.image, args.mnist_index) {
         (Some(path), _) => {
             let mut img = input::read_image(path)?;
@@ -108,27 +272,30 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
             (img, None, source)
         }
         (None, Some(index)) => {
-            let set = input::load_test_set(&args.data)?;
+            let data = args.data.clone().unwrap_or_else(input::default_mnist_dir);
+            let set = input::load_test_set(&data)?;
             let (img, label) = set.get(index)?;
             (
                 img,
                 Some(label),
                 format!(
                     "test image {index} of {}",
-                    std::fs::canonicalize(&args.data)
-                        .unwrap_or_else(|_| args.data.clone())
+                    std::fs::canonicalize(&data)
+                        .unwrap_or_else(|_| data.clone())
                         .display()
                 ),
             )
         }
-        (None, None) => anyhow::bail!("give --image PATH or --mnist-index N"),
+        (None, None) => usage_error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            format!(
+                "{} is a sequential (image classifier) model: give --image PATH or --mnist-index N",
+                args.file.display()
+            ),
+        ),
     };
-    match &model {
-        Model::Sequential(m) => {
-            let c = run::classify(m, &img)?;
-            println!("input: {source}");
-            print!("{}", run::format(m, &c, truth));
-        }
-    }
+    let c = run::classify(m, &img)?;
+    println!("input: {source}");
+    print!("{}", run::format(m, &c, truth));
     Ok(())
 }

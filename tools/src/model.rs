@@ -1,18 +1,34 @@
 //! Reading model files and loading them with aka-core.
 //!
 //! [`Model`] has one variant per body kind of the file format; commands match on it, so a new
-//! kind (e.g. the GPT body) is one more variant and one more arm in each command.
+//! kind is one more variant and one more arm in each command.
 
 use std::path::Path;
 
+use aka_core::gpt::GptModel;
 use aka_core::SequentialModel;
 use anyhow::Context as _;
 
 /// A loaded, validated model, by body kind.
+// Both variants hold fixed-capacity descriptor arrays (a few KiB); one model is loaded per
+// command, so the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Model<'a> {
     /// `Body::Sequential`: a chain of int8 layers (MNIST MLP / CNN).
     Sequential(SequentialModel<'a>),
+    /// `Body::Gpt`: a character-level decoder-only transformer.
+    Gpt(GptModel<'a>),
+}
+
+impl Model<'_> {
+    /// `"sequential model (image classifier)"` / `"GPT model (language model)"`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::Sequential(_) => "sequential model (image classifier)",
+            Model::Gpt(_) => "GPT model (language model)",
+        }
+    }
 }
 
 /// Reads a whole model file.
@@ -22,10 +38,14 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Loads and validates `bytes` with aka-core, whatever the body kind.
 ///
-/// Errors are aka-core's ([`aka_core::Error`], whose `Display` says what is wrong); a body kind
-/// this build cannot run is `Error::WrongBody`.
+/// Errors are aka-core's ([`aka_core::Error`], whose `Display` says what is wrong); the
+/// sequential loader is tried first and the GPT loader only if the body is not sequential
+/// (`Error::WrongBody`), so header and decoding errors are reported once, as they are.
 pub fn load(bytes: &[u8]) -> Result<Model<'_>, aka_core::Error> {
-    SequentialModel::load(bytes).map(Model::Sequential)
+    match SequentialModel::load(bytes) {
+        Err(aka_core::Error::WrongBody) => GptModel::load(bytes).map(Model::Gpt),
+        other => other.map(Model::Sequential),
+    }
 }
 
 /// [`read`] then [`load`], with the path in the error message. The bytes are leaked so that the
