@@ -73,7 +73,7 @@ use crate::format::{
     Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Header, Metadata,
     ModelFile, NormParams, QMatrix, Task, MAGIC, MAX_GPT_DIM, MAX_GPT_LAYERS, VERSION,
 };
-use crate::kernels::{dot_i8, dot_i8_i8, softmax_f32};
+use crate::kernels::{dot_i8, dot_i8_i8, matvec_i32, softmax_f32};
 use crate::Error;
 
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
@@ -646,18 +646,42 @@ fn quantize_into(v: &[f32], s: f32, out: &mut [i8]) {
     }
 }
 
+/// Rows per [`matvec_i32`] call in [`matvec`] (the i32 accumulators live on the stack: 512
+/// bytes). Every projection of the committed 64-dim model but the 64->256 up-projection is one
+/// call.
+const MATVEC_ROWS: usize = 128;
+
 /// `out[c] = (Σ x·W[c]) as f32 · (s_in · s_w[c])`.
+///
+/// The integer sums come from [`matvec_i32`] (the fully connected loop, which sign-extends `x`
+/// once per call instead of once per row), `MATVEC_ROWS` rows at a time; they are the same exact
+/// i32 sums as one [`dot_i8`] per row, so the result is bit-identical. Rows the weights do not
+/// cover (impossible after [`GptModel::load`]) are left unchanged, as before.
 fn matvec(x: &[i8], s_in: f32, m: &QMatrix, out: &mut [f32]) {
     let cols = x.len();
     if cols == 0 {
         return;
     }
-    for ((y, w), s) in out
-        .iter_mut()
-        .zip(m.weights.chunks_exact(cols))
-        .zip(m.scales.chunks_exact(4))
+    let rows = out.len().min(m.weights.len() / cols);
+    let mut acc = [0i32; MATVEC_ROWS];
+    let mut r0 = 0;
+    for (ys, ss) in out[..rows]
+        .chunks_mut(MATVEC_ROWS)
+        .zip(m.scales.chunks(4 * MATVEC_ROWS))
     {
-        *y = dot_i8(x, w) as f32 * (s_in * le_f32(s));
+        let n = ys.len();
+        let w = m.weights.get(r0 * cols..(r0 + n) * cols).unwrap_or(&[]);
+        let a = &mut acc[..n];
+        if matvec_i32(x, w, a).is_err() {
+            // Unreachable (shapes checked above); the row-by-row definition.
+            for (y, row) in a.iter_mut().zip(w.chunks_exact(cols)) {
+                *y = dot_i8(x, row);
+            }
+        }
+        for ((y, &v), s) in ys.iter_mut().zip(a.iter()).zip(ss.chunks_exact(4)) {
+            *y = v as f32 * (s_in * le_f32(s));
+        }
+        r0 += n;
     }
 }
 
