@@ -49,7 +49,7 @@
 //! | norm | LayerNorm `(x−μ)·(1/sqrtf(σ²+ε))·w + b` with `μ = (Σx)/d`, `σ² = (Σ(x−μ)²)/d`; or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
 //! | qkv | `a = Q(norm₁(x), s_attn_in)`; `q[c] = (Σ a·Wq[c]) as f32 · (s_attn_in·s_wq[c])`, same for k, v | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
-//! | cache | `Q(q, s_q)` (scratch); `Q(k, s_k)`, `Q(v, s_v)` into the int8 KV cache at `pos` | `q_scale k_scale v_scale` |
+//! | cache | `Q(q, s_q)` (scratch); `Q(k, s_k)`, `Q(v, s_v)` into the int8 KV cache at `pos` (K `[block][d]`, V transposed `[d][block]`, per layer) | `q_scale k_scale v_scale` |
 //! | scores | `e[t] = (Σ q·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
 //! | softmax | `m = max e`; `u = expf(e − m)`; `p = u · (1 / Σu)`; `P = clamp(roundf(p·127), 0, 127)` (scale `s_p = 1/127`) | |
 //! | P·V | `o[i] = (Σ_t P[t]·v_t[i]) as f32 · ((1/127)·s_v)`; heads concatenated | |
@@ -364,11 +364,13 @@ impl<'a> GptModel<'a> {
                 blk.k_scale,
                 kl.get_mut(pos * d..(pos + 1) * d).unwrap_or(&mut []),
             );
-            quantize_into(
-                v,
-                blk.v_scale,
-                vl.get_mut(pos * d..(pos + 1) * d).unwrap_or(&mut []),
-            );
+            // V is stored transposed, `[d][block]`, so that P·V is one contiguous dot product
+            // per output (same sums as the `[t][d]` order).
+            for (i, &vi) in v.iter().enumerate() {
+                if let Some(slot) = vl.get_mut(i * dm.block + pos) {
+                    *slot = quantize_sym(vi, blk.v_scale);
+                }
+            }
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
             let pv_scale = PROB_SCALE * blk.v_scale;
             let n = pos + 1;
@@ -384,12 +386,9 @@ impl<'a> GptModel<'a> {
                 softmax_q(sc, pr);
                 let out = att.get_mut(off..off + hd).unwrap_or(&mut []);
                 for (i, o) in out.iter_mut().enumerate() {
-                    let mut acc = 0i32;
-                    for (t, &p) in pr.iter().enumerate() {
-                        let vv = vl.get(t * d + off + i).copied().unwrap_or(0);
-                        acc = acc.wrapping_add(p as i32 * vv as i32);
-                    }
-                    *o = acc as f32 * pv_scale;
+                    let at = (off + i) * dm.block;
+                    let vt = vl.get(at..at + n).unwrap_or(&[]);
+                    *o = dot_i8_i8(pr, vt) as f32 * pv_scale;
                 }
             }
             quantize_into(att, blk.attn_out_scale, a);
@@ -636,8 +635,30 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 /// `Q(v, s) = clamp(roundf(v / s), -127, 127)`; NaN → 0.
 #[inline]
 pub fn quantize_sym(v: f32, s: f32) -> i8 {
-    // `as i32` saturates and maps NaN to 0.
-    (libm::roundf(v / s) as i32).clamp(-127, 127) as i8
+    round_clamp(v / s, 127) as i8
+}
+
+/// `clamp(roundf(x), -lim, lim)` (ties away from zero; NaN → 0) without the `libm` call: `t`
+/// truncates toward zero (saturating, NaN → 0) and, while `|t| <= lim` (so `|x| < 2^23` and
+/// `x - t` is exact), the fraction decides the rounding exactly like `roundf`.
+#[inline]
+fn round_clamp(x: f32, lim: i32) -> i32 {
+    let t = x as i32;
+    if t > lim {
+        return lim;
+    }
+    if t < -lim {
+        return -lim;
+    }
+    let frac = x - t as f32;
+    let r = if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    r.clamp(-lim, lim)
 }
 
 fn quantize_into(v: &[f32], s: f32, out: &mut [i8]) {
@@ -756,7 +777,7 @@ fn rope(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
 fn softmax_q(scores: &mut [f32], out: &mut [i8]) {
     softmax_f32(scores);
     for (o, &p) in out.iter_mut().zip(scores.iter()) {
-        *o = (libm::roundf(p * 127.0) as i32).clamp(0, 127) as i8;
+        *o = round_clamp(p * 127.0, 127).max(0) as i8;
     }
 }
 
