@@ -49,7 +49,7 @@
 //! | norm | LayerNorm `(x−μ)·(1/sqrtf(σ²+ε))·w + b` with `μ = (Σx)/d`, `σ² = (Σ(x−μ)²)/d`; or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
 //! | qkv | `a = Q(norm₁(x), s_attn_in)`; `q[c] = (Σ a·Wq[c]) as f32 · (s_attn_in·s_wq[c])`, same for k, v | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
-//! | cache | `Q(q, s_q)` (scratch); `Q(k, s_k)`, `Q(v, s_v)` into the int8 KV cache at `pos` (K `[block][d]`, V transposed `[d][block]`, per layer) | `q_scale k_scale v_scale` |
+//! | cache | `Q(q, s_q)` (scratch); `Q(k, s_k)`, `Q(v, s_v)` into the int8 KV cache at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | `q_scale k_scale v_scale` |
 //! | scores | `e[t] = (Σ q·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
 //! | softmax | `m = max e`; `u = expf(e − m)`; `p = u · (1 / Σu)`; `P = clamp(roundf(p·127), 0, 127)` (scale `s_p = 1/127`) | |
 //! | P·V | `o[i] = (Σ_t P[t]·v_t[i]) as f32 · ((1/127)·s_v)`; heads concatenated | |
@@ -73,7 +73,7 @@ use crate::format::{
     Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Header, Metadata,
     ModelFile, NormParams, QMatrix, Task, MAGIC, MAX_GPT_DIM, MAX_GPT_LAYERS, VERSION,
 };
-use crate::kernels::{dot_i8, dot_i8_i8, matvec_i32, softmax_f32};
+use crate::kernels::{dot_i8, dot_i8_i8, matvec_i32, qk_scores, softmax_f32};
 use crate::Error;
 
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
@@ -359,11 +359,13 @@ impl<'a> GptModel<'a> {
             let base = l * dm.kv_layer;
             let kl = kcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?;
             let vl = vcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?;
-            quantize_into(
-                k,
-                blk.k_scale,
-                kl.get_mut(pos * d..(pos + 1) * d).unwrap_or(&mut []),
-            );
+            // K is stored head-major, `[head][block][hd]`, so that one head's keys are a
+            // contiguous matrix for `qk_scores` (same sums as the `[t][d]` order).
+            let kv_head = dm.block * hd;
+            for (hh, kh) in k.chunks_exact(hd.max(1)).enumerate() {
+                let at = hh * kv_head + pos * hd;
+                quantize_into(kh, blk.k_scale, kl.get_mut(at..at + hd).unwrap_or(&mut []));
+            }
             // V is stored transposed, `[d][block]`, so that P·V is one contiguous dot product
             // per output (same sums as the `[t][d]` order).
             for (i, &vi) in v.iter().enumerate() {
@@ -379,10 +381,8 @@ impl<'a> GptModel<'a> {
             for hh in 0..dm.n_head {
                 let off = hh * hd;
                 let qh = qq.get(off..off + hd).unwrap_or(&[]);
-                for (t, s) in sc.iter_mut().enumerate() {
-                    let kt = kl.get(t * d + off..t * d + off + hd).unwrap_or(&[]);
-                    *s = dot_i8_i8(qh, kt) as f32 * score_scale;
-                }
+                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]);
+                head_scores(qh, kh, score_scale, sc);
                 softmax_q(sc, pr);
                 let out = att.get_mut(off..off + hd).unwrap_or(&mut []);
                 for (i, o) in out.iter_mut().enumerate() {
@@ -664,6 +664,32 @@ fn round_clamp(x: f32, lim: i32) -> i32 {
 fn quantize_into(v: &[f32], s: f32, out: &mut [i8]) {
     for (o, &x) in out.iter_mut().zip(v) {
         *o = quantize_sym(x, s);
+    }
+}
+
+/// `out[t] = (Σ q·K[t]) as f32 · scale` for the `out.len()` keys of one head (`k`: `[t][hd]`,
+/// `hd = q.len()`), through [`qk_scores`] `MATVEC_ROWS` keys at a time (the same exact i32 sums
+/// as one [`dot_i8_i8`] per key).
+fn head_scores(q: &[i8], k: &[i8], scale: f32, out: &mut [f32]) {
+    let hd = q.len();
+    if hd == 0 {
+        return;
+    }
+    let mut acc = [0i32; MATVEC_ROWS];
+    for (ci, ys) in out.chunks_mut(MATVEC_ROWS).enumerate() {
+        let n = ys.len();
+        let t0 = ci * MATVEC_ROWS;
+        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]);
+        let a = &mut acc[..n];
+        if qk_scores(q, kc, hd, a).is_err() {
+            // Unreachable after load (shapes as above); the key-by-key definition.
+            for (y, kt) in a.iter_mut().zip(kc.chunks_exact(hd)) {
+                *y = dot_i8_i8(q, kt);
+            }
+        }
+        for (y, &v) in ys.iter_mut().zip(a.iter()) {
+            *y = v as f32 * scale;
+        }
     }
 }
 
