@@ -160,6 +160,17 @@ to the portable kernels.
   call; a matrix-vector product done as one `dot_i8` per row pays that per row and re-extends
   the input every time, which is why `matvec_i32` is twice as fast at the same shape.
 
+**GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC, not met). The
+projections go through `matvec_i32` (1.35–1.5 per MAC, ~145k of the per-token count); the K
+cache is head-major (`[head][block][hd]`) so one head's scores are one `qk_scores` call (with
+one query row the 2×2 micro-kernel computes it twice: 3.10 per MAC, slightly above the portable
+loop's 2.83 at this size, but 1.5× fewer than one `dot_i8_i8` per key, 4.75), the V
+cache transposed (`[d][block]`) so P·V is one `dot_i8_i8` per output; `Q()` rounds by truncation
+and comparison instead of `libm::roundf` (same bits). What remains is mostly float work that the
+format fixes bit for bit: GELU is 512 `libm::tanhf` per token (~86 instructions each, ~44k),
+softmax 4 heads × 2 layers × ~32 `libm::expf` (~19k), and the f32 division and rounding of
+~1,300 quantized activations; every step stays bit-identical to the host (`tests/device.rs`).
+
 Requantization (all kernels): TFLite's double rounding (`SaturatingRoundingDoublingHighMul`
 then `RoundingDivideByPOT`), bit-exact, in 7 instructions + store when `act_min = -128`:
 `SMMLAR` with `2m` (one instruction, with the `+x` accumulate covering multipliers ≥ 2^30),

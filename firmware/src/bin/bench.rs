@@ -526,6 +526,46 @@ fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
     );
 }
 
+/// Pieces of a GPT decode step besides the projections (for the notes): the GELU of one
+/// hidden vector (256 `libm::tanhf`) and one head's attention scores at 32 cached tokens (what
+/// `gpt.rs` calls per head).
+fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
+    let mut g = [0f32; 256];
+    for v in g.iter_mut() {
+        *v = c.rng.normal() * 2.0;
+    }
+    let row = Row {
+        name: "GPT GELU (libm::tanhf) over 256 values",
+        work: 256,
+        unit: "element",
+        cmsis: 0,
+        goal_x100: 0,
+    };
+    let ours = measure(c.counter, c.overhead, 20, || {
+        for v in black_box(&g).iter() {
+            black_box(aka_core::gpt::gelu(*v));
+        }
+    });
+    report(&row, ours, ours);
+    fill_i8(&mut c.rng, &mut b.q[..16]);
+    fill_i8(&mut c.rng, &mut b.k[..32 * 16]);
+    let (q, k, sc) = (&b.q[..16], &b.k[..32 * 16], &mut b.scores[..32]);
+    let row = Row {
+        name: "GPT one head's scores: qk_scores 1x16 by 32x16",
+        work: 32 * 16,
+        unit: "MAC",
+        cmsis: 0,
+        goal_x100: 0,
+    };
+    let ours = measure(c.counter, c.overhead, 200, || {
+        kernels::qk_scores(black_box(q), black_box(k), 16, black_box(&mut sc[..])).unwrap();
+    });
+    let port = measure(c.counter, c.overhead, 200, || {
+        portable::qk_scores(black_box(q), black_box(k), 16, black_box(&mut sc[..])).unwrap();
+    });
+    report(&row, ours, port);
+}
+
 /// Whole-model rows: the MNIST MLP and CNN (one inference) and GPT decoding (per token).
 fn whole_models(c: &mut Ctx) {
     // SAFETY: the only reference to MODEL_BUFS, taken once in a single-threaded program.
@@ -706,6 +746,7 @@ fn main() -> ! {
         },
     );
     bench_gpt_blocks(&mut c, b);
+    bench_gpt_pieces(&mut c, b);
     whole_models(&mut c);
     defmt::info!("bench done");
     fw::exit(0)
