@@ -354,54 +354,66 @@ impl<'a> Layer<'a> {
     }
 }
 
-/// A fixed-capacity list of at most [`MAX_LAYERS`] layers (no heap).
+/// An element of a [`FixedList`]: `EMPTY` fills the unused slots and `WHAT` names a sequence
+/// of them in decode error messages.
+pub trait ListItem: Copy {
+    /// Placeholder for unused slots.
+    const EMPTY: Self;
+    /// What a sequence of these is called (`"layers"`, `"GPT blocks"`).
+    const WHAT: &'static str;
+}
+
+/// A fixed-capacity list of at most `N` items (no heap).
 ///
-/// Serialized as a postcard sequence (varint count, then the layers). Decoding a file that
-/// declares more than [`MAX_LAYERS`] layers still succeeds but keeps only the first
-/// [`MAX_LAYERS`]; [`LayerList::declared_len`] tells, and the loader rejects it with
+/// Serialized as a postcard sequence (varint count, then the items), exactly like a `Vec`.
+/// Decoding a file that declares more than `N` items still succeeds but keeps only the first
+/// `N`; [`FixedList::declared_len`] tells, and the loader rejects it with
 /// `Error::TooManyLayers`.
 #[derive(Clone)]
-pub struct LayerList<'a> {
-    layers: [Layer<'a>; MAX_LAYERS],
+pub struct FixedList<T, const N: usize> {
+    items: [T; N],
     len: usize,
     declared: usize,
 }
 
-impl<'a> LayerList<'a> {
+impl<T: ListItem, const N: usize> FixedList<T, N> {
     /// An empty list.
     pub const fn new() -> Self {
         Self {
-            layers: [Layer::Flatten; MAX_LAYERS],
+            items: [T::EMPTY; N],
             len: 0,
             declared: 0,
         }
     }
 
-    /// A list holding `layers`; `None` if there are more than [`MAX_LAYERS`].
-    pub fn from_slice(layers: &[Layer<'a>]) -> Option<Self> {
+    /// A list holding `items`; `None` if there are more than `N`.
+    pub fn from_slice(items: &[T]) -> Option<Self> {
         let mut list = Self::new();
-        for &layer in layers {
-            list.push(layer).ok()?;
+        for &item in items {
+            list.push(item).ok()?;
         }
         Some(list)
     }
 
-    /// Appends a layer; gives it back if the list is full.
-    pub fn push(&mut self, layer: Layer<'a>) -> Result<(), Layer<'a>> {
-        match self.layers.get_mut(self.len) {
+    /// Appends an item; gives it back if the list is full.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, item: T) -> Result<(), T> {
+        match self.items.get_mut(self.len) {
             Some(slot) => {
-                *slot = layer;
+                *slot = item;
                 self.len += 1;
                 self.declared = self.len;
                 Ok(())
             }
-            None => Err(layer),
+            None => Err(item),
         }
     }
+}
 
-    /// The stored layers.
-    pub fn as_slice(&self) -> &[Layer<'a>] {
-        self.layers.get(..self.len).unwrap_or(&[])
+impl<T, const N: usize> FixedList<T, N> {
+    /// The stored items.
+    pub fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or(&[])
     }
 
     pub fn len(&self) -> usize {
@@ -412,54 +424,54 @@ impl<'a> LayerList<'a> {
         self.len == 0
     }
 
-    /// Number of layers the encoded file declared (may exceed [`MAX_LAYERS`]).
+    /// Number of items the encoded file declared (may exceed `N`).
     pub fn declared_len(&self) -> usize {
         self.declared
     }
 }
 
-impl Default for LayerList<'_> {
+impl<T: ListItem, const N: usize> Default for FixedList<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for LayerList<'_> {
+impl<T: fmt::Debug, const N: usize> fmt::Debug for FixedList<T, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
-impl PartialEq for LayerList<'_> {
+impl<T: PartialEq, const N: usize> PartialEq for FixedList<T, N> {
     fn eq(&self, other: &Self) -> bool {
         self.declared == other.declared && self.as_slice() == other.as_slice()
     }
 }
 
-impl Serialize for LayerList<'_> {
+impl<T: Serialize, const N: usize> Serialize for FixedList<T, N> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.as_slice())
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for LayerList<'a> {
+impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Deserialize<'de> for FixedList<T, N> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor<'a>(PhantomData<&'a ()>);
+        struct ListVisitor<T, const N: usize>(PhantomData<T>);
 
-        impl<'de: 'a, 'a> Visitor<'de> for ListVisitor<'a> {
-            type Value = LayerList<'a>;
+        impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Visitor<'de> for ListVisitor<T, N> {
+            type Value = FixedList<T, N>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a sequence of layers")
+                write!(f, "a sequence of {}", T::WHAT)
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut list = LayerList::new();
+                let mut list = FixedList::new();
                 let mut declared = 0usize;
                 // Every element consumes at least one input byte, so this loop is bounded by the
                 // file size even if the declared count is huge.
-                while let Some(layer) = seq.next_element::<Layer<'a>>()? {
-                    let _ = list.push(layer);
+                while let Some(item) = seq.next_element::<T>()? {
+                    let _ = list.push(item);
                     declared = declared.saturating_add(1);
                 }
                 list.declared = declared;
@@ -470,6 +482,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for LayerList<'a> {
         deserializer.deserialize_seq(ListVisitor(PhantomData))
     }
 }
+
+impl ListItem for Layer<'_> {
+    const EMPTY: Self = Layer::Flatten;
+    const WHAT: &'static str = "layers";
+}
+
+/// At most [`MAX_LAYERS`] layers; see [`FixedList`].
+pub type LayerList<'a> = FixedList<Layer<'a>, MAX_LAYERS>;
 
 // ---------------------------------------------------------------------------------------------
 // GPT
@@ -746,116 +766,12 @@ pub struct GptDesc<'a> {
     pub eval: GptEval,
 }
 
-/// A fixed-capacity list of at most [`MAX_GPT_LAYERS`] blocks (no heap); encoded like a `Vec`.
-/// Decoding more keeps the first [`MAX_GPT_LAYERS`] and records the count in
-/// [`GptBlockList::declared_len`] (the loader rejects it with `Error::TooManyLayers`).
-#[derive(Clone)]
-pub struct GptBlockList<'a> {
-    blocks: [GptBlock<'a>; MAX_GPT_LAYERS],
-    len: usize,
-    declared: usize,
+impl ListItem for GptBlock<'_> {
+    const EMPTY: Self = GptBlock::EMPTY;
+    const WHAT: &'static str = "GPT blocks";
 }
 
-impl<'a> GptBlockList<'a> {
-    /// An empty list.
-    pub const fn new() -> Self {
-        Self {
-            blocks: [GptBlock::EMPTY; MAX_GPT_LAYERS],
-            len: 0,
-            declared: 0,
-        }
-    }
-
-    /// A list holding `blocks`; `None` if there are more than [`MAX_GPT_LAYERS`].
-    pub fn from_slice(blocks: &[GptBlock<'a>]) -> Option<Self> {
-        let mut list = Self::new();
-        for &b in blocks {
-            list.push(b).ok()?;
-        }
-        Some(list)
-    }
-
-    /// Appends a block; gives it back if the list is full (as [`LayerList::push`] does).
-    #[allow(clippy::result_large_err)]
-    pub fn push(&mut self, block: GptBlock<'a>) -> Result<(), GptBlock<'a>> {
-        match self.blocks.get_mut(self.len) {
-            Some(slot) => {
-                *slot = block;
-                self.len += 1;
-                self.declared = self.len;
-                Ok(())
-            }
-            None => Err(block),
-        }
-    }
-
-    /// The stored blocks.
-    pub fn as_slice(&self) -> &[GptBlock<'a>] {
-        self.blocks.get(..self.len).unwrap_or(&[])
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Number of blocks the encoded file declared (may exceed [`MAX_GPT_LAYERS`]).
-    pub fn declared_len(&self) -> usize {
-        self.declared
-    }
-}
-
-impl Default for GptBlockList<'_> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for GptBlockList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.as_slice()).finish()
-    }
-}
-
-impl PartialEq for GptBlockList<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.declared == other.declared && self.as_slice() == other.as_slice()
-    }
-}
-
-impl Serialize for GptBlockList<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.as_slice())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for GptBlockList<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor<'a>(PhantomData<&'a ()>);
-
-        impl<'de: 'a, 'a> Visitor<'de> for ListVisitor<'a> {
-            type Value = GptBlockList<'a>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a sequence of GPT blocks")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut list = GptBlockList::new();
-                let mut declared = 0usize;
-                // Every block consumes input bytes, so this loop is bounded by the file size.
-                while let Some(block) = seq.next_element::<GptBlock<'a>>()? {
-                    let _ = list.push(block);
-                    declared = declared.saturating_add(1);
-                }
-                list.declared = declared;
-                Ok(list)
-            }
-        }
-
-        deserializer.deserialize_seq(ListVisitor(PhantomData))
-    }
-}
+/// At most [`MAX_GPT_LAYERS`] blocks (no heap); encoded like a `Vec`. Decoding more keeps the
+/// first [`MAX_GPT_LAYERS`] and records the count in [`FixedList::declared_len`] (the loader
+/// rejects it with `Error::TooManyLayers`). See [`FixedList`].
+pub type GptBlockList<'a> = FixedList<GptBlock<'a>, MAX_GPT_LAYERS>;

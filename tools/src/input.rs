@@ -182,23 +182,13 @@ impl TestSet {
     }
 }
 
-fn find(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let plain = dir.join(name);
-    let gz = dir.join(format!("{name}.gz"));
-    if plain.is_file() {
-        Ok(plain)
-    } else if gz.is_file() {
-        Ok(gz)
-    } else {
-        bail!("{}: not found (nor {})", gz.display(), plain.display())
-    }
-}
-
 /// Loads the MNIST-format **test** set of `dir` (`t10k-*` files, gzip or raw).
 pub fn load_test_set(dir: &Path) -> anyhow::Result<TestSet> {
-    use aka_trainer::data::mnist::{read_idx_images, read_idx_labels, TEST_IMAGES, TEST_LABELS};
-    let images_path = find(dir, TEST_IMAGES)?;
-    let labels_path = find(dir, TEST_LABELS)?;
+    use aka_trainer::data::mnist::{
+        find_file, read_idx_images, read_idx_labels, TEST_IMAGES, TEST_LABELS,
+    };
+    let images_path = find_file(dir, TEST_IMAGES)?;
+    let labels_path = find_file(dir, TEST_LABELS)?;
     let images = read_idx_images(&images_path)?;
     let labels = read_idx_labels(&labels_path)?;
     if labels.len() != images.n {

@@ -21,4 +21,5 @@ mod ops_basic;
 mod ops_conv;
 mod ops_transformer;
 
+pub(crate) use ops_transformer::rotate_half;
 pub use tensor::{is_grad_enabled, no_grad, Array, BackwardCtx, Tensor};

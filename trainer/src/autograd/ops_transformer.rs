@@ -502,17 +502,24 @@ fn rotate(
             &cos[p * half..(p + 1) * half],
             &sin[p * half..(p + 1) * half],
         );
-        let (x1, x2) = xr.split_at(half);
-        let (y1, y2) = yr.split_at_mut(half);
-        for i in 0..half {
-            let (a, b, ci, si) = (x1[i], x2[i], c[i], s[i]);
-            if inverse {
-                y1[i] = a * ci + b * si;
-                y2[i] = b * ci - a * si;
-            } else {
-                y1[i] = a * ci - b * si;
-                y2[i] = b * ci + a * si;
-            }
+        rotate_half(xr, yr, c, s, inverse);
+    }
+}
+
+/// The rotate-half RoPE rotation (or its inverse) of one `[2·half]` slice `x` into `y`, with the
+/// `[half]` cos/sin of its position. Shared with the GPT trainer's fused ops.
+pub(crate) fn rotate_half(x: &[f32], y: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
+    let half = cos.len();
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y.split_at_mut(half);
+    for i in 0..half {
+        let (a, b, ci, si) = (x1[i], x2[i], cos[i], sin[i]);
+        if inverse {
+            y1[i] = a * ci + b * si;
+            y2[i] = b * ci - a * si;
+        } else {
+            y1[i] = a * ci - b * si;
+            y2[i] = b * ci + a * si;
         }
     }
 }

@@ -105,7 +105,7 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
 
 /// `dir/name` if it exists, else `dir/name.gz` if it exists, else a `NotFound` error naming
 /// `dir/name.gz` (and that `dir/name` was tried too).
-fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
+pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     let plain = dir.join(name);
     let gz = dir.join(format!("{name}.gz"));
     if plain.is_file() {

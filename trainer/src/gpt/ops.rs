@@ -25,7 +25,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 
-use crate::autograd::{Array, Tensor};
+use crate::autograd::{rotate_half, Array, Tensor};
 
 /// The contiguous row-major elements of `a` (copied only if `a` is not in standard layout).
 fn std_slice(a: &Array) -> std::borrow::Cow<'_, [f32]> {
@@ -544,18 +544,7 @@ fn rotate_rows(
             .chunks_exact(hd)
             .zip(yr[..cols].chunks_exact_mut(hd))
         {
-            let (x1, x2) = xh.split_at(half);
-            let (y1, y2) = yh.split_at_mut(half);
-            for i in 0..half {
-                let (a, b, ci, si) = (x1[i], x2[i], c[i], s[i]);
-                if inverse {
-                    y1[i] = a * ci + b * si;
-                    y2[i] = b * ci - a * si;
-                } else {
-                    y1[i] = a * ci - b * si;
-                    y2[i] = b * ci + a * si;
-                }
-            }
+            rotate_half(xh, yh, c, s, inverse);
         }
     }
     out
