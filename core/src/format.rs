@@ -775,3 +775,27 @@ impl ListItem for GptBlock<'_> {
 /// first [`MAX_GPT_LAYERS`] and records the count in [`FixedList::declared_len`] (the loader
 /// rejects it with `Error::TooManyLayers`). See [`FixedList`].
 pub type GptBlockList<'a> = FixedList<GptBlock<'a>, MAX_GPT_LAYERS>;
+
+/// Checks the magic bytes, then the format version, before anything else is decoded (shared by
+/// every body kind's loader).
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
+    match bytes.get(..MAGIC.len()) {
+        Some(magic) if magic == MAGIC => {}
+        Some(_) => return Err(crate::Error::BadMagic),
+        None if MAGIC.starts_with(bytes) => return Err(crate::Error::Truncated),
+        None => return Err(crate::Error::BadMagic),
+    }
+    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
+    if header.version != VERSION {
+        return Err(crate::Error::UnsupportedVersion {
+            found: header.version,
+            supported: VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// A quantization scale the runtime accepts: finite and positive.
+pub(crate) fn valid_scale(scale: f32) -> bool {
+    scale.is_finite() && scale > 0.0
+}

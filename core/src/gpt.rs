@@ -69,9 +69,10 @@
 //! `block_size / 2` tokens, recomputes them at positions `0..block_size / 2` and continues
 //! from there (the result equals a fresh run over those tokens).
 
+use crate::format::{check_header, valid_scale};
 use crate::format::{
-    Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Header, Metadata,
-    ModelFile, NormParams, QMatrix, Task, MAGIC, MAX_GPT_DIM, MAX_GPT_LAYERS, VERSION,
+    Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Metadata, ModelFile,
+    NormParams, QMatrix, Task, MAX_GPT_DIM, MAX_GPT_LAYERS,
 };
 use crate::kernels::{dot_i8, dot_i8_i8, matvec_i32, qk_scores, softmax_f32};
 use crate::Error;
@@ -822,28 +823,6 @@ pub fn silu(x: f32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Validation
 // ---------------------------------------------------------------------------------------------
-
-/// Magic, then version, before decoding anything else.
-fn check_header(bytes: &[u8]) -> Result<(), Error> {
-    match bytes.get(..MAGIC.len()) {
-        Some(magic) if magic == MAGIC => {}
-        Some(_) => return Err(Error::BadMagic),
-        None if MAGIC.starts_with(bytes) => return Err(Error::Truncated),
-        None => return Err(Error::BadMagic),
-    }
-    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
-    if header.version != VERSION {
-        return Err(Error::UnsupportedVersion {
-            found: header.version,
-            supported: VERSION,
-        });
-    }
-    Ok(())
-}
-
-fn valid_scale(s: f32) -> bool {
-    s.is_finite() && s > 0.0
-}
 
 fn param(block: Option<usize>, what: &'static str) -> Error {
     Error::GptParameter { block, what }

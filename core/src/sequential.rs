@@ -1,9 +1,10 @@
 //! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
 //! caller-provided arena.
 
+use crate::format::{check_header, valid_scale};
 use crate::format::{
-    Body, Conv2d, Header, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
-    Requant, Shape, MAGIC, MAX_LAYERS, VERSION,
+    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
+    Requant, Shape, MAX_LAYERS,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -320,28 +321,6 @@ impl<'a> SequentialModel<'a> {
     pub fn file_size(&self) -> usize {
         self.file_size
     }
-}
-
-/// Magic, then version, before decoding anything else.
-fn check_header(bytes: &[u8]) -> Result<(), Error> {
-    match bytes.get(..MAGIC.len()) {
-        Some(magic) if magic == MAGIC => {}
-        Some(_) => return Err(Error::BadMagic),
-        None if MAGIC.starts_with(bytes) => return Err(Error::Truncated),
-        None => return Err(Error::BadMagic),
-    }
-    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
-    if header.version != VERSION {
-        return Err(Error::UnsupportedVersion {
-            found: header.version,
-            supported: VERSION,
-        });
-    }
-    Ok(())
-}
-
-fn valid_scale(scale: f32) -> bool {
-    scale.is_finite() && scale > 0.0
 }
 
 fn to_usize(v: u32) -> usize {
