@@ -484,7 +484,10 @@ fn check_requant(i: usize, r: &Requant, channels: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn stage<'a>(bias: &'a [u8], r: &Requant<'a>) -> OutputStage<'a> {
+/// The output stage a Linear or Conv2d layer's kernel call takes: its bias and requantization.
+/// Public so that code running a model layer by layer (the firmware's profiler) builds exactly
+/// the arguments [`SequentialModel::run`] does.
+pub fn stage<'a>(bias: &'a [u8], r: &Requant<'a>) -> OutputStage<'a> {
     OutputStage {
         bias,
         multipliers: r.multipliers,
@@ -495,7 +498,8 @@ fn stage<'a>(bias: &'a [u8], r: &Requant<'a>) -> OutputStage<'a> {
     }
 }
 
-fn conv_geometry(c: &Conv2d, input: Shape) -> Conv2dGeometry {
+/// The kernel geometry of a Conv2d layer applied to an input of shape `input` (see [`stage`]).
+pub fn conv_geometry(c: &Conv2d, input: Shape) -> Conv2dGeometry {
     Conv2dGeometry {
         in_h: to_usize(input.h),
         in_w: to_usize(input.w),
@@ -511,7 +515,8 @@ fn conv_geometry(c: &Conv2d, input: Shape) -> Conv2dGeometry {
     }
 }
 
-fn pool_geometry(p: &MaxPool2d, input: Shape) -> Pool2dGeometry {
+/// The kernel geometry of a MaxPool2d layer applied to an input of shape `input` (see [`stage`]).
+pub fn pool_geometry(p: &MaxPool2d, input: Shape) -> Pool2dGeometry {
     Pool2dGeometry {
         in_h: to_usize(input.h),
         in_w: to_usize(input.w),

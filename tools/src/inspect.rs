@@ -51,13 +51,7 @@ pub fn metadata(out: &mut String, meta: &Metadata<'_>) {
         percent(meta.float_accuracy),
         percent(meta.int8_accuracy)
     );
-    let _ = writeln!(out, "seed          {}", meta.seed);
-    let cmd = if meta.train_command.is_empty() {
-        "(unknown)"
-    } else {
-        meta.train_command
-    };
-    let _ = writeln!(out, "trained with  {cmd}");
+    write_provenance(out, meta);
 }
 
 /// Describes any loaded model.
@@ -267,13 +261,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         percent(meta.float_accuracy),
         percent(meta.int8_accuracy)
     );
-    let _ = writeln!(out, "seed          {}", meta.seed);
-    let cmd = if meta.train_command.is_empty() {
-        "(unknown)"
-    } else {
-        meta.train_command
-    };
-    let _ = writeln!(out, "trained with  {cmd}");
+    write_provenance(&mut out, meta);
     let _ = writeln!(out);
 
     let (d, h, v, b) = (c.d_model, c.hidden, c.vocab_size, c.block_size);
@@ -575,6 +563,17 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
     );
     let _ = writeln!(out, "compute       {} MACs per inference", thousands(macs));
     out
+}
+
+/// The seed and training command recorded in a model file's metadata.
+fn write_provenance(out: &mut String, meta: &Metadata<'_>) {
+    let _ = writeln!(out, "seed          {}", meta.seed);
+    let cmd = if meta.train_command.is_empty() {
+        "(unknown)"
+    } else {
+        meta.train_command
+    };
+    let _ = writeln!(out, "trained with  {cmd}");
 }
 
 #[cfg(test)]

@@ -17,10 +17,12 @@
 //! (`classify_u8`: pixel quantization, all layers, argmax) minus the measurement overhead.
 
 #[cfg(feature = "profile")]
-use aka_core::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
+use aka_core::kernels;
+#[cfg(feature = "profile")]
+use aka_core::sequential::{conv_geometry, pool_geometry, stage};
 use aka_core::SequentialModel;
 #[cfg(feature = "profile")]
-use aka_core::{Error, Layer, Shape};
+use aka_core::{Error, Layer};
 use defmt::unwrap;
 
 use super::{fnv1a_i8, percent};
@@ -243,46 +245,4 @@ fn profile<'b>(
     }
     let cur: &'b [i8] = cur;
     cur.get(..model.output_len()).ok_or(too_small)
-}
-
-#[cfg(feature = "profile")]
-fn stage<'a>(bias: &'a [u8], r: &aka_core::format::Requant<'a>) -> OutputStage<'a> {
-    OutputStage {
-        bias,
-        multipliers: r.multipliers,
-        shifts: r.shifts,
-        zero_point: r.output.zero_point,
-        act_min: r.act_min,
-        act_max: r.act_max,
-    }
-}
-
-#[cfg(feature = "profile")]
-fn conv_geometry(c: &aka_core::format::Conv2d, input: Shape) -> Conv2dGeometry {
-    Conv2dGeometry {
-        in_h: input.h as usize,
-        in_w: input.w as usize,
-        in_c: input.c as usize,
-        out_c: c.out_channels as usize,
-        kernel_h: c.kernel_h as usize,
-        kernel_w: c.kernel_w as usize,
-        stride_h: c.stride_h as usize,
-        stride_w: c.stride_w as usize,
-        pad_h: c.pad_h as usize,
-        pad_w: c.pad_w as usize,
-        input_zero_point: c.input_zero_point,
-    }
-}
-
-#[cfg(feature = "profile")]
-fn pool_geometry(p: &aka_core::format::MaxPool2d, input: Shape) -> Pool2dGeometry {
-    Pool2dGeometry {
-        in_h: input.h as usize,
-        in_w: input.w as usize,
-        channels: input.c as usize,
-        kernel_h: p.kernel_h as usize,
-        kernel_w: p.kernel_w as usize,
-        stride_h: p.stride_h as usize,
-        stride_w: p.stride_w as usize,
-    }
 }
