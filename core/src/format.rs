@@ -33,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"AKAM";
 /// The format version written by this crate and the only one it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Capacity of a [`LayerList`] (the runtime allocates nothing, so the layer list is a fixed array).
 pub const MAX_LAYERS: usize = 16;
 
@@ -498,9 +498,9 @@ pub type LayerList<'a> = FixedList<Layer<'a>, MAX_LAYERS>;
 /// Capacity of a [`GptBlockList`]: the most transformer blocks a GPT file may have.
 pub const MAX_GPT_LAYERS: usize = 8;
 
-/// Largest `d_model`, `hidden`, `block_size` a GPT file may declare (2^17): with int8 × int8
-/// products of magnitude ≤ 127², an i32 accumulator over at most 2^17 terms cannot overflow.
-pub const MAX_GPT_DIM: u32 = 1 << 17;
+/// Largest `d_model`, `hidden`, `block_size` a GPT file may declare (2^16): with int8 × int8
+/// products of magnitude ≤ 128², an i32 accumulator over at most 2^16 terms cannot overflow.
+pub const MAX_GPT_DIM: u32 = 1 << 16;
 
 /// How positions enter a GPT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -673,6 +673,15 @@ pub struct GptBlock<'a> {
     /// `[hidden][d]`; present exactly for the gated MLPs.
     #[serde(borrow)]
     pub w3: Option<QMatrix<'a>>,
+    /// Scale of the quantized up-projection `W1·a` (the index of `act_lut`).
+    pub mlp_gate_scale: f32,
+    /// Scale of the values in `act_lut`. For [`GptMlp::Gelu`] the table's values are the input
+    /// of `w2`, so this must equal `mlp_hidden_scale`.
+    pub mlp_act_scale: f32,
+    /// The activation as a table, [`ACT_LUT_LEN`] int8 values:
+    /// `act_lut[q as u8] = Q(act(mlp_gate_scale · q), mlp_act_scale)` for every int8 `q`
+    /// (`act` = GELU, or SiLU for [`GptMlp::SwiGlu`]), computed by the exporter.
+    pub act_lut: &'a [u8],
     /// Scale of the quantized activation (input of `w2`).
     pub mlp_hidden_scale: f32,
     /// `[d][hidden]`.
@@ -697,6 +706,9 @@ impl GptBlock<'_> {
         mlp_in_scale: 1.0,
         w1: QMatrix::EMPTY,
         w3: None,
+        mlp_gate_scale: 1.0,
+        mlp_act_scale: 1.0,
+        act_lut: &[],
         mlp_hidden_scale: 1.0,
         w2: QMatrix::EMPTY,
     };
@@ -710,8 +722,12 @@ impl GptBlock<'_> {
                 .map(QMatrix::param_bytes)
                 .sum::<usize>()
             + self.w3.as_ref().map_or(0, QMatrix::param_bytes)
+            + self.act_lut.len()
     }
 }
+
+/// Entries of [`GptBlock::act_lut`]: one per int8 value.
+pub const ACT_LUT_LEN: usize = 256;
 
 /// How well the exported model did on the exporter's validation batches (informative).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

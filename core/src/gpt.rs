@@ -35,29 +35,33 @@
 //! # The int8 scheme
 //!
 //! Per token, llama2.c style: the residual stream `x` stays in `f32`; every projection is an
-//! int8 × int8 → i32 dot product. Notation: `Q(v, s) = clamp(roundf(v / s), -127, 127)` (f32
-//! division, ties away from zero, NaN → 0, zero point 0); weight matrices have one f32 scale per
-//! output row `s_w[c]`; `s_*` activation scales are static, calibrated by the exporter as
+//! int8 × int8 → i32 dot product. Notation: `Q(v, m) = clamp(rne(v · m), -128, 127)`
+//! ([`quantize`]: f32 product, round half to even, NaN → 0, zero point 0), used with the
+//! reciprocal `1/s` of a scale or with a combined multiplier; weight matrices have one f32 scale
+//! per output row `s_w[c]`; `s_*` activation scales are static, calibrated by the exporter as
 //! `max|v| / 127` (or a percentile of `|v|` over 127) over training batches; integer sums are
-//! exact (wrapping i32 that cannot overflow: every length is `<= 2^17`). All f32 arithmetic is plain `+ - * /` in the order
-//! written (no fused multiply-add; Rust never contracts), plus `libm` (`sqrtf`, `expf`,
-//! `tanhf`, `roundf`), so the host and a Cortex-M4F produce identical bits.
+//! exact (wrapping i32 that cannot overflow: every length is `<= 2^16`). All f32 arithmetic is
+//! plain `+ - * /` in the order written (no fused multiply-add; Rust never contracts), plus
+//! `libm::sqrtf` and [`crate::kernels::exp_f32`], so the host and a Cortex-M4F produce identical
+//! bits. Wherever a projection's output is only used quantized, it goes from the i32 sum to int8
+//! in one step (`Q(Σ, (s_in·s_w[c])·(1/s_out))`, no f32 vector in between).
 //!
 //! | step | computation (f32 unless noted) | stored in the file |
 //! |------|--------------------------------|--------------------|
 //! | embed | `x[i] = s_tok[t]·E[t][i]` (+ `s_pos[p]·P[p][i]` if learned positions) | `tok_emb`, `pos_emb`: int8 rows + per-row f32 scale |
-//! | norm | LayerNorm `(x−μ)·(1/sqrtf(σ²+ε))·w + b` with `μ = (Σx)/d`, `σ² = (Σ(x−μ)²)/d`; or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
-//! | qkv | `a = Q(norm₁(x), s_attn_in)`; `q[c] = (Σ a·Wq[c]) as f32 · (s_attn_in·s_wq[c])`, same for k, v | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale` |
+//! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrtf((Σ(x−μ)²)/d+ε)`; or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
+//! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], (s_attn_in·s_wq[c])·(1/s_q))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
-//! | cache | `Q(q, s_q)` (scratch); `Q(k, s_k)`, `Q(v, s_v)` into the int8 KV cache at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | `q_scale k_scale v_scale` |
-//! | scores | `e[t] = (Σ q·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
-//! | softmax | `m = max e`; `u = expf(e − m)`; `p = u · (1 / Σu)`; `P = clamp(roundf(p·127), 0, 127)` (scale `s_p = 1/127`) | |
-//! | P·V | `o[i] = (Σ_t P[t]·v_t[i]) as f32 · ((1/127)·s_v)`; heads concatenated | |
-//! | out | `x += (Σ Q(o, s_attn_out)·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
-//! | MLP | `a = Q(norm₂(x), s_mlp_in)`; `g = W1·a`, `u = W3·a` (dequantized as above); `z = gelu(g)` (Gelu), `gelu(g)·u` (GeGlu), `silu(g)·u` (SwiGlu); `x += W2·Q(z, s_mlp_hidden)` (dequantized with `s_mlp_hidden·s_w2[c]`) | `w1 w3 w2`, `mlp_in_scale`, `mlp_hidden_scale` |
-//! | head | `logits[c] = (Σ Q(ln_f(x), s_head_in)·H[c]) as f32 · (s_head_in·s_h[c])`; tied: `H = E`, `s_h = s_tok` | `lm_head` (untied), `head_in_scale` |
+//! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | |
+//! | scores | `e[t] = (Σ qq·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
+//! | softmax | `m = max e`; `u = exp_f32(e − m)`; `P = Q(u, 127 / Σu)` (so `0..=127`, scale `1/127`) | |
+//! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], ((1/127)·s_v)·(1/s_attn_out))`; heads concatenated | |
+//! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
+//! | MLP | `a = Q(norm₂(x), 1/s_mlp_in)`; `g[c] = Q(Σ a·W1[c], (s_mlp_in·s_w1[c])·(1/s_gate))`; Gelu: `h[c] = act_lut[g[c]]`; gated: `h[c] = Q((act_lut[g[c]] as f32·s_act)·u[c], 1/s_mlp_hidden)` with `u[c] = (Σ a·W3[c]) as f32·(s_mlp_in·s_w3[c])`; `x += (Σ h·W2[c]) as f32·(s_mlp_hidden·s_w2[c])` | `w1 w3 w2`, `mlp_in_scale`, `mlp_gate_scale`, `act_lut`, `mlp_act_scale` (= `mlp_hidden_scale` for Gelu), `mlp_hidden_scale` |
+//! | head | `logits[c] = (Σ Q(norm_f(x), 1/s_head_in)·H[c]) as f32 · (s_head_in·s_h[c])`; tied: `H = E`, `s_h = s_tok` | `lm_head` (untied), `head_in_scale` |
 //!
-//! `gelu(g) = 0.5·g·(1 + tanhf(0.7978846·(g + 0.044715·g·g·g)))`, `silu(g) = g / (1 + expf(−g))`.
+//! The activation (GELU, tanh approximation, or SiLU) is a 256-entry table over the int8 `g`
+//! computed by the exporter, so no transcendental function has to agree between host and device.
 //!
 //! # State and context
 //!
@@ -72,9 +76,9 @@
 use crate::format::{check_header, valid_scale};
 use crate::format::{
     Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Metadata, ModelFile,
-    NormParams, QMatrix, Task, MAX_GPT_DIM, MAX_GPT_LAYERS,
+    NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS,
 };
-use crate::kernels::{dot_i8, dot_i8_i8, matvec_i32, qk_scores, softmax_f32};
+use crate::kernels::{dot_i8, dot_i8_i8, exp_shifted, matvec_i32, qk_scores};
 use crate::Error;
 
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
@@ -82,9 +86,6 @@ pub const UNKNOWN_CHAR: char = '\u{FFFD}';
 
 /// Scale of the quantized attention probabilities: `p ≈ P / 127`.
 pub const PROB_SCALE: f32 = 1.0 / 127.0;
-
-const GELU_K: f32 = 0.797_884_6; // sqrt(2 / pi)
-const GELU_A: f32 = 0.044_715;
 
 /// Sizes derived from the configuration (all checked for overflow at load).
 #[derive(Clone, Copy, Debug)]
@@ -209,14 +210,14 @@ impl<'a> GptModel<'a> {
             + d.lm_head.as_ref().map_or(0, QMatrix::param_bytes)
     }
 
-    /// Number of `f32` values of run-state scratch: `6·d + block_size + hidden·(2 if gated
-    /// else 1) + vocab_size` (x, norm output, q, k, v, head outputs, scores, MLP, logits).
+    /// Number of `f32` values of run-state scratch: `3·d + block_size + (hidden if gated) +
+    /// vocab_size` (x, q, k, one head's scores, the gated MLP's `W3·a`, logits).
     pub fn state_f32_len(&self) -> usize {
         self.dims.f32_len
     }
 
     /// Number of `i8` values of run state: the KV cache `2 · n_layer · block_size · d` plus
-    /// `max(d, hidden) + d + block_size` of quantized scratch.
+    /// `2·d + hidden + block_size` of quantized scratch.
     pub fn state_i8_len(&self) -> usize {
         self.dims.i8_len
     }
@@ -297,29 +298,28 @@ impl<'a> GptModel<'a> {
         };
         // Carve the state (layout documented on state_f32_len / state_i8_len).
         let mut fbuf: &mut [f32] = state.f;
-        let x = take(&mut fbuf, d, too_small)?;
-        let h = take(&mut fbuf, d, too_small)?;
-        let q = take(&mut fbuf, d, too_small)?;
-        let k = take(&mut fbuf, d, too_small)?;
-        let v = take(&mut fbuf, d, too_small)?;
-        let att = take(&mut fbuf, d, too_small)?;
-        let scores = take(&mut fbuf, dm.block, too_small)?;
-        let g = take(&mut fbuf, hidden, too_small)?;
-        let u = take(&mut fbuf, if dm.gated { hidden } else { 0 }, too_small)?;
-        let logits = take(&mut fbuf, dm.vocab, too_small)?;
+        let x = take(&mut fbuf, d, too_small)?; // [d] residual stream
+        let q = take(&mut fbuf, d, too_small)?; // [d] queries before RoPE (RoPE only)
+        let k = take(&mut fbuf, d, too_small)?; // [d] keys before RoPE (RoPE only)
+        let scores = take(&mut fbuf, dm.block, too_small)?; // [block] one head's scores
+        let u = take(&mut fbuf, if dm.gated { hidden } else { 0 }, too_small)?; // [hidden] W3·a
+        let logits = take(&mut fbuf, dm.vocab, too_small)?; // [vocab]
         let mut cbuf: &mut [i8] = state.c;
-        let kcache = take(&mut cbuf, dm.kv_layer * dm.n_layer, too_small)?;
-        let vcache = take(&mut cbuf, dm.kv_layer * dm.n_layer, too_small)?;
-        let xq = take(&mut cbuf, d.max(hidden), too_small)?;
-        let qq = take(&mut cbuf, d, too_small)?;
-        let pq = take(&mut cbuf, dm.block, too_small)?;
+        let kcache = take(&mut cbuf, dm.kv_layer * dm.n_layer, too_small)?; // [layer][head][block][hd]
+        let vcache = take(&mut cbuf, dm.kv_layer * dm.n_layer, too_small)?; // [layer][d][block]
+        let a = take(&mut cbuf, d, too_small)?; // [d] quantized norm / attention output
+        let qq = take(&mut cbuf, d, too_small)?; // [d] quantized queries
+        let hq = take(&mut cbuf, hidden, too_small)?; // [hidden] quantized activation
+        let pq = take(&mut cbuf, dm.block, too_small)?; // [block] one head's probabilities
+                                                        // i32 sums of one matvec_i32 call, reused by every projection of this token.
+        let mut acc = [0i32; ACC_ROWS];
 
         let desc = &self.desc;
         let cfg = &desc.config;
+        let rope = desc.rope.is_some();
 
-        // Embedding.
-        let tok = token as usize;
-        let (e_row, e_scale) = row(&desc.tok_emb, tok, d);
+        // Embedding: x = s_tok[t]·E[t] (+ s_pos[p]·P[p]).
+        let (e_row, e_scale) = row(&desc.tok_emb, token as usize, d);
         for (xi, &w) in x.iter_mut().zip(e_row) {
             *xi = e_scale * (w as i8) as f32;
         }
@@ -343,89 +343,118 @@ impl<'a> GptModel<'a> {
             None => (&[][..], &[][..]),
         };
         let inv_sqrt_hd = 1.0 / libm::sqrtf(hd as f32);
+        // One head's keys are `block` rows of `hd` in the cache.
+        let kv_head = dm.block * hd;
 
         for (l, blk) in desc.blocks.as_slice().iter().enumerate() {
-            // ---- attention ----
-            norm(cfg.norm, cfg.norm_eps, x, &blk.ln1, h);
-            let a = xq.get_mut(..d).ok_or(too_small)?;
-            quantize_into(h, blk.attn_in_scale, a);
-            matvec(a, blk.attn_in_scale, &blk.wq, q);
-            matvec(a, blk.attn_in_scale, &blk.wk, k);
-            matvec(a, blk.attn_in_scale, &blk.wv, v);
-            if desc.rope.is_some() {
-                rope(q, hd, cos, sin);
-                rope(k, hd, cos, sin);
-            }
-            quantize_into(q, blk.q_scale, qq);
             let base = l * dm.kv_layer;
-            let kl = kcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?;
-            let vl = vcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?;
-            // K is stored head-major, `[head][block][hd]`, so that one head's keys are a
-            // contiguous matrix for `qk_scores` (same sums as the `[t][d]` order).
-            let kv_head = dm.block * hd;
-            for (hh, kh) in k.chunks_exact(hd.max(1)).enumerate() {
-                let at = hh * kv_head + pos * hd;
-                quantize_into(kh, blk.k_scale, kl.get_mut(at..at + hd).unwrap_or(&mut []));
+            let kl = kcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [head][block][hd]
+            let vl = vcache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [d][block]
+
+            // ---- attention: x += Wo · attention(Q(norm1(x))) ----
+            norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
+            let s_in = blk.attn_in_scale;
+            let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
+            let k_slot = |r: usize| (r / hd.max(1)) * kv_head + pos * hd + r % hd.max(1);
+            if rope {
+                // q, k in f32, rotated, then quantized.
+                rows_into(a, &blk.wq, q, &mut acc, |o, v, sw| {
+                    *o = v as f32 * (s_in * sw)
+                });
+                rows_into(a, &blk.wk, k, &mut acc, |o, v, sw| {
+                    *o = v as f32 * (s_in * sw)
+                });
+                rope_rotate(q, hd, cos, sin);
+                rope_rotate(k, hd, cos, sin);
+                for (o, &v) in qq.iter_mut().zip(q.iter()) {
+                    *o = quantize(v, inv_q);
+                }
+                for (r, &v) in k.iter().enumerate() {
+                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                        *o = quantize(v, inv_k);
+                    }
+                }
+            } else {
+                // q, k straight from the i32 sums to int8.
+                rows_into(a, &blk.wq, qq, &mut acc, |o, v, sw| {
+                    *o = quantize(v as f32, (s_in * sw) * inv_q);
+                });
+                rows(a, &blk.wk, d, &mut acc, |r, v, sw| {
+                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                        *o = quantize(v as f32, (s_in * sw) * inv_k);
+                    }
+                });
             }
             // V is stored transposed, `[d][block]`, so that P·V is one contiguous dot product
-            // per output (same sums as the `[t][d]` order).
-            for (i, &vi) in v.iter().enumerate() {
-                if let Some(slot) = vl.get_mut(i * dm.block + pos) {
-                    *slot = quantize_sym(vi, blk.v_scale);
+            // per output.
+            rows(a, &blk.wv, d, &mut acc, |r, v, sw| {
+                if let Some(o) = vl.get_mut(r * dm.block + pos) {
+                    *o = quantize(v as f32, (s_in * sw) * inv_v);
                 }
-            }
+            });
+
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
-            let pv_scale = PROB_SCALE * blk.v_scale;
+            let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
             let n = pos + 1;
-            let sc = scores.get_mut(..n).ok_or(too_small)?;
-            let pr = pq.get_mut(..n).ok_or(too_small)?;
+            let sc = scores.get_mut(..n).ok_or(too_small)?; // [n]
+            let pr = pq.get_mut(..n).ok_or(too_small)?; // [n]
             for hh in 0..dm.n_head {
                 let off = hh * hd;
-                let qh = qq.get(off..off + hd).unwrap_or(&[]);
-                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]);
-                head_scores(qh, kh, score_scale, sc);
+                let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
+                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
+                                                                                     // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
+                head_scores(qh, kh, score_scale, &mut acc, sc);
                 softmax_q(sc, pr);
-                let out = att.get_mut(off..off + hd).unwrap_or(&mut []);
-                for (i, o) in out.iter_mut().enumerate() {
-                    let at = (off + i) * dm.block;
-                    let vt = vl.get(at..at + n).unwrap_or(&[]);
-                    *o = dot_i8_i8(pr, vt) as f32 * pv_scale;
+                // Head output o[i] = Σ_t P[t]·v_t[i], quantized for Wo.
+                for i in off..off + hd {
+                    let vt = vl.get(i * dm.block..i * dm.block + n).unwrap_or(&[]); // [n]
+                    if let Some(o) = a.get_mut(i) {
+                        *o = quantize(dot_i8_i8(pr, vt) as f32, pv_mult);
+                    }
                 }
             }
-            quantize_into(att, blk.attn_out_scale, a);
-            matvec(a, blk.attn_out_scale, &blk.wo, h);
-            add_into(x, h);
+            let s_o = blk.attn_out_scale;
+            rows_into(a, &blk.wo, x, &mut acc, |o, v, sw| {
+                *o += v as f32 * (s_o * sw)
+            });
 
-            // ---- MLP ----
-            norm(cfg.norm, cfg.norm_eps, x, &blk.ln2, h);
-            quantize_into(h, blk.mlp_in_scale, a);
-            matvec(a, blk.mlp_in_scale, &blk.w1, g);
-            if let Some(w3) = &blk.w3 {
-                matvec(a, blk.mlp_in_scale, w3, u);
+            // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
+            norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
+            let s_in = blk.mlp_in_scale;
+            let inv_gate = 1.0 / blk.mlp_gate_scale;
+            let lut: &[u8; ACT_LUT_LEN] = blk
+                .act_lut
+                .try_into()
+                .map_err(|_| param(Some(l), "act_lut must have 256 entries"))?;
+            let act = |v: i32, sw: f32| -> i8 {
+                let g = quantize(v as f32, (s_in * sw) * inv_gate);
+                lut[g as u8 as usize] as i8
+            };
+            match &blk.w3 {
+                None => rows_into(a, &blk.w1, hq, &mut acc, |o, v, sw| *o = act(v, sw)),
+                Some(w3) => {
+                    rows_into(a, w3, u, &mut acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+                    let (s_act, inv_h) = (blk.mlp_act_scale, 1.0 / blk.mlp_hidden_scale);
+                    rows(a, &blk.w1, hidden, &mut acc, |r, v, sw| {
+                        if let (Some(o), Some(&ur)) = (hq.get_mut(r), u.get(r)) {
+                            *o = quantize((act(v, sw) as f32 * s_act) * ur, inv_h);
+                        }
+                    });
+                }
             }
-            match cfg.mlp {
-                GptMlp::Gelu => g.iter_mut().for_each(|z| *z = gelu(*z)),
-                GptMlp::GeGlu => g
-                    .iter_mut()
-                    .zip(u.iter())
-                    .for_each(|(z, &w)| *z = gelu(*z) * w),
-                GptMlp::SwiGlu => g
-                    .iter_mut()
-                    .zip(u.iter())
-                    .for_each(|(z, &w)| *z = silu(*z) * w),
-            }
-            let hq = xq.get_mut(..hidden).ok_or(too_small)?;
-            quantize_into(g, blk.mlp_hidden_scale, hq);
-            matvec(hq, blk.mlp_hidden_scale, &blk.w2, h);
-            add_into(x, h);
+            let s_h = blk.mlp_hidden_scale;
+            rows_into(hq, &blk.w2, x, &mut acc, |o, v, sw| {
+                *o += v as f32 * (s_h * sw)
+            });
         }
 
-        // ---- head ----
-        norm(cfg.norm, cfg.norm_eps, x, &desc.ln_f, h);
-        let a = xq.get_mut(..d).ok_or(too_small)?;
-        quantize_into(h, desc.head_in_scale, a);
+        // ---- head: logits = H · Q(norm_f(x)) ----
+        norm_q(cfg.norm, cfg.norm_eps, x, &desc.ln_f, desc.head_in_scale, a);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
-        matvec(a, desc.head_in_scale, head, logits);
+        let s_in = desc.head_in_scale;
+        rows_into(a, head, logits, &mut acc, |o, v, sw| {
+            *o = v as f32 * (s_in * sw)
+        });
         Ok(logits)
     }
 
@@ -633,114 +662,124 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
     (w, s)
 }
 
-/// `Q(v, s) = clamp(roundf(v / s), -127, 127)`; NaN → 0.
-#[inline]
-pub fn quantize_sym(v: f32, s: f32) -> i8 {
-    round_clamp(v / s, 127) as i8
+/// `1.5 · 2^23`: for `|y| < 2^22`, `(y + ROUND_MAGIC) - ROUND_MAGIC` is `y` rounded to the
+/// nearest integer, ties to even (f32 addition rounds to nearest even on every target).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `Q(v, m) = clamp(rne(v · m), -128, 127)`: int8 quantization (zero point 0) with the
+/// reciprocal scale (or a combined multiplier) `m`. Ties to even, NaN → 0, `+inf` → 127,
+/// `-inf` → -128 (for `|v·m| >= 2^22` the rounding trick is inexact, but the clamp decides). On
+/// a Cortex-M4F: `VMUL`, `VADD`, `VSUB`, `VCVT`, `VMOV`, `SSAT`.
+#[inline(always)]
+pub fn quantize(v: f32, m: f32) -> i8 {
+    let y = v * m;
+    let r = (y + ROUND_MAGIC) - ROUND_MAGIC;
+    (r as i32).clamp(-128, 127) as i8
 }
 
-/// `clamp(roundf(x), -lim, lim)` (ties away from zero; NaN → 0) without the `libm` call: `t`
-/// truncates toward zero (saturating, NaN → 0) and, while `|t| <= lim` (so `|x| < 2^23` and
-/// `x - t` is exact), the fraction decides the rounding exactly like `roundf`.
-#[inline]
-fn round_clamp(x: f32, lim: i32) -> i32 {
-    let t = x as i32;
-    if t > lim {
-        return lim;
+/// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
+/// [`GptModel::forward`] (512 bytes), reused by every projection of the token.
+const ACC_ROWS: usize = 128;
+
+/// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
+/// `chunk(r0, sums, scales)` with the exact i32 sums `Σ x·W[r]` of rows `r0..r0 + sums.len()`
+/// (from [`matvec_i32`], the fully connected loop, which sign-extends `x` once per call) and
+/// their f32 LE scales. Rows the weights do not cover (impossible after [`GptModel::load`]) are
+/// skipped.
+#[inline(always)]
+fn matvec_chunks(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    mut chunk: impl FnMut(usize, &[i32], &[u8]),
+) {
+    let cols = x.len();
+    if cols == 0 {
+        return;
     }
-    if t < -lim {
-        return -lim;
+    let n_rows = n_rows.min(m.weights.len() / cols);
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let n = (n_rows - r0).min(ACC_ROWS);
+        let w = m.weights.get(r0 * cols..(r0 + n) * cols).unwrap_or(&[]); // [n][cols]
+        let sums = &mut acc[..n];
+        if matvec_i32(x, w, sums).is_err() {
+            // Unreachable (shapes as above); the row-by-row definition.
+            for (y, row) in sums.iter_mut().zip(w.chunks_exact(cols)) {
+                *y = dot_i8(x, row);
+            }
+        }
+        chunk(r0, sums, m.scales.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]));
+        r0 += n;
     }
-    let frac = x - t as f32;
-    let r = if frac >= 0.5 {
-        t + 1
-    } else if frac <= -0.5 {
-        t - 1
-    } else {
-        t
-    };
-    r.clamp(-lim, lim)
 }
 
-fn quantize_into(v: &[f32], s: f32, out: &mut [i8]) {
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = quantize_sym(x, s);
-    }
+/// `each(&mut out[r], Σ x·W[r], s_w[r])` for every row `r < out.len()` of `m`.
+#[inline(always)]
+fn rows_into<T>(
+    x: &[i8],
+    m: &QMatrix,
+    out: &mut [T],
+    acc: &mut [i32; ACC_ROWS],
+    mut each: impl FnMut(&mut T, i32, f32),
+) {
+    let n_rows = out.len();
+    matvec_chunks(x, m, n_rows, acc, |r0, sums, scales| {
+        let outs = out.get_mut(r0..).unwrap_or(&mut []);
+        for ((o, &v), s) in outs.iter_mut().zip(sums).zip(scales.chunks_exact(4)) {
+            each(o, v, le_f32(s));
+        }
+    });
 }
 
-/// `out[t] = (Σ q·K[t]) as f32 · scale` for the `out.len()` keys of one head (`k`: `[t][hd]`,
-/// `hd = q.len()`), through [`qk_scores`] `MATVEC_ROWS` keys at a time (the same exact i32 sums
+/// `each(r, Σ x·W[r], s_w[r])` for the rows `r < n_rows` of `m` (for scattered outputs).
+#[inline(always)]
+fn rows(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    mut each: impl FnMut(usize, i32, f32),
+) {
+    matvec_chunks(x, m, n_rows, acc, |r0, sums, scales| {
+        for (i, (&v, s)) in sums.iter().zip(scales.chunks_exact(4)).enumerate() {
+            each(r0 + i, v, le_f32(s));
+        }
+    });
+}
+
+/// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,
+/// `hd = q.len()`), through [`qk_scores`] [`ACC_ROWS`] keys at a time (the same exact i32 sums
 /// as one [`dot_i8_i8`] per key).
-fn head_scores(q: &[i8], k: &[i8], scale: f32, out: &mut [f32]) {
+fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) {
     let hd = q.len();
     if hd == 0 {
         return;
     }
-    let mut acc = [0i32; MATVEC_ROWS];
-    for (ci, ys) in out.chunks_mut(MATVEC_ROWS).enumerate() {
+    for (ci, ys) in e.chunks_mut(ACC_ROWS).enumerate() {
         let n = ys.len();
-        let t0 = ci * MATVEC_ROWS;
-        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]);
-        let a = &mut acc[..n];
-        if qk_scores(q, kc, hd, a).is_err() {
+        let t0 = ci * ACC_ROWS;
+        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]); // [n][hd]
+        let sums = &mut acc[..n];
+        if qk_scores(q, kc, hd, sums).is_err() {
             // Unreachable after load (shapes as above); the key-by-key definition.
-            for (y, kt) in a.iter_mut().zip(kc.chunks_exact(hd)) {
+            for (y, kt) in sums.iter_mut().zip(kc.chunks_exact(hd)) {
                 *y = dot_i8_i8(q, kt);
             }
         }
-        for (y, &v) in ys.iter_mut().zip(a.iter()) {
+        for (y, &v) in ys.iter_mut().zip(sums.iter()) {
             *y = v as f32 * scale;
         }
     }
 }
 
-/// Rows per [`matvec_i32`] call in [`matvec`] (the i32 accumulators live on the stack: 512
-/// bytes). Every projection of the committed 64-dim model but the 64->256 up-projection is one
-/// call.
-const MATVEC_ROWS: usize = 128;
-
-/// `out[c] = (Σ x·W[c]) as f32 · (s_in · s_w[c])`.
-///
-/// The integer sums come from [`matvec_i32`] (the fully connected loop, which sign-extends `x`
-/// once per call instead of once per row), `MATVEC_ROWS` rows at a time; they are the same exact
-/// i32 sums as one [`dot_i8`] per row, so the result is bit-identical. Rows the weights do not
-/// cover (impossible after [`GptModel::load`]) are left unchanged, as before.
-fn matvec(x: &[i8], s_in: f32, m: &QMatrix, out: &mut [f32]) {
-    let cols = x.len();
-    if cols == 0 {
-        return;
-    }
-    let rows = out.len().min(m.weights.len() / cols);
-    let mut acc = [0i32; MATVEC_ROWS];
-    let mut r0 = 0;
-    for (ys, ss) in out[..rows]
-        .chunks_mut(MATVEC_ROWS)
-        .zip(m.scales.chunks(4 * MATVEC_ROWS))
-    {
-        let n = ys.len();
-        let w = m.weights.get(r0 * cols..(r0 + n) * cols).unwrap_or(&[]);
-        let a = &mut acc[..n];
-        if matvec_i32(x, w, a).is_err() {
-            // Unreachable (shapes checked above); the row-by-row definition.
-            for (y, row) in a.iter_mut().zip(w.chunks_exact(cols)) {
-                *y = dot_i8(x, row);
-            }
-        }
-        for ((y, &v), s) in ys.iter_mut().zip(a.iter()).zip(ss.chunks_exact(4)) {
-            *y = v as f32 * (s_in * le_f32(s));
-        }
-        r0 += n;
-    }
-}
-
-fn add_into(x: &mut [f32], h: &[f32]) {
-    for (xi, &hi) in x.iter_mut().zip(h) {
-        *xi += hi;
-    }
-}
-
-fn norm(kind: GptNorm, eps: f32, x: &[f32], p: &NormParams, out: &mut [f32]) {
+/// `out = Q(norm(x), 1/s)`: LayerNorm `(v−μ)·rstd·w + b` with `μ = (Σx)/d`,
+/// `rstd = 1/sqrtf((Σ(x−μ)²)/d + ε)`, or RMSNorm `v·r·w` with `r = 1/sqrtf((Σx²)/d + ε)` (sums
+/// left to right), quantized with `1/s`.
+fn norm_q(kind: GptNorm, eps: f32, x: &[f32], p: &NormParams, s: f32, out: &mut [i8]) {
     let n = x.len() as f32;
+    let inv_s = 1.0 / s;
     let w = p.weight.chunks_exact(4).map(le_f32);
     match kind {
         GptNorm::LayerNorm => {
@@ -754,15 +793,10 @@ fn norm(kind: GptNorm, eps: f32, x: &[f32], p: &NormParams, out: &mut [f32]) {
                 let c = v - mean;
                 var += c * c;
             }
-            let var = var / n;
-            let rstd = 1.0 / libm::sqrtf(var + eps);
-            for ((o, &v), wi) in out.iter_mut().zip(x).zip(w) {
-                *o = (v - mean) * rstd * wi;
-            }
-            if let Some(b) = p.bias {
-                for (o, bi) in out.iter_mut().zip(b.chunks_exact(4).map(le_f32)) {
-                    *o += bi;
-                }
+            let rstd = 1.0 / libm::sqrtf(var / n + eps);
+            let b = p.bias.unwrap_or(&[]).chunks_exact(4).map(le_f32);
+            for ((o, &v), (wi, bi)) in out.iter_mut().zip(x).zip(w.zip(b)) {
+                *o = quantize((v - mean) * rstd * wi + bi, inv_s);
             }
         }
         GptNorm::RmsNorm => {
@@ -772,14 +806,14 @@ fn norm(kind: GptNorm, eps: f32, x: &[f32], p: &NormParams, out: &mut [f32]) {
             }
             let r = 1.0 / libm::sqrtf(ss / n + eps);
             for ((o, &v), wi) in out.iter_mut().zip(x).zip(w) {
-                *o = v * r * wi;
+                *o = quantize(v * r * wi, inv_s);
             }
         }
     }
 }
 
 /// Rotate-half RoPE on every head of `x` (`cos`/`sin`: `hd / 2` f32 LE values of this position).
-fn rope(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
+fn rope_rotate(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
     let half = hd / 2;
     if half == 0 {
         return;
@@ -799,25 +833,13 @@ fn rope(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
     }
 }
 
-/// [`softmax_f32`] of `scores` (max-subtracted, `libm::expf`, times `1 / Σ`), quantized to
-/// `P = clamp(roundf(p·127), 0, 127)`.
+/// The softmax of `scores` quantized at scale [`PROB_SCALE`]: `u = exp_f32(e − max e)`
+/// ([`exp_shifted`]), `P = Q(u, 127 / Σu)`, so `0..=127`. (`scores` is left holding `u`.)
 fn softmax_q(scores: &mut [f32], out: &mut [i8]) {
-    softmax_f32(scores);
-    for (o, &p) in out.iter_mut().zip(scores.iter()) {
-        *o = round_clamp(p * 127.0, 127).max(0) as i8;
+    let k = 127.0 / exp_shifted(scores);
+    for (o, &u) in out.iter_mut().zip(scores.iter()) {
+        *o = quantize(u, k).max(0);
     }
-}
-
-/// GELU, tanh approximation.
-#[inline]
-pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::tanhf(GELU_K * (x + GELU_A * x * x * x)))
-}
-
-/// SiLU: `x / (1 + expf(-x))`.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,11 +988,20 @@ fn check_block(
         blk.v_scale,
         blk.attn_out_scale,
         blk.mlp_in_scale,
+        blk.mlp_gate_scale,
+        blk.mlp_act_scale,
         blk.mlp_hidden_scale,
     ] {
         if !valid_scale(s) {
             return Err(param(b, "activation scale must be finite and > 0"));
         }
+    }
+    check_len(b, "act_lut", ACT_LUT_LEN, blk.act_lut)?;
+    if cfg.mlp == GptMlp::Gelu && blk.mlp_act_scale != blk.mlp_hidden_scale {
+        return Err(param(
+            b,
+            "GELU MLP: mlp_act_scale must equal mlp_hidden_scale",
+        ));
     }
     let bad = "weight scale must be finite and > 0";
     check_matrix(b, ("wq.weights", "wq.scales", bad), &blk.wq, d, d)?;
@@ -1003,9 +1034,9 @@ fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     if cfg.n_layer as usize != declared {
         return Err(param(None, "n_layer differs from the number of blocks"));
     }
-    let d = check_dim(cfg.d_model, "d_model must be in 1..=2^17")?;
-    let hidden = check_dim(cfg.hidden, "hidden must be in 1..=2^17")?;
-    let block = check_dim(cfg.block_size, "block_size must be in 1..=2^17")?;
+    let d = check_dim(cfg.d_model, "d_model must be in 1..=2^16")?;
+    let hidden = check_dim(cfg.hidden, "hidden must be in 1..=2^16")?;
+    let block = check_dim(cfg.block_size, "block_size must be in 1..=2^16")?;
     let vocab = cfg.vocab_size as usize;
     if vocab == 0 {
         return Err(param(None, "vocab_size is 0"));
@@ -1096,14 +1127,15 @@ fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
         .and_then(|c| c.checked_mul(2))
         .ok_or(of)?;
     let f32_len = d
-        .checked_mul(6)
+        .checked_mul(3)
         .and_then(|v| v.checked_add(block))
-        .and_then(|v| v.checked_add(hidden.checked_mul(if gated { 2 } else { 1 })?))
+        .and_then(|v| v.checked_add(if gated { hidden } else { 0 }))
         .and_then(|v| v.checked_add(vocab))
         .ok_or(of)?;
     let i8_len = cache
-        .checked_add(d.max(hidden))
+        .checked_add(d)
         .and_then(|v| v.checked_add(d))
+        .and_then(|v| v.checked_add(hidden))
         .and_then(|v| v.checked_add(block))
         .ok_or(of)?;
     f32_len
@@ -1152,6 +1184,7 @@ mod tests {
         ln1: (Vec<u8>, Option<Vec<u8>>),
         ln2: (Vec<u8>, Option<Vec<u8>>),
         m: Vec<(Vec<u8>, Vec<u8>)>, // wq wk wv wo w1 w2 [w3]
+        lut: Vec<u8>,               // act_lut
     }
 
     fn f32s(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
@@ -1218,6 +1251,7 @@ mod tests {
                     ln1: norm_p(&mut rng, d, cfg.norm),
                     ln2: norm_p(&mut rng, d, cfg.norm),
                     m,
+                    lut: (0..ACT_LUT_LEN).map(|_| rng.below(256) as u8).collect(),
                 }
             })
             .collect();
@@ -1267,6 +1301,9 @@ mod tests {
                 mlp_in_scale: 0.03,
                 w1: qm(&b.m[4]),
                 w3: b.m.get(6).map(qm),
+                mlp_gate_scale: 0.05,
+                mlp_act_scale: if o.cfg.mlp.is_gated() { 0.02 } else { 0.005 },
+                act_lut: &b.lut,
                 mlp_hidden_scale: 0.005,
                 w2: qm(&b.m[5]),
             })
@@ -1346,6 +1383,45 @@ mod tests {
             f: vec![0.0; m.state_f32_len()],
             c: vec![0; m.state_i8_len()],
         }
+    }
+
+    #[test]
+    fn quantize_rounds_half_to_even_and_saturates() {
+        // Reference in f64: round half to even of the same f32 product, then clamp.
+        fn reference(v: f32, m: f32) -> i8 {
+            let y = (v * m) as f64;
+            if y.is_nan() {
+                return 0;
+            }
+            let fl = y.floor();
+            let r = match (y - fl).partial_cmp(&0.5).unwrap() {
+                core::cmp::Ordering::Less => fl,
+                core::cmp::Ordering::Greater => fl + 1.0,
+                core::cmp::Ordering::Equal if fl % 2.0 == 0.0 => fl,
+                core::cmp::Ordering::Equal => fl + 1.0,
+            };
+            r.clamp(-128.0, 127.0) as i8
+        }
+        let mut rng = Rng::new(5);
+        for i in -1000..=1000 {
+            let v = i as f32 * 0.25; // exact halves and quarters
+            assert_eq!(quantize(v, 1.0), reference(v, 1.0), "{v}");
+        }
+        for _ in 0..100_000 {
+            let v = rng.normal() * [0.01f32, 1.0, 100.0, 1e7, 1e30][rng.below(5) as usize];
+            let m = [1.0f32, 0.37, 127.0, 3e-5][rng.below(4) as usize];
+            assert_eq!(quantize(v, m), reference(v, m), "{v} * {m}");
+        }
+        assert_eq!(quantize(0.5, 1.0), 0);
+        assert_eq!(quantize(1.5, 1.0), 2);
+        assert_eq!(quantize(-2.5, 1.0), -2);
+        assert_eq!(quantize(f32::NAN, 1.0), 0);
+        assert_eq!(quantize(f32::INFINITY, 1.0), 127);
+        assert_eq!(quantize(f32::NEG_INFINITY, 1.0), -128);
+        assert_eq!(quantize(-4_194_303.5, 1.0), -128);
+        assert_eq!(quantize(-128.4, 1.0), -128);
+        assert_eq!(quantize(-128.6, 1.0), -128);
+        assert_eq!(quantize(3e9, 1.0), 127);
     }
 
     #[test]

@@ -54,25 +54,69 @@ pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
 
 /// In-place softmax: `x[i] = exp(x[i] - max) / Σ_j exp(x[j] - max)`.
 ///
-/// Computed as: `max` over `x` (NaNs ignored by `f32::max`); `e[i] = libm::expf(x[i] - max)`
-/// summed left to right; then every `e[i]` is multiplied by `1.0 / sum`. Every step is plain
-/// IEEE-754 `f32` arithmetic and `libm` is software, so the host and a Cortex-M4F FPU give
-/// bit-identical results. `-inf` entries (masked positions) become exactly 0 as long as one
-/// entry is finite; an empty slice is left alone.
+/// Computed as [`exp_shifted`] (`e[i] = `[`exp_f32`]`(x[i] - max)` and `Σ e`), then every `e[i]`
+/// is multiplied by `1.0 / sum`. Every step is plain IEEE-754 `f32` arithmetic, so the host and a
+/// Cortex-M4F FPU give bit-identical results. `-inf` entries (masked positions) become exactly 0
+/// as long as one entry is finite; an empty slice is left alone.
 pub fn softmax_f32(x: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / exp_shifted(x);
     for v in x.iter_mut() {
         *v *= inv;
     }
+}
+
+/// The unnormalized softmax: `x[i] = `[`exp_f32`]`(x[i] - max)` in place, `max` over `x` (NaNs
+/// ignored); returns `Σ x[i]` summed left to right (0 for an empty slice).
+pub fn exp_shifted(x: &mut [f32]) -> f32 {
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    sum
+}
+
+/// `e^x` in about 20 `f32` operations, within 2 ulp of the exact value (tested against `f64`)
+/// for `x` in `[-86.6, 88.7]`; `0` below (where `e^x < 2.7·10^-38`, the edge of the normal
+/// range), `+inf` above, NaN for NaN.
+///
+/// Cephes' `expf`: `x = n·ln2 + r` with `n = rne(x·log2 e)` and `|r| <= ln2/2` (`ln2` split into
+/// an exact high part and a low correction), `e^r = 1 + r + r²·P(r)` with Cephes' degree-5
+/// minimax `P`, then `2^n` added to the exponent bits. Plain `+ - *` in the order written (no
+/// fused multiply-add), so every target computes the same bits. The softmax of the attention
+/// and of sampling use it; it replaces `libm::expf` (about 3 times the instructions on a
+/// Cortex-M4F).
+#[inline]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // 355/512: exact, and n·LN2_HI is exact for |n| < 2^15
+    const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 - LN2_HI
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: (y + MAGIC) - MAGIC rounds y to an integer
+    if !(-86.6..=88.7).contains(&x) {
+        return if x.is_nan() {
+            x
+        } else if x < 0.0 {
+            0.0
+        } else {
+            f32::INFINITY
+        };
+    }
+    let n = (x * LOG2E + MAGIC) - MAGIC; // integer in [-125, 128]
+    let r = (x - n * LN2_HI) - n * LN2_LO; // |r| <= ~0.347
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * (r * r) + r + 1.0; // e^r in [0.70, 1.42]
+                                   // e · 2^n: add n to the biased exponent (the result stays normal: n >= -125, and for
+                                   // n = 128 only when e < 1).
+    f32::from_bits(e.to_bits().wrapping_add((n as i32 as u32) << 23))
 }
 
 #[cfg(test)]
@@ -120,6 +164,40 @@ mod tests {
         assert_eq!(qk_scores(&[0; 8], &[0; 8], 4, &mut s[..4]), Ok(()));
         assert_eq!(qk_scores(&[], &[0; 8], 4, &mut []), Ok(()));
         assert_eq!(qk_scores(&[0; 8], &[], 4, &mut []), Ok(()));
+    }
+
+    #[test]
+    fn exp_f32_is_within_2_ulp_of_f64_exp() {
+        extern crate std;
+        // Every 97th f32 bit pattern in [-86.6, 88.7] plus the edges, against f64 exp.
+        let mut worst = 0.0f64;
+        let mut check = |x: f32| {
+            if !(-86.6..=88.7).contains(&x) {
+                return;
+            }
+            let got = exp_f32(x) as f64;
+            let want = (x as f64).exp();
+            let ulp = (want as f32).abs().next_up() as f64 - (want as f32).abs() as f64;
+            let err = (got - want).abs() / ulp;
+            assert!(err <= 2.0, "exp_f32({x}) = {got}, want {want} ({err} ulp)");
+            worst = worst.max(err);
+        };
+        for bits in (0..0x42B3_3333u32).step_by(97) {
+            check(f32::from_bits(bits)); // 0 ..= 89.6 (only <= 88.7 counts)
+            check(-f32::from_bits(bits));
+        }
+        for x in [
+            -86.6f32, -86.0, -10.0, -1.0, -0.5, 0.0, 0.5, 1.0, 10.0, 88.0, 88.7,
+        ] {
+            check(x);
+        }
+        assert!(worst > 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-86.61), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(88.71), f32::INFINITY);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
     }
 
     #[test]

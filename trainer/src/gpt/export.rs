@@ -107,14 +107,24 @@ pub struct GptExportMeta {
 /// Static activation scales (`real = scale · q`), one set per block plus the head input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActScales {
-    /// Per block: `[attn_in, q, k, v, attn_out, mlp_in, mlp_hidden]`.
-    pub blocks: Vec<[f32; 7]>,
+    /// Per block, in [`BLOCK_TAPS`] order.
+    pub blocks: Vec<[f32; 9]>,
     /// Input of the head (`ln_f(x)`).
     pub head_in: f32,
 }
 
 /// The tap names of one block, in [`ActScales::blocks`] order.
-pub const BLOCK_TAPS: [&str; 7] = ["attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_hidden"];
+pub const BLOCK_TAPS: [&str; 9] = [
+    "attn_in",
+    "q",
+    "k",
+    "v",
+    "attn_out",
+    "mlp_in",
+    "mlp_gate",
+    "mlp_act",
+    "mlp_hidden",
+];
 
 /// Mean loss and predictions of a model over fixed batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -310,7 +320,7 @@ pub fn calibrate(
     let blocks = blocks
         .into_iter()
         .map(|stats| {
-            let mut out = [0f32; 7];
+            let mut out = [0f32; 9];
             for (o, s) in out.iter_mut().zip(stats) {
                 *o = finish(s);
             }
@@ -450,8 +460,15 @@ pub fn encode_gpt(
     let ln_f = norm_bytes(&model.ln_f);
     let head = model.lm_head.as_ref().map(matrix);
 
+    // For GELU the table's values are the input of w2: one scale for both.
+    let act_scale = |s: &[f32; 9]| if cfg.mlp == MlpKind::Gelu { s[8] } else { s[7] };
+    let luts: Vec<Vec<u8>> = scales
+        .blocks
+        .iter()
+        .map(|s| act_lut(cfg.mlp, s[6], act_scale(s)))
+        .collect();
     let mut list = GptBlockList::new();
-    for (b, s) in blocks.iter().zip(&scales.blocks) {
+    for ((b, s), lut) in blocks.iter().zip(&scales.blocks).zip(&luts) {
         let block = GptBlock {
             ln1: np(&b.ln1),
             attn_in_scale: s[0],
@@ -467,7 +484,10 @@ pub fn encode_gpt(
             mlp_in_scale: s[5],
             w1: qm(&b.w1),
             w3: b.w3.as_ref().map(qm),
-            mlp_hidden_scale: s[6],
+            mlp_gate_scale: s[6],
+            mlp_act_scale: act_scale(s),
+            act_lut: lut,
+            mlp_hidden_scale: s[8],
             w2: qm(&b.w2),
         };
         if list.push(block).is_err() {
@@ -502,6 +522,26 @@ pub fn encode_gpt(
     GptModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported GPT: {e}"))?;
     Ok(bytes)
+}
+
+/// The MLP activation as aka-core's table: `lut[q as u8] = Q(act(s_gate · q), s_act)` for every
+/// int8 `q`, where `act` is the trainer's GELU (tanh approximation) or SiLU evaluated in `f64`,
+/// and `Q` is aka-core's [`aka_core::gpt::quantize`] with `1 / s_act`.
+pub fn act_lut(kind: MlpKind, s_gate: f32, s_act: f32) -> Vec<u8> {
+    let inv = 1.0 / s_act;
+    (0..=255u8)
+        .map(|i| {
+            let g = (s_gate * f32::from(i as i8)) as f64;
+            let a = match kind {
+                MlpKind::Gelu | MlpKind::GeGlu => {
+                    let k = (2.0 / std::f64::consts::PI).sqrt();
+                    0.5 * g * (1.0 + (k * (g + 0.044_715 * g * g * g)).tanh())
+                }
+                MlpKind::SwiGlu => g / (1.0 + (-g).exp()),
+            };
+            aka_core::gpt::quantize(a as f32, inv) as u8
+        })
+        .collect()
 }
 
 /// Cross-entropy `-log softmax(logits)[target]` in f64, and the argmax (first max wins).

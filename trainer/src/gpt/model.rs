@@ -585,6 +585,17 @@ impl Gpt {
                     ops::gated(&ug, act) // [b·t, hidden]
                 }
             };
+            if tap.is_some() {
+                // What the int8 runtime quantizes inside the MLP: the up-projection (the index of
+                // its activation table) and the activation (the table's values).
+                let gate = m_in.linear(&mlp.w1, None); // [b·t, hidden]
+                let act = match mlp.kind {
+                    MlpKind::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
+                    MlpKind::Gelu | MlpKind::GeGlu => ops::gelu(&gate), // [b·t, hidden]
+                };
+                emit(&mut tap, l, "mlp_gate", || bt(&gate, b, t)); // [b, t, hidden]
+                emit(&mut tap, l, "mlp_act", || bt(&act, b, t)); // [b, t, hidden]
+            }
             emit(&mut tap, l, "mlp_hidden", || bt(&hidden, b, t)); // [b, t, hidden]
             let y = hidden.linear(&blk.mlp.w2, None); // [b·t, d]
             x = x.add(&dropout(y, ctx)); // [b·t, d]
