@@ -78,7 +78,9 @@ use crate::format::{
     Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Metadata, ModelFile,
     NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS,
 };
-use crate::kernels::{dot_i8, dot_i8_i8, exp_shifted, matvec_i32, qk_scores};
+use crate::kernels::{
+    dot_i8, dot_i8_i8, exp_shifted, i8_as_bytes, matvec_i32, matvec_i32_strided, qk_scores,
+};
 use crate::Error;
 
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
@@ -396,21 +398,36 @@ impl<'a> GptModel<'a> {
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
             let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
             let n = pos + 1;
+            let n4 = n.next_multiple_of(4).min(dm.block);
             let sc = scores.get_mut(..n).ok_or(too_small)?; // [n]
-            let pr = pq.get_mut(..n).ok_or(too_small)?; // [n]
             for hh in 0..dm.n_head {
                 let off = hh * hd;
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
                                                                                      // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
                 head_scores(qh, kh, score_scale, &mut acc, sc);
-                softmax_q(sc, pr);
-                // Head output o[i] = Σ_t P[t]·v_t[i], quantized for Wo.
-                for i in off..off + hd {
-                    let vt = vl.get(i * dm.block..i * dm.block + n).unwrap_or(&[]); // [n]
-                    if let Some(o) = a.get_mut(i) {
-                        *o = quantize(dot_i8_i8(pr, vt) as f32, pv_mult);
+                softmax_q(sc, pq.get_mut(..n).unwrap_or(&mut []));
+                // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
+                // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
+                // the DSP loop wants); the padded slots multiply stale cache values by 0.
+                pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
+                let p4 = pq.get(..n4).unwrap_or(&[]); // [n4]
+                let vh = vl.get(off * dm.block..).unwrap_or(&[]); // rows off.. of [d][block]
+                let sums = &mut acc[..hd.min(ACC_ROWS)];
+                if matvec_i32_strided(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
+                    // Unreachable after load (shapes as above); the row-by-row definition.
+                    for (i, y) in sums.iter_mut().enumerate() {
+                        let at = (off + i) * dm.block;
+                        *y = dot_i8_i8(p4, vl.get(at..at + n4).unwrap_or(&[]));
                     }
+                }
+                for (o, &v) in a
+                    .get_mut(off..off + hd)
+                    .unwrap_or(&mut [])
+                    .iter_mut()
+                    .zip(sums.iter())
+                {
+                    *o = quantize(v as f32, pv_mult);
                 }
             }
             let s_o = blk.attn_out_scale;

@@ -47,6 +47,45 @@ pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<()
     Ok(())
 }
 
+/// [`matvec_i32`] over rows that are `stride` bytes apart: `output[o] = Σ_i input[i] *
+/// weights[o·stride + i]` (wrapping int32), e.g. the first `n` columns of a wider matrix.
+///
+/// Shapes: `input` `[n]`, `n >= 1`; `stride >= n`; `weights` at least `(out − 1)·stride + n`
+/// bytes (extra bytes are ignored); `output` `[out]`. Errors ([`Error::KernelShape`]) otherwise.
+pub fn matvec_i32_strided(
+    input: &[i8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32_strided(input, weights, stride, output)?;
+    let n = input.len();
+    for (o, y) in output.iter_mut().enumerate() {
+        *y = dot_i8(input, &weights[o * stride..o * stride + n]);
+    }
+    Ok(())
+}
+
+/// The shape check shared by every implementation of [`matvec_i32_strided`].
+pub(crate) fn check_matvec_i32_strided(
+    input: &[i8],
+    weights: &[u8],
+    stride: usize,
+    output: &[i32],
+) -> Result<(), Error> {
+    let (n, n_out) = (input.len(), output.len());
+    let need = match n_out {
+        0 => Some(0),
+        _ => (n_out - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(n)),
+    };
+    if n == 0 || stride < n || need.is_none_or(|need| weights.len() < need) {
+        return Err(shape_error("matvec_i32_strided"));
+    }
+    Ok(())
+}
+
 /// The shape check shared by every implementation of [`matvec_i32`].
 pub(crate) fn check_matvec_i32(input: &[i8], weights: &[u8], output: &[i32]) -> Result<(), Error> {
     let (n_in, n_out) = (input.len(), output.len());
@@ -84,6 +123,54 @@ pub fn dot_i8(x: &[i8], w: &[u8]) -> i32 {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn matvec_i32_strided_reads_the_first_n_bytes_of_each_row() {
+        let mut rng = Rng::new(6);
+        let mut buf = [0u8; 20 * 24];
+        let mut x = [0i8; 20];
+        let mut y = [0i32; 20];
+        for case in 0..300 {
+            let n = 1 + rng.below(20) as usize;
+            let stride = n + rng.below(5) as usize;
+            let n_out = rng.below(20) as usize;
+            for v in buf.iter_mut() {
+                *v = rng.next_u32() as u8;
+            }
+            for v in x[..n].iter_mut() {
+                *v = rng.next_u32() as i8;
+            }
+            let len = if n_out == 0 {
+                0
+            } else {
+                (n_out - 1) * stride + n
+            };
+            let w = &buf[..len + rng.below(3) as usize];
+            matvec_i32_strided(&x[..n], w, stride, &mut y[..n_out]).unwrap();
+            for o in 0..n_out {
+                let want: i64 = (0..n)
+                    .map(|i| x[i] as i64 * (buf[o * stride + i] as i8) as i64)
+                    .sum();
+                assert_eq!(y[o] as i64, want, "case {case} row {o}");
+            }
+            if n_out > 0 {
+                let err = Err(shape_error("matvec_i32_strided"));
+                assert_eq!(
+                    matvec_i32_strided(&x[..n], &w[..len - 1], stride, &mut y[..n_out]),
+                    err
+                );
+                assert_eq!(matvec_i32_strided(&x[..n], w, n - 1, &mut y[..n_out]), err);
+            }
+        }
+        assert_eq!(
+            matvec_i32_strided(&[], &[0; 4], 1, &mut [0; 1]),
+            Err(shape_error("matvec_i32_strided"))
+        );
+        assert_eq!(
+            crate::kernels::i8_as_bytes(&[-128, -1, 0, 1, 127]),
+            &[0x80, 0xFF, 0, 1, 0x7F]
+        );
+    }
 
     #[test]
     fn matvec_i32_is_the_sum_of_products() {

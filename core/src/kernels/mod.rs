@@ -47,7 +47,7 @@ pub mod portable {
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, qk_scores, softmax_f32};
     pub use super::conv2d::conv2d;
-    pub use super::linear::{dot_i8, linear, matvec_i32};
+    pub use super::linear::{dot_i8, linear, matvec_i32, matvec_i32_strided};
     pub use super::pool::max_pool2d;
 }
 
@@ -77,6 +77,30 @@ pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<()
     return dsp::matvec_i32(input, weights, output);
     #[cfg(not(aka_dsp))]
     return portable::matvec_i32(input, weights, output);
+}
+
+/// [`matvec_i32`] over rows `stride` bytes apart; see [`portable::matvec_i32_strided`]. On
+/// Armv7E-M the same fully connected loop (when `n` and `stride` are multiples of 4).
+pub fn matvec_i32_strided(
+    input: &[i8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::matvec_i32_strided(input, weights, stride, output);
+    #[cfg(not(aka_dsp))]
+    return portable::matvec_i32_strided(input, weights, stride, output);
+}
+
+/// `x` viewed as raw bytes, the way kernels take weights (read back as `b as i8`): e.g. the GPT's
+/// int8 V cache as the rows of [`matvec_i32_strided`]. (The crate's only `unsafe` outside the
+/// DSP kernels; `bytemuck::cast_slice` would do the same.)
+#[allow(unsafe_code)]
+pub fn i8_as_bytes(x: &[i8]) -> &[u8] {
+    // SAFETY: `i8` and `u8` have the same size and alignment and every bit pattern is valid for
+    // both; the result borrows `x` immutably for its whole lifetime.
+    unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len()) }
 }
 
 /// 2-D convolution; see [`portable::conv2d`] for the definition and shapes.

@@ -490,6 +490,41 @@ fn check_matvec(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     t.check(ok, "matvec_i32", case);
 }
 
+/// `matvec_i32_strided` (the GPT's P·V over the transposed V cache): rows of `n` bytes, `stride`
+/// apart; strides that are multiples of 4 (the DSP path) and any other.
+fn check_matvec_strided(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    let n_in = match rng.below(2) {
+        0 => 4 * (1 + rng.below(32) as usize),
+        _ => 1 + rng.below(130) as usize,
+    };
+    let stride = match rng.below(2) {
+        0 => n_in.next_multiple_of(4) + 4 * rng.below(8) as usize,
+        _ => n_in + rng.below(9) as usize,
+    };
+    let n_out = 1 + rng.below(((W_CAP - 3 - n_in) / stride).min(X_CAP / 4).min(70) as u32) as usize;
+    let len = (n_out - 1) * stride + n_in;
+    let align = rng.below(4) as usize;
+    fill_w(rng, &mut b.w[align..align + len]);
+    fill_x(rng, &mut b.x[..n_in]);
+    let (x, w) = (&b.x[..n_in], &b.w[align..align + len]);
+    b.s_dsp[..n_out].fill(0x5555);
+    b.s_ref[..n_out].fill(0x2a2a);
+    let r1 = kernels::matvec_i32_strided(x, w, stride, &mut b.s_dsp[..n_out]);
+    let r2 = portable::matvec_i32_strided(x, w, stride, &mut b.s_ref[..n_out]);
+    t.on_dsp_path(n_in.is_multiple_of(4) && (stride == n_in || stride.is_multiple_of(4)));
+    let ok = r1 == r2 && r1.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
+    if !ok {
+        defmt::error!(
+            "matvec_i32_strided {=usize}x{=usize} stride {=usize} align {=usize}",
+            n_in,
+            n_out,
+            stride,
+            align
+        );
+    }
+    t.check(ok, "matvec_i32_strided", case);
+}
+
 fn check_dot(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let n = rng.below(600) as usize;
     let (xa, wa) = (rng.below(4) as usize, rng.below(4) as usize);
@@ -696,7 +731,7 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 9] = [
+    let kernels: [(&str, Check, u32); 10] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("conv2d", check_conv, 2000),
@@ -704,6 +739,7 @@ fn main() -> ! {
         ("relu", check_relu, 300),
         ("qk_scores", check_qk, 800),
         ("matvec_i32", check_matvec, 800),
+        ("matvec_i32_strided", check_matvec_strided, 500),
         ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
     ];

@@ -26,7 +26,7 @@
 use core::mem::MaybeUninit;
 
 use super::{sxtb16, sxtb16_ror8, word_i8, zl2p1};
-use crate::kernels::linear::{check_linear, check_matvec_i32};
+use crate::kernels::linear::{check_linear, check_matvec_i32, check_matvec_i32_strided};
 use crate::kernels::{portable, OutputStage};
 use crate::Error;
 
@@ -407,8 +407,9 @@ impl Rows {
         }
     }
 
-    /// The argument block with the geometry filled in (outputs and parameters still null).
-    fn args(&self, xbuf: &[MaybeUninit<u32>], weights: &[u8], n: usize) -> FcArgs {
+    /// The argument block with the geometry filled in (outputs and parameters still null): rows
+    /// of `n` bytes, `stride` bytes apart (`stride >= n`, `stride % 4 == 0` or `stride == n`).
+    fn args(&self, xbuf: &[MaybeUninit<u32>], weights: &[u8], n: usize, stride: usize) -> FcArgs {
         let (k, head, words) = (self.k, self.head, self.words);
         let x = xbuf.as_ptr().cast::<u32>();
         FcArgs {
@@ -421,7 +422,7 @@ impl Rows {
             out_end: core::ptr::null_mut(),
             x,
             x_end: x.wrapping_add(2 * words),
-            advance: (2 * n - 4 * words) as i32,
+            advance: (2 * stride - 4 * words) as i32,
             entry: 0,
             duff: 0,
             pairs: (words / 2) as u32,
@@ -432,7 +433,7 @@ impl Rows {
             act_min: 0,
             act_max: 0,
             p0: weights.as_ptr().wrapping_add(head),
-            p1: weights.as_ptr().wrapping_add(head + n),
+            p1: weights.as_ptr().wrapping_add(head + stride),
             flags: (words % 2) as u32 | if k != 0 { 2 } else { 0 },
         }
     }
@@ -445,39 +446,71 @@ pub(in crate::kernels) fn matvec_i32(
     output: &mut [i32],
 ) -> Result<(), Error> {
     check_matvec_i32(input, weights, output)?;
+    matvec_i32_rows(input, weights, input.len(), output);
+    Ok(())
+}
+
+/// [`crate::kernels::matvec_i32_strided`] for Armv7E-M.
+pub(in crate::kernels) fn matvec_i32_strided(
+    input: &[i8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32_strided(input, weights, stride, output)?;
+    matvec_i32_rows(input, weights, stride, output);
+    Ok(())
+}
+
+/// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
+/// `weights`, `stride >= n = input.len() >= 1`).
+fn matvec_i32_rows(input: &[i8], weights: &[u8], stride: usize, output: &mut [i32]) {
     let n = input.len();
     let n_out = output.len();
-    if !n.is_multiple_of(4) || n > MAX_IN || n_out == 0 {
-        return portable::matvec_i32(input, weights, output);
+    if !n.is_multiple_of(4)
+        || (stride != n && !stride.is_multiple_of(4))
+        || n > MAX_IN
+        || n_out == 0
+    {
+        for (o, y) in output.iter_mut().enumerate() {
+            *y = portable::dot_i8(
+                input,
+                weights.get(o * stride..o * stride + n).unwrap_or(&[]),
+            );
+        }
+        return;
     }
+    // Every row starts at the same `addr % 4` (stride a multiple of 4, or rows back to back with
+    // n a multiple of 4).
     let rows = Rows::new(weights, n);
     let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; XBUF_WORDS];
     rows.extend(input, &mut xbuf);
-    let mut args = rows.args(&xbuf, weights, n);
+    let mut args = rows.args(&xbuf, weights, n, stride);
     let even = n_out & !1;
     if even > 0 {
         args.out = output.as_mut_ptr().cast();
         args.out_end = output.as_mut_ptr().wrapping_add(even).cast();
-        // SAFETY: shapes checked above: `weights` holds n_out rows of n bytes; for each of the
-        // `even / 2` pairs the kernel reads the aligned middle (words·4 bytes from row + head),
-        // and the head word (row bytes 0..4) and tail word (n-4..n) when k != 0, all inside the
-        // rows since n >= 4; `xbuf` holds 2·words (+ 4 when k != 0) initialised words, 4-aligned.
-        // It writes output[..even] (int32, 4-aligned) and reads no per-channel parameters.
+        // SAFETY: shapes checked by the callers: `weights` holds n_out rows of n bytes, `stride`
+        // apart; for each of the `even / 2` pairs the kernel reads the aligned middle (words·4
+        // bytes from row + head), and the head word (row bytes 0..4) and tail word (n-4..n) when
+        // k != 0, all inside the rows since n >= 4; `xbuf` holds 2·words (+ 4 when k != 0)
+        // initialised words, 4-aligned. It writes output[..even] (int32, 4-aligned) and reads no
+        // per-channel parameters.
         unsafe { fc_rows2_i32(&mut args) };
     }
     if n_out % 2 == 1 {
         let o = n_out - 1;
-        let row = weights.as_ptr().wrapping_add(o * n + rows.head);
+        let row = weights.as_ptr().wrapping_add(o * stride + rows.head);
         let mut out2 = [0i32; 2];
         args.out = out2.as_mut_ptr().cast();
         args.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
         args.p0 = row;
         args.p1 = row;
+        args.advance = 0;
         // SAFETY: as above for the single row `o` (read twice) into 2 local int32.
         unsafe { fc_rows2_i32(&mut args) };
         output[o] = out2[0];
     }
-    Ok(())
 }
 
 /// [`crate::kernels::linear()`] for Armv7E-M.
@@ -513,7 +546,7 @@ pub(in crate::kernels) fn linear(
         zp: stage.zero_point as i32,
         act_min: stage.act_min as i32,
         act_max: stage.act_max as i32,
-        ..rows.args(&xbuf, weights, n)
+        ..rows.args(&xbuf, weights, n, n)
     };
     let even = n_out & !1;
     if even > 0 {

@@ -307,9 +307,7 @@ pub(in crate::kernels) fn qk_scores(
         // One query (decoding): the keys are the rows of a matrix-vector product, which the
         // fully connected loop does with the query sign-extended once (half the work of a 2x2
         // tile with a duplicated query row).
-        // SAFETY: `i8` and `u8` have the same size and alignment; the bytes are only read.
-        let k_bytes = unsafe { core::slice::from_raw_parts(k.as_ptr().cast::<u8>(), k.len()) };
-        return super::fc::matvec_i32(q, k_bytes, scores);
+        return super::fc::matvec_i32(q, crate::kernels::i8_as_bytes(k), scores);
     }
     if !d.is_multiple_of(4) || d > MAX_D || tk < 2 || tq == 0 {
         return portable::qk_scores(q, k, d, scores);
