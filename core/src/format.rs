@@ -416,6 +416,11 @@ impl<T, const N: usize> FixedList<T, N> {
         self.items.get(..self.len).unwrap_or(&[])
     }
 
+    /// The stored items, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.items.get_mut(..self.len).unwrap_or(&mut [])
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -586,6 +591,11 @@ pub struct GptVocab<'a> {
 /// channel) and the embedding tables (`[rows][d]`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QMatrix<'a> {
+    /// 0 to [`MAX_PAD`] ignored bytes, chosen by the exporter so that `weights` starts at a
+    /// multiple of 4 bytes from the start of the file: loaded at a 4-aligned address (as the
+    /// firmware embeds it), every row is then word-aligned when `cols % 4 == 0`, which saves the
+    /// DSP loop its unaligned head and tail words.
+    pub pad: &'a [u8],
     /// int8, `rows * cols` bytes, row-major.
     pub weights: &'a [u8],
     /// f32 LE, `rows * 4` bytes, each finite and > 0.
@@ -595,6 +605,7 @@ pub struct QMatrix<'a> {
 impl QMatrix<'_> {
     /// An empty matrix (placeholder in fixed-capacity arrays).
     pub const EMPTY: QMatrix<'static> = QMatrix {
+        pad: &[],
         weights: &[],
         scales: &[],
     };
@@ -723,6 +734,34 @@ impl GptBlock<'_> {
                 .sum::<usize>()
             + self.w3.as_ref().map_or(0, QMatrix::param_bytes)
             + self.act_lut.len()
+    }
+}
+
+/// Most padding bytes before a [`QMatrix`]'s weights.
+pub const MAX_PAD: usize = 3;
+
+impl<'a> GptDesc<'a> {
+    /// Calls `f` on every int8 matrix in file order: `tok_emb`, `pos_emb`, per block `wq wk wv
+    /// wo w1 w3 w2`, `lm_head` (the order in which the exporter pads them, see [`QMatrix::pad`]).
+    pub fn for_each_matrix_mut(&mut self, mut f: impl FnMut(&mut QMatrix<'a>)) {
+        f(&mut self.tok_emb);
+        if let Some(m) = &mut self.pos_emb {
+            f(m);
+        }
+        for b in self.blocks.as_mut_slice() {
+            f(&mut b.wq);
+            f(&mut b.wk);
+            f(&mut b.wv);
+            f(&mut b.wo);
+            f(&mut b.w1);
+            if let Some(m) = &mut b.w3 {
+                f(m);
+            }
+            f(&mut b.w2);
+        }
+        if let Some(m) = &mut self.lm_head {
+            f(m);
+        }
     }
 }
 

@@ -76,7 +76,7 @@
 use crate::format::{check_header, valid_scale};
 use crate::format::{
     Body, GptBlock, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, Metadata, ModelFile,
-    NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS,
+    NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
 };
 use crate::kernels::{
     dot_i8, dot_i8_i8, exp_shifted, i8_as_bytes, matvec_i32, matvec_i32_strided, qk_scores,
@@ -357,15 +357,14 @@ impl<'a> GptModel<'a> {
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
+            // This token's slots in the cache: K `[head][block][hd]` at (head, pos); V
+            // transposed, `[d][block]` (so that P·V reads rows), at column pos.
             let k_slot = |r: usize| (r / hd.max(1)) * kv_head + pos * hd + r % hd.max(1);
             if rope {
                 // q, k in f32, rotated, then quantized.
-                rows_into(a, &blk.wq, q, &mut acc, |o, v, sw| {
-                    *o = v as f32 * (s_in * sw)
-                });
-                rows_into(a, &blk.wk, k, &mut acc, |o, v, sw| {
-                    *o = v as f32 * (s_in * sw)
-                });
+                let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
+                rows_into(a, &blk.wq, q, &mut acc, dq);
+                rows_into(a, &blk.wk, k, &mut acc, dq);
                 rope_rotate(q, hd, cos, sin);
                 rope_rotate(k, hd, cos, sin);
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
@@ -387,8 +386,6 @@ impl<'a> GptModel<'a> {
                     }
                 });
             }
-            // V is stored transposed, `[d][block]`, so that P·V is one contiguous dot product
-            // per output.
             rows(a, &blk.wv, d, &mut acc, |r, v, sw| {
                 if let Some(o) = vl.get_mut(r * dm.block + pos) {
                     *o = quantize(v as f32, (s_in * sw) * inv_v);
@@ -695,8 +692,8 @@ pub fn quantize(v: f32, m: f32) -> i8 {
 }
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
-/// [`GptModel::forward`] (512 bytes), reused by every projection of the token.
-const ACC_ROWS: usize = 128;
+/// [`GptModel::forward`] (1 KiB), reused by every projection of the token.
+const ACC_ROWS: usize = 256;
 
 /// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
 /// `chunk(r0, sums, scales)` with the exact i32 sums `Σ x·W[r]` of rows `r0..r0 + sums.len()`
@@ -898,6 +895,9 @@ fn check_matrix(
     cols: usize,
 ) -> Result<(), Error> {
     let n = rows.checked_mul(cols).ok_or(overflow(block))?;
+    if m.pad.len() > MAX_PAD {
+        return Err(param(block, "more than 3 padding bytes before a matrix"));
+    }
     check_len(block, names.0, n, m.weights)?;
     check_len(
         block,
@@ -1287,6 +1287,7 @@ mod tests {
 
     fn qm(m: &(Vec<u8>, Vec<u8>)) -> QMatrix<'_> {
         QMatrix {
+            pad: &[],
             weights: &m.0,
             scales: &m.1,
         }

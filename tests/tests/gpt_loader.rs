@@ -112,6 +112,22 @@ fn valid_files_load_and_run() {
 }
 
 #[test]
+fn exported_matrices_start_at_multiples_of_4_bytes() {
+    for f in files() {
+        let m = GptModel::load(f).unwrap();
+        let mut desc = m.desc().clone();
+        let mut n = 0;
+        desc.for_each_matrix_mut(|q| {
+            let off = q.weights.as_ptr() as usize - f.as_ptr() as usize;
+            assert_eq!(off % 4, 0, "matrix {n} at file offset {off}");
+            assert!(q.pad.len() <= 3 && q.pad.iter().all(|&b| b == 0));
+            n += 1;
+        });
+        assert!(n >= 7, "{n} matrices");
+    }
+}
+
+#[test]
 fn every_truncation_is_an_error() {
     for f in files() {
         for n in 0..f.len() {
