@@ -44,20 +44,20 @@
 //! plain `+ - * /` in the order written (no fused multiply-add; Rust never contracts), plus
 //! `libm::sqrtf` and [`crate::kernels::exp_f32`], so the host and a Cortex-M4F produce identical
 //! bits. Wherever a projection's output is only used quantized, it goes from the i32 sum to int8
-//! in one step (`Q(Σ, (s_in·s_w[c])·(1/s_out))`, no f32 vector in between).
+//! in one step (`Q(Σ, s_w[c]·(s_in·(1/s_out)))`, no f32 vector in between).
 //!
 //! | step | computation (f32 unless noted) | stored in the file |
 //! |------|--------------------------------|--------------------|
 //! | embed | `x[i] = s_tok[t]·E[t][i]` (+ `s_pos[p]·P[p][i]` if learned positions) | `tok_emb`, `pos_emb`: int8 rows + per-row f32 scale |
-//! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrtf((Σ(x−μ)²)/d+ε)`; or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
-//! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], (s_attn_in·s_wq[c])·(1/s_q))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
+//! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrtf(max((Σx²)/d − μ², 0)+ε)` (one pass); or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
+//! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], s_wq[c]·(s_attn_in·(1/s_q)))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
 //! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | |
 //! | scores | `e[t] = (Σ qq·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
 //! | softmax | `m = max e`; `u = exp_f32(e − m)`; `P = Q(u, 127 / Σu)` (so `0..=127`, scale `1/127`) | |
 //! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], ((1/127)·s_v)·(1/s_attn_out))`; heads concatenated | |
 //! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
-//! | MLP | `a = Q(norm₂(x), 1/s_mlp_in)`; `g[c] = Q(Σ a·W1[c], (s_mlp_in·s_w1[c])·(1/s_gate))`; Gelu: `h[c] = act_lut[g[c]]`; gated: `h[c] = Q((act_lut[g[c]] as f32·s_act)·u[c], 1/s_mlp_hidden)` with `u[c] = (Σ a·W3[c]) as f32·(s_mlp_in·s_w3[c])`; `x += (Σ h·W2[c]) as f32·(s_mlp_hidden·s_w2[c])` | `w1 w3 w2`, `mlp_in_scale`, `mlp_gate_scale`, `act_lut`, `mlp_act_scale` (= `mlp_hidden_scale` for Gelu), `mlp_hidden_scale` |
+//! | MLP | `a = Q(norm₂(x), 1/s_mlp_in)`; `g[c] = Q(Σ a·W1[c], s_w1[c]·(s_mlp_in·(1/s_gate)))`; Gelu: `h[c] = act_lut[g[c]]`; gated: `h[c] = Q((act_lut[g[c]] as f32·s_act)·u[c], 1/s_mlp_hidden)` with `u[c] = (Σ a·W3[c]) as f32·(s_mlp_in·s_w3[c])`; `x += (Σ h·W2[c]) as f32·(s_mlp_hidden·s_w2[c])` | `w1 w3 w2`, `mlp_in_scale`, `mlp_gate_scale`, `act_lut`, `mlp_act_scale` (= `mlp_hidden_scale` for Gelu), `mlp_hidden_scale` |
 //! | head | `logits[c] = (Σ Q(norm_f(x), 1/s_head_in)·H[c]) as f32 · (s_head_in·s_h[c])`; tied: `H = E`, `s_h = s_tok` | `lm_head` (untied), `head_in_scale` |
 //!
 //! The activation (GELU, tanh approximation, or SiLU) is a 256-entry table over the int8 `g`
@@ -79,7 +79,7 @@ use crate::format::{
     NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
 };
 use crate::kernels::{
-    dot_i8, dot_i8_i8, exp_shifted, i8_as_bytes, matvec_i32, matvec_i32_strided, qk_scores,
+    dot_i8, dot_i8_i8, exp_minus, i8_as_bytes, matvec_i32, matvec_i32_strided, qk_scores,
 };
 use crate::Error;
 
@@ -313,8 +313,8 @@ impl<'a> GptModel<'a> {
         let qq = take(&mut cbuf, d, too_small)?; // [d] quantized queries
         let hq = take(&mut cbuf, hidden, too_small)?; // [hidden] quantized activation
         let pq = take(&mut cbuf, dm.block, too_small)?; // [block] one head's probabilities
-                                                        // i32 sums of one matvec_i32 call, reused by every projection of this token.
-        let mut acc = [0i32; ACC_ROWS];
+                                                        // [ACC_ROWS] i32 sums of one matvec_i32 call, reused by every projection of the token.
+        let acc = &mut [0i32; ACC_ROWS];
 
         let desc = &self.desc;
         let cfg = &desc.config;
@@ -357,14 +357,16 @@ impl<'a> GptModel<'a> {
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
+            // Requantization multipliers without the per-row weight scale.
+            let (mq, mk, mv) = (s_in * inv_q, s_in * inv_k, s_in * inv_v);
             // This token's slots in the cache: K `[head][block][hd]` at (head, pos); V
             // transposed, `[d][block]` (so that P·V reads rows), at column pos.
             let k_slot = |r: usize| (r / hd.max(1)) * kv_head + pos * hd + r % hd.max(1);
             if rope {
                 // q, k in f32, rotated, then quantized.
                 let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
-                rows_into(a, &blk.wq, q, &mut acc, dq);
-                rows_into(a, &blk.wk, k, &mut acc, dq);
+                rows_into(a, &blk.wq, q, acc, dq);
+                rows_into(a, &blk.wk, k, acc, dq);
                 rope_rotate(q, hd, cos, sin);
                 rope_rotate(k, hd, cos, sin);
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
@@ -377,18 +379,18 @@ impl<'a> GptModel<'a> {
                 }
             } else {
                 // q, k straight from the i32 sums to int8.
-                rows_into(a, &blk.wq, qq, &mut acc, |o, v, sw| {
-                    *o = quantize(v as f32, (s_in * sw) * inv_q);
+                rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
+                    *o = quantize(v as f32, sw * mq);
                 });
-                rows(a, &blk.wk, d, &mut acc, |r, v, sw| {
+                rows(a, &blk.wk, d, acc, |r, v, sw| {
                     if let Some(o) = kl.get_mut(k_slot(r)) {
-                        *o = quantize(v as f32, (s_in * sw) * inv_k);
+                        *o = quantize(v as f32, sw * mk);
                     }
                 });
             }
-            rows(a, &blk.wv, d, &mut acc, |r, v, sw| {
+            rows(a, &blk.wv, d, acc, |r, v, sw| {
                 if let Some(o) = vl.get_mut(r * dm.block + pos) {
-                    *o = quantize(v as f32, (s_in * sw) * inv_v);
+                    *o = quantize(v as f32, sw * mv);
                 }
             });
 
@@ -402,8 +404,8 @@ impl<'a> GptModel<'a> {
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
                                                                                      // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
-                head_scores(qh, kh, score_scale, &mut acc, sc);
-                softmax_q(sc, pq.get_mut(..n).unwrap_or(&mut []));
+                let max = head_scores(qh, kh, score_scale, acc, sc);
+                softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
@@ -428,28 +430,26 @@ impl<'a> GptModel<'a> {
                 }
             }
             let s_o = blk.attn_out_scale;
-            rows_into(a, &blk.wo, x, &mut acc, |o, v, sw| {
-                *o += v as f32 * (s_o * sw)
-            });
+            rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
 
             // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
             let s_in = blk.mlp_in_scale;
-            let inv_gate = 1.0 / blk.mlp_gate_scale;
+            let mg = s_in * (1.0 / blk.mlp_gate_scale);
             let lut: &[u8; ACT_LUT_LEN] = blk
                 .act_lut
                 .try_into()
                 .map_err(|_| param(Some(l), "act_lut must have 256 entries"))?;
             let act = |v: i32, sw: f32| -> i8 {
-                let g = quantize(v as f32, (s_in * sw) * inv_gate);
+                let g = quantize(v as f32, sw * mg);
                 lut[g as u8 as usize] as i8
             };
             match &blk.w3 {
-                None => rows_into(a, &blk.w1, hq, &mut acc, |o, v, sw| *o = act(v, sw)),
+                None => rows_into(a, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
                 Some(w3) => {
-                    rows_into(a, w3, u, &mut acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+                    rows_into(a, w3, u, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
                     let (s_act, inv_h) = (blk.mlp_act_scale, 1.0 / blk.mlp_hidden_scale);
-                    rows(a, &blk.w1, hidden, &mut acc, |r, v, sw| {
+                    rows(a, &blk.w1, hidden, acc, |r, v, sw| {
                         if let (Some(o), Some(&ur)) = (hq.get_mut(r), u.get(r)) {
                             *o = quantize((act(v, sw) as f32 * s_act) * ur, inv_h);
                         }
@@ -457,18 +457,14 @@ impl<'a> GptModel<'a> {
                 }
             }
             let s_h = blk.mlp_hidden_scale;
-            rows_into(hq, &blk.w2, x, &mut acc, |o, v, sw| {
-                *o += v as f32 * (s_h * sw)
-            });
+            rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
         }
 
         // ---- head: logits = H · Q(norm_f(x)) ----
         norm_q(cfg.norm, cfg.norm_eps, x, &desc.ln_f, desc.head_in_scale, a);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
         let s_in = desc.head_in_scale;
-        rows_into(a, head, logits, &mut acc, |o, v, sw| {
-            *o = v as f32 * (s_in * sw)
-        });
+        rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
         Ok(logits)
     }
 
@@ -765,12 +761,14 @@ fn rows(
 
 /// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,
 /// `hd = q.len()`), through [`qk_scores`] [`ACC_ROWS`] keys at a time (the same exact i32 sums
-/// as one [`dot_i8_i8`] per key).
-fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) {
+/// as one [`dot_i8_i8`] per key). Returns `max e` (`-inf` if empty), taken on the integer sums:
+/// `i32 → f32` and `· scale > 0` are monotonic, so it is the maximum of the products.
+fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) -> f32 {
     let hd = q.len();
-    if hd == 0 {
-        return;
+    if hd == 0 || e.is_empty() {
+        return f32::NEG_INFINITY;
     }
+    let mut best = i32::MIN;
     for (ci, ys) in e.chunks_mut(ACC_ROWS).enumerate() {
         let n = ys.len();
         let t0 = ci * ACC_ROWS;
@@ -783,31 +781,30 @@ fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mu
             }
         }
         for (y, &v) in ys.iter_mut().zip(sums.iter()) {
+            best = best.max(v);
             *y = v as f32 * scale;
         }
     }
+    best as f32 * scale
 }
 
 /// `out = Q(norm(x), 1/s)`: LayerNorm `(v−μ)·rstd·w + b` with `μ = (Σx)/d`,
-/// `rstd = 1/sqrtf((Σ(x−μ)²)/d + ε)`, or RMSNorm `v·r·w` with `r = 1/sqrtf((Σx²)/d + ε)` (sums
-/// left to right), quantized with `1/s`.
+/// `rstd = 1/sqrtf(max((Σx²)/d − μ², 0) + ε)` (one pass over `x`), or RMSNorm `v·r·w` with
+/// `r = 1/sqrtf((Σx²)/d + ε)` (sums left to right), quantized with `1/s`.
 fn norm_q(kind: GptNorm, eps: f32, x: &[f32], p: &NormParams, s: f32, out: &mut [i8]) {
     let n = x.len() as f32;
     let inv_s = 1.0 / s;
     let w = p.weight.chunks_exact(4).map(le_f32);
     match kind {
         GptNorm::LayerNorm => {
-            let mut sum = 0.0f32;
+            let (mut sum, mut sq) = (0.0f32, 0.0f32);
             for &v in x {
                 sum += v;
+                sq += v * v;
             }
             let mean = sum / n;
-            let mut var = 0.0f32;
-            for &v in x {
-                let c = v - mean;
-                var += c * c;
-            }
-            let rstd = 1.0 / libm::sqrtf(var / n + eps);
+            let var = (sq / n - mean * mean).max(0.0);
+            let rstd = 1.0 / libm::sqrtf(var + eps);
             let b = p.bias.unwrap_or(&[]).chunks_exact(4).map(le_f32);
             for ((o, &v), (wi, bi)) in out.iter_mut().zip(x).zip(w.zip(b)) {
                 *o = quantize((v - mean) * rstd * wi + bi, inv_s);
@@ -847,12 +844,13 @@ fn rope_rotate(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
     }
 }
 
-/// The softmax of `scores` quantized at scale [`PROB_SCALE`]: `u = exp_f32(e − max e)`
-/// ([`exp_shifted`]), `P = Q(u, 127 / Σu)`, so `0..=127`. (`scores` is left holding `u`.)
-fn softmax_q(scores: &mut [f32], out: &mut [i8]) {
-    let k = 127.0 / exp_shifted(scores);
+/// The softmax of `scores` (whose maximum is `max`) quantized at scale [`PROB_SCALE`]:
+/// `u = exp_f32(e − max)` ([`exp_minus`]), `P = Q(u, 127 / Σu)`, so `0..=127`. (`scores` is
+/// left holding `u`.)
+fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
+    let k = 127.0 / exp_minus(scores, max);
     for (o, &u) in out.iter_mut().zip(scores.iter()) {
-        *o = quantize(u, k).max(0);
+        *o = quantize(u, k); // u >= 0 and k > 0 (or NaN: 0)
     }
 }
 

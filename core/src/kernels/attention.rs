@@ -54,26 +54,27 @@ pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
 
 /// In-place softmax: `x[i] = exp(x[i] - max) / Σ_j exp(x[j] - max)`.
 ///
-/// Computed as [`exp_shifted`] (`e[i] = `[`exp_f32`]`(x[i] - max)` and `Σ e`), then every `e[i]`
-/// is multiplied by `1.0 / sum`. Every step is plain IEEE-754 `f32` arithmetic, so the host and a
-/// Cortex-M4F FPU give bit-identical results. `-inf` entries (masked positions) become exactly 0
-/// as long as one entry is finite; an empty slice is left alone.
+/// Computed as: `max` over `x` (NaNs ignored), [`exp_minus`] (`e[i] = `[`exp_f32`]`(x[i] -
+/// max)` and `Σ e`), then every `e[i]` is multiplied by `1.0 / sum`. Every step is plain
+/// IEEE-754 `f32` arithmetic, so the host and a Cortex-M4F FPU give bit-identical results.
+/// `-inf` entries (masked positions) become exactly 0 as long as one entry is finite; an empty
+/// slice is left alone.
 pub fn softmax_f32(x: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    let inv = 1.0 / exp_shifted(x);
+    let max = x
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let inv = 1.0 / exp_minus(x, max);
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
-/// The unnormalized softmax: `x[i] = `[`exp_f32`]`(x[i] - max)` in place, `max` over `x` (NaNs
-/// ignored); returns `Σ x[i]` summed left to right (0 for an empty slice).
-pub fn exp_shifted(x: &mut [f32]) -> f32 {
-    let max = x
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+/// The unnormalized softmax given the maximum `max` of `x`: `x[i] = `[`exp_f32`]`(x[i] - max)`
+/// in place; returns `Σ x[i]` summed left to right (0 for an empty slice).
+pub fn exp_minus(x: &mut [f32], max: f32) -> f32 {
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
         *v = exp_f32(*v - max);
@@ -94,19 +95,28 @@ pub fn exp_shifted(x: &mut [f32]) -> f32 {
 /// Cortex-M4F).
 #[inline]
 pub fn exp_f32(x: f32) -> f32 {
+    // One integer compare for the common case |x| < 86.6 (NaN and ±inf fail it too).
+    if x.to_bits() & 0x7fff_ffff >= 86.6f32.to_bits() {
+        return if x.is_nan() {
+            x
+        } else if x < -86.6 {
+            0.0
+        } else if x > 88.7 {
+            f32::INFINITY
+        } else {
+            exp_core(x)
+        };
+    }
+    exp_core(x)
+}
+
+/// [`exp_f32`] without the range checks: `x` in `[-86.6, 88.7]`.
+#[inline(always)]
+fn exp_core(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4; // 355/512: exact, and n·LN2_HI is exact for |n| < 2^15
     const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 - LN2_HI
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: (y + MAGIC) - MAGIC rounds y to an integer
-    if !(-86.6..=88.7).contains(&x) {
-        return if x.is_nan() {
-            x
-        } else if x < 0.0 {
-            0.0
-        } else {
-            f32::INFINITY
-        };
-    }
     let n = (x * LOG2E + MAGIC) - MAGIC; // integer in [-125, 128]
     let r = (x - n * LN2_HI) - n * LN2_LO; // |r| <= ~0.347
     let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r

@@ -36,7 +36,7 @@ pub mod pool;
 mod dsp;
 
 pub use activation::argmax;
-pub use attention::{exp_f32, exp_shifted};
+pub use attention::{exp_f32, exp_minus};
 pub use conv2d::Conv2dGeometry;
 pub use pool::Pool2dGeometry;
 

@@ -228,6 +228,18 @@ macro_rules! fc_outputs {
     };
 }
 
+/// `r3 = x_end` again before the next pair: the requantizing output stages use r3 (the `i32`
+/// one does not, and the per-row extras at `30:` restore it themselves).
+#[rustfmt::skip]
+macro_rules! fc_reload_x_end {
+    (i32) => {
+        ""
+    };
+    ($v:ident) => {
+        "ldr r3, [lr, #32]\n"
+    };
+}
+
 #[rustfmt::skip]
 macro_rules! fc_slow {
     (i32) => {
@@ -298,7 +310,7 @@ macro_rules! fc_kernel {
             "add r1, r1, r4",
             "add r2, r2, r4",
             "ldr r0, [lr, #28]",
-            "ldr r3, [lr, #32]",
+            fc_reload_x_end!($v),
             "ldr pc, [lr, #40]",
             "90:",
             "pop {{r4-r11, pc}}",
