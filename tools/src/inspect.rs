@@ -304,6 +304,24 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         if let Some(w3) = &blk.w3 {
             tensors.push(qmatrix(&n, "w3", h, d, w3, ""));
         }
+        tensors.push(Tensor {
+            block: n.clone(),
+            name: "act_lut".into(),
+            shape: blk.act_lut.len().to_string(),
+            params: 0,
+            int8: blk.act_lut.len() as u64,
+            f32s: 0,
+            note: format!(
+                "{} of the int8 up-projection (scale {:.5}), values at scale {:.5}",
+                if c.mlp == aka_core::format::GptMlp::SwiGlu {
+                    "SiLU"
+                } else {
+                    "GELU"
+                },
+                blk.mlp_gate_scale,
+                blk.mlp_act_scale
+            ),
+        });
         tensors.push(qmatrix(&n, "w2", d, h, &blk.w2, ""));
     }
     tensors.push(norm("", "ln_f", d, &desc.ln_f));
@@ -313,9 +331,13 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let vocab_bytes = m.vocab_chars().len() as u64;
     let mut rows: Vec<Vec<String>> = Vec::new();
     let (mut params, mut int8, mut f32s) = (0u64, 0u64, 0u64);
+    let mut int8_weights = 0u64; // int8 bytes of trained tensors (not the activation tables)
     for t in &tensors {
         params += t.params;
         int8 += t.int8;
+        if t.params > 0 {
+            int8_weights += t.int8;
+        }
         f32s += t.f32s;
         rows.push(vec![
             t.block.clone(),
@@ -369,8 +391,8 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         out,
         "parameters    {} ({} int8 weights + {} f32 norm values)",
         thousands(params),
-        thousands(int8),
-        thousands(params - int8)
+        thousands(int8_weights),
+        thousands(params - int8_weights)
     );
     let _ = writeln!(
         out,

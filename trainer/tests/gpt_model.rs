@@ -453,12 +453,36 @@ fn taps_names_shapes_and_values() {
         want.push((p("attn_probs"), vec![b, h, t, t]));
         want.push((p("attn_out"), vec![b, t, d]));
         want.push((p("mlp_in"), vec![b, t, d]));
+        want.push((p("mlp_gate"), vec![b, t, hid]));
+        want.push((p("mlp_act"), vec![b, t, hid]));
         want.push((p("mlp_hidden"), vec![b, t, hid]));
     }
     want.push(("head_in".into(), vec![b, t, d]));
     assert_eq!(seen, want);
     let plain = no_grad(|| model.forward(&ids, b, t, &mut Ctx::eval()));
     assert_eq!(*plain.value(), *traced.value());
+
+    // mlp_act is GELU (tanh approximation, GeGLU's gate activation) of mlp_gate, elementwise.
+    let (mut gate, mut act) = (None, None);
+    no_grad(|| {
+        model.forward_traced(&ids, b, t, &mut Ctx::eval(), &mut |name, x| match name {
+            "blocks.1.mlp_gate" => gate = Some(x.value().clone()),
+            "blocks.1.mlp_act" => act = Some(x.value().clone()),
+            _ => {}
+        })
+    });
+    let (gate, act) = (gate.unwrap(), act.unwrap());
+    assert!(gate.iter().any(|&g| g.abs() > 0.1));
+    for (&g, &a) in gate.iter().zip(act.iter()) {
+        let g = g as f64;
+        let want = 0.5
+            * g
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh());
+        assert!(
+            (a as f64 - want).abs() < 1e-5,
+            "gelu({g}) = {a}, want {want}"
+        );
+    }
 
     // The head input tap reproduces the logits through the (tied) head.
     let mut head_in = None;
