@@ -33,9 +33,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"AKAM";
 /// The format version written by this crate and the only one it reads.
-///
-/// Version 2 added the pixel normalization to [`InputDesc`] (`pixel_mean`, `pixel_std`); version
-/// 1 files are rejected by the version check ([`crate::Error::UnsupportedVersion`]).
 pub const VERSION: u16 = 2;
 /// Capacity of a [`LayerList`] (the runtime allocates nothing, so the layer list is a fixed array).
 pub const MAX_LAYERS: usize = 16;
@@ -224,7 +221,8 @@ impl QuantParams {
 /// (the trainer's input normalization; `pixel_mean = 0, pixel_std = 1` is plain `p / 255`), and
 /// it is quantized with `quant` like any activation ([`crate::quant::quantize_pixel`]). The
 /// loader requires a finite `pixel_mean` and a finite, positive `pixel_std`
-/// ([`crate::Error::BadInput`]).
+/// ([`crate::Error::BadInput`]). `pixel_mean` and `pixel_std` are new in format version 2;
+/// version 1 files are refused by the version check ([`crate::Error::UnsupportedVersion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputDesc {
     /// Image: `H x W x C` (MNIST: 28 x 28 x 1).

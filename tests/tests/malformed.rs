@@ -147,7 +147,7 @@ fn wrong_magic_or_version() {
         bytes[4], VERSION as u8,
         "version varint right after the magic"
     );
-    for v in [0u16, 1, 3, 127, 128, 300, u16::MAX] {
+    for v in [0u16, VERSION - 1, VERSION + 1, 127, 128, 300, u16::MAX] {
         let mut b = bytes[..4].to_vec();
         b.extend(varint(v as u64));
         b.extend(&bytes[5..]);
