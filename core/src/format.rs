@@ -7,7 +7,7 @@
 //! ModelFile
 //! ├─ header:   Header { magic: *b"AKA\x01"-style 4 raw bytes, version: u16 (varint) }
 //! ├─ metadata: Metadata { task, labels, accuracies, seed, train_command }
-//! └─ body:     Body::Sequential(SequentialDesc { input: InputDesc, layers: LayerList })
+//! └─ body:     Body::Sequential(SequentialDesc { input: InputDesc { shape, quant, pixel_mean, pixel_std }, layers: LayerList })
 //!            | Body::Gpt(GptDesc { config, vocab, tok_emb, pos_emb?, rope?, blocks, ln_f, head_in_scale, lm_head?, eval })
 //! ```
 //!
@@ -211,12 +211,46 @@ impl QuantParams {
 }
 
 /// The model input.
+///
+/// For images, the **real value of pixel `p`** (a `u8`) is, in `f32` arithmetic,
+///
+/// ```text
+/// real(p) = (p as f32 / 255.0 - pixel_mean) / pixel_std
+/// ```
+///
+/// (the trainer's input normalization; `pixel_mean = 0, pixel_std = 1` is plain `p / 255`), and
+/// it is quantized with `quant` like any activation ([`crate::quant::quantize_pixel`]). The
+/// loader requires a finite `pixel_mean` and a finite, positive `pixel_std`
+/// ([`crate::Error::BadInput`]). `pixel_mean` and `pixel_std` are new in format version 2;
+/// version 1 files are refused by the version check ([`crate::Error::UnsupportedVersion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputDesc {
     /// Image: `H x W x C` (MNIST: 28 x 28 x 1).
     pub shape: Shape,
-    /// Quantization of the input; for images the real value of a pixel is `pixel / 255`.
+    /// Quantization of the (real, normalized) input.
     pub quant: QuantParams,
+    /// Subtracted from `p / 255`; finite.
+    pub pixel_mean: f32,
+    /// Divides `p / 255 - pixel_mean`; finite and > 0.
+    pub pixel_std: f32,
+}
+
+impl InputDesc {
+    /// An input of `shape` quantized with `quant`, without pixel normalization (`pixel_mean` 0,
+    /// `pixel_std` 1: pixel `p` is `p / 255`).
+    pub const fn new(shape: Shape, quant: QuantParams) -> Self {
+        Self {
+            shape,
+            quant,
+            pixel_mean: 0.0,
+            pixel_std: 1.0,
+        }
+    }
+
+    /// The real value of pixel `p`, see [`crate::quant::pixel_value`].
+    pub fn pixel_value(&self, pixel: u8) -> f32 {
+        crate::quant::pixel_value(pixel, self.pixel_mean, self.pixel_std)
+    }
 }
 
 /// One layer. Activations are NHWC int8; see each variant for its parameters.
@@ -853,4 +887,20 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
 /// A quantization scale the runtime accepts: finite and positive.
 pub(crate) fn valid_scale(scale: f32) -> bool {
     scale.is_finite() && scale > 0.0
+}
+
+/// Checks an input's pixel normalization: a finite `pixel_mean` and a finite, positive
+/// `pixel_std`.
+pub(crate) fn check_pixel_normalization(input: &InputDesc) -> Result<(), crate::Error> {
+    if !input.pixel_mean.is_finite() {
+        return Err(crate::Error::BadInput {
+            what: "pixel mean must be finite",
+        });
+    }
+    if !valid_scale(input.pixel_std) {
+        return Err(crate::Error::BadInput {
+            what: "pixel std must be finite and > 0",
+        });
+    }
+    Ok(())
 }

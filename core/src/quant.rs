@@ -137,11 +137,20 @@ pub fn quantize_f32(real: f32, scale: f32, zero_point: i8) -> i8 {
     q.clamp(i8::MIN as i32, i8::MAX as i32) as i8
 }
 
-/// Quantizes an 8-bit pixel: its real value is `pixel / 255` (computed in `f32`), then
+/// The real value of an 8-bit pixel under the input normalization `(mean, std)`:
+/// `(pixel as f32 / 255.0 - mean) / std`, exactly these `f32` operations in this order (the
+/// trainer computes its input batches with the same expression). `mean = 0, std = 1` gives
+/// `pixel / 255`.
+#[inline]
+pub fn pixel_value(pixel: u8, mean: f32, std: f32) -> f32 {
+    (pixel as f32 / 255.0 - mean) / std
+}
+
+/// Quantizes an 8-bit pixel: its real value [`pixel_value`]`(pixel, mean, std)`, then
 /// [`quantize_f32`] with the model's input scale and zero point.
 #[inline]
-pub fn quantize_pixel(pixel: u8, scale: f32, zero_point: i8) -> i8 {
-    quantize_f32(pixel as f32 / 255.0, scale, zero_point)
+pub fn quantize_pixel(pixel: u8, mean: f32, std: f32, scale: f32, zero_point: i8) -> i8 {
+    quantize_f32(pixel_value(pixel, mean, std), scale, zero_point)
 }
 
 /// Real value of an int8 quantity: `scale * (q - zero_point)`.
@@ -357,11 +366,30 @@ mod tests {
     fn quantize_pixels() {
         // scale 1/255, zp -128: pixel p -> p - 128.
         for p in 0..=255u8 {
-            assert_eq!(quantize_pixel(p, 1.0 / 255.0, -128), (p as i32 - 128) as i8);
+            assert_eq!(
+                quantize_pixel(p, 0.0, 1.0, 1.0 / 255.0, -128),
+                (p as i32 - 128) as i8
+            );
+            assert_eq!(pixel_value(p, 0.0, 1.0), p as f32 / 255.0);
         }
         // Clamping and ties.
-        assert_eq!(quantize_pixel(255, 0.001, 0), 127);
-        assert_eq!(quantize_pixel(0, 1.0, -128), -128);
+        assert_eq!(quantize_pixel(255, 0.0, 1.0, 0.001, 0), 127);
+        assert_eq!(quantize_pixel(0, 0.0, 1.0, 1.0, -128), -128);
+        // Normalized: (p / 255 - 0.5) / 0.25 spans [-2, 2] (by hand); at scale 0.01, zp 0:
+        // p = 0 -> -200 -> clamped to -128; p = 255 -> 200 -> clamped to 127;
+        // p = 51 -> (0.2 - 0.5) / 0.25 = -1.2, at scale 0.01 -> -120.
+        assert_eq!(pixel_value(0, 0.5, 0.25), -2.0);
+        assert_eq!(pixel_value(255, 0.5, 0.25), 2.0);
+        assert_eq!(quantize_pixel(0, 0.5, 0.25, 0.01, 0), -128);
+        assert_eq!(quantize_pixel(255, 0.5, 0.25, 0.01, 0), 127);
+        // p = 102 -> (0.4 - 0.5) / 0.25 = -0.4, at scale 0.02 -> -20.
+        assert_eq!(quantize_pixel(102, 0.5, 0.25, 0.02, 0), -20);
+        assert!((pixel_value(51, 0.5, 0.25) + 1.2).abs() < 1e-6);
+        assert_eq!(quantize_pixel(51, 0.5, 0.25, 0.01, 0), -120);
+        assert_eq!(quantize_pixel(51, 0.5, 0.25, 0.01, 7), -113);
+        // A huge value (tiny std) saturates instead of overflowing.
+        assert_eq!(quantize_pixel(255, 0.0, 1e-38, 1.0, 0), 127);
+        assert_eq!(quantize_pixel(0, 1.0, 1e-38, 1.0, 0), -128);
         assert_eq!(quantize_f32(0.5, 1.0, 0), 1);
         assert_eq!(quantize_f32(-0.5, 1.0, 0), -1);
         assert_eq!(quantize_f32(f32::NAN, 1.0, 3), 3);

@@ -1,7 +1,7 @@
 //! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
 //! caller-provided arena.
 
-use crate::format::{check_header, valid_scale};
+use crate::format::{check_header, check_pixel_normalization, valid_scale};
 use crate::format::{
     Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
     Requant, Shape, MAX_LAYERS,
@@ -26,7 +26,8 @@ pub struct SequentialModel<'a> {
     /// Largest activation (elements = bytes), input included.
     max_activation: usize,
     file_size: usize,
-    /// `pixel_lut[p]` = [`quantize_pixel`]`(p, input scale, input zero point)`.
+    /// `pixel_lut[p]` = [`quantize_pixel`]`(p, pixel mean, pixel std, input scale, input zero
+    /// point)`, built once at load.
     pixel_lut: [i8; 256],
 }
 
@@ -90,6 +91,7 @@ impl<'a> SequentialModel<'a> {
                 what: "scale must be finite and > 0",
             });
         }
+        check_pixel_normalization(&input)?;
 
         let mut shapes = [Shape::default(); MAX_LAYERS + 1];
         shapes[0] = input.shape;
@@ -121,7 +123,13 @@ impl<'a> SequentialModel<'a> {
 
         let mut pixel_lut = [0i8; 256];
         for (p, q) in pixel_lut.iter_mut().enumerate() {
-            *q = quantize_pixel(p as u8, input.quant.scale, input.quant.zero_point);
+            *q = quantize_pixel(
+                p as u8,
+                input.pixel_mean,
+                input.pixel_std,
+                input.quant.scale,
+                input.quant.zero_point,
+            );
         }
         Ok(Self {
             metadata,
@@ -159,7 +167,8 @@ impl<'a> SequentialModel<'a> {
         self.forward(a, b)
     }
 
-    /// Quantizes 8-bit pixels (real value `pixel / 255`, see [`crate::quant::quantize_pixel`]),
+    /// Quantizes 8-bit pixels (real value `(pixel / 255 - pixel_mean) / pixel_std`, see
+    /// [`crate::quant::quantize_pixel`]; one table lookup per pixel),
     /// runs the model and returns `(argmax class, scores)`; ties go to the lowest class index.
     pub fn classify_u8<'b>(
         &self,
@@ -256,6 +265,17 @@ impl<'a> SequentialModel<'a> {
     /// Input shape (NHWC).
     pub fn input_shape(&self) -> Shape {
         self.input.shape
+    }
+
+    /// The input description: shape, quantization and pixel normalization.
+    pub fn input(&self) -> &InputDesc {
+        &self.input
+    }
+
+    /// The pixel normalization `(pixel_mean, pixel_std)`: pixel `p` means
+    /// `(p / 255 - pixel_mean) / pixel_std`.
+    pub fn pixel_normalization(&self) -> (f32, f32) {
+        (self.input.pixel_mean, self.input.pixel_std)
     }
 
     /// Number of int8 input values.

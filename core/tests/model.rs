@@ -72,7 +72,7 @@ fn cnn_loads_and_runs_like_the_reference() {
         let pixels: Vec<u8> = (0..64).map(|_| rng.next_u32() as u8).collect();
         let x: Vec<i8> = pixels
             .iter()
-            .map(|&p| aka_core::quant::quantize_pixel(p, 1.0 / 255.0, -128))
+            .map(|&p| aka_core::quant::quantize_pixel(p, 0.0, 1.0, 1.0 / 255.0, -128))
             .collect();
         assert_eq!(
             x,
@@ -105,6 +105,140 @@ fn cnn_loads_and_runs_like_the_reference() {
         model.run(&x, &mut big).unwrap(),
         &forward_ref(input.shape, &x, &qlayers)[..]
     );
+}
+
+/// The pixel's int8 value under normalization `(mean, std)` and quantization `q`, written from the
+/// format's definition with plain `f32` operations (not aka-core's helpers):
+/// `clamp(round((p / 255 - mean) / std / scale) + zp)`, rounding half away from zero.
+fn pixel_ref(p: u8, mean: f32, std: f32, q: QuantParams) -> i8 {
+    let real = (p as f32 / 255.0 - mean) / std;
+    let r = (real / q.scale).round();
+    // The same in f64 can only differ by one step (an f32 rounding at a .5 boundary).
+    let r64 = ((p as f64 / 255.0 - mean as f64) / std as f64 / q.scale as f64).round();
+    assert!((r as f64 - r64).abs() <= 1.0, "pixel {p}: {r} vs {r64}");
+    (r as i32 + q.zero_point as i32).clamp(-128, 127) as i8
+}
+
+/// The tiny CNN with MNIST's pixel normalization and the input quantization the trainer derives
+/// for it (asymmetric over `[(0 - mean) / std, (1 - mean) / std]`: scale 3.2457 / 255, zp -95).
+fn normalized_cnn() -> (InputDesc, Vec<QLayer>) {
+    let (mut input, mut layers) = tiny_cnn(1);
+    input.pixel_mean = 0.1307;
+    input.pixel_std = 0.3081;
+    input.quant = QuantParams {
+        scale: 0.012728,
+        zero_point: -95,
+    };
+    let QLayer::Conv(c) = &mut layers[0] else {
+        unreachable!()
+    };
+    c.zp_in = -95;
+    (input, layers)
+}
+
+#[test]
+fn pixel_lut_equals_the_formula() {
+    let cases = [
+        (0.0, 1.0, 1.0 / 255.0, -128),
+        (0.1307, 0.3081, 0.012728, -95),
+        (0.5, 0.25, 4.0 / 255.0, 0),
+        (-3.0, 7.5, 0.001, 100),
+        (0.9, 0.01, 0.5, -1),
+    ];
+    for (mean, std, scale, zero_point) in cases {
+        let (mut input, layers) = tiny_cnn(1);
+        input.pixel_mean = mean;
+        input.pixel_std = std;
+        input.quant = QuantParams { scale, zero_point };
+        let QLayer::Conv(mut c) = layers[0].clone() else {
+            unreachable!()
+        };
+        c.zp_in = zero_point;
+        let mut layers = layers;
+        layers[0] = QLayer::Conv(c);
+        let bytes = build(input, &layers, TINY_LABELS);
+        let model = SequentialModel::load(&bytes).unwrap();
+        assert_eq!(model.pixel_normalization(), (mean, std));
+        assert_eq!(model.input().pixel_mean, mean);
+        for p in 0..=255u8 {
+            let want = pixel_ref(p, mean, std, input.quant);
+            assert_eq!(model.quantize_pixel(p), want, "{mean} {std}: pixel {p}");
+            assert_eq!(
+                aka_core::quant::quantize_pixel(p, mean, std, scale, zero_point),
+                want
+            );
+            assert_eq!(input.pixel_value(p), (p as f32 / 255.0 - mean) / std);
+        }
+    }
+    // MNIST's normalization by hand: pixel 0 is -0.1307 / 0.3081 = -0.42421 = -33.33 steps of
+    // 0.012728 -> -33 - 95 = -128; pixel 255 is 2.82149 = 221.67 steps -> 222 - 95 = 127 (the
+    // clamp); pixel 33 is -0.00418 = -0.33 steps -> the zero point; pixel 34 is 0.00855 = 0.67
+    // steps -> zp + 1.
+    let (input, layers) = normalized_cnn();
+    let bytes = build(input, &layers, TINY_LABELS);
+    let model = SequentialModel::load(&bytes).unwrap();
+    assert_eq!(model.quantize_pixel(0), -128);
+    assert_eq!(model.quantize_pixel(255), 127);
+    assert_eq!(model.quantize_pixel(33), -95);
+    assert_eq!(model.quantize_pixel(34), -94);
+}
+
+#[test]
+fn normalized_cnn_runs_like_the_reference() {
+    let (input, qlayers) = normalized_cnn();
+    let bytes = build(input, &qlayers, TINY_LABELS);
+    let model = SequentialModel::load(&bytes).unwrap();
+    let mut rng = Rng::new(17);
+    let mut arena = vec![0i8; model.arena_size()];
+    let mut distinct = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let pixels: Vec<u8> = (0..64).map(|_| rng.next_u32() as u8).collect();
+        let x: Vec<i8> = pixels
+            .iter()
+            .map(|&p| pixel_ref(p, 0.1307, 0.3081, input.quant))
+            .collect();
+        let want = forward_ref(input.shape, &x, &qlayers);
+        let (class, scores) = model.classify_u8(&pixels, &mut arena).unwrap();
+        assert_eq!(scores, &want[..]);
+        let max = *want.iter().max().unwrap();
+        assert_eq!(class, want.iter().position(|&v| v == max).unwrap());
+        distinct.insert(want);
+    }
+    assert!(distinct.len() > 100, "{}", distinct.len());
+}
+
+#[test]
+fn bad_pixel_normalization_is_a_typed_error() {
+    let bad_mean = Error::BadInput {
+        what: "pixel mean must be finite",
+    };
+    let bad_std = Error::BadInput {
+        what: "pixel std must be finite and > 0",
+    };
+    for mean in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert_eq!(cnn_error(|i, _| i.pixel_mean = mean), bad_mean);
+    }
+    for std in [0.0, -0.0, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert_eq!(cnn_error(|i, _| i.pixel_std = std), bad_std, "std {std}");
+    }
+    // The input scale is checked first.
+    assert_eq!(
+        cnn_error(|i, _| {
+            i.quant.scale = 0.0;
+            i.pixel_std = 0.0;
+        }),
+        Error::BadInput {
+            what: "scale must be finite and > 0"
+        }
+    );
+    // Extreme but valid values load, and their table saturates instead of overflowing.
+    let (mut input, layers) = tiny_cnn(1);
+    input.pixel_mean = -1e30;
+    input.pixel_std = f32::MIN_POSITIVE;
+    let bytes = build(input, &layers, TINY_LABELS);
+    let model = SequentialModel::load(&bytes).unwrap();
+    assert!((0..=255u8).all(|p| model.quantize_pixel(p) == 127));
+    assert_eq!(InputDesc::new(input.shape, input.quant).pixel_std, 1.0);
 }
 
 #[test]
@@ -230,13 +364,13 @@ enum VecBody<'a> {
 
 #[test]
 fn too_many_and_no_layers() {
-    let input = InputDesc {
-        shape: Shape::new(2, 2, 1),
-        quant: QuantParams {
+    let input = InputDesc::new(
+        Shape::new(2, 2, 1),
+        QuantParams {
             scale: 0.1,
             zero_point: 0,
         },
-    };
+    );
     let layers = vec![Layer::Relu { zero_point: 0 }; MAX_LAYERS];
     let ok = VecFile {
         header: Header::CURRENT,
@@ -539,13 +673,13 @@ fn bad_parameters() {
 
 #[test]
 fn size_overflow_is_an_error() {
-    let input = InputDesc {
-        shape: Shape::new(u32::MAX, u32::MAX, u32::MAX),
-        quant: QuantParams {
+    let input = InputDesc::new(
+        Shape::new(u32::MAX, u32::MAX, u32::MAX),
+        QuantParams {
             scale: 1.0,
             zero_point: 0,
         },
-    };
+    );
     let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
     assert_eq!(
         SequentialModel::load(&b).unwrap_err(),
@@ -553,26 +687,26 @@ fn size_overflow_is_an_error() {
             what: "size overflows"
         }
     );
-    let input = InputDesc {
-        shape: Shape::new(65_536, 65_536, 2),
-        quant: QuantParams {
+    let input = InputDesc::new(
+        Shape::new(65_536, 65_536, 2),
+        QuantParams {
             scale: 1.0,
             zero_point: 0,
         },
-    };
+    );
     let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
     assert_eq!(
         SequentialModel::load(&b).unwrap_err(),
         Error::SizeOverflow { layer: 0 }
     );
     // Linear claiming a huge weight matrix backed by a few bytes.
-    let input = InputDesc {
-        shape: Shape::flat(u32::MAX),
-        quant: QuantParams {
+    let input = InputDesc::new(
+        Shape::flat(u32::MAX),
+        QuantParams {
             scale: 1.0,
             zero_point: 0,
         },
-    };
+    );
     let four = [0u8; 4];
     let l = Layer::Linear(Linear {
         in_features: u32::MAX,
@@ -712,13 +846,13 @@ fn layer_list_capacity() {
     assert_eq!(list.len(), MAX_LAYERS);
     assert!(LayerList::from_slice(&[Layer::Flatten; MAX_LAYERS + 1]).is_none());
     let desc = SequentialDesc {
-        input: InputDesc {
-            shape: Shape::new(1, 1, 1),
-            quant: QuantParams {
+        input: InputDesc::new(
+            Shape::new(1, 1, 1),
+            QuantParams {
                 scale: 1.0,
                 zero_point: 0,
             },
-        },
+        ),
         layers: list,
     };
     let f = ModelFile::new(metadata(""), Body::Sequential(desc));

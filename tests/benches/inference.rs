@@ -90,6 +90,7 @@ fn single_layer(bytes: &[u8], k: usize) -> Vec<u8> {
             input: InputDesc {
                 shape: loaded.layer_info(k).expect("layer").input,
                 quant,
+                ..desc.input
             },
             layers: LayerList::from_slice(&layers[k..=k]).expect("one layer"),
         }),

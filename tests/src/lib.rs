@@ -8,18 +8,29 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use aka_core::rng::Rng;
-use aka_trainer::data::mnist::{ImageSet, Mnist};
+use aka_trainer::data::mnist::{ImageSet, Mnist, PixelNorm};
 use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, Exported};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Sequential};
 use aka_trainer::quantize::QuantConfig;
 use aka_trainer::train::{train, Checkpoint, NamedArray, Progress, Splits, Subset, TrainConfig};
 
-/// The bundled MNIST data (loaded once per test binary).
+/// The bundled MNIST data (loaded once per test binary), with its default pixel normalization:
+/// the training pixels' mean and std, as `aka-trainer mnist` uses it.
 pub fn mnist() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
         Mnist::load(&dir).expect("the bundled MNIST data in data/mnist")
+    })
+}
+
+/// The same data without pixel normalization (`p / 255`, `aka-trainer mnist --no-normalize`).
+pub fn mnist_unnormalized() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let mut data = mnist().clone();
+        data.set_norm(PixelNorm::NONE);
+        data
     })
 }
 
@@ -51,7 +62,17 @@ impl Kind {
 /// Trains `kind` for `epochs` on the first `train_images` training images (Adam 1e-3, batch 64,
 /// like `aka-trainer mnist`), evaluating on the first 1000 test images, writing nothing.
 pub fn train_model(kind: Kind, train_images: usize, epochs: usize, seed: u64) -> Sequential {
-    let data = mnist();
+    train_model_on(mnist(), kind, train_images, epochs, seed)
+}
+
+/// [`train_model`] on `data` (e.g. [`mnist_unnormalized`]).
+pub fn train_model_on(
+    data: &Mnist,
+    kind: Kind,
+    train_images: usize,
+    epochs: usize,
+    seed: u64,
+) -> Sequential {
     let model = kind.build(seed);
     let train_set = Subset::first(&data.train, train_images);
     let test_set = Subset::first(&data.test, 1000);
@@ -76,6 +97,11 @@ pub fn train_model(kind: Kind, train_images: usize, epochs: usize, seed: u64) ->
 /// `aka-trainer mnist`'s export (min/max calibration on 1000 training images) of `model`,
 /// evaluated on `test`.
 pub fn export(model: &Sequential, test: &ImageSet, seed: u64) -> Exported {
+    export_on(mnist(), model, test, seed)
+}
+
+/// [`export`] calibrating on `data.train` (whose pixel normalization goes into the file).
+pub fn export_on(data: &Mnist, model: &Sequential, test: &ImageSet, seed: u64) -> Exported {
     let config = ExportConfig {
         quant: QuantConfig {
             seed,
@@ -84,7 +110,7 @@ pub fn export(model: &Sequential, test: &ImageSet, seed: u64) -> Exported {
         metadata: ExportMetadata::digits(seed, "aka-tests"),
         eval_batch_size: 1000,
     };
-    export_classifier(model, &mnist().train, test, &config).expect("export")
+    export_classifier(model, &data.train, test, &config).expect("export")
 }
 
 /// A trained model kept as plain data, so that test threads can share it (a `Sequential` holds
@@ -124,6 +150,18 @@ pub fn quick(kind: Kind) -> &'static (Trained, Exported) {
         let model = train_model(kind, 6000, 1, 7);
         let exported = export(&model, &mnist().test.head(1000), 7);
         (Trained::new(kind, &model), exported)
+    })
+}
+
+/// Like [`quick`] (the MLP), trained and exported **without** pixel normalization
+/// ([`mnist_unnormalized`], `--no-normalize`).
+pub fn quick_unnormalized() -> &'static (Trained, Exported) {
+    static MLP: OnceLock<(Trained, Exported)> = OnceLock::new();
+    MLP.get_or_init(|| {
+        let data = mnist_unnormalized();
+        let model = train_model_on(data, Kind::Mlp, 6000, 1, 7);
+        let exported = export_on(data, &model, &data.test.head(1000), 7);
+        (Trained::new(Kind::Mlp, &model), exported)
     })
 }
 

@@ -10,12 +10,15 @@
 //!
 //! Every layer's output is compared (aka-core runs the model truncated after each layer) for
 //! hundreds of test images and random-noise images, for the MLP and the CNN, and the final scores
-//! for thousands more.
+//! for thousands more. These models are trained on standardized pixels (the file's
+//! `pixel_mean`/`pixel_std`, which the reference applies from the format's definition); one more
+//! MLP is trained and checked without normalization.
 
 use aka_core::format::{Layer, ModelFile, QuantParams, Shape};
 use aka_core::rng::Rng;
 use aka_core::SequentialModel;
-use aka_tests::{decode, layers, mnist, prefix_model, quick, Kind};
+use aka_tests::{decode, layers, mnist, prefix_model, quick, quick_unnormalized, Kind, Trained};
+use aka_trainer::export::Exported;
 
 fn le_i32(bytes: &[u8]) -> Vec<i64> {
     bytes
@@ -75,12 +78,21 @@ fn reference(file: &ModelFile<'_>, pixels: &[u8]) -> Vec<Vec<i8>> {
         panic!("sequential")
     };
     let iq = desc.input.quant;
-    // Input: real p / 255, q = round(real / scale) + zp (ties away from zero), clamped.
+    let (mean, std) = (desc.input.pixel_mean, desc.input.pixel_std);
+    // Input: the format defines the real value of pixel p in f32 as (p / 255 - mean) / std, and
+    // q = round(real / scale) + zp (ties away from zero, f32), clamped.
     let mut x: Vec<i64> = pixels
         .iter()
         .map(|&p| {
-            let q = ((p as f64 / 255.0) / iq.scale as f64).round() as i64 + iq.zero_point as i64;
-            q.clamp(-128, 127)
+            let real = (p as f32 / 255.0 - mean) / std;
+            let r = (real / iq.scale).round() as i64;
+            // Sanity of the reference itself: exact arithmetic lands within one step.
+            let exact = ((p as f64 / 255.0 - mean as f64) / std as f64) / iq.scale as f64;
+            assert!(
+                (r as f64 - exact).abs() <= 0.5 + 1e-3,
+                "pixel {p}: {r} vs {exact}"
+            );
+            (r + iq.zero_point as i64).clamp(-128, 127)
         })
         .collect();
     let mut shape: Shape = desc.input.shape;
@@ -242,6 +254,10 @@ fn images(test_images: usize, noise_images: usize) -> Vec<Vec<u8>> {
 
 fn check_every_layer(kind: Kind, test_images: usize, noise_images: usize) {
     let (_, exported) = quick(kind);
+    // These models are trained on standardized pixels: the file carries MNIST's mean and std.
+    let m = SequentialModel::load(&exported.bytes).expect("loads");
+    let (mean, std) = m.pixel_normalization();
+    assert!((mean - 0.1307).abs() < 1e-4 && (std - 0.3081).abs() < 1e-4);
     let bytes = &exported.bytes;
     let file = decode(bytes);
     let n_layers = layers(&file).len();
@@ -275,7 +291,11 @@ fn check_every_layer(kind: Kind, test_images: usize, noise_images: usize) {
 }
 
 fn check_final_scores(kind: Kind, n: usize) {
-    let (_, exported) = quick(kind);
+    check_final_scores_of(kind, quick(kind), n);
+}
+
+fn check_final_scores_of(kind: Kind, quick: &(Trained, Exported), n: usize) {
+    let (_, exported) = quick;
     let file = decode(&exported.bytes);
     let model = SequentialModel::load(&exported.bytes).expect("loads");
     let mut arena = vec![0i8; model.arena_size()];
@@ -319,6 +339,16 @@ fn mlp_final_scores_bit_identical() {
 #[test]
 fn cnn_final_scores_bit_identical() {
     check_final_scores(Kind::Cnn, 1000);
+}
+
+/// A model trained and exported without pixel normalization (`--no-normalize`): pixel `p` is
+/// `p / 255`, stored as `p - 128`.
+#[test]
+fn unnormalized_mlp_final_scores_bit_identical() {
+    let q = quick_unnormalized();
+    let m = SequentialModel::load(&q.1.bytes).expect("loads");
+    assert_eq!(m.pixel_normalization(), (0.0, 1.0));
+    check_final_scores_of(Kind::Mlp, q, 500);
 }
 
 /// The reference's rounding helpers against hand-computed values (so that a bug in the reference

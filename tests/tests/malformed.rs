@@ -526,6 +526,40 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
         load_err(&input(|s, _| s.w = 32)), // 28x32 -> ... -> 7x8x16 = 896 features
         Error::ShapeMismatch { .. }
     ));
+    // Pixel normalization: a non-finite mean, a non-finite or non-positive std.
+    let pixel = |mean: f32, std: f32| {
+        edited(Kind::Cnn, |file, _| {
+            if let Body::Sequential(d) = &mut file.body {
+                d.input.pixel_mean = mean;
+                d.input.pixel_std = std;
+            }
+        })
+    };
+    let bad_mean = Error::BadInput {
+        what: "pixel mean must be finite",
+    };
+    let bad_std = Error::BadInput {
+        what: "pixel std must be finite and > 0",
+    };
+    for mean in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert_eq!(load_err(&pixel(mean, 0.3)), bad_mean);
+    }
+    for std in [0.0, -0.0, -0.3, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert_eq!(load_err(&pixel(0.1, std)), bad_std, "std {std}");
+    }
+    // Unusual but valid values load, and every pixel still quantizes into int8 without panicking.
+    for (mean, std) in [
+        (-5.0, 1e-30),
+        (1e30, 2.0),
+        (0.0, f32::MIN_POSITIVE),
+        (0.5, 1e30),
+    ] {
+        let b = pixel(mean, std);
+        let m = SequentialModel::load(&b).expect("valid normalization loads");
+        assert_eq!(m.pixel_normalization(), (mean, std));
+        let mut arena = vec![0i8; m.arena_size()];
+        m.classify_u8(&[255; 784], &mut arena).expect("runs");
+    }
     // Labels that do not match the outputs.
     let labels = edited(Kind::Mlp, |file, _| file.metadata.labels = "0\n1\n2");
     assert_eq!(
@@ -688,11 +722,13 @@ proptest! {
                 Layer::Relu { zero_point } => *zero_point = zp,
                 _ => {
                     if let Body::Sequential(d) = &mut file.body {
-                        match field % 5 {
+                        match field % 7 {
                             0 => d.input.shape.h = value,
                             1 => d.input.shape.w = value,
                             2 => d.input.shape.c = value,
                             3 => d.input.quant.scale = scale,
+                            4 => d.input.pixel_mean = scale,
+                            5 => d.input.pixel_std = scale,
                             _ => d.input.quant.zero_point = zp,
                         }
                     }

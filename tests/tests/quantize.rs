@@ -6,11 +6,15 @@
 use aka_core::format::{Body, Layer, Task};
 use aka_core::rng::Rng;
 use aka_core::SequentialModel;
-use aka_tests::{decode, layers, mnist, quick, Kind};
+use aka_tests::{decode, layers, mnist, quick, quick_unnormalized, Kind};
 use aka_trainer::autograd::{no_grad, Tensor};
+use aka_trainer::data::mnist::PixelNorm;
 use aka_trainer::export::{encode, evaluate_float, evaluate_int8, ExportMetadata};
 use aka_trainer::nn::{Conv2d, Ctx, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
-use aka_trainer::quantize::{quantize, Calibration, QuantConfig, INPUT_SCALE, INPUT_ZERO_POINT};
+use aka_trainer::quantize::{
+    activation_quant, input_quant, quantize, Calibration, QuantConfig, INPUT_SCALE,
+    INPUT_ZERO_POINT,
+};
 
 fn le_i32(b: &[u8]) -> Vec<i32> {
     b.chunks_exact(4)
@@ -57,15 +61,62 @@ fn metadata_is_filled_in() {
         assert_eq!(meta.seed, 7);
         assert_eq!(meta.train_command, "aka-tests");
         assert_eq!(m.input_shape().to_string(), "28x28x1");
-        assert_eq!(m.input_quant().scale, INPUT_SCALE);
-        assert_eq!(m.input_quant().zero_point, INPUT_ZERO_POINT);
-        // Pixel p is stored as p - 128.
-        for p in 0..=255u8 {
-            assert_eq!(m.quantize_pixel(p) as i32, p as i32 - 128);
-        }
+        // The training data's pixel normalization and the input quantization derived from it.
+        let norm = mnist().norm();
+        assert_eq!(m.pixel_normalization(), (norm.mean, norm.std));
+        assert_eq!(m.input_quant(), input_quant(norm));
         // The recorded int8 accuracy is what aka-core gives on these bytes.
         let eval = evaluate_int8(&exported.bytes, &mnist().test.head(1000)).expect("runs");
         assert_eq!(eval, exported.int8);
+    }
+}
+
+/// The input quantization: asymmetric over `[(0 - mean) / std, (1 - mean) / std]`; without
+/// normalization exactly scale 1/255, zero point -128, i.e. `q = p - 128`.
+#[test]
+fn input_quantization_follows_the_pixel_normalization() {
+    // No normalization (`--no-normalize`).
+    let none = input_quant(PixelNorm::NONE);
+    assert_eq!(none.scale, INPUT_SCALE);
+    assert_eq!(none.scale, 1.0f32 / 255.0);
+    assert_eq!(none.zero_point, INPUT_ZERO_POINT);
+    assert_eq!(none.zero_point, -128);
+    let (_, exported) = quick_unnormalized();
+    let m = SequentialModel::load(&exported.bytes).expect("loads");
+    assert_eq!(m.pixel_normalization(), (0.0, 1.0));
+    assert_eq!(m.input_quant(), none);
+    for p in 0..=255u8 {
+        assert_eq!(m.quantize_pixel(p) as i32, p as i32 - 128, "pixel {p}");
+    }
+    assert_eq!(
+        exported.quantized.input.quant,
+        activation_quant(0.0, 1.0),
+        "the same formula as the activations"
+    );
+
+    // MNIST's normalization (mean 0.1307, std 0.3081 from the training pixels), by hand: the
+    // range is [-0.4242, 2.8215], 3.2457 wide, so scale = 3.2457 / 255 = 0.012728 and
+    // zp = round(-128 + 0.4242 / 0.012728) = round(-94.67) = -95.
+    let norm = mnist().norm();
+    let q = input_quant(norm);
+    assert!((q.scale - 0.012728).abs() < 2e-6, "{q:?}");
+    assert_eq!(q.zero_point, -95);
+    // Real 0 is exactly the zero point (a conv's zero padding is exact).
+    assert_eq!(q.dequantize(q.zero_point), 0.0);
+    let (_, exported) = quick(Kind::Cnn);
+    let m = SequentialModel::load(&exported.bytes).expect("loads");
+    assert_eq!(m.input_quant(), q);
+    let Layer::Conv2d(c) = m.layers()[0] else {
+        panic!("the CNN starts with a conv")
+    };
+    assert_eq!(c.input_zero_point, -95);
+    // Black (0) is the lowest code, white (255) the highest; every pixel within half a step.
+    assert_eq!(m.quantize_pixel(0), -128);
+    assert_eq!(m.quantize_pixel(255), 127);
+    for p in 0..=255u8 {
+        let real = norm.apply(p);
+        let err = (q.dequantize(m.quantize_pixel(p)) - real).abs();
+        assert!(err <= q.scale / 2.0 * 1.0001, "pixel {p}: error {err}");
     }
 }
 

@@ -495,9 +495,15 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
     );
     metadata(&mut out, m.metadata());
     let iq = m.input_quant();
+    let (mean, std) = m.pixel_normalization();
+    let pixel = if (mean, std) == (0.0, 1.0) {
+        "p/255".to_string()
+    } else {
+        format!("(p/255 - {mean}) / {std}")
+    };
     let _ = writeln!(
         out,
-        "input         {} (HxWxC) int8, {} (pixel p -> p/255)",
+        "input         {} (HxWxC) int8, {} (pixel p -> {pixel})",
         m.input_shape(),
         quant(iq)
     );

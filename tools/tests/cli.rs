@@ -94,6 +94,11 @@ fn inspect_lists_layers_sizes_and_metadata() {
         ] {
             assert!(out.contains(needle), "{needle:?} in {out}");
         }
+        // The pixel normalization the model was trained with (the data's mean and std).
+        let (mean, std) = m.pixel_normalization();
+        assert!((mean - 0.1307).abs() < 1e-4 && (std - 0.3081).abs() < 1e-4);
+        let pixel = format!("(pixel p -> (p/255 - {mean}) / {std})");
+        assert!(out.contains(&pixel), "{pixel:?} in {out}");
         assert!(out.contains(&aka_tools::inspect::thousands(m.arena_size() as u64)));
         assert!(out.contains(&aka_tools::inspect::thousands(bytes.len() as u64)));
         // One table row per layer.
@@ -212,10 +217,16 @@ fn bad_files_and_arguments_fail_cleanly() {
         &aka(&["run", p(&truncated), "--mnist-index", "0"]),
         "truncated",
     );
-    let mut v2 = good.clone();
-    v2[4] = 2;
-    let v2 = dir.file("v2.aka", &v2);
-    assert_fails(&aka(&["inspect", p(&v2)]), "version 2 is not supported");
+    // A format-1 header (before the pixel normalization was added) is refused by version.
+    let mut v1 = good.clone();
+    assert_eq!(v1[4], 2);
+    v1[4] = 1;
+    let v1 = dir.file("v1.aka", &v1);
+    assert_fails(&aka(&["inspect", p(&v1)]), "version 1 is not supported");
+    let mut v3 = good.clone();
+    v3[4] = 3;
+    let v3 = dir.file("v3.aka", &v3);
+    assert_fails(&aka(&["inspect", p(&v3)]), "version 3 is not supported");
     let mut trailing = good.clone();
     trailing.push(0);
     let trailing = dir.file("trailing.aka", &trailing);

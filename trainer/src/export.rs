@@ -9,7 +9,8 @@
 //!   file the runtime rejects.
 //! * [`write`]: atomic write ([`crate::io::write_atomic`]).
 //! * [`evaluate_int8`]: accuracy and predictions of model bytes **as run by aka-core**
-//!   (`SequentialModel::load` + `classify_u8`) over an [`ImageSet`].
+//!   (`SequentialModel::load` + `classify_u8` on the raw `u8` pixels: the file's pixel
+//!   normalization is applied by aka-core) over an [`ImageSet`].
 //! * [`export_classifier`]: the whole pipeline used by `aka-trainer mnist`: float evaluation,
 //!   quantization, int8 evaluation, and the final bytes with both accuracies in the metadata.
 //!
@@ -347,7 +348,19 @@ pub struct ExportSummary {
     pub top1_agreement: f64,
     pub calibration: crate::quantize::Calibration,
     pub calibration_samples: usize,
+    /// The input's pixel normalization and quantization as stored in the file.
+    pub input: InputSummary,
     pub layers: Vec<LayerReport>,
+}
+
+/// The model input in `summary.json`: pixel `p` is `(p / 255 - pixel_mean) / pixel_std`,
+/// quantized with `scale` and `zero_point`.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputSummary {
+    pub pixel_mean: f32,
+    pub pixel_std: f32,
+    pub scale: f32,
+    pub zero_point: i8,
 }
 
 impl Exported {
@@ -365,6 +378,12 @@ impl Exported {
             top1_agreement: self.int8.agreement(&self.float) * 100.0,
             calibration: self.quantized.calibration,
             calibration_samples: self.quantized.calibration_samples,
+            input: InputSummary {
+                pixel_mean: self.quantized.input.pixel_mean,
+                pixel_std: self.quantized.input.pixel_std,
+                scale: self.quantized.input.quant.scale,
+                zero_point: self.quantized.input.quant.zero_point,
+            },
             layers: self.quantized.reports.clone(),
         }
     }
@@ -404,6 +423,17 @@ impl Exported {
             "calibration: {:?} over {} training images",
             self.quantized.calibration, self.quantized.calibration_samples
         );
+        let input = &self.quantized.input;
+        let pixel = if (input.pixel_mean, input.pixel_std) == (0.0, 1.0) {
+            "p/255".to_string()
+        } else {
+            format!("(p/255 - {}) / {}", input.pixel_mean, input.pixel_std)
+        };
+        let _ = writeln!(
+            s,
+            "input: pixel p -> {pixel}, scale {:.6} zero point {}",
+            input.quant.scale, input.quant.zero_point
+        );
         for r in &self.quantized.reports {
             let _ = writeln!(s, "  layer {:>2}: {r}", r.export_index);
         }
@@ -413,12 +443,19 @@ impl Exported {
 
 /// Quantizes `model` (calibrating on `calibration`), evaluates the float model and the int8 model
 /// (with aka-core) on `test`, and returns the final bytes with both accuracies in the metadata.
+/// Both sets must have the same pixel normalization (the model's; it is stored in the file).
 pub fn export_classifier(
     model: &Sequential,
     calibration: &ImageSet,
     test: &ImageSet,
     config: &ExportConfig,
 ) -> anyhow::Result<Exported> {
+    ensure!(
+        calibration.norm == test.norm,
+        "the calibration and test sets have different pixel normalizations ({} vs {})",
+        calibration.norm,
+        test.norm
+    );
     let quantized = quantize(model, calibration, &config.quant)?;
     let float = evaluate_float(model, test, config.eval_batch_size);
     let mut meta = config.metadata.clone();

@@ -4,15 +4,23 @@
 //! that [`crate::export`] writes into an `aka-core` model file. The arithmetic is exactly what
 //! `aka-core` runs:
 //!
-//! * **Input**: fixed, pixels `p / 255` quantized with scale `1/255` and zero point `-128`
-//!   (`aka_core::quant::quantize_pixel`), i.e. `q = p - 128`.
+//! * **Input**: the calibration set's pixel normalization `{ mean, std }`
+//!   ([`crate::data::mnist::PixelNorm`]) is stored in the file (`InputDesc::pixel_mean` /
+//!   `pixel_std`): pixel `p` means `x = (p / 255 - mean) / std`, in `f32`, as in the training
+//!   batches. Its quantization is [`input_quant`]: the same asymmetric formula as the activations
+//!   (below) over the input range `[(0 - mean) / std, (1 - mean) / std]`, so real 0 is exactly a
+//!   zero point (and a Conv2d's zero padding stays exact). aka-core quantizes a raw pixel as
+//!   `clamp(round(x / scale) + zero_point)` (`aka_core::quant::quantize_pixel`, a 256-entry table
+//!   built at load). Without normalization (mean 0, std 1, `--no-normalize`) this is scale
+//!   `1/255`, zero point `-128` ([`INPUT_SCALE`], [`INPUT_ZERO_POINT`]), i.e. `q = p - 128`.
 //! * **Weights**: int8, symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
 //!   `q = clamp(round(w / s_w[o]), -127, 127)`, zero point 0 (an all-zero channel gets scale 1).
 //!   The maximum quantization error per layer is reported, absolute and relative to the
 //!   channel's `max|W[o]|` ([`LayerReport`]).
 //! * **Activations**: int8, **per tensor**, asymmetric `(scale, zero_point)`, calibrated by running
 //!   the float model (`no_grad`, evaluation mode, so dropout is off) on
-//!   [`QuantConfig::samples`] training images. The range is the observed min/max
+//!   [`QuantConfig::samples`] training images, normalized exactly like the training batches
+//!   (`ImageSet::batch_images` with the set's normalization). The range is the observed min/max
 //!   ([`Calibration::MinMax`]) or a symmetric percentile of the values
 //!   ([`Calibration::Percentile`]), always widened to contain 0 (so that real 0 is exact); then
 //!   `scale = (max - min) / 255`, `zero_point = clamp(round(-128 - min / scale), -128, 127)`.
@@ -40,13 +48,14 @@ use anyhow::{bail, ensure, Context as _};
 use serde::Serialize;
 
 use crate::autograd::{no_grad, Array, Tensor};
-use crate::data::mnist::ImageSet;
+use crate::data::mnist::{ImageSet, PixelNorm};
 use crate::nn::{self, Ctx, Sequential};
 use crate::train::shuffled;
 
-/// Input scale: a pixel's real value is `p / 255`.
+/// Input scale of an **unnormalized** input ([`PixelNorm::NONE`], pixel `p` is `p / 255`): what
+/// [`input_quant`] gives for it. Also the scale of an empty activation range.
 pub const INPUT_SCALE: f32 = 1.0 / 255.0;
-/// Input zero point: pixel `p` is stored as `p - 128`.
+/// Input zero point of an unnormalized input: pixel `p` is stored as `p - 128`.
 pub const INPUT_ZERO_POINT: i8 = -128;
 /// Largest symmetric weight value (TFLite's int8 weight range is `[-127, 127]`).
 pub const WEIGHT_MAX: i32 = 127;
@@ -264,10 +273,11 @@ enum Planned<'m> {
 }
 
 /// Quantizes `model` for images of `calibration.rows x calibration.cols` pixels (one channel),
-/// calibrating on images of `calibration` (usually the training set). See the
+/// calibrating on images of `calibration` (usually the training set), whose pixel normalization
+/// (`calibration.norm`, the one the model was trained with) becomes the file's. See the
 /// [module documentation](self) for the scheme.
 ///
-/// Errors: a layer sequence aka-core cannot run (e.g. a Linear on an image without a Flatten,
+/// Errors: an invalid pixel normalization, a layer sequence aka-core cannot run (e.g. a Linear on an image without a Flatten,
 /// padding not smaller than the kernel), non-finite weights or activations, a bias or
 /// multiplier out of range.
 pub fn quantize(
@@ -313,12 +323,18 @@ pub fn quantize(
         config.batch_size,
     )?;
 
+    let norm = calibration.norm;
+    ensure!(
+        norm.mean.is_finite() && norm.std.is_finite() && norm.std > 0.0,
+        "invalid pixel normalization: mean {}, std {}",
+        norm.mean,
+        norm.std
+    );
     let input = InputDesc {
         shape: Shape::new(u32_of(rows)?, u32_of(cols)?, 1),
-        quant: QuantParams {
-            scale: INPUT_SCALE,
-            zero_point: INPUT_ZERO_POINT,
-        },
+        quant: input_quant(norm),
+        pixel_mean: norm.mean,
+        pixel_std: norm.std,
     };
     let mut quant = input.quant;
     let mut layers = Vec::new();
@@ -700,6 +716,13 @@ fn range_of(ranges: &[(usize, (f32, f32))], capture: usize) -> anyhow::Result<(f
         .find(|(c, _)| *c == capture)
         .map(|(_, r)| *r)
         .with_context(|| format!("no calibration range for layer {capture}"))
+}
+
+/// Quantization of the model input under pixel normalization `norm`: [`activation_quant`] of the
+/// input range `[norm.apply(0), norm.apply(255)]` = `[(0 - mean) / std, (1 - mean) / std]`.
+/// [`PixelNorm::NONE`] gives scale [`INPUT_SCALE`] and zero point [`INPUT_ZERO_POINT`].
+pub fn input_quant(norm: PixelNorm) -> QuantParams {
+    activation_quant(norm.apply(0), norm.apply(255))
 }
 
 /// Asymmetric int8 quantization of the range `[lo, hi]` widened to contain 0:

@@ -16,6 +16,7 @@ use ndarray::{Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::autograd::{no_grad, Array, Tensor};
+use crate::data::mnist::PixelNorm;
 use crate::nn::{Ctx, Module};
 use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
 
@@ -31,6 +32,12 @@ pub trait Dataset {
 
     /// The inputs (batch dimension first) and integer labels of the examples at `indices`.
     fn batch(&self, indices: &[usize]) -> (Array, Vec<usize>);
+
+    /// The pixel normalization the inputs were made with, if the data set has one (image sets).
+    /// Recorded in checkpoints: resuming with a different one is an error.
+    fn pixel_norm(&self) -> Option<PixelNorm> {
+        None
+    }
 }
 
 /// Train and test sets.
@@ -178,11 +185,13 @@ pub struct Checkpoint {
     pub optimizer: OptimizerState,
     /// History so far.
     pub history: History,
+    /// The training set's pixel normalization ([`Dataset::pixel_norm`]).
+    pub pixel_norm: Option<PixelNorm>,
 }
 
 impl Checkpoint {
-    /// Current checkpoint format.
-    pub const FORMAT: u32 = 1;
+    /// Current checkpoint format (2: [`Checkpoint::pixel_norm`] added).
+    pub const FORMAT: u32 = 2;
     /// File name inside the output directory.
     pub const FILE: &'static str = "checkpoint.bin";
 
@@ -328,6 +337,19 @@ pub fn train(
         match &checkpoint_path {
             Some(path) if path.exists() => {
                 let ck = Checkpoint::load(path)?;
+                let now = data.train.pixel_norm();
+                if ck.pixel_norm != now {
+                    let show =
+                        |n: Option<PixelNorm>| n.map_or("none".to_string(), |n| n.to_string());
+                    bail!(
+                        "{}: the checkpoint was trained with pixel normalization {}, but the \
+                         training data now gives {} (use the same data and --no-normalize \
+                         setting as the original run)",
+                        path.display(),
+                        show(ck.pixel_norm),
+                        show(now)
+                    );
+                }
                 Checkpoint::restore_params(&ck.params, model)?;
                 optimizer
                     .load_state(ck.optimizer)
@@ -437,6 +459,7 @@ pub fn train(
                 params: Checkpoint::capture_params(model),
                 optimizer: optimizer.state(),
                 history: history.clone(),
+                pixel_norm: data.train.pixel_norm(),
             };
             ck.save(checkpoint_path.as_ref().expect("out_dir set"))?;
         }
@@ -481,6 +504,10 @@ impl Dataset for Subset<'_> {
     fn batch(&self, indices: &[usize]) -> (Array, Vec<usize>) {
         self.data.batch(indices)
     }
+
+    fn pixel_norm(&self) -> Option<PixelNorm> {
+        self.data.pixel_norm()
+    }
 }
 
 impl Dataset for crate::data::mnist::ImageSet {
@@ -491,5 +518,9 @@ impl Dataset for crate::data::mnist::ImageSet {
     fn batch(&self, indices: &[usize]) -> (Array, Vec<usize>) {
         let (x, y) = crate::data::mnist::ImageSet::batch(self, indices);
         (x.into_dyn(), y)
+    }
+
+    fn pixel_norm(&self) -> Option<PixelNorm> {
+        Some(self.norm)
     }
 }

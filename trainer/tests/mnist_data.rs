@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aka_trainer::data::mnist::{
-    read_idx_images, read_idx_labels, ImageSet, Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES,
-    TRAIN_LABELS,
+    read_idx_images, read_idx_labels, ImageSet, Mnist, PixelNorm, TEST_IMAGES, TEST_LABELS,
+    TRAIN_IMAGES, TRAIN_LABELS,
 };
 use aka_trainer::data::DataError;
 use flate2::write::GzEncoder;
@@ -153,11 +153,33 @@ fn batches_are_scaled_pixels_and_labels() {
             7
         ]
     );
+    // Standardized with the training pixels' mean and std, in f32, exactly this expression.
+    let norm = m.train.norm;
+    assert_eq!(m.test.norm, norm);
     for (b, &i) in idx.iter().enumerate() {
         for r in 0..28 {
             for c in 0..28 {
                 let raw = m.test.image(i)[r * 28 + c];
-                assert_eq!(x[[b, 0, r, c]], raw as f32 / 255.0);
+                assert_eq!(
+                    x[[b, 0, r, c]].to_bits(),
+                    ((raw as f32 / 255.0 - norm.mean) / norm.std).to_bits()
+                );
+            }
+        }
+    }
+    let (lo, hi) = (-norm.mean / norm.std, (1.0 - norm.mean) / norm.std);
+    assert!(x.iter().all(|&v| (lo..=hi).contains(&v)));
+    assert!(x.iter().any(|&v| v == hi) && x.iter().any(|&v| v == lo));
+
+    // Without normalization: exactly p / 255, in [0, 1].
+    let mut raw_set = m.test.clone();
+    raw_set.norm = PixelNorm::NONE;
+    let x = raw_set.batch_images(&idx);
+    for (b, &i) in idx.iter().enumerate() {
+        for r in 0..28 {
+            for c in 0..28 {
+                let raw = m.test.image(i)[r * 28 + c];
+                assert_eq!(x[[b, 0, r, c]].to_bits(), (raw as f32 / 255.0).to_bits());
             }
         }
     }
@@ -186,6 +208,100 @@ fn batches_are_scaled_pixels_and_labels() {
         (3, 3, 3 * 784)
     );
     assert_eq!(head.image(2), m.test.image(2));
+    assert_eq!(head.norm, m.test.norm);
+}
+
+/// MNIST's training pixels: mean 0.1307 and std 0.3081 (the values torchvision publishes), and
+/// the loader's f64 statistics against a direct f64 sum over all 47 million pixels.
+#[test]
+fn mnist_normalization_is_the_training_pixels_mean_and_std() {
+    let m = Mnist::load(&vendored_dir()).unwrap();
+    let norm = m.norm();
+    assert_eq!(m.test.norm, norm);
+    assert!((norm.mean - 0.1307).abs() < 5e-5, "{norm:?}");
+    assert!((norm.std - 0.3081).abs() < 5e-5, "{norm:?}");
+    let n = m.train.images.len() as f64;
+    let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+    for &p in &m.train.images {
+        let v = p as f64 / 255.0;
+        sum += v;
+        sum_sq += v * v;
+    }
+    let mean = sum / n;
+    let std = (sum_sq / n - mean * mean).sqrt();
+    assert!(
+        (norm.mean as f64 - mean).abs() < 1e-7,
+        "{} vs {mean}",
+        norm.mean
+    );
+    assert!(
+        (norm.std as f64 - std).abs() < 1e-7,
+        "{} vs {std}",
+        norm.std
+    );
+    // Computed from the training set only: the test set's own statistics differ.
+    assert_ne!(PixelNorm::of_pixels(&m.test.images), norm);
+    // set_norm replaces it on both sets.
+    let mut raw = m.clone();
+    raw.set_norm(PixelNorm::NONE);
+    assert_eq!(
+        (raw.train.norm, raw.test.norm),
+        (PixelNorm::NONE, PixelNorm::NONE)
+    );
+}
+
+#[test]
+fn pixel_norm_by_hand() {
+    // Pixels 0 and 255 in equal numbers: mean 0.5, population std 0.5.
+    let n = PixelNorm::of_pixels(&[0, 255, 255, 0]);
+    assert_eq!((n.mean, n.std), (0.5, 0.5));
+    assert_eq!(n.apply(0), -1.0);
+    assert_eq!(n.apply(255), 1.0);
+    // 0, 51, 102 (0, 0.2, 0.4): mean 0.2, std sqrt(0.08 / 3) = 0.163299.
+    let n = PixelNorm::of_pixels(&[0, 51, 102]);
+    assert!(
+        (n.mean - 0.2).abs() < 1e-7 && (n.std - 0.163_299_32).abs() < 1e-7,
+        "{n:?}"
+    );
+    // No pixels, or all equal: still applicable (std 1).
+    assert_eq!(PixelNorm::of_pixels(&[]), PixelNorm::NONE);
+    let flat = PixelNorm::of_pixels(&[51; 10]);
+    assert!(
+        (flat.mean - 0.2).abs() < 1e-7 && flat.std == 1.0,
+        "{flat:?}"
+    );
+    // The table is apply(), bit for bit; NONE is p / 255.
+    let t = n.table();
+    for p in 0..=255u8 {
+        assert_eq!(t[p as usize].to_bits(), n.apply(p).to_bits());
+        assert_eq!(
+            PixelNorm::NONE.apply(p).to_bits(),
+            (p as f32 / 255.0).to_bits()
+        );
+    }
+    assert!(PixelNorm::NONE.is_none() && !n.is_none());
+}
+
+/// The synthetic set's normalization is its own training pixels' (any MNIST-format data set gets
+/// its own, e.g. Fashion-MNIST); a standalone ImageSet has none.
+#[test]
+fn each_dataset_gets_its_own_normalization() {
+    let dir = TempDir::new("norm");
+    write_synthetic(&dir, false);
+    let m = Mnist::load(dir.path()).unwrap();
+    let pixels = &idx_images(12, 4, 3)[16..];
+    assert_eq!(m.norm(), PixelNorm::of_pixels(pixels));
+    let n = pixels.len() as f64;
+    let mean = pixels.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
+    assert!((m.norm().mean as f64 - mean).abs() < 1e-7);
+    assert_ne!(m.norm(), Mnist::load(&vendored_dir()).unwrap().norm());
+    let set = ImageSet::load(
+        &dir.path().join(TRAIN_IMAGES),
+        &dir.path().join(TRAIN_LABELS),
+    )
+    .unwrap();
+    assert_eq!(set.norm, PixelNorm::NONE);
+    assert_eq!(set.clone().with_norm(m.norm()).norm, m.norm());
 }
 
 #[test]

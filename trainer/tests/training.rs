@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aka_core::rng::Rng;
-use aka_trainer::data::mnist::Mnist;
+use aka_trainer::data::mnist::{Mnist, PixelNorm};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module};
 use aka_trainer::train::{train, Checkpoint, Progress, Splits, Subset, TrainConfig};
 
@@ -222,4 +222,158 @@ fn cli_reports_bad_data_without_panicking() {
         assert!(!stderr.contains("panicked"), "{name}: panicked: {stderr}");
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Resuming with a different pixel normalization than the checkpoint's is an error, not a silent
+/// change of the inputs mid-run; the same one resumes.
+#[test]
+fn resume_checks_the_pixel_normalization() {
+    let data = mnist();
+    let mut raw = data.clone();
+    raw.set_norm(PixelNorm::NONE);
+    let dir = temp_dir("resume-norm");
+    let run = |d: &Mnist, epochs: usize, resume: bool| {
+        let train_set = Subset::first(&d.train, 256);
+        let test_set = Subset::first(&d.test, 64);
+        train(
+            &mnist_mlp(&mut Rng::new(1)),
+            &Splits {
+                train: &train_set,
+                test: &test_set,
+            },
+            &TrainConfig {
+                out_dir: Some(dir.clone()),
+                resume,
+                ..quiet(epochs, 1)
+            },
+        )
+    };
+    run(&data, 1, false).unwrap();
+    let ck = Checkpoint::load(&dir.join(Checkpoint::FILE)).unwrap();
+    assert_eq!(ck.pixel_norm, Some(data.norm()));
+    let err = run(&raw, 2, true).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("pixel normalization"),
+        "{err:#}"
+    );
+    let h = run(&data, 2, true).unwrap();
+    assert_eq!(h.epochs.len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An MNIST-format directory of 28x28 random images (`train` + `test` images).
+fn write_random_mnist(dir: &Path, train: u32, test: u32) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(5);
+    let mut train_pixels = Vec::new();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = Vec::new();
+        images.extend_from_slice(&0x0803u32.to_be_bytes());
+        for d in [n, 28, 28] {
+            images.extend_from_slice(&d.to_be_bytes());
+        }
+        // Mostly dark, like digits: pixel = (random byte)^2 / 255.
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|_| {
+                let r = rng.below(256);
+                (r * r / 255) as u8
+            })
+            .collect();
+        images.extend_from_slice(&pixels);
+        if prefix == "train" {
+            train_pixels = pixels;
+        }
+        let mut labels = Vec::new();
+        labels.extend_from_slice(&0x0801u32.to_be_bytes());
+        labels.extend_from_slice(&n.to_be_bytes());
+        labels.extend((0..n).map(|i| (i % 10) as u8));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    train_pixels
+}
+
+/// `aka-trainer mnist` standardizes with the data set's own training-pixel statistics and records
+/// them in summary.json and the model file; `--no-normalize` records mean 0 / std 1 and exports
+/// pixel p as p - 128; resuming with the other setting fails with a message.
+#[test]
+fn cli_normalization_and_no_normalize() {
+    let dir = temp_dir("cli-norm");
+    let data = dir.join("data");
+    let train_pixels = write_random_mnist(&data, 200, 40);
+    let expected = PixelNorm::of_pixels(&train_pixels);
+    assert!(expected.mean > 0.2 && expected.mean < 0.5, "{expected:?}");
+    for (name, extra, norm) in [
+        ("normalized", &[][..], expected),
+        ("raw", &["--no-normalize"][..], PixelNorm::NONE),
+    ] {
+        let out = dir.join(name);
+        let mut args = vec![
+            "mnist",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-chart",
+            "--calibration",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        let o = trainer(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {stderr}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let recorded = &summary["pixel_normalization"];
+        assert_eq!(
+            recorded["mean"].as_f64().unwrap() as f32,
+            norm.mean,
+            "{name}"
+        );
+        assert_eq!(recorded["std"].as_f64().unwrap() as f32, norm.std, "{name}");
+        let input = &summary["export"]["input"];
+        assert_eq!(input["pixel_mean"].as_f64().unwrap() as f32, norm.mean);
+        assert_eq!(input["pixel_std"].as_f64().unwrap() as f32, norm.std);
+
+        let bytes = std::fs::read(out.join("model.aka")).unwrap();
+        let m = aka_core::SequentialModel::load(&bytes).unwrap();
+        assert_eq!(m.pixel_normalization(), (norm.mean, norm.std), "{name}");
+        assert_eq!(m.input_quant(), aka_trainer::quantize::input_quant(norm));
+        assert_eq!(
+            input["zero_point"].as_i64().unwrap(),
+            m.input_quant().zero_point as i64
+        );
+        if norm == PixelNorm::NONE {
+            for p in 0..=255u8 {
+                assert_eq!(m.quantize_pixel(p) as i32, p as i32 - 128, "pixel {p}");
+            }
+        } else {
+            assert_ne!(m.input_quant().zero_point, -128);
+        }
+        let ck = Checkpoint::load(&out.join(Checkpoint::FILE)).unwrap();
+        assert_eq!(ck.pixel_norm, Some(norm));
+
+        // Resuming with the other setting.
+        let mut args = vec![
+            "mnist",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-chart",
+            "--no-export",
+            "--epochs",
+            "2",
+            "--resume",
+        ];
+        if norm != PixelNorm::NONE {
+            args.push("--no-normalize");
+        }
+        let o = trainer(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: resume should fail");
+        assert!(stderr.contains("pixel normalization"), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -5,12 +5,18 @@
 //! images, writes the model file atomically, runs it **with aka-core** on the whole test set, and
 //! prints float accuracy, int8 accuracy, top-1 agreement, file and arena sizes and the per-layer
 //! weight quantization error (all also in `summary.json` under `export`).
+//!
+//! Inputs are standardized with the mean and std of the training pixels, computed at load
+//! (`aka_trainer::data::mnist::PixelNorm`; MNIST: 0.1307, 0.3081); the model file stores them,
+//! so aka-core takes raw pixels. `--no-normalize` keeps plain `p / 255` instead. Either way the
+//! normalization is in `summary.json` (`pixel_normalization`) and in the checkpoint (resuming
+//! with a different one is an error).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use aka_core::rng::Rng;
-use aka_trainer::data::mnist::Mnist;
+use aka_trainer::data::mnist::{Mnist, PixelNorm};
 use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, ExportSummary};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
 use aka_trainer::optim::OptimizerConfig;
@@ -60,6 +66,10 @@ pub struct MnistArgs {
     /// Directory with MNIST-format IDX files (gzip or raw); any dataset in that format works.
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
+    /// Feed pixels as p/255 in [0, 1] instead of standardizing them with the training pixels'
+    /// mean and std.
+    #[arg(long)]
+    no_normalize: bool,
     /// Output directory for the checkpoint, chart and summary [default: runs/mnist-MODEL].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -99,6 +109,8 @@ struct Summary<'a> {
     optimizer: OptimizerKind,
     seed: u64,
     threads: Option<usize>,
+    /// Pixel `p` is fed as `(p / 255 - mean) / std` (mean 0, std 1 with `--no-normalize`).
+    pixel_normalization: PixelNorm,
     wall_seconds: f64,
     history: &'a aka_trainer::train::History,
     command: String,
@@ -110,8 +122,18 @@ struct Summary<'a> {
 pub fn run(args: MnistArgs) -> anyhow::Result<()> {
     aka_trainer::set_threads(args.threads)?;
     let wall = Instant::now();
-    let data = Mnist::load(&args.data)
+    let mut data = Mnist::load(&args.data)
         .with_context(|| format!("loading MNIST from {}", args.data.display()))?;
+    if args.no_normalize {
+        data.set_norm(PixelNorm::NONE);
+        println!("pixels: p/255 (--no-normalize)");
+    } else {
+        let n = data.norm();
+        println!(
+            "pixels: (p/255 - {}) / {} (mean and std of the training pixels)",
+            n.mean, n.std
+        );
+    }
     let out = args
         .out
         .clone()
@@ -166,6 +188,7 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         optimizer: args.optimizer,
         seed: args.seed,
         threads: args.threads,
+        pixel_normalization: data.norm(),
         wall_seconds: wall.elapsed().as_secs_f64(),
         history: &history,
         command,

@@ -15,9 +15,24 @@
 //!
 //! # Pixel scaling
 //!
-//! Batches are `f32` arrays with pixels scaled to `[0, 1]` as exactly `x / 255`, **without**
-//! mean/std normalisation. The int8 deployment path relies on this: the input quantization
-//! maps the raw `u8` pixel straight to the model's input scale of `1/255`.
+//! Batches are `f32` arrays in which pixel `p` (a `u8`) becomes, in exactly these `f32`
+//! operations,
+//!
+//! ```text
+//! x = (f32::from(p) / 255.0 - mean) / std
+//! ```
+//!
+//! with the set's [`PixelNorm`] `{ mean, std }`. [`Mnist::load`] computes `mean` and `std` **from
+//! the training images** (all their pixels as `p / 255`, accumulated in `f64`, population std,
+//! then rounded to `f32`; see [`PixelNorm::of_pixels`]) and gives the test set the same values, so
+//! every MNIST-format data set gets its own (MNIST: mean 0.1307, std 0.3081). [`PixelNorm::NONE`]
+//! (`mean 0, std 1`, what `aka-trainer mnist --no-normalize` uses) is plain `p / 255` in `[0, 1]`,
+//! bit for bit.
+//!
+//! The int8 deployment path relies on this expression: the exported model file stores `mean` and
+//! `std` (`aka_core::format::InputDesc::pixel_mean` / `pixel_std`), and aka-core computes the real
+//! value of a raw `u8` pixel with the same `f32` operations before quantizing it
+//! (`aka_core::quant::quantize_pixel`), so the device takes raw pixels.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -25,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use ndarray::Array4;
+use serde::{Deserialize, Serialize};
 
 use super::DataError;
 
@@ -41,8 +57,89 @@ pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
+/// Input normalization of pixels: pixel `p` becomes `(f32::from(p) / 255.0 - mean) / std` (see
+/// the [module documentation](self#pixel-scaling)).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PixelNorm {
+    /// Mean of the pixels as `p / 255`.
+    pub mean: f32,
+    /// Standard deviation of the pixels as `p / 255`; finite and > 0.
+    pub std: f32,
+}
+
+impl PixelNorm {
+    /// No normalization: `p / 255`, in `[0, 1]`.
+    pub const NONE: PixelNorm = PixelNorm {
+        mean: 0.0,
+        std: 1.0,
+    };
+
+    /// Mean and population standard deviation of `pixels` as `p / 255`, computed in `f64` (from a
+    /// histogram of the 256 values, two passes) and then rounded to `f32`. An empty slice gives
+    /// [`PixelNorm::NONE`]; if all pixels are equal (std 0) the std is 1, so that the result can
+    /// always be applied.
+    pub fn of_pixels(pixels: &[u8]) -> PixelNorm {
+        if pixels.is_empty() {
+            return PixelNorm::NONE;
+        }
+        let mut counts = [0u64; 256];
+        for &p in pixels {
+            counts[p as usize] += 1;
+        }
+        let n = pixels.len() as f64;
+        let value = |p: usize| p as f64 / 255.0;
+        let mean = counts
+            .iter()
+            .enumerate()
+            .map(|(p, &c)| c as f64 * value(p))
+            .sum::<f64>()
+            / n;
+        let var = counts
+            .iter()
+            .enumerate()
+            .map(|(p, &c)| c as f64 * (value(p) - mean) * (value(p) - mean))
+            .sum::<f64>()
+            / n;
+        let std = var.sqrt() as f32;
+        PixelNorm {
+            mean: mean as f32,
+            std: if std > 0.0 { std } else { 1.0 },
+        }
+    }
+
+    /// The normalized value of pixel `p`: `(f32::from(p) / 255.0 - mean) / std`.
+    #[inline]
+    pub fn apply(&self, p: u8) -> f32 {
+        (f32::from(p) / 255.0 - self.mean) / self.std
+    }
+
+    /// [`PixelNorm::apply`] for all 256 pixel values.
+    pub fn table(&self) -> [f32; 256] {
+        let mut t = [0.0; 256];
+        for (p, v) in t.iter_mut().enumerate() {
+            *v = self.apply(p as u8);
+        }
+        t
+    }
+
+    /// Whether this is [`PixelNorm::NONE`].
+    pub fn is_none(&self) -> bool {
+        *self == PixelNorm::NONE
+    }
+}
+
+impl std::fmt::Display for PixelNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_none() {
+            write!(f, "none (p / 255)")
+        } else {
+            write!(f, "(p / 255 - {}) / {}", self.mean, self.std)
+        }
+    }
+}
+
 /// A labelled set of single-channel `u8` images.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
     /// `n * rows * cols` pixels, image after image, row-major.
     pub images: Vec<u8>,
@@ -51,10 +148,13 @@ pub struct ImageSet {
     pub n: usize,
     pub rows: usize,
     pub cols: usize,
+    /// How batches scale the pixels ([`PixelNorm::NONE`] unless set; [`Mnist::load`] sets the
+    /// training set's statistics on both sets).
+    pub norm: PixelNorm,
 }
 
 /// The training and test sets of an MNIST-format data set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Mnist {
     pub train: ImageSet,
     pub test: ImageSet,
@@ -63,6 +163,10 @@ pub struct Mnist {
 impl Mnist {
     /// Loads the four IDX files from `dir` (see the [module documentation](self) for the
     /// accepted names). The files are read and decompressed in parallel.
+    ///
+    /// Both sets get the pixel normalization of the **training** images
+    /// ([`PixelNorm::of_pixels`]); [`Mnist::set_norm`] replaces it (e.g. with
+    /// [`PixelNorm::NONE`]).
     ///
     /// Errors name the file at fault: missing, unreadable, not gzip-decodable, wrong IDX magic,
     /// truncated or over-long, zero-sized, mismatched image/label counts, labels
@@ -95,7 +199,20 @@ impl Mnist {
                 found: (test.rows, test.cols),
             });
         }
-        Ok(Mnist { train, test })
+        let mut mnist = Mnist { train, test };
+        mnist.set_norm(PixelNorm::of_pixels(&mnist.train.images));
+        Ok(mnist)
+    }
+
+    /// Sets the pixel normalization of both sets.
+    pub fn set_norm(&mut self, norm: PixelNorm) {
+        self.train.norm = norm;
+        self.test.norm = norm;
+    }
+
+    /// The pixel normalization of the training set (the test set has the same unless changed).
+    pub fn norm(&self) -> PixelNorm {
+        self.train.norm
     }
 }
 
@@ -323,7 +440,8 @@ impl ImageSet {
     }
 
     /// Combines parsed files, checking that there is one label per image and that every
-    /// label is `< NUM_CLASSES`. The paths are only used in error messages.
+    /// label is `< NUM_CLASSES`. The paths are only used in error messages. The set has no
+    /// pixel normalization ([`PixelNorm::NONE`]; see [`ImageSet::with_norm`]).
     pub fn from_parts(
         images: IdxImages,
         images_path: &Path,
@@ -352,7 +470,14 @@ impl ImageSet {
             n: images.n,
             rows: images.rows,
             cols: images.cols,
+            norm: PixelNorm::NONE,
         })
+    }
+
+    /// The same set with pixel normalization `norm`.
+    pub fn with_norm(mut self, norm: PixelNorm) -> ImageSet {
+        self.norm = norm;
+        self
     }
 
     /// Number of images.
@@ -396,11 +521,13 @@ impl ImageSet {
             n,
             rows: self.rows,
             cols: self.cols,
+            norm: self.norm,
         }
     }
 
-    /// Gathers the images at `indices` into a `[indices.len(), 1, rows, cols]` array, pixels
-    /// scaled to `[0, 1]` as `x / 255` (no mean/std normalisation).
+    /// Gathers the images at `indices` into a `[indices.len(), 1, rows, cols]` array, pixel `p`
+    /// as [`PixelNorm::apply`]`(p)` with the set's normalization (`p / 255` for
+    /// [`PixelNorm::NONE`]).
     ///
     /// # Panics
     /// If an index is `>= n`.
@@ -425,10 +552,12 @@ impl ImageSet {
             "output buffer must hold {} images of {p} pixels",
             indices.len()
         );
+        // The same values as `self.norm.apply(s)`, looked up.
+        let table = self.norm.table();
         for (dst, &i) in out.chunks_exact_mut(p).zip(indices) {
             let src = self.image(i);
             for (d, &s) in dst.iter_mut().zip(src) {
-                *d = f32::from(s) / 255.0;
+                *d = table[s as usize];
             }
         }
     }
