@@ -95,7 +95,7 @@ quantization, every layer, argmax); **GPT** the mean of `GptModel::forward` (the
 sampling) over one full context, positions 0 to 63, so attention averages 32.5 cached tokens.
 Weight-MACs: int8 weight multiply-accumulates per unit (fully connected + convolution layers; for
 the GPT `n_layer·(4·d² + 2·d·hidden) + vocab·d` = 102,464), so instructions per weight-MAC
-charge everything else (attention, norms, softmax, GELU, quantization, the input) to the weights.
+charge everything else (attention, norms, softmax, activation tables, quantization, the input) to the weights.
 The CMSIS-NN figure of the MLP is the issue's count for its two fully connected layers alone.
 
 | model | weight-MACs per unit | aka instructions per unit | aka per weight-MAC | goal | CMSIS-NN |
@@ -147,29 +147,35 @@ to the portable kernels.
   words, 2 weight words, 4 pointers), which is what limits the block to 2×2.
 * **Max pool** (and ReLU). Four channels per word: `SSUB8` + `SEL` is a byte-wise signed maximum
   of 4 lanes in 2 instructions; 2×2/2 pooling of 4 channels = 4 `LDR`, 3 maxima, 1 `STR`.
-* **Softmax** (f32). Max, `libm::expf(x - max)` and the sum, then one multiply by `1/sum`, on the
-  FPU: the same code as the portable kernel (bit-identical by construction). **Bound:**
-  `libm::expf` (about 60 of the ~72 instructions per element: argument reduction, polynomial,
-  `scalbnf`).
+* **Softmax** (f32). Max, `exp_f32(x - max)` and the sum, then one multiply by `1/sum`, on the
+  FPU: the same code as the portable kernel (bit-identical by construction). `exp_f32` is
+  Cephes' `expf` (range reduction with a split `ln 2`, degree-5 polynomial, exponent bits; within
+  2 ulp of the exact value, tested against `f64`), about 25 instructions instead of `libm::expf`'s
+  ~60.
 * **Int8 Q·Kᵀ.** The same micro-kernel: 2 query rows (sign-extended once per pair) × 2 key rows
-  (read in place) per pass, int32 scores stored with `STRD`.
+  (read in place) per pass, int32 scores stored with `STRD`. With one query row (decoding) it is
+  the fully connected loop instead, keys as rows.
 * **GPT building blocks** (no CMSIS-NN figure or goal). `matvec_i32` is the fully connected loop
   with int32 outputs (no bias, no requantization: the accumulators a float-rescaling runtime
-  needs). `dot_i8`/`dot_i8_i8` dispatch to an `SXTB16`/`SMLAD` loop that extends both operands
-  on the fly (8 instructions per 4 MACs, the bound when neither operand is reused) plus ~25 per
-  call; a matrix-vector product done as one `dot_i8` per row pays that per row and re-extends
-  the input every time, which is why `matvec_i32` is twice as fast at the same shape.
+  needs); `matvec_i32_strided` is the same loop over rows a fixed stride apart (the GPT's P·V
+  over the transposed V cache). `dot_i8`/`dot_i8_i8` dispatch to an `SXTB16`/`SMLAD` loop that
+  extends both operands on the fly (8 instructions per 4 MACs) plus ~25 per call; a
+  matrix-vector product done as one `dot_i8` per row pays that per row and re-extends the input
+  every time, which is why `matvec_i32` is twice as fast at the same shape. The MLP activation
+  is a quantization of the up-projection's i32 sum followed by a lookup in the block's 256-entry
+  table (row "GPT MLP activation").
 
-**GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC, not met). The
-projections go through `matvec_i32` (1.35–1.5 per MAC, ~145k of the per-token count); the K
-cache is head-major (`[head][block][hd]`) so one head's scores are one `qk_scores` call (with
-one query row the 2×2 micro-kernel computes it twice: 3.10 per MAC, slightly above the portable
-loop's 2.83 at this size, but 1.5× fewer than one `dot_i8_i8` per key, 4.75), the V
-cache transposed (`[d][block]`) so P·V is one `dot_i8_i8` per output; `Q()` rounds by truncation
-and comparison instead of `libm::roundf` (same bits). What remains is mostly float work that the
-format fixes bit for bit: GELU is 512 `libm::tanhf` per token (~86 instructions each, ~44k),
-softmax 4 heads × 2 layers × ~32 `libm::expf` (~19k), and the f32 division and rounding of
-~1,300 quantized activations; every step stays bit-identical to the host (`tests/device.rs`).
+**GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC). Per token, about 72 %
+is the projection loop (`matvec_i32`: ~1.19 per MAC in the loop, plus ~20 per pair of rows;
+the exporter pads every matrix to a word-aligned offset in the file, so rows need no unaligned
+head and tail words). The rest, measured with a QEMU instruction trace (`-singlestep -d exec`)
+per function and source line: the attention softmax (~38 instructions per score: `exp_f32`,
+the sum, the int8 probability), LayerNorm fused with the quantization of its output (~22 per
+element), and ~12 per projection output for the epilogue (i32 → f32 × scale, round with the
+`1.5·2^23` trick, `SSAT`, store; or `+=` into the residual stream). GELU is a 256-entry int8
+table per block built by the exporter, so no transcendental function has to match between host
+and device; the device never calls `libm::tanhf`/`expf`. Everything stays bit-identical to the
+host (`tests/device.rs`).
 
 Requantization (all kernels): TFLite's double rounding (`SaturatingRoundingDoublingHighMul`
 then `RoundingDivideByPOT`), bit-exact, in 7 instructions + store when `act_min = -128`:
