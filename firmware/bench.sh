@@ -168,8 +168,8 @@ to the portable kernels.
 **GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC). Per token, about 72 %
 is the projection loop (`matvec_i32`: ~1.19 per MAC in the loop, plus ~20 per pair of rows;
 the exporter pads every matrix to a word-aligned offset in the file, so rows need no unaligned
-head and tail words). The rest, measured with a QEMU instruction trace (`-singlestep -d exec`)
-per function and source line: the attention softmax (~38 instructions per score: `exp_f32`,
+head and tail words). The rest, measured per function and source line with `bash trace.sh gpt`
+(a QEMU instruction trace): the attention softmax (~38 instructions per score: `exp_f32`,
 the sum, the int8 probability), LayerNorm fused with the quantization of its output (~22 per
 element), and ~12 per projection output for the epilogue (i32 → f32 × scale, round with the
 `1.5·2^23` trick, `SSAT`, store; or `+=` into the residual stream). GELU is a 256-entry int8

@@ -274,6 +274,9 @@ pub enum Layer<'a> {
 pub struct Linear<'a> {
     pub in_features: u32,
     pub out_features: u32,
+    /// 0 to [`MAX_PAD`] ignored bytes that word-align `weights` in the file (see
+    /// [`QMatrix::pad`]).
+    pub pad: &'a [u8],
     /// int8, `[out_features][in_features]` row-major (PyTorch's `weight` layout),
     /// `out_features * in_features` bytes. Symmetric (weight zero point 0).
     pub weights: &'a [u8],
@@ -302,6 +305,9 @@ pub struct Conv2d<'a> {
     /// Zero point of the input activations (must match the previous layer's output); padded taps
     /// read this value.
     pub input_zero_point: i8,
+    /// 0 to [`MAX_PAD`] ignored bytes that word-align `weights` in the file (see
+    /// [`QMatrix::pad`]).
+    pub pad: &'a [u8],
     /// int8, **OHWI** `[out_channels][kernel_h][kernel_w][in_channels]` (TFLite/CMSIS-NN layout;
     /// PyTorch's OIHW must be transposed). Symmetric (weight zero point 0).
     pub weights: &'a [u8],
@@ -771,8 +777,29 @@ impl GptBlock<'_> {
     }
 }
 
-/// Most padding bytes before a [`QMatrix`]'s weights.
+/// Most padding bytes before an int8 weight array ([`QMatrix::pad`], [`Linear::pad`],
+/// [`Conv2d::pad`]).
 pub const MAX_PAD: usize = 3;
+
+impl<'a> Body<'a> {
+    /// Calls `f(pad, weights)` for every int8 weight array in file order (a Sequential body's
+    /// Linear and Conv2d layers, or [`GptDesc::for_each_matrix_mut`]'s matrices): the exporter
+    /// sets each `pad` so that the weights start at a multiple of 4 bytes in the file.
+    pub fn for_each_weights_mut(&mut self, mut f: impl FnMut(&mut &'a [u8], &'a [u8])) {
+        match self {
+            Body::Sequential(seq) => {
+                for layer in seq.layers.as_mut_slice() {
+                    match layer {
+                        Layer::Linear(l) => f(&mut l.pad, l.weights),
+                        Layer::Conv2d(c) => f(&mut c.pad, c.weights),
+                        _ => {}
+                    }
+                }
+            }
+            Body::Gpt(desc) => desc.for_each_matrix_mut(|m| f(&mut m.pad, m.weights)),
+        }
+    }
+}
 
 impl<'a> GptDesc<'a> {
     /// Calls `f` on every int8 matrix in file order: `tok_emb`, `pos_emb`, per block `wq wk wv

@@ -4,7 +4,7 @@
 use crate::format::{check_header, check_pixel_normalization, valid_scale};
 use crate::format::{
     Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
-    Requant, Shape, MAX_LAYERS,
+    Requant, Shape, MAX_LAYERS, MAX_PAD,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -382,6 +382,9 @@ fn check_layer(
             }
             let (n_in, n_out) = (to_usize(l.in_features), to_usize(l.out_features));
             let w_len = n_out.checked_mul(n_in).ok_or(overflow)?;
+            if l.pad.len() > MAX_PAD {
+                return Err(bad("more than 3 padding bytes before the weights"));
+            }
             check_len(i, "weights", w_len, l.weights)?;
             check_len(i, "bias", n_out.checked_mul(4).ok_or(overflow)?, l.bias)?;
             check_requant(i, &l.requant, n_out)?;
@@ -423,6 +426,9 @@ fn check_layer(
                 .and_then(|n| n.checked_mul(g.in_c))
                 .ok_or(overflow)?;
             let w_len = g.out_c.checked_mul(filter).ok_or(overflow)?;
+            if c.pad.len() > MAX_PAD {
+                return Err(bad("more than 3 padding bytes before the weights"));
+            }
             check_len(i, "weights", w_len, c.weights)?;
             check_len(i, "bias", g.out_c.checked_mul(4).ok_or(overflow)?, c.bias)?;
             check_requant(i, &c.requant, g.out_c)?;

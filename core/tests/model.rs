@@ -711,6 +711,7 @@ fn size_overflow_is_an_error() {
     let l = Layer::Linear(Linear {
         in_features: u32::MAX,
         out_features: u32::MAX,
+        pad: &[],
         weights: &four,
         bias: &four,
         requant: aka_core::format::Requant {

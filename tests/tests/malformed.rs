@@ -120,6 +120,34 @@ fn the_exported_files_load_and_run() {
 }
 
 #[test]
+fn exported_weights_start_at_multiples_of_4_bytes() {
+    for kind in [Kind::Mlp, Kind::Cnn] {
+        let bytes = file_bytes(kind);
+        let mut file = decode(bytes);
+        let mut n = 0;
+        file.body.for_each_weights_mut(|pad, w| {
+            let off = w.as_ptr() as usize - bytes.as_ptr() as usize;
+            assert_eq!(off % 4, 0, "{}: weights {n} at offset {off}", kind.name());
+            assert!(pad.len() <= 3 && pad.iter().all(|&b| b == 0));
+            n += 1;
+        });
+        assert_eq!(n, if kind == Kind::Mlp { 2 } else { 4 });
+    }
+    // More than 3 padding bytes is a typed error.
+    let b = edited(Kind::Mlp, |_, ls| {
+        let i = first_linear(ls);
+        if let Layer::Linear(l) = &mut ls[i] {
+            l.pad = &[0; 4];
+        }
+    });
+    assert!(
+        matches!(load_err(&b), Error::BadParameter { .. }),
+        "{:?}",
+        load_err(&b)
+    );
+}
+
+#[test]
 fn truncation_at_every_offset_is_an_error() {
     for kind in [Kind::Mlp, Kind::Cnn] {
         let bytes = file_bytes(kind);

@@ -134,6 +134,7 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
             (QLayer::Linear(l), Some(b)) => Layer::Linear(Linear {
                 in_features: u32_of(l.in_features, "in_features")?,
                 out_features: u32_of(l.out_features, "out_features")?,
+                pad: &[],
                 weights: &b.weights,
                 bias: &b.bias,
                 requant: b.requant(&l.requant),
@@ -148,6 +149,7 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
                 pad_h: u32_of(c.padding, "padding")?,
                 pad_w: u32_of(c.padding, "padding")?,
                 input_zero_point: c.input_zero_point,
+                pad: &[],
                 weights: &b.weights,
                 bias: &b.bias,
                 requant: b.requant(&c.requant),
@@ -183,10 +185,45 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
             layers,
         }),
     );
-    let bytes = postcard::to_stdvec(&file).context("encoding the model file")?;
+    let bytes = encode_aligned(file)?;
     SequentialModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;
     Ok(bytes)
+}
+
+/// Encodes `file` (postcard) with every int8 weight array's `pad` chosen so that the weights start
+/// at a multiple of 4 bytes from the start of the file ([`Body::for_each_weights_mut`]): loaded at
+/// a 4-aligned address, as the firmware embeds it, the DSP kernels then read every row with
+/// word loads. Encode, find the first misaligned array (offsets read back by decoding the bytes
+/// in place), pad it, repeat: each round fixes one array, and padding one only moves the later
+/// ones.
+pub fn encode_aligned(mut file: ModelFile) -> anyhow::Result<Vec<u8>> {
+    const ZEROS: [u8; format::MAX_PAD] = [0; format::MAX_PAD];
+    let mut pads: Vec<usize> = Vec::new();
+    file.body.for_each_weights_mut(|_, _| pads.push(0));
+    for _ in 0..=pads.len() {
+        let mut i = 0;
+        file.body.for_each_weights_mut(|pad, _| {
+            *pad = &ZEROS[..pads[i]];
+            i += 1;
+        });
+        let bytes = postcard::to_stdvec(&file).context("encoding the model file")?;
+        let (mut decoded, _) = postcard::take_from_bytes::<ModelFile>(&bytes)
+            .map_err(|e| anyhow::anyhow!("decoding the encoded model: {e}"))?;
+        let mut offsets = Vec::new();
+        decoded.body.for_each_weights_mut(|_, w| {
+            offsets.push(w.as_ptr() as usize - bytes.as_ptr() as usize)
+        });
+        ensure!(
+            offsets.len() == pads.len(),
+            "the encoded model decodes differently"
+        );
+        match offsets.iter().position(|o| o % 4 != 0) {
+            None => return Ok(bytes),
+            Some(k) => pads[k] = (pads[k] + 4 - offsets[k] % 4) % 4,
+        }
+    }
+    anyhow::bail!("could not word-align the weight arrays")
 }
 
 /// Writes model bytes atomically (temp file + rename).

@@ -144,6 +144,7 @@ pub fn to_layer<'a>(l: &QLayer, e: &'a Encoded) -> Layer<'a> {
         QLayer::Linear(l) => Layer::Linear(Linear {
             in_features: l.in_f as u32,
             out_features: l.out_f as u32,
+            pad: &[],
             weights: &e.w,
             bias: &e.bias,
             requant: requant(&l.q, e),
@@ -158,6 +159,7 @@ pub fn to_layer<'a>(l: &QLayer, e: &'a Encoded) -> Layer<'a> {
             pad_h: c.ph as u32,
             pad_w: c.pw as u32,
             input_zero_point: c.zp_in,
+            pad: &[],
             weights: &e.w,
             bias: &e.bias,
             requant: requant(&c.q, e),

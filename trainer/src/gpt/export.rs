@@ -495,7 +495,7 @@ pub fn encode_gpt(
             bail!("too many blocks");
         }
     }
-    let mut desc = GptDesc {
+    let desc = GptDesc {
         config: core_cfg,
         vocab: GptVocab {
             chars: &vocab,
@@ -518,7 +518,7 @@ pub fn encode_gpt(
         seed: meta.seed,
         train_command: &meta.train_command,
     };
-    let bytes = encode_aligned(metadata, &mut desc)?;
+    let bytes = crate::export::encode_aligned(ModelFile::new(metadata, Body::Gpt(desc)))?;
     GptModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported GPT: {e}"))?;
     Ok(bytes)
@@ -542,39 +542,6 @@ pub fn act_lut(kind: MlpKind, s_gate: f32, s_act: f32) -> Vec<u8> {
             aka_core::gpt::quantize(a as f32, inv) as u8
         })
         .collect()
-}
-
-/// Encodes the file with each matrix's [`QMatrix::pad`] chosen so that its weights start at a
-/// multiple of 4 bytes from the start of the file: encode, find the first misaligned matrix
-/// (offsets read back by decoding the bytes in place), pad it, repeat (each round fixes one
-/// matrix, and padding one only moves those after it).
-fn encode_aligned(metadata: Metadata, desc: &mut GptDesc) -> anyhow::Result<Vec<u8>> {
-    const ZEROS: [u8; aka_core::format::MAX_PAD] = [0; aka_core::format::MAX_PAD];
-    let mut pads: Vec<usize> = Vec::new();
-    desc.for_each_matrix_mut(|_| pads.push(0));
-    for _ in 0..=pads.len() {
-        let mut i = 0;
-        desc.for_each_matrix_mut(|m| {
-            m.pad = &ZEROS[..pads[i]];
-            i += 1;
-        });
-        let bytes = postcard::to_stdvec(&ModelFile::new(metadata, Body::Gpt(desc.clone())))
-            .context("encoding the GPT model file")?;
-        let (file, _) = postcard::take_from_bytes::<ModelFile>(&bytes)
-            .map_err(|e| anyhow::anyhow!("decoding the encoded GPT: {e}"))?;
-        let Body::Gpt(mut decoded) = file.body else {
-            bail!("the encoded GPT decodes as another model kind");
-        };
-        let mut offsets = Vec::new();
-        decoded.for_each_matrix_mut(|m| {
-            offsets.push(m.weights.as_ptr() as usize - bytes.as_ptr() as usize)
-        });
-        match offsets.iter().position(|o| o % 4 != 0) {
-            None => return Ok(bytes),
-            Some(k) => pads[k] = (pads[k] + 4 - offsets[k] % 4) % 4,
-        }
-    }
-    bail!("could not align the GPT matrices")
 }
 
 /// Cross-entropy `-log softmax(logits)[target]` in f64, and the argmax (first max wins).
