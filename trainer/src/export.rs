@@ -7,7 +7,7 @@
 //! * [`encode`]: bytes of a quantized model with its metadata; the bytes are checked with
 //!   `aka_core::SequentialModel::load` before they are returned, so the exporter never produces a
 //!   file the runtime rejects.
-//! * [`write`]: atomic write ([`crate::io::write_atomic`]).
+//! * [`write()`]: atomic write ([`crate::io::write_atomic`]).
 //! * [`evaluate_int8`]: accuracy and predictions of model bytes **as run by aka-core**
 //!   (`SequentialModel::load` + `classify_u8` on the raw `u8` pixels: the file's pixel
 //!   normalization is applied by aka-core) over an [`ImageSet`].

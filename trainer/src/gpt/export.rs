@@ -9,8 +9,12 @@
 //! * calibrates the static activation scales ([`calibrate`]) by running
 //!   [`Gpt::forward_traced`] on seeded training batches and taking `max|x|` (or a percentile of
 //!   `|x|`) per tap, `scale = that / 127`;
+//! * builds each block's MLP activation table ([`act_lut`]: GELU or SiLU of every int8
+//!   up-projection value, evaluated in f64, quantized with aka-core's `quantize`), using the
+//!   calibrated `mlp_gate` and `mlp_act` scales;
 //! * stores norm weights/biases as f32, the RoPE tables of `Tensor::rope_tables(0, block, hd)`,
 //!   and the vocabulary (the tokenizer's chars, strictly increasing, plus the unknown id);
+//! * word-aligns every weight matrix in the file (`crate::export::encode_aligned`);
 //! * evaluates the float model ([`float_eval`]) and the file **as run by aka-core**
 //!   ([`int8_eval`]) on the same fixed validation batches (`train::validation_batches`) and
 //!   records both losses, the top-1 agreement and the top-1 accuracies in the file.
