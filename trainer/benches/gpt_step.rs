@@ -30,7 +30,7 @@ const CONFIGS: [(&str, usize, usize, usize, usize, usize); 2] = [
 ];
 
 fn child(index: usize, steps: usize) {
-    aka_trainer::gpt::train::tune_allocator(); // as train_gpt does
+    aka_trainer::tune_allocator(); // as train_gpt does
     let (_, layers, heads, dim, block, batch) = CONFIGS[index];
     let data = TextDataset::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
@@ -79,7 +79,7 @@ fn ops_breakdown() {
     use aka_trainer::autograd::gradcheck::randn;
     use aka_trainer::autograd::Tensor;
     use aka_trainer::gpt::ops;
-    aka_trainer::gpt::train::tune_allocator();
+    aka_trainer::tune_allocator();
     let (b, t, h, d) = (32, 64, 4, 64);
     let n = b * t;
     let mut rng = Rng::new(0);

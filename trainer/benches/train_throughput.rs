@@ -19,6 +19,7 @@ use aka_trainer::train::{shuffled, Dataset};
 const BATCH: usize = 64;
 
 fn child(model_name: &str, steps: usize) {
+    aka_trainer::tune_allocator(); // as train() does
     let data =
         Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).expect("MNIST");
     let mut rng = Rng::new(0);

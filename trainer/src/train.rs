@@ -318,6 +318,7 @@ pub fn train(
     data: &Splits<'_>,
     config: &TrainConfig,
 ) -> anyhow::Result<History> {
+    crate::tune_allocator();
     if config.batch_size == 0 {
         bail!("batch size must be at least 1");
     }

@@ -252,6 +252,87 @@ fn conv2d_forward_matches_direct() {
     }
 }
 
+/// A batch large enough for every parallel path of the convolution (im2col rows, col2im
+/// images, column-split products, and the weight gradient's reduction split over `n·oh·ow =
+/// 12,544`): 1 and 2 threads give the same bits, and the values match direct references.
+#[test]
+fn conv2d_large_batch_is_thread_count_independent() {
+    let mut r = rng();
+    let (n, c, h, w, co) = (16, 2, 28, 28, 8);
+    let x = randn(&[n, c, h, w], 1.0, &mut r);
+    let wt = randn(&[co, c, 3, 3], 0.5, &mut r);
+    let b = randn(&[co], 0.5, &mut r);
+    let dy = randn(&[n, co, h, w], 1.0, &mut r);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (tx, tw, tb) = (
+                Tensor::param(x.clone()),
+                Tensor::param(wt.clone()),
+                Tensor::param(b.clone()),
+            );
+            let y = tx.conv2d(&tw, Some(&tb), 1, 1);
+            y.mul(&Tensor::new(dy.clone())).sum().backward();
+            let g = |t: &Tensor| t.grad().unwrap().clone();
+            let value = y.value().clone();
+            (value, g(&tx), g(&tw), g(&tb))
+        })
+    };
+    let one = run(1);
+    let two = run(2);
+    assert!(one.0 == two.0 && one.1 == two.1 && one.2 == two.2 && one.3 == two.3);
+    assert_close(&one.0, &conv2d_naive(&x, &wt, Some(&b), 1, 1), 1e-5);
+    // dW[o][ci][ki][kj] = Σ dy[b][o][y][x] · x[b][ci][y + ki - 1][x + kj - 1], in f64.
+    let mut dw = Array::zeros(IxDyn(&[co, c, 3, 3]));
+    for o in 0..co {
+        for ci in 0..c {
+            for ki in 0..3 {
+                for kj in 0..3 {
+                    let mut s = 0.0f64;
+                    for bi in 0..n {
+                        for oy in 0..h {
+                            for ox in 0..w {
+                                let (iy, ix) = (oy + ki, ox + kj);
+                                if iy >= 1 && ix >= 1 && iy <= h && ix <= w {
+                                    s += dy[[bi, o, oy, ox]] as f64
+                                        * x[[bi, ci, iy - 1, ix - 1]] as f64;
+                                }
+                            }
+                        }
+                    }
+                    dw[[o, ci, ki, kj]] = s as f32;
+                }
+            }
+        }
+    }
+    assert_close(&one.2, &dw, 1e-4);
+    // dX by the adjoint: dX[b][ci][iy][ix] = Σ dy[b][o][oy][ox] · w[o][ci][ki][kj].
+    let mut dx = Array::zeros(IxDyn(&[n, c, h, w]));
+    for bi in 0..n {
+        for o in 0..co {
+            for oy in 0..h {
+                for ox in 0..w {
+                    for ci in 0..c {
+                        for ki in 0..3 {
+                            for kj in 0..3 {
+                                let (iy, ix) = (oy + ki, ox + kj);
+                                if iy >= 1 && ix >= 1 && iy <= h && ix <= w {
+                                    dx[[bi, ci, iy - 1, ix - 1]] +=
+                                        dy[[bi, o, oy, ox]] * wt[[o, ci, ki, kj]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_close(&one.1, &dx, 1e-4);
+}
+
 #[test]
 fn conv2d_gradients() {
     let mut r = rng();

@@ -233,39 +233,6 @@ pub fn load_trained(dir: &Path) -> anyhow::Result<(Gpt, CharTokenizer, GptCheckp
     Ok((ck.model()?, ck.tokenizer()?, ck))
 }
 
-/// Keeps freed memory in the process between training steps (glibc only; a no-op elsewhere).
-///
-/// Every step allocates and frees tens of megabytes of activations and gradients in blocks of
-/// up to a few megabytes. With glibc's defaults those blocks are mmapped or trimmed from the top
-/// of the heap when freed, so the next step page-faults all of it back in (a quarter of the
-/// step time for the small model). This sets `M_MMAP_THRESHOLD` to 32 MiB (blocks below it come
-/// from the heap), `M_TRIM_THRESHOLD` to 1 GiB and `M_TOP_PAD` to 64 MiB (the heap is not
-/// shrunk), like `MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432
-/// MALLOC_TOP_PAD_=67108864`. Process-wide and idempotent; [`train_gpt`] calls it.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_TOP_PAD: i32 = -2;
-        const M_MMAP_THRESHOLD: i32 = -3;
-        for (param, value) in [
-            (M_MMAP_THRESHOLD, 32 << 20),
-            (M_TRIM_THRESHOLD, 1 << 30),
-            (M_TOP_PAD, 64 << 20),
-        ] {
-            // SAFETY: `mallopt` is glibc's thread-safe allocator-tuning entry point; it takes
-            // two ints by value, touches no caller memory, and only changes when memory is
-            // returned to the OS (a failed call leaves the setting unchanged).
-            unsafe {
-                mallopt(param, value);
-            }
-        }
-    }
-}
-
 /// Fixed validation batches: `(x ids, y ids)` pairs of `batch · block` tokens.
 pub type Batches = Vec<(Vec<usize>, Vec<usize>)>;
 
@@ -317,7 +284,7 @@ pub fn train_gpt(
     data: &TextDataset,
     config: &GptTrainConfig,
 ) -> anyhow::Result<GptHistory> {
-    tune_allocator();
+    crate::tune_allocator();
     let mcfg = model.config().clone();
     let block = mcfg.block_size;
     let batch = config.batch_size;
