@@ -157,8 +157,9 @@ to the portable kernels.
   the fully connected loop instead, keys as rows.
 * **GPT building blocks** (no CMSIS-NN figure or goal). `matvec_i32` is the fully connected loop
   with int32 outputs (no bias, no requantization: the accumulators a float-rescaling runtime
-  needs); `matvec_i32_strided` is the same loop over rows a fixed stride apart (the GPT's P·V
-  over the transposed V cache). `dot_i8`/`dot_i8_i8` dispatch to an `SXTB16`/`SMLAD` loop that
+  needs); `matvec_i32_strided` is the same loop over rows a fixed stride apart, and
+  `matvec_i32_strided_u8` the same with u8 inputs (zero-extended: the GPT's P·V, u8
+  probabilities times the transposed int8 V cache). `dot_i8`/`dot_i8_i8` dispatch to an `SXTB16`/`SMLAD` loop that
   extends both operands on the fly (8 instructions per 4 MACs) plus ~25 per call; a
   matrix-vector product done as one `dot_i8` per row pays that per row and re-extends the input
   every time, which is why `matvec_i32` is twice as fast at the same shape. The MLP activation

@@ -54,8 +54,8 @@
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
 //! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | |
 //! | scores | `e[t] = (Σ qq·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
-//! | softmax | `m = max e`; `u = exp_f32(e − m)`; `P = Q(u, 127 / Σu)` (so `0..=127`, scale `1/127`) | |
-//! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], ((1/127)·s_v)·(1/s_attn_out))`; heads concatenated | |
+//! | softmax | `m = max e` (taken on the i32 sums); `u = exp_f32(e − m)`; **u8** `P = clamp(rne(u · (255 / Σu)), 0, 255)` (scale `1/255`) | |
+//! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], ((1/255)·s_v)·(1/s_attn_out))` (u8 × int8 sums); heads concatenated | |
 //! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
 //! | MLP | `a = Q(norm₂(x), 1/s_mlp_in)`; `g[c] = Q(Σ a·W1[c], s_w1[c]·(s_mlp_in·(1/s_gate)))`; Gelu: `h[c] = act_lut[g[c]]`; gated: `h[c] = Q((act_lut[g[c]] as f32·s_act)·u[c], 1/s_mlp_hidden)` with `u[c] = (Σ a·W3[c]) as f32·(s_mlp_in·s_w3[c])`; `x += (Σ h·W2[c]) as f32·(s_mlp_hidden·s_w2[c])` | `w1 w3 w2`, `mlp_in_scale`, `mlp_gate_scale`, `act_lut`, `mlp_act_scale` (= `mlp_hidden_scale` for Gelu), `mlp_hidden_scale` |
 //! | head | `logits[c] = (Σ Q(norm_f(x), 1/s_head_in)·H[c]) as f32 · (s_head_in·s_h[c])`; tied: `H = E`, `s_h = s_tok` | `lm_head` (untied), `head_in_scale` |
@@ -79,15 +79,15 @@ use crate::format::{
     NormParams, QMatrix, Task, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
 };
 use crate::kernels::{
-    dot_i8, dot_i8_i8, exp_minus, i8_as_bytes, matvec_i32, matvec_i32_strided, qk_scores,
+    dot_i8, dot_i8_i8, exp_minus, i8_as_bytes, matvec_i32, matvec_i32_strided_u8, qk_scores,
 };
 use crate::Error;
 
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
 pub const UNKNOWN_CHAR: char = '\u{FFFD}';
 
-/// Scale of the quantized attention probabilities: `p ≈ P / 127`.
-pub const PROB_SCALE: f32 = 1.0 / 127.0;
+/// Scale of the quantized attention probabilities, which are **u8**: `p ≈ P / 255`.
+pub const PROB_SCALE: f32 = 1.0 / 255.0;
 
 /// Sizes derived from the configuration (all checked for overflow at load).
 #[derive(Clone, Copy, Debug)]
@@ -413,11 +413,13 @@ impl<'a> GptModel<'a> {
                 let p4 = pq.get(..n4).unwrap_or(&[]); // [n4]
                 let vh = vl.get(off * dm.block..).unwrap_or(&[]); // rows off.. of [d][block]
                 let sums = &mut acc[..hd.min(ACC_ROWS)];
-                if matvec_i32_strided(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
+                let p4 = i8_as_bytes(p4); // u8 probabilities
+                if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
                     // Unreachable after load (shapes as above); the row-by-row definition.
                     for (i, y) in sums.iter_mut().enumerate() {
                         let at = (off + i) * dm.block;
-                        *y = dot_i8_i8(p4, vl.get(at..at + n4).unwrap_or(&[]));
+                        let vt = vl.get(at..at + n4).unwrap_or(&[]);
+                        *y = p4.iter().zip(vt).map(|(&p, &v)| p as i32 * v as i32).sum();
                     }
                 }
                 for (o, &v) in a
@@ -844,13 +846,15 @@ fn rope_rotate(x: &mut [f32], hd: usize, cos: &[u8], sin: &[u8]) {
     }
 }
 
-/// The softmax of `scores` (whose maximum is `max`) quantized at scale [`PROB_SCALE`]:
-/// `u = exp_f32(e − max)` ([`exp_minus`]), `P = Q(u, 127 / Σu)`, so `0..=127`. (`scores` is
-/// left holding `u`.)
+/// The softmax of `scores` (whose maximum is `max`) quantized to u8 at scale [`PROB_SCALE`]:
+/// `u = exp_f32(e − max)` ([`exp_minus`]), `P = clamp(rne(u · (255 / Σu)), 0, 255)`, stored as
+/// the bytes of `out` (`P as u8 as i8`: the run state is an i8 buffer). (`scores` is left
+/// holding `u`.)
 fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
-    let k = 127.0 / exp_minus(scores, max);
+    let k = 255.0 / exp_minus(scores, max);
     for (o, &u) in out.iter_mut().zip(scores.iter()) {
-        *o = quantize(u, k); // u >= 0 and k > 0 (or NaN: 0)
+        let r = (u * k + ROUND_MAGIC) - ROUND_MAGIC; // u >= 0 and k > 0 (or NaN: 0)
+        *o = (r as i32).clamp(0, 255) as u8 as i8;
     }
 }
 

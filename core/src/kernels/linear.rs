@@ -58,7 +58,7 @@ pub fn matvec_i32_strided(
     stride: usize,
     output: &mut [i32],
 ) -> Result<(), Error> {
-    check_matvec_i32_strided(input, weights, stride, output)?;
+    check_matvec_i32_strided(input.len(), weights, stride, output)?;
     let n = input.len();
     for (o, y) in output.iter_mut().enumerate() {
         *y = dot_i8(input, &weights[o * stride..o * stride + n]);
@@ -66,14 +66,35 @@ pub fn matvec_i32_strided(
     Ok(())
 }
 
-/// The shape check shared by every implementation of [`matvec_i32_strided`].
+/// [`matvec_i32_strided`] with **u8** inputs (e.g. attention probabilities `0..=255`):
+/// `output[o] = Σ_i input[i] * weights[o·stride + i]` (u8 × int8 → wrapping int32). Shapes and
+/// errors as [`matvec_i32_strided`].
+pub fn matvec_i32_strided_u8(
+    input: &[u8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32_strided(input.len(), weights, stride, output)?;
+    let n = input.len();
+    for (o, y) in output.iter_mut().enumerate() {
+        let row = &weights[o * stride..o * stride + n];
+        *y = input.iter().zip(row).fold(0i32, |acc, (&x, &w)| {
+            acc.wrapping_add(x as i32 * (w as i8) as i32)
+        });
+    }
+    Ok(())
+}
+
+/// The shape check shared by every implementation of [`matvec_i32_strided`] and
+/// [`matvec_i32_strided_u8`] (`n` inputs).
 pub(crate) fn check_matvec_i32_strided(
-    input: &[i8],
+    n: usize,
     weights: &[u8],
     stride: usize,
     output: &[i32],
 ) -> Result<(), Error> {
-    let (n, n_out) = (input.len(), output.len());
+    let n_out = output.len();
     let need = match n_out {
         0 => Some(0),
         _ => (n_out - 1)
@@ -170,6 +191,35 @@ mod tests {
             crate::kernels::i8_as_bytes(&[-128, -1, 0, 1, 127]),
             &[0x80, 0xFF, 0, 1, 0x7F]
         );
+        // u8 inputs: the same rows, inputs read as 0..=255.
+        let mut u = [0u8; 20];
+        for case in 0..200 {
+            let n = 1 + rng.below(20) as usize;
+            let stride = n + rng.below(5) as usize;
+            let n_out = rng.below(20) as usize;
+            for v in buf.iter_mut() {
+                *v = rng.next_u32() as u8;
+            }
+            for v in u[..n].iter_mut() {
+                *v = if case % 5 == 0 {
+                    255
+                } else {
+                    rng.next_u32() as u8
+                };
+            }
+            let len = if n_out == 0 {
+                0
+            } else {
+                (n_out - 1) * stride + n
+            };
+            matvec_i32_strided_u8(&u[..n], &buf[..len], stride, &mut y[..n_out]).unwrap();
+            for o in 0..n_out {
+                let want: i64 = (0..n)
+                    .map(|i| u[i] as i64 * (buf[o * stride + i] as i8) as i64)
+                    .sum();
+                assert_eq!(y[o] as i64, want, "u8 case {case} row {o}");
+            }
+        }
     }
 
     #[test]

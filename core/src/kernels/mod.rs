@@ -47,7 +47,9 @@ pub mod portable {
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, qk_scores, softmax_f32};
     pub use super::conv2d::conv2d;
-    pub use super::linear::{dot_i8, linear, matvec_i32, matvec_i32_strided};
+    pub use super::linear::{
+        dot_i8, linear, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8,
+    };
     pub use super::pool::max_pool2d;
 }
 
@@ -91,6 +93,20 @@ pub fn matvec_i32_strided(
     return dsp::matvec_i32_strided(input, weights, stride, output);
     #[cfg(not(aka_dsp))]
     return portable::matvec_i32_strided(input, weights, stride, output);
+}
+
+/// [`matvec_i32_strided`] with u8 inputs; see [`portable::matvec_i32_strided_u8`]. On Armv7E-M
+/// the same fully connected loop (the inputs are zero-extended instead of sign-extended).
+pub fn matvec_i32_strided_u8(
+    input: &[u8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    #[cfg(aka_dsp)]
+    return dsp::matvec_i32_strided_u8(input, weights, stride, output);
+    #[cfg(not(aka_dsp))]
+    return portable::matvec_i32_strided_u8(input, weights, stride, output);
 }
 
 /// `x` viewed as raw bytes, the way kernels take weights (read back as `b as i8`): e.g. the GPT's

@@ -490,8 +490,9 @@ fn check_matvec(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     t.check(ok, "matvec_i32", case);
 }
 
-/// `matvec_i32_strided` (the GPT's P·V over the transposed V cache): rows of `n` bytes, `stride`
-/// apart; strides that are multiples of 4 (the DSP path) and any other.
+/// `matvec_i32_strided` and `matvec_i32_strided_u8` (the GPT's P·V over the transposed V cache):
+/// rows of `n` bytes, `stride` apart; strides that are multiples of 4 (the DSP path) and any
+/// other; int8 and u8 inputs.
 fn check_matvec_strided(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let n_in = match rng.below(2) {
         0 => 4 * (1 + rng.below(32) as usize),
@@ -509,17 +510,30 @@ fn check_matvec_strided(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let (x, w) = (&b.x[..n_in], &b.w[align..align + len]);
     b.s_dsp[..n_out].fill(0x5555);
     b.s_ref[..n_out].fill(0x2a2a);
-    let r1 = kernels::matvec_i32_strided(x, w, stride, &mut b.s_dsp[..n_out]);
-    let r2 = portable::matvec_i32_strided(x, w, stride, &mut b.s_ref[..n_out]);
+    // Every other case with u8 inputs (the GPT's attention probabilities).
+    let u8_input = case % 2 == 1;
+    let xu = aka_core::kernels::i8_as_bytes(x);
+    let (r1, r2) = if u8_input {
+        (
+            kernels::matvec_i32_strided_u8(xu, w, stride, &mut b.s_dsp[..n_out]),
+            portable::matvec_i32_strided_u8(xu, w, stride, &mut b.s_ref[..n_out]),
+        )
+    } else {
+        (
+            kernels::matvec_i32_strided(x, w, stride, &mut b.s_dsp[..n_out]),
+            portable::matvec_i32_strided(x, w, stride, &mut b.s_ref[..n_out]),
+        )
+    };
     t.on_dsp_path(n_in.is_multiple_of(4) && (stride == n_in || stride.is_multiple_of(4)));
     let ok = r1 == r2 && r1.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
     if !ok {
         defmt::error!(
-            "matvec_i32_strided {=usize}x{=usize} stride {=usize} align {=usize}",
+            "matvec_i32_strided {=usize}x{=usize} stride {=usize} align {=usize} u8 {=bool}",
             n_in,
             n_out,
             stride,
-            align
+            align,
+            u8_input
         );
     }
     t.check(ok, "matvec_i32_strided", case);
@@ -739,7 +753,11 @@ fn main() -> ! {
         ("relu", check_relu, 300),
         ("qk_scores", check_qk, 800),
         ("matvec_i32", check_matvec, 800),
-        ("matvec_i32_strided", check_matvec_strided, 500),
+        (
+            "matvec_i32_strided (i8 and u8 inputs)",
+            check_matvec_strided,
+            800,
+        ),
         ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
     ];

@@ -25,7 +25,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::{sxtb16, sxtb16_ror8, word_i8, zl2p1};
+use super::{sxtb16, sxtb16_ror8, uxtb16, uxtb16_ror8, word_i8, zl2p1};
 use crate::kernels::linear::{check_linear, check_matvec_i32, check_matvec_i32_strided};
 use crate::kernels::{portable, OutputStage};
 use crate::Error;
@@ -377,6 +377,38 @@ unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
     fc_kernel!(i32)
 }
 
+/// An input element type of the fully connected loop: how a word of four inputs becomes the
+/// two pre-extended halfword-pair words `(x0, x2)`, `(x1, x3)` that match `SXTB16` of a weight
+/// word. int8 inputs are sign-extended, u8 inputs (the GPT's attention probabilities)
+/// zero-extended; `SMLAD` then multiplies them with the signed weights either way.
+trait FcInput: Copy + Into<i32> {
+    const ZERO: Self;
+    /// Four inputs as a word (any alignment).
+    fn word(x: &[Self]) -> u32;
+    /// `(x0, x2)` and `(x1, x3)` as halfword pairs.
+    fn pairs(w: u32) -> (u32, u32);
+}
+
+impl FcInput for i8 {
+    const ZERO: Self = 0;
+    fn word(x: &[i8]) -> u32 {
+        word_i8(x)
+    }
+    fn pairs(w: u32) -> (u32, u32) {
+        (sxtb16(w), sxtb16_ror8(w))
+    }
+}
+
+impl FcInput for u8 {
+    const ZERO: Self = 0;
+    fn word(x: &[u8]) -> u32 {
+        u32::from_le_bytes([x[0], x[1], x[2], x[3]])
+    }
+    fn pairs(w: u32) -> (u32, u32) {
+        (uxtb16(w), uxtb16_ror8(w))
+    }
+}
+
 /// Rows of an FC layer as the assembly sees them: rows at `weights + o·n`, `n` bytes each, all
 /// with the same `k = addr % 4` (needs `n % 4 == 0`).
 struct Rows {
@@ -395,27 +427,28 @@ impl Rows {
         }
     }
 
-    /// Sign-extends `input` into `xbuf`: the middle's words, then the head and tail words.
-    fn extend(&self, input: &[i8], xbuf: &mut [MaybeUninit<u32>]) {
+    /// Extends `input` into `xbuf`: the middle's words, then the head and tail words.
+    fn extend<T: FcInput>(&self, input: &[T], xbuf: &mut [MaybeUninit<u32>]) {
         let (k, head, n) = (self.k, self.head, input.len());
         let (mid, rest) = xbuf.split_at_mut(2 * self.words);
         for (slot, x) in mid.chunks_exact_mut(2).zip(input[head..].chunks_exact(4)) {
-            let w = word_i8(x);
-            slot[0].write(sxtb16(w));
-            slot[1].write(sxtb16_ror8(w));
+            let (e, o) = T::pairs(T::word(x));
+            slot[0].write(e);
+            slot[1].write(o);
         }
         if k != 0 {
             // Head word = row bytes 0..4 (positions >= head are not head bytes: x = 0 there);
             // tail word = row bytes n-4..n (positions < head are not tail bytes).
-            let mut h = [0i8; 4];
-            let mut t = [0i8; 4];
+            let mut h = [T::ZERO; 4];
+            let mut t = [T::ZERO; 4];
             h[..head].copy_from_slice(&input[..head]);
             t[head..].copy_from_slice(&input[n - k..]);
-            let (hw, tw) = (word_i8(&h), word_i8(&t));
-            rest[0].write(sxtb16(hw));
-            rest[1].write(sxtb16_ror8(hw));
-            rest[2].write(sxtb16(tw));
-            rest[3].write(sxtb16_ror8(tw));
+            let (he, ho) = T::pairs(T::word(&h));
+            let (te, to) = T::pairs(T::word(&t));
+            rest[0].write(he);
+            rest[1].write(ho);
+            rest[2].write(te);
+            rest[3].write(to);
         }
     }
 
@@ -469,14 +502,26 @@ pub(in crate::kernels) fn matvec_i32_strided(
     stride: usize,
     output: &mut [i32],
 ) -> Result<(), Error> {
-    check_matvec_i32_strided(input, weights, stride, output)?;
+    check_matvec_i32_strided(input.len(), weights, stride, output)?;
+    matvec_i32_rows(input, weights, stride, output);
+    Ok(())
+}
+
+/// [`crate::kernels::matvec_i32_strided_u8`] for Armv7E-M.
+pub(in crate::kernels) fn matvec_i32_strided_u8(
+    input: &[u8],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32_strided(input.len(), weights, stride, output)?;
     matvec_i32_rows(input, weights, stride, output);
     Ok(())
 }
 
 /// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
 /// `weights`, `stride >= n = input.len() >= 1`).
-fn matvec_i32_rows(input: &[i8], weights: &[u8], stride: usize, output: &mut [i32]) {
+fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, output: &mut [i32]) {
     let n = input.len();
     let n_out = output.len();
     if !n.is_multiple_of(4)
@@ -485,10 +530,10 @@ fn matvec_i32_rows(input: &[i8], weights: &[u8], stride: usize, output: &mut [i3
         || n_out == 0
     {
         for (o, y) in output.iter_mut().enumerate() {
-            *y = portable::dot_i8(
-                input,
-                weights.get(o * stride..o * stride + n).unwrap_or(&[]),
-            );
+            let row = weights.get(o * stride..o * stride + n).unwrap_or(&[]);
+            *y = input.iter().zip(row).fold(0i32, |acc, (&x, &w)| {
+                acc.wrapping_add(x.into() * (w as i8) as i32)
+            });
         }
         return;
     }

@@ -85,7 +85,7 @@ mod pool;
 
 pub(super) use conv::conv2d;
 pub(super) use dot::{dot_i8, dot_i8_i8};
-pub(super) use fc::{linear, matvec_i32, matvec_i32_strided};
+pub(super) use fc::{linear, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8};
 pub(super) use gemm::qk_scores;
 pub(super) use pool::{max_pool2d, relu};
 
@@ -116,6 +116,18 @@ fn sxtb16_ror8(x: u32) -> u32 {
             options(pure, nomem, nostack, preserves_flags));
     }
     r
+}
+
+/// `UXTB16 x`: the zero-extended bytes 0 and 2 of `x` as two halfwords.
+#[inline(always)]
+fn uxtb16(x: u32) -> u32 {
+    x & 0x00ff_00ff
+}
+
+/// `UXTB16 x, ROR #8`: the zero-extended bytes 1 and 3 of `x` as two halfwords.
+#[inline(always)]
+fn uxtb16_ror8(x: u32) -> u32 {
+    (x >> 8) & 0x00ff_00ff
 }
 
 /// Byte-wise signed maximum of two words of four int8 lanes (`SSUB8` sets the GE flags, `SEL`
