@@ -59,10 +59,7 @@ pub fn matvec_i32_strided(
     output: &mut [i32],
 ) -> Result<(), Error> {
     check_matvec_i32_strided(input.len(), weights, stride, output)?;
-    let n = input.len();
-    for (o, y) in output.iter_mut().enumerate() {
-        *y = dot_i8(input, &weights[o * stride..o * stride + n]);
-    }
+    strided_rows(input, weights, stride, output);
     Ok(())
 }
 
@@ -76,14 +73,26 @@ pub fn matvec_i32_strided_u8(
     output: &mut [i32],
 ) -> Result<(), Error> {
     check_matvec_i32_strided(input.len(), weights, stride, output)?;
+    strided_rows(input, weights, stride, output);
+    Ok(())
+}
+
+/// The rows of [`matvec_i32_strided`] / [`matvec_i32_strided_u8`] (int8 or u8 inputs), shapes
+/// already checked; a row the weights do not cover (impossible after the check) gives 0. A
+/// zipped fold, which vectorizes on the host; also the DSP kernel's fallback.
+pub(crate) fn strided_rows<T: Copy + Into<i32>>(
+    input: &[T],
+    weights: &[u8],
+    stride: usize,
+    output: &mut [i32],
+) {
     let n = input.len();
     for (o, y) in output.iter_mut().enumerate() {
-        let row = &weights[o * stride..o * stride + n];
+        let row = weights.get(o * stride..o * stride + n).unwrap_or(&[]);
         *y = input.iter().zip(row).fold(0i32, |acc, (&x, &w)| {
-            acc.wrapping_add(x as i32 * (w as i8) as i32)
+            acc.wrapping_add(x.into() * (w as i8) as i32)
         });
     }
-    Ok(())
 }
 
 /// The shape check shared by every implementation of [`matvec_i32_strided`] and

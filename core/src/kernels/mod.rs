@@ -104,7 +104,7 @@ pub fn matvec_i32_strided_u8(
     output: &mut [i32],
 ) -> Result<(), Error> {
     #[cfg(aka_dsp)]
-    return dsp::matvec_i32_strided_u8(input, weights, stride, output);
+    return dsp::matvec_i32_strided(input, weights, stride, output);
     #[cfg(not(aka_dsp))]
     return portable::matvec_i32_strided_u8(input, weights, stride, output);
 }

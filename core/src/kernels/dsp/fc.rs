@@ -26,7 +26,9 @@
 use core::mem::MaybeUninit;
 
 use super::{sxtb16, sxtb16_ror8, uxtb16, uxtb16_ror8, word_i8, zl2p1};
-use crate::kernels::linear::{check_linear, check_matvec_i32, check_matvec_i32_strided};
+use crate::kernels::linear::{
+    check_linear, check_matvec_i32, check_matvec_i32_strided, strided_rows,
+};
 use crate::kernels::{portable, OutputStage};
 use crate::Error;
 
@@ -381,7 +383,7 @@ unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
 /// two pre-extended halfword-pair words `(x0, x2)`, `(x1, x3)` that match `SXTB16` of a weight
 /// word. int8 inputs are sign-extended, u8 inputs (the GPT's attention probabilities)
 /// zero-extended; `SMLAD` then multiplies them with the signed weights either way.
-trait FcInput: Copy + Into<i32> {
+pub(in crate::kernels) trait FcInput: Copy + Into<i32> {
     const ZERO: Self;
     /// Four inputs as a word (any alignment).
     fn word(x: &[Self]) -> u32;
@@ -495,21 +497,10 @@ pub(in crate::kernels) fn matvec_i32(
     Ok(())
 }
 
-/// [`crate::kernels::matvec_i32_strided`] for Armv7E-M.
-pub(in crate::kernels) fn matvec_i32_strided(
-    input: &[i8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    check_matvec_i32_strided(input.len(), weights, stride, output)?;
-    matvec_i32_rows(input, weights, stride, output);
-    Ok(())
-}
-
-/// [`crate::kernels::matvec_i32_strided_u8`] for Armv7E-M.
-pub(in crate::kernels) fn matvec_i32_strided_u8(
-    input: &[u8],
+/// [`crate::kernels::matvec_i32_strided`] and [`crate::kernels::matvec_i32_strided_u8`] for
+/// Armv7E-M (int8 or u8 inputs).
+pub(in crate::kernels) fn matvec_i32_strided<T: FcInput>(
+    input: &[T],
     weights: &[u8],
     stride: usize,
     output: &mut [i32],
@@ -529,12 +520,7 @@ fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, outpu
         || n > MAX_IN
         || n_out == 0
     {
-        for (o, y) in output.iter_mut().enumerate() {
-            let row = weights.get(o * stride..o * stride + n).unwrap_or(&[]);
-            *y = input.iter().zip(row).fold(0i32, |acc, (&x, &w)| {
-                acc.wrapping_add(x.into() * (w as i8) as i32)
-            });
-        }
+        strided_rows(input, weights, stride, output);
         return;
     }
     // Every row starts at the same `addr % 4` (stride a multiple of 4, or rows back to back with

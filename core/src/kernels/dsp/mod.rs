@@ -85,7 +85,7 @@ mod pool;
 
 pub(super) use conv::conv2d;
 pub(super) use dot::{dot_i8, dot_i8_i8};
-pub(super) use fc::{linear, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8};
+pub(super) use fc::{linear, matvec_i32, matvec_i32_strided};
 pub(super) use gemm::qk_scores;
 pub(super) use pool::{max_pool2d, relu};
 
