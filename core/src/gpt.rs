@@ -410,16 +410,18 @@ impl<'a> GptModel<'a> {
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
-                let p4 = pq.get(..n4).unwrap_or(&[]); // [n4]
+                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
                 let vh = vl.get(off * dm.block..).unwrap_or(&[]); // rows off.. of [d][block]
                 let sums = &mut acc[..hd.min(ACC_ROWS)];
-                let p4 = i8_as_bytes(p4); // u8 probabilities
                 if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
                     // Unreachable after load (shapes as above); the row-by-row definition.
                     for (i, y) in sums.iter_mut().enumerate() {
                         let at = (off + i) * dm.block;
                         let vt = vl.get(at..at + n4).unwrap_or(&[]);
-                        *y = p4.iter().zip(vt).map(|(&p, &v)| p as i32 * v as i32).sum();
+                        *y = p4
+                            .iter()
+                            .zip(vt)
+                            .fold(0i32, |s, (&p, &v)| s.wrapping_add(p as i32 * v as i32));
                     }
                 }
                 for (o, &v) in a
