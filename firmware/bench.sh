@@ -175,7 +175,7 @@ the sum, the int8 probability), LayerNorm fused with the quantization of its out
 element), and ~12 per projection output for the epilogue (i32 → f32 × scale, round with the
 `1.5·2^23` trick, `SSAT`, store; or `+=` into the residual stream). GELU is a 256-entry int8
 table per block built by the exporter, so no transcendental function has to match between host
-and device; the device never calls `libm::tanhf`/`expf`. Everything stays bit-identical to the
+and device; `GptModel::forward` calls neither `libm::tanhf` nor `expf` (sampling still uses `expf`). Everything stays bit-identical to the
 host (`tests/device.rs`).
 
 Requantization (all kernels): TFLite's double rounding (`SaturatingRoundingDoublingHighMul`

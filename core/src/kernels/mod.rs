@@ -10,10 +10,11 @@
 //!   the same bytes as the portable kernels (checked on random shapes and values by the
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
-//! The functions at this level ([`linear()`], [`matvec_i32`], [`conv2d()`], [`max_pool2d`],
-//! [`relu`], [`qk_scores`], [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at compile time
-//! where it exists and the portable one otherwise, with identical results and identical shape
-//! errors.
+//! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`],
+//! [`matvec_i32_strided_u8`], [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
+//! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
+//! compile time where it exists and the portable one otherwise, with identical results and
+//! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target.
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);
