@@ -5,7 +5,7 @@ mod gpt_common;
 
 use std::time::Instant;
 
-use aka_trainer::gpt::{GptConfig, MlpKind, NormKind, Position};
+use aka_trainer::gpt::{GptConfig, GptMlp, GptNorm, GptPosition};
 use gpt_common::*;
 
 fn check(name: &str, config: GptConfig, steps: usize) {
@@ -68,9 +68,9 @@ fn rope_rmsnorm_swiglu_untied() {
     check(
         "rope/rmsnorm/swiglu/untied",
         GptConfig {
-            position: Position::Rope,
-            norm: NormKind::RmsNorm,
-            mlp: MlpKind::SwiGlu,
+            position: GptPosition::Rope,
+            norm: GptNorm::RmsNorm,
+            mlp: GptMlp::SwiGlu,
             tied_head: false,
             ..small_config()
         },
@@ -83,8 +83,8 @@ fn rope_layernorm_geglu_tied() {
     check(
         "rope/layernorm/geglu/tied",
         GptConfig {
-            position: Position::Rope,
-            mlp: MlpKind::GeGlu,
+            position: GptPosition::Rope,
+            mlp: GptMlp::GeGlu,
             ..small_config()
         },
         300,

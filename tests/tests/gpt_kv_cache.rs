@@ -5,7 +5,7 @@ mod gpt_common;
 
 use aka_core::{Decoder, GptModel};
 use aka_trainer::data::text::Split;
-use aka_trainer::gpt::{GptConfig, MlpKind, NormKind, Position};
+use aka_trainer::gpt::{GptConfig, GptMlp, GptNorm, GptPosition};
 use gpt_common::*;
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -72,7 +72,7 @@ fn check(config: GptConfig) {
 #[test]
 fn incremental_equals_recompute_learned_layernorm_gelu() {
     check(GptConfig {
-        n_embd: 32,
+        d_model: 32,
         block_size: 32,
         ..small_config()
     });
@@ -81,11 +81,11 @@ fn incremental_equals_recompute_learned_layernorm_gelu() {
 #[test]
 fn incremental_equals_recompute_rope_rmsnorm_swiglu_untied() {
     check(GptConfig {
-        n_embd: 32,
+        d_model: 32,
         block_size: 32,
-        position: Position::Rope,
-        norm: NormKind::RmsNorm,
-        mlp: MlpKind::SwiGlu,
+        position: GptPosition::Rope,
+        norm: GptNorm::RmsNorm,
+        mlp: GptMlp::SwiGlu,
         tied_head: false,
         ..small_config()
     });

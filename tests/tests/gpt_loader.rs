@@ -9,7 +9,7 @@ use aka_core::rng::Rng;
 use aka_core::{Decoder, Error, GptModel};
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::gpt::export::{export_gpt, CalibConfig, EvalConfig, GptExportMeta};
-use aka_trainer::gpt::{Gpt, GptConfig, MlpKind, NormKind, Position};
+use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use proptest::prelude::*;
 
 const CMD: &str = "aka-tests";
@@ -20,12 +20,12 @@ fn corpus() -> String {
 }
 
 /// A tiny untrained model (1 layer, 2 heads, d 16, hidden 64, context 8), exported.
-fn tiny(position: Position, norm: NormKind, mlp: MlpKind, tied: bool) -> Vec<u8> {
+fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied: bool) -> Vec<u8> {
     let data = TextDataset::from_text(&corpus(), None);
     let config = GptConfig {
         n_layer: 1,
         n_head: 2,
-        n_embd: 16,
+        d_model: 16,
         block_size: 8,
         vocab_size: data.tokenizer().vocab_size(),
         position,
@@ -61,8 +61,8 @@ fn files() -> &'static [Vec<u8>; 2] {
     static FILES: std::sync::OnceLock<[Vec<u8>; 2]> = std::sync::OnceLock::new();
     FILES.get_or_init(|| {
         [
-            tiny(Position::Learned, NormKind::LayerNorm, MlpKind::Gelu, true),
-            tiny(Position::Rope, NormKind::RmsNorm, MlpKind::SwiGlu, false),
+            tiny(GptPosition::Learned, GptNorm::LayerNorm, GptMlp::Gelu, true),
+            tiny(GptPosition::Rope, GptNorm::RmsNorm, GptMlp::SwiGlu, false),
         ]
     })
 }

@@ -30,7 +30,7 @@ fn config() -> GptConfig {
     GptConfig {
         n_layer: 2,
         n_head: 4,
-        n_embd: 32,
+        d_model: 32,
         block_size: 32,
         ..GptConfig::default()
     }

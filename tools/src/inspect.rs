@@ -162,7 +162,6 @@ fn position_name(p: GptPosition) -> &'static str {
     match p {
         GptPosition::Learned => "learned table",
         GptPosition::Rope => "RoPE (rotary, tables in the file)",
-        _ => "other",
     }
 }
 
@@ -170,7 +169,6 @@ fn norm_name(n: GptNorm) -> &'static str {
     match n {
         GptNorm::LayerNorm => "LayerNorm",
         GptNorm::RmsNorm => "RMSNorm",
-        _ => "other",
     }
 }
 
@@ -179,7 +177,6 @@ fn mlp_name(m: GptMlp) -> &'static str {
         GptMlp::Gelu => "GELU (tanh approximation)",
         GptMlp::SwiGlu => "SwiGLU (gated)",
         GptMlp::GeGlu => "GeGLU (gated)",
-        _ => "other",
     }
 }
 

@@ -39,7 +39,7 @@ fn child(index: usize, steps: usize) {
     let config = GptConfig {
         n_layer: layers,
         n_head: heads,
-        n_embd: dim,
+        d_model: dim,
         block_size: block,
         vocab_size: data.tokenizer().vocab_size(),
         ..GptConfig::default()

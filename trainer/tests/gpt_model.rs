@@ -6,15 +6,15 @@ use aka_core::rng::Rng;
 use aka_trainer::autograd::gradcheck::{check, randn};
 use aka_trainer::autograd::{no_grad, Array, Tensor};
 use aka_trainer::gpt::ops;
-use aka_trainer::gpt::{Gpt, GptConfig, MlpKind, NormKind, Position};
+use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use aka_trainer::nn::{Ctx, Module};
 use ndarray::IxDyn;
 
-fn tiny(position: Position, norm: NormKind, mlp: MlpKind, tied_head: bool) -> GptConfig {
+fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied_head: bool) -> GptConfig {
     GptConfig {
         n_layer: 2,
         n_head: 2,
-        n_embd: 8,
+        d_model: 8,
         block_size: 6,
         vocab_size: 7,
         position,
@@ -27,9 +27,9 @@ fn tiny(position: Position, norm: NormKind, mlp: MlpKind, tied_head: bool) -> Gp
 
 fn all_variants() -> Vec<GptConfig> {
     let mut out = Vec::new();
-    for position in [Position::Learned, Position::Rope] {
-        for norm in [NormKind::LayerNorm, NormKind::RmsNorm] {
-            for mlp in [MlpKind::Gelu, MlpKind::SwiGlu, MlpKind::GeGlu] {
+    for position in [GptPosition::Learned, GptPosition::Rope] {
+        for norm in [GptNorm::LayerNorm, GptNorm::RmsNorm] {
+            for mlp in [GptMlp::Gelu, GptMlp::SwiGlu, GptMlp::GeGlu] {
                 for tied in [true, false] {
                     out.push(tiny(position, norm, mlp, tied));
                 }
@@ -120,7 +120,7 @@ fn whole_model_gradients_every_variant() {
 fn gradients_with_dropout() {
     let config = GptConfig {
         dropout: 0.2,
-        ..tiny(Position::Rope, NormKind::LayerNorm, MlpKind::SwiGlu, true)
+        ..tiny(GptPosition::Rope, GptNorm::LayerNorm, GptMlp::SwiGlu, true)
     };
     let params = random_params(&config, &mut Rng::new(5));
     let ids = [1, 2, 3, 4, 5, 6];
@@ -368,9 +368,9 @@ fn parameter_names_shapes_and_count() {
     assert_eq!(model.parameter_count(), 107_200);
 
     let rope = GptConfig {
-        position: Position::Rope,
-        norm: NormKind::RmsNorm,
-        mlp: MlpKind::SwiGlu,
+        position: GptPosition::Rope,
+        norm: GptNorm::RmsNorm,
+        mlp: GptMlp::SwiGlu,
         tied_head: false,
         ..GptConfig::default()
     };
@@ -388,7 +388,7 @@ fn parameter_names_shapes_and_count() {
 fn init_statistics() {
     let config = GptConfig {
         n_layer: 4,
-        n_embd: 128,
+        d_model: 128,
         ..GptConfig::default()
     };
     let model = Gpt::new(config, &mut Rng::new(0));
@@ -418,9 +418,9 @@ fn init_statistics() {
 #[test]
 fn taps_names_shapes_and_values() {
     let config = GptConfig {
-        mlp: MlpKind::GeGlu,
-        position: Position::Rope,
-        ..tiny(Position::Rope, NormKind::LayerNorm, MlpKind::GeGlu, true)
+        mlp: GptMlp::GeGlu,
+        position: GptPosition::Rope,
+        ..tiny(GptPosition::Rope, GptNorm::LayerNorm, GptMlp::GeGlu, true)
     };
     let model = Gpt::new(config.clone(), &mut Rng::new(2));
     let (b, t) = (2, 5);
@@ -503,7 +503,7 @@ fn taps_names_shapes_and_values() {
 
 #[test]
 fn module_forward_reads_ids_and_logits_last_matches() {
-    let config = tiny(Position::Learned, NormKind::LayerNorm, MlpKind::Gelu, true);
+    let config = tiny(GptPosition::Learned, GptNorm::LayerNorm, GptMlp::Gelu, true);
     let model = Gpt::new(config, &mut Rng::new(8));
     let ids = [1usize, 2, 3, 4, 5, 6];
     let x = Tensor::from_vec(&[1, 6], ids.iter().map(|&i| i as f32).collect());
@@ -519,7 +519,7 @@ fn module_forward_reads_ids_and_logits_last_matches() {
 
 #[test]
 fn from_tensors_rejects_wrong_shapes() {
-    let config = tiny(Position::Learned, NormKind::LayerNorm, MlpKind::Gelu, true);
+    let config = tiny(GptPosition::Learned, GptNorm::LayerNorm, GptMlp::Gelu, true);
     let mut tensors: Vec<Tensor> = config
         .parameter_shapes()
         .iter()

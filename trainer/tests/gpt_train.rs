@@ -9,7 +9,7 @@ use aka_trainer::autograd::no_grad;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::gpt::sample::{generate, Sampling};
 use aka_trainer::gpt::train::{load_trained, train_gpt, GptHistory, GptTrainConfig, SampleConfig};
-use aka_trainer::gpt::{Gpt, GptConfig, MlpKind, NormKind, Position};
+use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use aka_trainer::nn::{Ctx, Module};
 use aka_trainer::train::Progress;
 
@@ -27,7 +27,7 @@ fn tiny_model(data: &TextDataset, seed: u64) -> Gpt {
     let config = GptConfig {
         n_layer: 2,
         n_head: 2,
-        n_embd: 16,
+        d_model: 16,
         block_size: 16,
         vocab_size: data.tokenizer().vocab_size(),
         ..GptConfig::default()
@@ -116,7 +116,7 @@ fn resume_equals_uninterrupted() {
     let make = |seed| {
         let config = GptConfig {
             dropout: 0.1,
-            mlp: MlpKind::SwiGlu,
+            mlp: GptMlp::SwiGlu,
             ..tiny_model(&data, 0).config().clone()
         };
         Gpt::new(config, &mut Rng::new(seed))
@@ -193,12 +193,12 @@ fn non_ascii_corpus_trains_and_generates_known_chars() {
     let config = GptConfig {
         n_layer: 1,
         n_head: 2,
-        n_embd: 16,
+        d_model: 16,
         block_size: 12,
         vocab_size: vocab.len(),
-        position: Position::Rope,
-        norm: NormKind::RmsNorm,
-        mlp: MlpKind::GeGlu,
+        position: GptPosition::Rope,
+        norm: GptNorm::RmsNorm,
+        mlp: GptMlp::GeGlu,
         tied_head: false,
         ..GptConfig::default()
     };

@@ -69,7 +69,7 @@ pub fn small_config() -> GptConfig {
     GptConfig {
         n_layer: 2,
         n_head: 4,
-        n_embd: 64,
+        d_model: 64,
         block_size: 64,
         ..GptConfig::default()
     }

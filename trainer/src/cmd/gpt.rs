@@ -14,32 +14,21 @@ use aka_trainer::gpt::export::{export_gpt, write_gpt, CalibConfig, EvalConfig, G
 use aka_trainer::gpt::train::{
     evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
 };
-use aka_trainer::gpt::{generate, Gpt, GptConfig, MlpKind, NormKind, Position, Sampling};
+use aka_trainer::gpt::{generate, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Sampling};
 use aka_trainer::nn::Module;
 use aka_trainer::train::Progress;
 use anyhow::Context as _;
-use clap::ValueEnum;
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum PositionArg {
-    /// A learned position-embedding table (GPT-2).
-    Learned,
-    /// Rotary position embedding on q and k.
-    Rope,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum NormArg {
-    Layernorm,
-    Rmsnorm,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum MlpArg {
-    Gelu,
-    Swiglu,
-    Geglu,
+/// A clap parser for one of core's variant enums (`GptPosition`, `GptNorm`, `GptMlp`): `--help`
+/// lists the names, and a bad name is rejected with them.
+macro_rules! variant_parser {
+    ($ty:ty) => {
+        clap::builder::TypedValueParser::try_map(
+            clap::builder::PossibleValuesParser::new(<$ty>::NAMES),
+            |name: String| name.parse::<$ty>(),
+        )
+    };
 }
 
 /// Arguments of `aka-trainer gpt`.
@@ -88,14 +77,14 @@ pub struct GptArgs {
     #[arg(long)]
     max_vocab: Option<usize>,
     /// Position encoding.
-    #[arg(long, value_enum, default_value = "learned")]
-    position: PositionArg,
+    #[arg(long, default_value = "learned", value_parser = variant_parser!(GptPosition))]
+    position: GptPosition,
     /// Normalisation.
-    #[arg(long, value_enum, default_value = "layernorm")]
-    norm: NormArg,
+    #[arg(long, default_value = "layernorm", value_parser = variant_parser!(GptNorm))]
+    norm: GptNorm,
     /// Feed-forward variant (hidden width 4·dim).
-    #[arg(long, value_enum, default_value = "gelu")]
-    mlp: MlpArg,
+    #[arg(long, default_value = "gelu", value_parser = variant_parser!(GptMlp))]
+    mlp: GptMlp,
     /// Use a separate output head instead of the token embedding.
     #[arg(long)]
     untied: bool,
@@ -183,22 +172,12 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     let config = GptConfig {
         n_layer: args.layers,
         n_head: args.heads,
-        n_embd: args.dim,
+        d_model: args.dim,
         block_size: args.block,
         vocab_size: data.tokenizer().vocab_size(),
-        position: match args.position {
-            PositionArg::Learned => Position::Learned,
-            PositionArg::Rope => Position::Rope,
-        },
-        norm: match args.norm {
-            NormArg::Layernorm => NormKind::LayerNorm,
-            NormArg::Rmsnorm => NormKind::RmsNorm,
-        },
-        mlp: match args.mlp {
-            MlpArg::Gelu => MlpKind::Gelu,
-            MlpArg::Swiglu => MlpKind::SwiGlu,
-            MlpArg::Geglu => MlpKind::GeGlu,
-        },
+        position: args.position,
+        norm: args.norm,
+        mlp: args.mlp,
         tied_head: !args.untied,
         dropout: args.dropout,
         ..GptConfig::default()

@@ -24,15 +24,15 @@
 use std::path::Path;
 
 use aka_core::format::{
-    Body, GptBlock, GptBlockList, GptConfig as CoreConfig, GptDesc, GptEval, GptMlp, GptNorm,
-    GptPosition, GptVocab, Metadata, ModelFile, NormParams, QMatrix, RopeTables, Task,
+    Body, GptBlock, GptBlockList, GptConfig as CoreConfig, GptDesc, GptEval, GptMlp, GptPosition,
+    GptVocab, Metadata, ModelFile, NormParams, QMatrix, RopeTables, Task,
 };
 use aka_core::gpt::GptModel;
 use aka_core::rng::Rng;
 use anyhow::{bail, ensure, Context as _};
 use rayon::prelude::*;
 
-use super::model::{Gpt, MlpKind, NormKind, Position};
+use super::model::Gpt;
 use super::train::{validation_batches, Batches};
 use crate::autograd::{no_grad, Tensor};
 use crate::data::text::{CharTokenizer, Split, TextDataset};
@@ -417,30 +417,20 @@ pub fn encode_gpt(
     let core_cfg = CoreConfig {
         n_layer: u32_of(cfg.n_layer, "n_layer")?,
         n_head: u32_of(cfg.n_head, "n_head")?,
-        d_model: u32_of(cfg.n_embd, "n_embd")?,
+        d_model: u32_of(cfg.d_model, "d_model")?,
         hidden: u32_of(cfg.hidden(), "hidden")?,
         block_size: u32_of(cfg.block_size, "block_size")?,
         vocab_size: u32_of(cfg.vocab_size, "vocab_size")?,
-        position: match cfg.position {
-            Position::Learned => GptPosition::Learned,
-            Position::Rope => GptPosition::Rope,
-        },
-        norm: match cfg.norm {
-            NormKind::LayerNorm => GptNorm::LayerNorm,
-            NormKind::RmsNorm => GptNorm::RmsNorm,
-        },
-        mlp: match cfg.mlp {
-            MlpKind::Gelu => GptMlp::Gelu,
-            MlpKind::SwiGlu => GptMlp::SwiGlu,
-            MlpKind::GeGlu => GptMlp::GeGlu,
-        },
+        position: cfg.position,
+        norm: cfg.norm,
+        mlp: cfg.mlp,
         tied_head: cfg.tied_head,
         norm_eps: cfg.norm_eps,
     };
 
     let tok = matrix(&model.tok_emb);
     let pos = model.pos_emb.as_ref().map(matrix);
-    let rope = (cfg.position == Position::Rope).then(|| {
+    let rope = (cfg.position == GptPosition::Rope).then(|| {
         let (c, s) = Tensor::rope_tables(0, cfg.block_size, cfg.head_dim());
         (
             f32_bytes(&c.iter().copied().collect::<Vec<_>>()),
@@ -466,7 +456,7 @@ pub fn encode_gpt(
     let head = model.lm_head.as_ref().map(matrix);
 
     // For GELU the table's values are the input of w2: one scale for both.
-    let act_scale = |s: &[f32; 9]| if cfg.mlp == MlpKind::Gelu { s[8] } else { s[7] };
+    let act_scale = |s: &[f32; 9]| if cfg.mlp == GptMlp::Gelu { s[8] } else { s[7] };
     let luts: Vec<Vec<u8>> = scales
         .blocks
         .iter()
@@ -531,17 +521,17 @@ pub fn encode_gpt(
 /// The MLP activation as aka-core's table: `lut[q as u8] = Q(act(s_gate · q), s_act)` for every
 /// int8 `q`, where `act` is the trainer's GELU (tanh approximation) or SiLU evaluated in `f64`,
 /// and `Q` is aka-core's [`aka_core::gpt::quantize`] with `1 / s_act`.
-pub fn act_lut(kind: MlpKind, s_gate: f32, s_act: f32) -> Vec<u8> {
+pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
     let inv = 1.0 / s_act;
     (0..=255u8)
         .map(|i| {
             let g = (s_gate * f32::from(i as i8)) as f64;
             let a = match kind {
-                MlpKind::Gelu | MlpKind::GeGlu => {
+                GptMlp::Gelu | GptMlp::GeGlu => {
                     let k = (2.0 / std::f64::consts::PI).sqrt();
                     0.5 * g * (1.0 + (k * (g + 0.044_715 * g * g * g)).tanh())
                 }
-                MlpKind::SwiGlu => g / (1.0 + (-g).exp()),
+                GptMlp::SwiGlu => g / (1.0 + (-g).exp()),
             };
             aka_core::gpt::quantize(a as f32, inv) as u8
         })
@@ -752,7 +742,7 @@ mod tests {
         let config = GptConfig {
             n_layer: 2,
             n_head: 2,
-            n_embd: 16,
+            d_model: 16,
             block_size: 16,
             vocab_size: data.tokenizer().vocab_size(),
             ..GptConfig::default()

@@ -29,5 +29,5 @@ pub mod ops;
 pub mod sample;
 pub mod train;
 
-pub use model::{Attention, Block, Gpt, GptConfig, Mlp, MlpKind, NormKind, Position};
+pub use model::{Attention, Block, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Mlp};
 pub use sample::{generate, sample_token, Sampling};

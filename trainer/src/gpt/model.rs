@@ -22,10 +22,11 @@
 //!   `RmsNorm` = `x / sqrt(mean(x²) + eps) · weight` (no bias). `eps` = [`GptConfig::norm_eps`].
 //! - **MLP**: `Gelu`: `w2 · gelu(w1 · x)`; gated (`SwiGlu`, `GeGlu`):
 //!   `w2 · (act(w1 · x) ⊙ (w3 · x))`, act = SiLU / GELU. GELU is the tanh approximation.
-//!   The hidden width is `4·n_embd` for every kind.
+//!   The hidden width is `4·d_model` for every kind.
 //! - **Sliding window**: sequences longer than `block_size` are not supported by `forward`;
 //!   [`Gpt::logits_last`] keeps the last `block_size` tokens and restarts positions at 0.
 
+pub use aka_core::format::{GptMlp, GptNorm, GptPosition};
 use aka_core::rng::Rng;
 use anyhow::{bail, ensure};
 use ndarray::IxDyn;
@@ -35,63 +36,28 @@ use super::ops::{self, GateAct};
 use crate::autograd::{no_grad, Array, Tensor};
 use crate::nn::{Ctx, Module};
 
-/// How positions are encoded.
-///
-/// Measured on nanoGPT's CPU config (4 layers, 4 heads, 128 dims, context 64, batch 12, 2,000
-/// steps at lr 1e-3, tinyshakespeare): validation loss 1.91 with `Learned`, 1.79 with `Rope`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Position {
-    /// A learned `pos_emb [block_size, d]` table added to the token embeddings (GPT-2).
-    #[default]
-    Learned,
-    /// Rotary embeddings on q and k (rotate-half, base 10000); no table.
-    Rope,
-}
-
-/// Which normalisation the blocks and the final norm use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NormKind {
-    /// `LayerNorm` with weight and bias.
-    #[default]
-    LayerNorm,
-    /// `RMSNorm` with weight only.
-    RmsNorm,
-}
-
-/// The feed-forward network of a block.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MlpKind {
-    /// `w2 · gelu(w1 · x)` (GPT-2).
-    #[default]
-    Gelu,
-    /// `w2 · (silu(w1 · x) ⊙ (w3 · x))` (Llama).
-    SwiGlu,
-    /// `w2 · (gelu(w1 · x) ⊙ (w3 · x))`.
-    GeGlu,
-}
-
 /// The shape and variant of a [`Gpt`]. Stored in checkpoints; everything needed (with the
 /// parameters and the vocabulary) to rebuild the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     /// Number of transformer blocks (default 2).
     pub n_layer: usize,
-    /// Attention heads per block (default 4); must divide `n_embd`.
+    /// Attention heads per block (default 4); must divide `d_model`.
     pub n_head: usize,
     /// Model width `d` (default 64).
-    pub n_embd: usize,
+    pub d_model: usize,
     /// Longest context in tokens (default 64): the size of `pos_emb` and of a training block.
     pub block_size: usize,
     /// Number of token ids (default 65, tinyshakespeare's; set it from the tokenizer).
     pub vocab_size: usize,
     /// Learned table or RoPE (default `Learned`).
-    pub position: Position,
+    pub position: GptPosition,
     /// LayerNorm or RMSNorm (default `LayerNorm`).
-    pub norm: NormKind,
+    pub norm: GptNorm,
     /// Epsilon inside every norm's square root (default 1e-5, PyTorch's).
     pub norm_eps: f32,
-    /// Feed-forward variant (default `Gelu`); the hidden width is always `4 · n_embd`.
-    pub mlp: MlpKind,
+    /// Feed-forward variant (default `Gelu`); the hidden width is always `4 · d_model`.
+    pub mlp: GptMlp,
     /// Share the token embedding as the output head (default true); false adds `lm_head`.
     pub tied_head: bool,
     /// Dropout probability on the embeddings, attention probabilities and both residual
@@ -104,13 +70,13 @@ impl Default for GptConfig {
         Self {
             n_layer: 2,
             n_head: 4,
-            n_embd: 64,
+            d_model: 64,
             block_size: 64,
             vocab_size: 65,
-            position: Position::Learned,
-            norm: NormKind::LayerNorm,
+            position: GptPosition::Learned,
+            norm: GptNorm::LayerNorm,
             norm_eps: 1e-5,
-            mlp: MlpKind::Gelu,
+            mlp: GptMlp::Gelu,
             tied_head: true,
             dropout: 0.0,
         }
@@ -118,29 +84,29 @@ impl Default for GptConfig {
 }
 
 impl GptConfig {
-    /// `n_embd / n_head`.
+    /// `d_model / n_head`.
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head.max(1)
+        self.d_model / self.n_head.max(1)
     }
 
-    /// The MLP hidden width, `4 · n_embd` for every [`MlpKind`].
+    /// The MLP hidden width, `4 · d_model` for every [`GptMlp`].
     pub fn hidden(&self) -> usize {
-        4 * self.n_embd
+        4 * self.d_model
     }
 
     /// Checks that the sizes are usable.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(self.n_layer >= 1, "n_layer must be at least 1");
         ensure!(self.n_head >= 1, "n_head must be at least 1");
-        ensure!(self.n_embd >= 1, "n_embd must be at least 1");
+        ensure!(self.d_model >= 1, "d_model must be at least 1");
         ensure!(
-            self.n_embd.is_multiple_of(self.n_head),
-            "n_embd {} must be a multiple of n_head {}",
-            self.n_embd,
+            self.d_model.is_multiple_of(self.n_head),
+            "d_model {} must be a multiple of n_head {}",
+            self.d_model,
             self.n_head
         );
         ensure!(
-            self.position != Position::Rope || self.head_dim().is_multiple_of(2),
+            self.position != GptPosition::Rope || self.head_dim().is_multiple_of(2),
             "RoPE needs an even head dimension, got {}",
             self.head_dim()
         );
@@ -157,14 +123,14 @@ impl GptConfig {
 
     /// Names and shapes of every parameter, in [`Module::parameters`] order.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let (d, v, h) = (self.n_embd, self.vocab_size, self.hidden());
+        let (d, v, h) = (self.d_model, self.vocab_size, self.hidden());
         let mut out = vec![("tok_emb".to_string(), vec![v, d])];
-        if self.position == Position::Learned {
+        if self.position == GptPosition::Learned {
             out.push(("pos_emb".into(), vec![self.block_size, d]));
         }
         let norm = |out: &mut Vec<(String, Vec<usize>)>, name: &str| {
             out.push((format!("{name}.weight"), vec![d]));
-            if self.norm == NormKind::LayerNorm {
+            if self.norm == GptNorm::LayerNorm {
                 out.push((format!("{name}.bias"), vec![d]));
             }
         };
@@ -177,7 +143,7 @@ impl GptConfig {
             norm(&mut out, &format!("{p}.ln2"));
             out.push((format!("{p}.mlp.w1"), vec![h, d]));
             out.push((format!("{p}.mlp.w2"), vec![d, h]));
-            if self.mlp != MlpKind::Gelu {
+            if self.mlp != GptMlp::Gelu {
                 out.push((format!("{p}.mlp.w3"), vec![h, d]));
             }
         }
@@ -200,10 +166,10 @@ pub struct Norm {
 }
 
 impl Norm {
-    fn new(kind: NormKind, d: usize, eps: f32) -> Self {
+    fn new(kind: GptNorm, d: usize, eps: f32) -> Self {
         Self {
             weight: Tensor::param(Array::ones(IxDyn(&[d]))),
-            bias: (kind == NormKind::LayerNorm).then(|| Tensor::param(Array::zeros(IxDyn(&[d])))),
+            bias: (kind == GptNorm::LayerNorm).then(|| Tensor::param(Array::zeros(IxDyn(&[d])))),
             eps,
         }
     }
@@ -240,7 +206,7 @@ pub struct Attention {
 /// gated.
 pub struct Mlp {
     /// Which variant.
-    pub kind: MlpKind,
+    pub kind: GptMlp,
     /// Up projection `[hidden, d]` (the activated branch when gated).
     pub w1: Tensor,
     /// Down projection `[d, hidden]` (a residual projection: init scaled by `1/√(2·n_layer)`).
@@ -266,7 +232,7 @@ pub struct Gpt {
     config: GptConfig,
     /// Token embedding `[vocab, d]` (also the head when tied).
     pub tok_emb: Tensor,
-    /// Learned position embedding `[block_size, d]` (`Position::Learned` only).
+    /// Learned position embedding `[block_size, d]` (`GptPosition::Learned` only).
     pub pos_emb: Option<Tensor>,
     /// The transformer blocks.
     pub blocks: Vec<Block>,
@@ -342,11 +308,11 @@ impl Gpt {
         if let Err(e) = config.validate() {
             panic!("invalid GptConfig: {e}");
         }
-        let (d, v, h) = (config.n_embd, config.vocab_size, config.hidden());
+        let (d, v, h) = (config.d_model, config.vocab_size, config.hidden());
         let std = 0.02f32;
         let resid_std = std / ((2 * config.n_layer) as f32).sqrt();
         let tok_emb = normal(&[v, d], std, rng);
-        let pos_emb = (config.position == Position::Learned)
+        let pos_emb = (config.position == GptPosition::Learned)
             .then(|| normal(&[config.block_size, d], std, rng));
         let blocks = (0..config.n_layer)
             .map(|_| {
@@ -360,7 +326,7 @@ impl Gpt {
                 let ln2 = Norm::new(config.norm, d, config.norm_eps);
                 let w1 = normal(&[h, d], std, rng);
                 let w2 = normal(&[d, h], resid_std, rng);
-                let w3 = (config.mlp != MlpKind::Gelu).then(|| normal(&[h, d], std, rng));
+                let w3 = (config.mlp != GptMlp::Gelu).then(|| normal(&[h, d], std, rng));
                 Block {
                     ln1,
                     attn,
@@ -409,7 +375,7 @@ impl Gpt {
         }
         let mut it = tensors.into_iter();
         let mut next = || it.next().expect("count checked");
-        let ln = config.norm == NormKind::LayerNorm;
+        let ln = config.norm == GptNorm::LayerNorm;
         let eps = config.norm_eps;
         let norm = |next: &mut dyn FnMut() -> Tensor| Norm {
             weight: next(),
@@ -417,7 +383,7 @@ impl Gpt {
             eps,
         };
         let tok_emb = next();
-        let pos_emb = (config.position == Position::Learned).then(&mut next);
+        let pos_emb = (config.position == GptPosition::Learned).then(&mut next);
         let mut blocks = Vec::with_capacity(config.n_layer);
         for _ in 0..config.n_layer {
             let ln1 = norm(&mut next);
@@ -430,7 +396,7 @@ impl Gpt {
             let ln2 = norm(&mut next);
             let w1 = next();
             let w2 = next();
-            let w3 = (config.mlp != MlpKind::Gelu).then(&mut next);
+            let w3 = (config.mlp != GptMlp::Gelu).then(&mut next);
             blocks.push(Block {
                 ln1,
                 attn,
@@ -536,7 +502,7 @@ impl Gpt {
             "sequence length {t} not in 1..={}",
             cfg.block_size
         );
-        let (h, p, d) = (cfg.n_head, cfg.dropout, cfg.n_embd);
+        let (h, p, d) = (cfg.n_head, cfg.dropout, cfg.d_model);
         let dropout = |x: Tensor, ctx: &mut Ctx| {
             if ctx.training && p > 0.0 {
                 x.dropout(p, &mut ctx.rng)
@@ -554,7 +520,7 @@ impl Gpt {
             emit(&mut tap, l, "attn_in", || bt(&a_in, b, t)); // [b, t, d]
             let a = &blk.attn;
             let mut qkv = ops::linear_cat(&a_in, &[&a.wq, &a.wk, &a.wv]); // [b·t, 3d] = [q | k | v], each [h, hd]
-            if cfg.position == Position::Rope {
+            if cfg.position == GptPosition::Rope {
                 qkv = ops::rope_rows(&qkv, t, cfg.head_dim(), 2 * d, 0); // [b·t, 3d], q and k rotated
             }
             emit(&mut tap, l, "q", || heads(&qkv, 0, b, t, h)); // [b, h, t, hd]
@@ -577,7 +543,7 @@ impl Gpt {
                 None => ops::gelu(&m_in.linear(&mlp.w1, None)), // [b·t, hidden]
                 Some(w3) => {
                     let ug = ops::linear_cat(&m_in, &[&mlp.w1, w3]); // [b·t, 2·hidden] = [w1·x | w3·x]
-                    let act = if mlp.kind == MlpKind::SwiGlu {
+                    let act = if mlp.kind == GptMlp::SwiGlu {
                         GateAct::Silu
                     } else {
                         GateAct::Gelu
@@ -590,8 +556,8 @@ impl Gpt {
                 // its activation table) and the activation (the table's values).
                 let gate = m_in.linear(&mlp.w1, None); // [b·t, hidden]
                 let act = match mlp.kind {
-                    MlpKind::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
-                    MlpKind::Gelu | MlpKind::GeGlu => ops::gelu(&gate), // [b·t, hidden]
+                    GptMlp::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
+                    GptMlp::Gelu | GptMlp::GeGlu => ops::gelu(&gate), // [b·t, hidden]
                 };
                 emit(&mut tap, l, "mlp_gate", || bt(&gate, b, t)); // [b, t, hidden]
                 emit(&mut tap, l, "mlp_act", || bt(&act, b, t)); // [b, t, hidden]
@@ -613,7 +579,7 @@ impl Gpt {
              {:?}, {:?} MLP (hidden {}), {} head, dropout {}: {} parameters",
             c.n_layer,
             c.n_head,
-            c.n_embd,
+            c.d_model,
             c.head_dim(),
             c.block_size,
             c.vocab_size,
