@@ -2,7 +2,7 @@
 //! tinyshakespeare), nanoGPT's `shakespeare_char` recipe scaled for a laptop CPU.
 //!
 //! Writes `OUT/checkpoint.bin` (config, vocabulary, weights, optimizer state; reload with
-//! `aka_trainer::gpt::train::load_trained(OUT)`), `OUT/chart.svg`, the int8 model for aka-core
+//! `aka_trainer::train::load_trained(OUT)`), `OUT/chart.svg`, the int8 model for aka-core
 //! `OUT/model.aka` (`gpt::export::export_gpt`; skip with `--no-export`) and `OUT/summary.json`.
 
 use std::path::PathBuf;
@@ -11,11 +11,11 @@ use std::time::Instant;
 use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::gpt::export::{export_gpt, write_gpt, CalibConfig, EvalConfig, GptExportMeta};
-use aka_trainer::gpt::train::{
-    evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
-};
 use aka_trainer::gpt::{generate, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Sampling};
 use aka_trainer::nn::Module;
+use aka_trainer::train::language_model::{
+    evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
+};
 use aka_trainer::train::Progress;
 use anyhow::Context as _;
 use serde::Serialize;
@@ -287,7 +287,7 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     println!(
         "checkpoint: {}",
         args.out
-            .join(aka_trainer::gpt::train::GptCheckpoint::FILE)
+            .join(aka_trainer::train::Checkpoint::FILE)
             .display()
     );
     println!("summary: {}", summary_path.display());
