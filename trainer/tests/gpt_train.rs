@@ -296,3 +296,33 @@ fn cli_trains_and_writes_outputs() {
     assert!(model.lm_head.is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A diverging run stops with "training diverged" and keeps the last good checkpoint.
+#[test]
+fn divergence_keeps_the_last_good_checkpoint() {
+    let data = corpus();
+    let dir = temp_dir("diverged");
+    let config = GptTrainConfig {
+        out_dir: Some(dir.clone()),
+        eval_interval: 5,
+        ..quick(10)
+    };
+    train_gpt(&tiny_model(&data, 3), &data, &config).unwrap();
+    let good = std::fs::read(dir.join("checkpoint.bin")).unwrap();
+    let err = train_gpt(
+        &tiny_model(&data, 3),
+        &data,
+        &GptTrainConfig {
+            steps: 40,
+            lr: 1e30,
+            warmup_steps: 0,
+            grad_clip: None,
+            resume: true,
+            ..config
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("training diverged"), "{err:#}");
+    assert_eq!(std::fs::read(dir.join("checkpoint.bin")).unwrap(), good);
+    let _ = std::fs::remove_dir_all(&dir);
+}

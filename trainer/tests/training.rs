@@ -377,3 +377,103 @@ fn cli_normalization_and_no_normalize() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A loss that turns non-finite stops the run with "training diverged", and the last good
+/// checkpoint is left as it was (it used to be overwritten with NaN weights).
+#[test]
+fn divergence_stops_without_overwriting_the_checkpoint() {
+    let data = mnist();
+    let train_set = Subset::first(&data.train, 256);
+    let test_set = Subset::first(&data.test, 64);
+    let splits = Splits {
+        train: &train_set,
+        test: &test_set,
+    };
+    let dir = temp_dir("diverged");
+    let config = |epochs, optimizer, resume| TrainConfig {
+        out_dir: Some(dir.clone()),
+        optimizer,
+        resume,
+        ..quiet(epochs, 2)
+    };
+    let adam = aka_trainer::optim::OptimizerConfig::adam(1e-3);
+    train(
+        &mnist_mlp(&mut Rng::new(2)),
+        &splits,
+        &config(1, adam, false),
+    )
+    .unwrap();
+    let good = std::fs::read(dir.join(Checkpoint::FILE)).unwrap();
+    let wild = aka_trainer::optim::OptimizerConfig::adam(1e30);
+    let err = train(
+        &mnist_mlp(&mut Rng::new(2)),
+        &splits,
+        &config(2, wild, true),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("training diverged"), "{err:#}");
+    assert_eq!(std::fs::read(dir.join(Checkpoint::FILE)).unwrap(), good);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Checkpoints of older formats (the separate MNIST and GPT ones) are refused with a message
+/// saying so; a checkpoint of another model is refused on resume.
+#[test]
+fn old_and_foreign_checkpoints_are_clear_errors() {
+    let dir = temp_dir("old-ck");
+    std::fs::create_dir_all(&dir).unwrap();
+    for old_format in [1u8, 2] {
+        // postcard: the format tag is the first field, a varint.
+        std::fs::write(dir.join(Checkpoint::FILE), [old_format, 0, 0, 0]).unwrap();
+        let err = Checkpoint::load(&dir.join(Checkpoint::FILE)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("older version") && msg.contains("retrain"),
+            "{msg}"
+        );
+    }
+
+    let text = aka_trainer::data::text::TextDataset::from_text(&"abc abd ".repeat(50), None);
+    let gpt = aka_trainer::gpt::Gpt::new(
+        aka_trainer::gpt::GptConfig {
+            n_layer: 1,
+            n_head: 1,
+            d_model: 8,
+            block_size: 8,
+            vocab_size: text.tokenizer().vocab_size(),
+            ..Default::default()
+        },
+        &mut Rng::new(0),
+    );
+    aka_trainer::train::train_gpt(
+        &gpt,
+        &text,
+        &aka_trainer::train::GptTrainConfig {
+            steps: 2,
+            batch_size: 2,
+            eval_batches: 1,
+            out_dir: Some(dir.clone()),
+            progress: Progress::Quiet,
+            sample: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let data = mnist();
+    let train_set = Subset::first(&data.train, 64);
+    let err = train(
+        &mnist_mlp(&mut Rng::new(0)),
+        &Splits {
+            train: &train_set,
+            test: &train_set,
+        },
+        &TrainConfig {
+            out_dir: Some(dir.clone()),
+            resume: true,
+            ..quiet(1, 0)
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("holds a GPT"), "{err:#}");
+    let _ = std::fs::remove_dir_all(dir);
+}
