@@ -28,7 +28,7 @@ pub mod train;
 /// modes with glibc's dynamic mmap threshold). This sets `M_MMAP_THRESHOLD` to 32 MiB (blocks below it come
 /// from the heap), `M_TRIM_THRESHOLD` to 1 GiB and `M_TOP_PAD` to 64 MiB (the heap is not
 /// shrunk), like `MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432
-/// MALLOC_TOP_PAD_=67108864`. Process-wide and idempotent; [`train::train`] and `gpt::train::train_gpt` call it.
+/// MALLOC_TOP_PAD_=67108864`. Process-wide and idempotent; [`train::fit`] calls it.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

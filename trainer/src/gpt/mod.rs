@@ -8,13 +8,15 @@
 //!   multi-head attention, MLP activations) with hand-written backward passes.
 //! - [`sample`]: greedy / temperature / top-k token choice ([`sample::sample_token`], shareable
 //!   with the `no_std` runtime) and [`sample::generate`].
-//! - [`train`]: the training loop ([`train::train_gpt`]), checkpoints ([`train::GptCheckpoint`])
-//!   and [`train::load_trained`].
+//! - [`train`]: moved to [`crate::train`] (the [`LanguageModel`](crate::train::LanguageModel)
+//!   task of [`fit`](crate::train::fit), [`train_gpt`](crate::train::train_gpt),
+//!   [`load_trained`](crate::train::load_trained)); old paths re-exported.
 //!
 //! ```no_run
 //! use aka_core::rng::Rng;
 //! use aka_trainer::data::text::TextDataset;
-//! use aka_trainer::gpt::{Gpt, GptConfig, train::{train_gpt, GptTrainConfig}};
+//! use aka_trainer::gpt::{Gpt, GptConfig};
+//! use aka_trainer::train::{train_gpt, GptTrainConfig};
 //!
 //! let data = TextDataset::load("data/tinyshakespeare/input.txt".as_ref()).unwrap();
 //! let config = GptConfig { vocab_size: data.tokenizer().vocab_size(), ..GptConfig::default() };

@@ -1,6 +1,6 @@
 //! Moved: GPT training is the [`LanguageModel`](crate::train::LanguageModel) task of
 //! [`crate::train`], trained by [`crate::train::fit`] through
-//! [`train_gpt`](crate::train::train_gpt).
+//! [`crate::train::train_gpt`].
 
 // SHIM(issue10): old paths, still used by `gpt::export` and the workspace tests.
 pub use crate::train::language_model::{

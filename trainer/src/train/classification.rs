@@ -1,5 +1,5 @@
 //! Classification: a [`Dataset`] of labelled examples, trained in epochs through
-//! [`fit`](super::fit) by [`train`], shaped like the tutorial's
+//! [`fit`] by [`train`], shaped like the tutorial's
 //! `train(model, MNIST, CrossEntropyLoss, batch_size=64, epochs=1, show_chart=True)`.
 //!
 //! Each epoch is `ceil(n / batch_size)` steps: a seeded shuffle at its first step, mini-batches,

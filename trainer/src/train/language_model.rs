@@ -1,4 +1,4 @@
-//! Language modelling: a [`Gpt`] on a [`TextDataset`], trained through [`fit`](super::fit) by
+//! Language modelling: a [`Gpt`] on a [`TextDataset`], trained through [`fit`] by
 //! [`train_gpt`], nanoGPT style: AdamW (betas 0.9/0.99, weight decay on ≥2-D weights), linear
 //! warmup then cosine decay to `lr · min_lr_ratio`, global-norm clipping, random contiguous
 //! blocks per batch, validation loss on a fixed set of batches, and a sample at the end.

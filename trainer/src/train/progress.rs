@@ -1,4 +1,4 @@
-//! What [`fit`](super::fit) prints while it runs: a progress bar on a terminal, plain periodic
+//! What [`fit`] prints while it runs: a progress bar on a terminal, plain periodic
 //! lines otherwise, an evaluation line at each evaluation.
 //!
 //! Two layouts, after the [`Cadence`]: per epoch (a bar per epoch, lines ten times an epoch with
@@ -23,7 +23,7 @@ pub enum Progress {
     Quiet,
 }
 
-/// The live display of one [`fit`](super::fit) call.
+/// The live display of one [`fit`] call.
 pub(super) struct Reporter {
     cadence: Cadence,
     /// Steps of the whole run (the schedule's length).
