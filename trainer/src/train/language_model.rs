@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use aka_core::rng::Rng;
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -187,8 +187,9 @@ impl GptHistory {
 
 /// Loads `dir/checkpoint.bin` and rebuilds the trained model and its tokenizer.
 pub fn load_trained(dir: &Path) -> anyhow::Result<(Gpt, CharTokenizer, Checkpoint)> {
-    let ck = Checkpoint::load(&dir.join(Checkpoint::FILE))?;
-    let (model, tokenizer) = ck.gpt()?;
+    let path = dir.join(Checkpoint::FILE);
+    let ck = Checkpoint::load(&path)?;
+    let (model, tokenizer) = ck.gpt().with_context(|| path.display().to_string())?;
     Ok((model, tokenizer, ck))
 }
 

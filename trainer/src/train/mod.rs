@@ -431,7 +431,7 @@ pub fn fit<T: Task>(model: &T::Model, task: &mut T, config: &FitConfig) -> anyho
     Ok(log)
 }
 
-/// "; the last good checkpoint is kept" when there is one.
+/// " (the last good checkpoint, PATH, is kept)" when there is one.
 fn kept(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) if p.exists() => format!(" (the last good checkpoint, {}, is kept)", p.display()),
