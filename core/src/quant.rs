@@ -159,40 +159,28 @@ pub fn dequantize(q: i8, scale: f32, zero_point: i8) -> f32 {
     scale * (q as i32 - zero_point as i32) as f32
 }
 
+/// The shared test references (`tests/src/reference.rs`: requantization and naive layers, written
+/// from the definitions), for this crate's unit tests; aka-core cannot depend on aka-tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/src/reference.rs"]
+pub(crate) mod reference;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    /// Independent reference: exact i128 arithmetic with explicit floor/round semantics.
-    fn srdhm_ref(a: i32, b: i32) -> i32 {
-        let p = a as i128 * b as i128;
-        // floor(p / 2^31 + 1/2) == floor((p + 2^30) / 2^31)
-        let r = (p + (1i128 << 30)).div_euclid(1i128 << 31);
-        r.clamp(i32::MIN as i128, i32::MAX as i128) as i32
-    }
+    // The shared independent references (exact i128 arithmetic with explicit floor/round
+    // semantics), also used by the host tests.
+    use super::reference::{
+        self, divide_by_pot as rdbpot_ref, doubling_high_mul as srdhm_ref,
+        multiply_by_quantized_multiplier as mbqm_ref,
+    };
 
-    fn rdbpot_ref(x: i32, e: i32) -> i32 {
-        if e == 0 {
-            return x;
-        }
-        let x = x as i128;
-        let d = 1i128 << e;
-        let half = d / 2;
-        // Round half away from zero.
-        let r = if x >= 0 {
-            (x + half).div_euclid(d)
-        } else {
-            -((-x + half).div_euclid(d))
-        };
-        r as i32
-    }
-
-    fn mbqm_ref(x: i32, m: i32, shift: i32) -> i32 {
-        let left = shift.max(0);
-        let right = (-shift).max(0);
-        let xl = (x as i64 * (1i64 << left)) as i32; // wraps, like the C code
-        rdbpot_ref(srdhm_ref(xl, m), right)
+    #[test]
+    fn reference_rounding_by_hand() {
+        reference::check_by_hand();
     }
 
     const EDGES: [i32; 16] = [

@@ -1,8 +1,13 @@
 //! Host tests that check `aka-core` against `aka-trainer` live in `tests/tests/`; this library
 //! holds what they share: the bundled MNIST data, training a model in memory, exporting it.
 //!
+//! [`reference`] holds the independent integer references (requantization, naive layers) that
+//! aka-core's own tests include too.
+//!
 //! Nothing is cached on disk: each test binary trains what it needs (small subsets where the
 //! assertion allows it) and keeps it in memory.
+
+pub mod reference;
 
 use std::path::Path;
 use std::sync::OnceLock;

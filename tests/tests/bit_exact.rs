@@ -1,7 +1,8 @@
 //! (b) aka-core's int8 outputs are bit-identical to an independent integer reference.
 //!
-//! The reference below is written from the definitions, straightforwardly, in `i64`/`i128`, from
-//! the quantized parameters **decoded from the exported file**. It calls none of aka-core's
+//! The reference (`aka_tests::reference`, shared with aka-core's own tests, driven below layer by
+//! layer) is written from the definitions, straightforwardly, in `i64`/`i128`, and fed the
+//! quantized parameters **decoded from the exported file**. It calls none of aka-core's
 //! kernels or quantization helpers, and it computes the accumulator the way TFLite's reference
 //! kernels do — `bias_q + Σ (x - zp_in) * w` over the **in-bounds** taps, with
 //! `bias_q = bias' + zp_in * Σ w` un-folded from the file — rather than aka-core's folded form, so
@@ -14,62 +15,36 @@
 //! `pixel_mean`/`pixel_std`, which the reference applies from the format's definition); one more
 //! MLP is trained and checked without normalization.
 
-use aka_core::format::{Layer, ModelFile, QuantParams, Shape};
+use aka_core::format::{Layer, ModelFile, Shape};
 use aka_core::rng::Rng;
 use aka_core::SequentialModel;
+use aka_tests::reference::{self, ConvShape, Stage};
 use aka_tests::{decode, layers, mnist, prefix_model, quick, quick_unnormalized, Kind, Trained};
 use aka_trainer::export::Exported;
 
-fn le_i32(bytes: &[u8]) -> Vec<i64> {
+fn le_i32(bytes: &[u8]) -> Vec<i32> {
     bytes
         .chunks_exact(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
 }
 
-fn weights(bytes: &[u8]) -> Vec<i64> {
-    bytes.iter().map(|&b| b as i8 as i64).collect()
+fn weights(bytes: &[u8]) -> Vec<i8> {
+    bytes.iter().map(|&b| b as i8).collect()
 }
 
-/// `round(a * b / 2^31)` with ties toward +infinity (`floor(a * b / 2^31 + 1/2)`), saturated to
-/// i32 — gemmlowp's SaturatingRoundingDoublingHighMul, from its definition.
-fn doubling_high_mul(a: i64, b: i64) -> i64 {
-    let p = a as i128 * b as i128;
-    let r = (p + (1i128 << 30)).div_euclid(1i128 << 31);
-    r.clamp(i32::MIN as i128, i32::MAX as i128) as i64
-}
-
-/// `round(x / 2^e)` with ties away from zero — gemmlowp's RoundingDivideByPOT, from its definition.
-fn divide_by_pot(x: i64, e: i64) -> i64 {
-    if e == 0 {
-        return x;
-    }
-    let d = 1i128 << e;
-    let (mag, neg) = ((x as i128).abs(), x < 0);
-    let q = (mag + d / 2) / d;
-    (if neg { -q } else { q }) as i64
-}
-
-/// TFLite's double-rounding `MultiplyByQuantizedMultiplier(x, m, shift)`.
-fn requantize(x: i64, m: i64, shift: i64) -> i64 {
-    assert!(
-        (i32::MIN as i64..=i32::MAX as i64).contains(&x),
-        "accumulator {x} overflows int32"
-    );
-    let left = shift.max(0);
-    let right = (-shift).max(0);
-    let shifted = x << left;
-    assert!(
-        (i32::MIN as i64..=i32::MAX as i64).contains(&shifted),
-        "left shift overflows"
-    );
-    divide_by_pot(doubling_high_mul(shifted, m), right)
-}
-
-/// Output stage: requantize, add the output zero point, clamp.
-fn output(acc: i64, m: i64, s: i64, q: QuantParams, act_min: i8, act_max: i8) -> i8 {
-    let y = requantize(acc, m, s) + q.zero_point as i64;
-    y.clamp(act_min as i64, act_max as i64) as i8
+/// TFLite's un-folded bias from the file's folded one: `bias_q[o] = bias'[o] + zp_in * Σ w[o]`
+/// (over the whole filter of output channel `o`).
+fn unfold_bias(folded: &[i32], w: &[i8], zp_in: i8) -> Vec<i32> {
+    let per = w.len() / folded.len();
+    folded
+        .iter()
+        .zip(w.chunks_exact(per))
+        .map(|(&b, row)| {
+            let sum: i64 = row.iter().map(|&x| x as i64).sum();
+            i32::try_from(b as i64 + zp_in as i64 * sum).expect("bias fits i32")
+        })
+        .collect()
 }
 
 /// The reference forward pass: the output of every layer (NHWC) for one image of pixels.
@@ -81,7 +56,7 @@ fn reference(file: &ModelFile<'_>, pixels: &[u8]) -> Vec<Vec<i8>> {
     let (mean, std) = (desc.input.pixel_mean, desc.input.pixel_std);
     // Input: the format defines the real value of pixel p in f32 as (p / 255 - mean) / std, and
     // q = round(real / scale) + zp (ties away from zero, f32), clamped.
-    let mut x: Vec<i64> = pixels
+    let mut x: Vec<i8> = pixels
         .iter()
         .map(|&p| {
             let real = (p as f32 / 255.0 - mean) / std;
@@ -92,138 +67,73 @@ fn reference(file: &ModelFile<'_>, pixels: &[u8]) -> Vec<Vec<i8>> {
                 (r as f64 - exact).abs() <= 0.5 + 1e-3,
                 "pixel {p}: {r} vs {exact}"
             );
-            (r + iq.zero_point as i64).clamp(-128, 127)
+            (r + iq.zero_point as i64).clamp(-128, 127) as i8
         })
         .collect();
     let mut shape: Shape = desc.input.shape;
-    let mut zp = iq.zero_point as i64;
+    let mut zp = iq.zero_point;
     let mut outs = Vec::new();
     for layer in desc.layers.as_slice() {
         match layer {
             Layer::Linear(l) => {
-                let (n_in, n_out) = (l.in_features as usize, l.out_features as usize);
-                assert_eq!(x.len(), n_in);
+                assert_eq!(x.len(), l.in_features as usize);
                 let w = weights(l.weights);
-                let bias = le_i32(l.bias);
+                let bias = unfold_bias(&le_i32(l.bias), &w, zp);
                 let (m, s) = (le_i32(l.requant.multipliers), le_i32(l.requant.shifts));
-                let mut y = Vec::with_capacity(n_out);
-                for o in 0..n_out {
-                    let row = &w[o * n_in..(o + 1) * n_in];
-                    let bias_q = bias[o] + zp * row.iter().sum::<i64>();
-                    let acc = bias_q
-                        + x.iter()
-                            .zip(row)
-                            .map(|(&xi, &wi)| (xi - zp) * wi)
-                            .sum::<i64>();
-                    y.push(output(
-                        acc,
-                        m[o],
-                        s[o],
-                        l.requant.output,
-                        l.requant.act_min,
-                        l.requant.act_max,
-                    ) as i64);
-                }
-                x = y;
+                let stage = Stage {
+                    bias: &bias,
+                    multipliers: &m,
+                    shifts: &s,
+                    zero_point: l.requant.output.zero_point,
+                    act_min: l.requant.act_min,
+                    act_max: l.requant.act_max,
+                };
+                x = reference::linear(&x, &w, zp, &stage);
                 shape = Shape::flat(l.out_features);
-                zp = l.requant.output.zero_point as i64;
+                zp = l.requant.output.zero_point;
             }
             Layer::Conv2d(c) => {
-                let (h, w_, ci) = (shape.h as i64, shape.w as i64, shape.c as i64);
-                let (co, kh, kw) = (c.out_channels as i64, c.kernel_h as i64, c.kernel_w as i64);
-                let (sh, sw, ph, pw) = (
-                    c.stride_h as i64,
-                    c.stride_w as i64,
-                    c.pad_h as i64,
-                    c.pad_w as i64,
-                );
-                assert_eq!(c.input_zero_point as i64, zp);
-                let oh = (h + 2 * ph - kh) / sh + 1;
-                let ow = (w_ + 2 * pw - kw) / sw + 1;
-                let wt = weights(c.weights);
-                let bias = le_i32(c.bias);
-                let (m, s) = (le_i32(c.requant.multipliers), le_i32(c.requant.shifts));
-                let widx = |o: i64, ky: i64, kx: i64, i: i64| {
-                    (((o * kh + ky) * kw + kx) * ci + i) as usize
+                assert_eq!(c.input_zero_point, zp);
+                let g = ConvShape {
+                    h: shape.h as usize,
+                    w: shape.w as usize,
+                    in_c: shape.c as usize,
+                    out_c: c.out_channels as usize,
+                    kernel: (c.kernel_h as usize, c.kernel_w as usize),
+                    stride: (c.stride_h as usize, c.stride_w as usize),
+                    pad: (c.pad_h as usize, c.pad_w as usize),
                 };
-                let mut y = vec![0i64; (oh * ow * co) as usize];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        for o in 0..co {
-                            let filter_sum: i64 = (0..kh)
-                                .flat_map(|ky| {
-                                    (0..kw).flat_map(move |kx| (0..ci).map(move |i| (ky, kx, i)))
-                                })
-                                .map(|(ky, kx, i)| wt[widx(o, ky, kx, i)])
-                                .sum();
-                            let mut acc = bias[o as usize] + zp * filter_sum;
-                            for ky in 0..kh {
-                                let iy = oy * sh + ky - ph;
-                                if iy < 0 || iy >= h {
-                                    continue;
-                                }
-                                for kx in 0..kw {
-                                    let ix = ox * sw + kx - pw;
-                                    if ix < 0 || ix >= w_ {
-                                        continue;
-                                    }
-                                    for i in 0..ci {
-                                        let xv = x[((iy * w_ + ix) * ci + i) as usize];
-                                        acc += (xv - zp) * wt[widx(o, ky, kx, i)];
-                                    }
-                                }
-                            }
-                            y[((oy * ow + ox) * co + o) as usize] = output(
-                                acc,
-                                m[o as usize],
-                                s[o as usize],
-                                c.requant.output,
-                                c.requant.act_min,
-                                c.requant.act_max,
-                            )
-                                as i64;
-                        }
-                    }
-                }
-                x = y;
+                let w = weights(c.weights);
+                let bias = unfold_bias(&le_i32(c.bias), &w, zp);
+                let (m, s) = (le_i32(c.requant.multipliers), le_i32(c.requant.shifts));
+                let stage = Stage {
+                    bias: &bias,
+                    multipliers: &m,
+                    shifts: &s,
+                    zero_point: c.requant.output.zero_point,
+                    act_min: c.requant.act_min,
+                    act_max: c.requant.act_max,
+                };
+                x = reference::conv2d(&x, &g, &w, zp, &stage);
+                let (oh, ow) = g.out_hw();
                 shape = Shape::new(oh as u32, ow as u32, c.out_channels);
-                zp = c.requant.output.zero_point as i64;
+                zp = c.requant.output.zero_point;
             }
             Layer::MaxPool2d(p) => {
-                let (h, w_, ch) = (shape.h as usize, shape.w as usize, shape.c as usize);
-                let (kh, kw, sh, sw) = (
-                    p.kernel_h as usize,
-                    p.kernel_w as usize,
-                    p.stride_h as usize,
-                    p.stride_w as usize,
+                let (y, (oh, ow)) = reference::max_pool2d(
+                    &x,
+                    (shape.h as usize, shape.w as usize, shape.c as usize),
+                    (p.kernel_h as usize, p.kernel_w as usize),
+                    (p.stride_h as usize, p.stride_w as usize),
                 );
-                let (oh, ow) = ((h - kh) / sh + 1, (w_ - kw) / sw + 1);
-                let mut y = vec![i64::MIN; oh * ow * ch];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        for c in 0..ch {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let v = x[((oy * sh + ky) * w_ + ox * sw + kx) * ch + c];
-                                    let o = &mut y[(oy * ow + ox) * ch + c];
-                                    *o = (*o).max(v);
-                                }
-                            }
-                        }
-                    }
-                }
                 x = y;
                 shape = Shape::new(oh as u32, ow as u32, shape.c);
             }
             Layer::Flatten => shape = Shape::flat(shape.h * shape.w * shape.c),
-            Layer::Relu { zero_point } => {
-                for v in &mut x {
-                    *v = (*v).max(*zero_point as i64);
-                }
-            }
+            Layer::Relu { zero_point } => reference::relu(&mut x, *zero_point),
             other => panic!("layer {other:?} not covered by the reference"),
         }
-        outs.push(x.iter().map(|&v| i8::try_from(v).expect("int8")).collect());
+        outs.push(x.clone());
     }
     outs
 }
@@ -355,20 +265,5 @@ fn unnormalized_mlp_final_scores_bit_identical() {
 /// cannot hide a bug in aka-core by making the same mistake).
 #[test]
 fn reference_rounding_by_hand() {
-    // 2^30 * 2^30 / 2^31 = 2^29 exactly.
-    assert_eq!(doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
-    // 3 * 2^30 / 2^31 = 1.5 -> 2 (ties up); -1.5 -> -1 (ties toward +inf).
-    assert_eq!(doubling_high_mul(3, 1 << 30), 2);
-    assert_eq!(doubling_high_mul(-3, 1 << 30), -1);
-    assert_eq!(
-        doubling_high_mul(i32::MIN as i64, i32::MIN as i64),
-        i32::MAX as i64
-    );
-    assert_eq!(divide_by_pot(5, 1), 3); // 2.5 -> 3
-    assert_eq!(divide_by_pot(-5, 1), -3); // -2.5 -> -3
-    assert_eq!(divide_by_pot(-5, 2), -1); // -1.25 -> -1
-    assert_eq!(divide_by_pot(6, 2), 2); // 1.5 -> 2
-                                        // 1000 * 0.75 * 2^-3 = 93.75 -> 94 (multiplier 0.75 = 3 * 2^29, shift -3).
-    assert_eq!(requantize(1000, 3 << 29, -3), 94);
-    assert_eq!(requantize(-1000, 3 << 29, -3), -94);
+    reference::check_by_hand();
 }

@@ -262,11 +262,11 @@ fn shape_error(kernel: &'static str) -> Error {
 }
 
 /// An instruction-level model of the DSP kernels' fast requantization (see `dsp`'s module docs),
-/// checked against [`multiply_by_quantized_multiplier`] + zero point + clamp on the host. The
+/// checked on the host against the independent reference of the portable output stage
+/// (`tests/src/reference.rs`: [`multiply_by_quantized_multiplier`], zero point, clamp). The
 /// firmware's `dsp_check` checks the assembly itself against the portable kernels.
 #[cfg(test)]
 mod fast_requant_model {
-    use crate::quant::multiply_by_quantized_multiplier;
     use crate::rng::Rng;
 
     /// `SMMLAR Rd, Rn, Rm, Ra`: bits 63..32 of `(Ra << 32) + Rn·Rm + 2^31`.
@@ -299,9 +299,10 @@ mod fast_requant_model {
         t.clamp(-128, 127) as i8
     }
 
+    /// The portable output stage (requantize, add zero point, clamp to `lo..=127`), from the
+    /// shared independent reference.
     fn reference(x: i32, m: i32, shift: i32, zp: i8, lo: i8) -> i8 {
-        let y = multiply_by_quantized_multiplier(x, m, shift).saturating_add(zp as i32);
-        y.max(lo as i32).min(127) as i8
+        crate::quant::reference::requantize(x as i64, m, shift, zp, lo, 127)
     }
 
     #[test]

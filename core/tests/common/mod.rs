@@ -1,6 +1,7 @@
 //! Test helpers: an owned description of a quantized model, an encoder to the file format
-//! (folding the input zero point into the bias, as the exporter must), and a naive TFLite-style
-//! reference forward pass in i64/i128 that does **not** fold (it skips padded taps instead).
+//! (folding the input zero point into the bias, as the exporter must), and a forward pass through
+//! the shared naive TFLite-style references (`tests/src/reference.rs`, in i64/i128), which do
+//! **not** fold (they skip padded taps instead).
 #![allow(dead_code)]
 
 use aka_core::format::{
@@ -11,34 +12,10 @@ use aka_core::quant::quantize_multiplier;
 use aka_core::rng::Rng;
 use aka_core::Task;
 
-/// Independent reference of TFLite's double-rounding `MultiplyByQuantizedMultiplier`, in i128.
-pub fn mbqm_ref(x: i32, m: i32, shift: i32) -> i32 {
-    let left = shift.max(0);
-    let right = (-shift).max(0);
-    let xl = (x as i64 * (1i64 << left)) as i32;
-    // SaturatingRoundingDoublingHighMul = floor((a*b + 2^30) / 2^31), saturated.
-    let p = xl as i128 * m as i128;
-    let h = (p + (1i128 << 30))
-        .div_euclid(1i128 << 31)
-        .clamp(i32::MIN as i128, i32::MAX as i128);
-    if right == 0 {
-        return h as i32;
-    }
-    // RoundingDivideByPOT: round half away from zero.
-    let d = 1i128 << right;
-    let r = if h >= 0 {
-        (h + d / 2).div_euclid(d)
-    } else {
-        -((-h + d / 2).div_euclid(d))
-    };
-    r as i32
-}
-
-/// Output stage of the reference: requantize, add zero point, clamp.
-pub fn requant_ref(acc: i64, m: i32, s: i32, zp: i8, lo: i8, hi: i8) -> i8 {
-    let acc = i32::try_from(acc).expect("reference accumulator overflows i32");
-    (mbqm_ref(acc, m, s) as i64 + zp as i64).clamp(lo as i64, hi as i64) as i8
-}
+/// The shared references (requantization, naive layers), also used by `aka_tests::reference`
+/// and aka-core's unit tests.
+#[path = "../../../tests/src/reference.rs"]
+pub mod reference;
 
 #[derive(Clone, Debug)]
 pub struct QOut {
@@ -205,96 +182,61 @@ pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
     file_bytes(Header::CURRENT, input, &layers, labels)
 }
 
-/// Naive TFLite-style linear: `Σ (x - zp_in) * w + bias`, then requant.
+impl QOut {
+    /// The reference's view of this output stage.
+    pub fn stage(&self) -> reference::Stage<'_> {
+        reference::Stage {
+            bias: &self.bias,
+            multipliers: &self.mult,
+            shifts: &self.shift,
+            zero_point: self.out.zero_point,
+            act_min: self.act_min,
+            act_max: self.act_max,
+        }
+    }
+}
+
+/// Naive TFLite-style linear: `Σ (x - zp_in) * w + bias`, then requant ([`reference::linear`]).
 pub fn linear_ref(x: &[i8], l: &QLinear) -> Vec<i8> {
-    (0..l.out_f)
-        .map(|o| {
-            let mut acc = l.q.bias[o] as i64;
-            for (&xi, &wi) in x.iter().zip(&l.w[o * l.in_f..(o + 1) * l.in_f]) {
-                acc += (xi as i64 - l.zp_in as i64) * wi as i64;
-            }
-            requant_ref(
-                acc,
-                l.q.mult[o],
-                l.q.shift[o],
-                l.q.out.zero_point,
-                l.q.act_min,
-                l.q.act_max,
-            )
-        })
-        .collect()
+    assert_eq!(x.len(), l.in_f);
+    reference::linear(x, &l.w, l.zp_in, &l.q.stage())
+}
+
+/// The reference's geometry of `c` on an `h x w` input.
+pub fn conv_shape(h: usize, w: usize, c: &QConv) -> reference::ConvShape {
+    reference::ConvShape {
+        h,
+        w,
+        in_c: c.in_c,
+        out_c: c.out_c,
+        kernel: (c.kh, c.kw),
+        stride: (c.sh, c.sw),
+        pad: (c.ph, c.pw),
+    }
 }
 
 pub fn conv_out_hw(h: usize, w: usize, c: &QConv) -> (usize, usize) {
-    (
-        (h + 2 * c.ph - c.kh) / c.sh + 1,
-        (w + 2 * c.pw - c.kw) / c.sw + 1,
-    )
+    conv_shape(h, w, c).out_hw()
 }
 
-/// Naive TFLite reference conv: skips out-of-bounds taps, un-folded bias.
+/// Naive TFLite reference conv: skips out-of-bounds taps, un-folded bias
+/// ([`reference::conv2d`]).
 pub fn conv_ref(x: &[i8], (h, w): (usize, usize), c: &QConv) -> Vec<i8> {
-    let (oh, ow) = conv_out_hw(h, w, c);
-    let mut out = vec![0i8; oh * ow * c.out_c];
-    for oy in 0..oh {
-        for ox in 0..ow {
-            for o in 0..c.out_c {
-                let mut acc = c.q.bias[o] as i64;
-                for ky in 0..c.kh {
-                    for kx in 0..c.kw {
-                        let iy = (oy * c.sh + ky) as isize - c.ph as isize;
-                        let ix = (ox * c.sw + kx) as isize - c.pw as isize;
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                            continue;
-                        }
-                        for i in 0..c.in_c {
-                            let xv = x[(iy as usize * w + ix as usize) * c.in_c + i] as i64;
-                            let wv = c.w[((o * c.kh + ky) * c.kw + kx) * c.in_c + i] as i64;
-                            acc += (xv - c.zp_in as i64) * wv;
-                        }
-                    }
-                }
-                out[(oy * ow + ox) * c.out_c + o] = requant_ref(
-                    acc,
-                    c.q.mult[o],
-                    c.q.shift[o],
-                    c.q.out.zero_point,
-                    c.q.act_min,
-                    c.q.act_max,
-                );
-            }
-        }
-    }
-    out
+    reference::conv2d(x, &conv_shape(h, w, c), &c.w, c.zp_in, &c.q.stage())
 }
 
+/// Naive max pooling ([`reference::max_pool2d`]).
 pub fn pool_ref(
     x: &[i8],
     (h, w, ch): (usize, usize, usize),
     p: &MaxPool2d,
 ) -> (Vec<i8>, (usize, usize)) {
-    let (kh, kw, sh, sw) = (
-        p.kernel_h as usize,
-        p.kernel_w as usize,
-        p.stride_h as usize,
-        p.stride_w as usize,
-    );
-    let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
-    let mut out = vec![0i8; oh * ow * ch];
-    for oy in 0..oh {
-        for ox in 0..ow {
-            for c in 0..ch {
-                let mut m = i8::MIN;
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        m = m.max(x[((oy * sh + ky) * w + ox * sw + kx) * ch + c]);
-                    }
-                }
-                out[(oy * ow + ox) * ch + c] = m;
-            }
-        }
-    }
-    (out, (oh, ow))
+    reference::max_pool2d(
+        x,
+        (h, w, ch),
+        (p.kernel_h as usize, p.kernel_w as usize),
+        (p.stride_h as usize, p.stride_w as usize),
+    )
 }
 
 /// Reference forward pass of the whole model.
@@ -318,7 +260,7 @@ pub fn forward_ref(input: Shape, x: &[i8], qlayers: &[QLayer]) -> Vec<i8> {
                 (h, w) = (oh, ow);
             }
             QLayer::Flatten => (h, w, c) = (1, 1, h * w * c),
-            QLayer::Relu(zp) => x.iter_mut().for_each(|v| *v = (*v).max(*zp)),
+            QLayer::Relu(zp) => reference::relu(&mut x, *zp),
         }
     }
     x
