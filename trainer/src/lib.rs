@@ -16,7 +16,6 @@ pub mod gpt;
 pub mod io;
 pub mod nn;
 pub mod optim;
-pub mod quantize;
 pub mod train;
 
 /// Keeps freed memory in the process between training steps (glibc only; a no-op elsewhere).

@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{Mnist, PixelNorm};
-use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, ExportSummary};
+use aka_trainer::export::quantize::Calibration;
+use aka_trainer::export::sequential::{export_classifier, ExportConfig, QuantConfig};
+use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
 use aka_trainer::optim::OptimizerConfig;
-use aka_trainer::quantize::{Calibration, QuantConfig};
 use aka_trainer::train::{train, Loss, Progress, Splits, TrainConfig};
 use anyhow::Context as _;
 use clap::ValueEnum;
