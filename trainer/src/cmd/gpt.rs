@@ -272,11 +272,7 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let summary_path = args.out.join("summary.json");
-    aka_trainer::io::write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
-    .with_context(|| format!("writing {}", summary_path.display()))?;
+    aka_trainer::io::write_json(&summary_path, &summary)?;
     println!(
         "final val loss {}, {:.1} ms/step, wall {:.1}s",
         history

@@ -196,11 +196,7 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         export,
     };
     let summary_path = out.join("summary.json");
-    aka_trainer::io::write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
-    .with_context(|| format!("writing {}", summary_path.display()))?;
+    aka_trainer::io::write_json(&summary_path, &summary)?;
     println!(
         "checkpoint: {}",
         out.join(aka_trainer::train::Checkpoint::FILE).display()

@@ -169,8 +169,7 @@ impl GptExported {
             file,
             &self.bytes,
             self.param_bytes,
-            &self.float,
-            &self.int8,
+            (&self.float, &self.int8),
             self.calibration,
             self.calibration_samples,
             BodySummary::Gpt(GptSummary {

@@ -374,14 +374,13 @@ pub enum BodySummary {
 }
 
 impl ExportSummary {
-    /// The shared keys from the file `bytes` written to `file` and the two evaluations.
-    #[allow(clippy::too_many_arguments)]
+    /// The shared keys from the file `bytes` written to `file` and the evaluations `(float,
+    /// int8)` of the same data.
     pub fn new(
         file: &Path,
         bytes: &[u8],
         param_bytes: usize,
-        float: &Evaluation,
-        int8: &Evaluation,
+        (float, int8): (&Evaluation, &Evaluation),
         calibration: Calibration,
         calibration_samples: usize,
         body: BodySummary,

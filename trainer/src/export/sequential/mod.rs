@@ -260,8 +260,7 @@ impl Exported {
             file,
             &self.bytes,
             self.param_bytes,
-            &self.float,
-            &self.int8,
+            (&self.float, &self.int8),
             self.quantized.calibration,
             self.quantized.calibration_samples,
             BodySummary::Sequential(SequentialSummary {
