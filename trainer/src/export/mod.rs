@@ -398,3 +398,75 @@ impl ExportSummary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    fn array(v: &[f32]) -> Array {
+        ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn evaluation_is_in_percent() {
+        let float = Evaluation::new(vec![1, 2, 3, 4], [1, 2, 0, 0]);
+        let int8 = Evaluation::new(vec![1, 2, 3, 0], [1, 2, 0, 0]);
+        assert_eq!((float.correct, float.total()), (2, 4));
+        assert_eq!(float.accuracy(), 50.0);
+        assert_eq!(int8.accuracy(), 75.0);
+        assert_eq!(int8.agreement(&float), 75.0);
+        assert!(float.loss().is_nan());
+        assert!(Evaluation::new(vec![], [])
+            .agreement(&Evaluation::new(vec![], []))
+            .is_nan());
+    }
+
+    #[test]
+    fn observers_give_ranges_and_symmetric_bounds() {
+        let x = array(&[-3.0, 0.5, 2.0, -0.25]);
+        let mut mm = Observer::new(Calibration::MinMax, None);
+        assert!(mm.observe(&x));
+        assert_eq!(mm.clone().range(Calibration::MinMax), (-3.0, 2.0));
+        assert_eq!(mm.abs_bound(Calibration::MinMax), 3.0);
+        // The 50th percentile of |x| = {0.25, 0.5, 2, 3}: rank ceil(0.5 · 4) - 1 = 1.
+        let p = Calibration::Percentile(50.0);
+        let mut values = Observer::new(p, None);
+        assert!(values.observe(&x));
+        assert_eq!(values.abs_bound(p), 0.5);
+        // Nothing seen: no symmetric bound (the exporters then use scale 1).
+        assert!(Observer::new(Calibration::MinMax, None).abs_bound(Calibration::MinMax) < 0.0);
+        // A non-finite value: `observe` says so, and the bound is infinite.
+        let mut bad = Observer::new(Calibration::MinMax, None);
+        assert!(!bad.observe(&array(&[1.0, f32::NAN])));
+        assert_eq!(bad.abs_bound(Calibration::MinMax), f32::INFINITY);
+    }
+
+    #[test]
+    fn percentile_observer_subsamples_to_the_cap() {
+        let p = Calibration::Percentile(99.0);
+        let Observer::Values { stride, .. } = Observer::new(p, Some(3 * PERCENTILE_MAX_VALUES))
+        else {
+            panic!("a percentile keeps values");
+        };
+        assert_eq!(stride, 3);
+    }
+
+    #[test]
+    fn metadata_constructors() {
+        let lm = ExportMetadata::language_model(3, "cmd");
+        assert_eq!(lm.task, Task::LanguageModel);
+        assert_eq!(lm.labels_text().unwrap(), "");
+        let digits = ExportMetadata::digits(3, "cmd");
+        assert_eq!(digits.task, Task::Classifier);
+        assert_eq!(
+            digits.labels_text().unwrap(),
+            "0\n1\n2\n3\n4\n5\n6\n7\n8\n9"
+        );
+        let bad = ExportMetadata {
+            labels: vec!["a\nb".into()],
+            ..digits
+        };
+        assert!(bad.labels_text().is_err());
+    }
+}
