@@ -6,6 +6,8 @@
 //! - [`optim`]: optimizers, gradient clipping and learning-rate schedules.
 //! - [`data`]: datasets (MNIST IDX files).
 //! - [`train`]: the training loop with progress, charts and checkpoints.
+//! - [`export`]: int8 export to `aka-core` model files (Sequential and GPT bodies), with
+//!   calibration and float-versus-int8 evaluation.
 //! - [`chart`]: SVG charts of training curves.
 //! - [`io`]: atomic file writes.
 pub mod autograd;
