@@ -48,7 +48,7 @@ gpt_steps=${GPT_STEPS:-5000}
 cargo run --release -p aka-trainer -- gpt --steps "$gpt_steps" --seed 0 --out "$runs/gpt"
 if [[ ! -f $runs/gpt/model.aka ]]; then
     # An `aka-trainer gpt` that writes no int8 file (before fda7614): export the checkpoint with the
-    # trainer's library (aka_trainer::gpt::export::export_gpt, default calibration/evaluation)
+    # trainer's library (aka_trainer::export::gpt::export_gpt, default calibration/evaluation)
     # from a throw-away crate outside the workspace.
     echo "make-models.sh: no $runs/gpt/model.aka; exporting the checkpoint with export_gpt"
     exp="$tmp/gpt-export"
@@ -66,16 +66,17 @@ anyhow = "1"
 TOML
     cat >"$exp/src/main.rs" <<'RS'
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::gpt::export::{export_gpt, write_gpt, CalibConfig, EvalConfig, GptExportMeta};
+use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
+use aka_trainer::export::{write, ExportMetadata};
 use std::path::Path;
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
     let (model, _, _) = aka_trainer::gpt::train::load_trained(Path::new(&a[1]))?;
     let data = TextDataset::load_with_max_vocab(Path::new(&a[2]), None)?;
-    let meta = GptExportMeta { seed: 0, train_command: a[3].clone() };
+    let meta = ExportMetadata::language_model(0, a[3].clone());
     let e = export_gpt(&model, &data, &CalibConfig::default(), &EvalConfig::default(), &meta)?;
     println!("{}", e.report());
-    write_gpt(&Path::new(&a[1]).join("model.aka"), &e.bytes)
+    write(&Path::new(&a[1]).join("model.aka"), &e.bytes)
 }
 RS
     cp Cargo.lock "$exp/Cargo.lock"

@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{ImageSet, Mnist, PixelNorm};
-use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, Exported};
+use aka_trainer::export::sequential::{export_classifier, ExportConfig, Exported, QuantConfig};
+use aka_trainer::export::ExportMetadata;
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Sequential};
-use aka_trainer::quantize::QuantConfig;
 use aka_trainer::train::{train, Checkpoint, NamedArray, Progress, Splits, Subset, TrainConfig};
 
 /// The bundled MNIST data (loaded once per test binary), with its default pixel normalization:

@@ -6,15 +6,15 @@
 
 use aka_core::SequentialModel;
 use aka_tests::{export, mnist, train_model, Kind};
-use aka_trainer::export::evaluate_int8;
+use aka_trainer::export::sequential::evaluate_int8;
 use aka_trainer::train::{evaluate, Loss};
 
 fn check(kind: Kind) {
     let data = mnist();
     let model = train_model(kind, data.train.len(), 1, 0);
     let exported = export(&model, &data.test, 0);
-    let (float, int8) = (exported.float.percent(), exported.int8.percent());
-    let agreement = exported.int8.agreement(&exported.float) * 100.0;
+    let (float, int8) = (exported.float.accuracy(), exported.int8.accuracy());
+    let agreement = exported.int8.agreement(&exported.float);
     eprintln!(
         "{}: float {float:.2}%, int8 {int8:.2}%, agreement {agreement:.2}% on {} test images; {} bytes, arena {}",
         kind.name(),

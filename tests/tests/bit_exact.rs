@@ -20,7 +20,7 @@ use aka_core::rng::Rng;
 use aka_core::SequentialModel;
 use aka_tests::reference::{self, ConvShape, Stage};
 use aka_tests::{decode, layers, mnist, prefix_model, quick, quick_unnormalized, Kind, Trained};
-use aka_trainer::export::Exported;
+use aka_trainer::export::sequential::Exported;
 
 fn le_i32(bytes: &[u8]) -> Vec<i32> {
     bytes

@@ -14,24 +14,24 @@ fn check(name: &str, config: GptConfig, steps: usize) {
     let model = train(data, config, steps, 3);
     let t1 = Instant::now();
     let e = export(&model, data, 4);
-    let rel = e.int8.loss / e.float.loss - 1.0;
+    let rel = e.int8.loss() / e.float.loss() - 1.0;
     let agree = e.int8.agreement(&e.float);
     println!(
         "{name}: float loss {:.4}, int8 loss {:.4} ({:+.2}%), top-1 agreement {agree:.2}% \
          over {} positions, accuracy float {:.2}% int8 {:.2}% (train {:.1}s, export+eval {:.1}s)",
-        e.float.loss,
-        e.int8.loss,
+        e.float.loss(),
+        e.int8.loss(),
         100.0 * rel,
         e.val_tokens,
-        e.float.top1_accuracy,
-        e.int8.top1_accuracy,
+        e.float.accuracy(),
+        e.int8.accuracy(),
         (t1 - t0).as_secs_f64(),
         t1.elapsed().as_secs_f64(),
     );
     assert!(
-        e.float.loss < 2.8,
+        e.float.loss() < 2.8,
         "{name}: the model did not learn ({})",
-        e.float.loss
+        e.float.loss()
     );
     assert!(
         rel.abs() < 0.03,
@@ -41,8 +41,8 @@ fn check(name: &str, config: GptConfig, steps: usize) {
     assert!(agree >= 95.0, "{name}: top-1 agreement {agree:.2}%");
     // The figures are in the file.
     let m = aka_core::GptModel::load(&e.bytes).unwrap();
-    assert_eq!(m.eval().val_loss_int8, e.int8.loss as f32);
-    assert_eq!(m.eval().val_loss_float, e.float.loss as f32);
+    assert_eq!(m.eval().val_loss_int8, e.int8.loss() as f32);
+    assert_eq!(m.eval().val_loss_float, e.float.loss() as f32);
     assert_eq!(m.eval().val_tokens, e.val_tokens as u64);
 }
 
@@ -50,12 +50,12 @@ fn check(name: &str, config: GptConfig, steps: usize) {
 fn learned_layernorm_gelu_tied() {
     let (_, e) = trained_default();
     let e = &e;
-    let rel = e.int8.loss / e.float.loss - 1.0;
+    let rel = e.int8.loss() / e.float.loss() - 1.0;
     let agree = e.int8.agreement(&e.float);
     println!(
         "default: float loss {:.4}, int8 loss {:.4} ({:+.2}%), top-1 agreement {agree:.2}% over {} positions",
-        e.float.loss,
-        e.int8.loss,
+        e.float.loss(),
+        e.int8.loss(),
         100.0 * rel,
         e.val_tokens
     );

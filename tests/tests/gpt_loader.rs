@@ -8,7 +8,8 @@ use aka_core::format::{MAGIC, VERSION};
 use aka_core::rng::Rng;
 use aka_core::{Decoder, Error, GptModel};
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::gpt::export::{export_gpt, CalibConfig, EvalConfig, GptExportMeta};
+use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
+use aka_trainer::export::ExportMetadata;
 use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use proptest::prelude::*;
 
@@ -48,10 +49,7 @@ fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied: bool) -> Vec<u8
             batch_size: 2,
             seed: 0,
         },
-        &GptExportMeta {
-            seed: 0,
-            train_command: CMD.into(),
-        },
+        &ExportMetadata::language_model(0, CMD),
     )
     .unwrap()
     .bytes

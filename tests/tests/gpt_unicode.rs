@@ -95,7 +95,7 @@ fn non_ascii_corpus_trains_exports_and_generates_utf8() {
     assert!(!out.is_ascii());
     let greedy = generate(&m, "日本", 100, Sampling::GREEDY, 0);
     println!("greedy: {greedy:?}");
-    assert!(e.int8.loss / e.float.loss - 1.0 < 0.03);
+    assert!(e.int8.loss() / e.float.loss() - 1.0 < 0.03);
 }
 
 #[test]

@@ -9,12 +9,14 @@ use aka_core::SequentialModel;
 use aka_tests::{decode, layers, mnist, quick, quick_unnormalized, Kind};
 use aka_trainer::autograd::{no_grad, Tensor};
 use aka_trainer::data::mnist::PixelNorm;
-use aka_trainer::export::{encode, evaluate_float, evaluate_int8, ExportMetadata};
-use aka_trainer::nn::{Conv2d, Ctx, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
-use aka_trainer::quantize::{
-    activation_quant, input_quant, quantize, Calibration, QuantConfig, INPUT_SCALE,
-    INPUT_ZERO_POINT,
+use aka_trainer::export::quantize::{
+    activation_quant, input_quant, Calibration, INPUT_SCALE, INPUT_ZERO_POINT,
 };
+use aka_trainer::export::sequential::{
+    encode, evaluate_float, evaluate_int8, quantize, QuantConfig,
+};
+use aka_trainer::export::ExportMetadata;
+use aka_trainer::nn::{Conv2d, Ctx, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 
 fn le_i32(b: &[u8]) -> Vec<i32> {
     b.chunks_exact(4)
@@ -56,8 +58,8 @@ fn metadata_is_filled_in() {
         assert_eq!(meta.task, Task::Classifier);
         let labels: Vec<&str> = meta.labels().collect();
         assert_eq!(labels, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
-        assert_eq!(meta.float_accuracy, exported.float.percent() as f32);
-        assert_eq!(meta.int8_accuracy, exported.int8.percent() as f32);
+        assert_eq!(meta.float_accuracy, exported.float.accuracy() as f32);
+        assert_eq!(meta.int8_accuracy, exported.int8.accuracy() as f32);
         assert_eq!(meta.seed, 7);
         assert_eq!(meta.train_command, "aka-tests");
         assert_eq!(m.input_shape().to_string(), "28x28x1");
@@ -338,7 +340,7 @@ fn percentile_calibration() {
     let test = mnist().test.head(1000);
     let int8 = evaluate_int8(&bytes, &test).expect("runs");
     let float = evaluate_float(&model, &test, 500);
-    assert!(int8.agreement(&float) > 0.98);
+    assert!(int8.agreement(&float) > 98.0);
     assert!(quantize(
         &model,
         &mnist().train,
@@ -394,7 +396,7 @@ fn other_layer_sequences_export_and_run() {
     let agreement = evaluate_int8(&bytes, &test)
         .expect("runs")
         .agreement(&evaluate_float(&model, &test, 500));
-    assert!(agreement > 0.9, "agreement {agreement}");
+    assert!(agreement > 90.0, "agreement {agreement}%");
 }
 
 #[test]

@@ -46,6 +46,13 @@ where
     result
 }
 
+/// Atomically writes `value` as pretty-printed JSON (a run's `summary.json`).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
 fn write_to_temp_and_rename<F>(tmp: &Path, path: &Path, write: F) -> io::Result<()>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,

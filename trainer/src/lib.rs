@@ -6,6 +6,8 @@
 //! - [`optim`]: optimizers, gradient clipping and learning-rate schedules.
 //! - [`data`]: datasets (MNIST IDX files).
 //! - [`train`]: the training loop with progress, charts and checkpoints.
+//! - [`export`]: int8 export to `aka-core` model files (Sequential and GPT bodies), with
+//!   calibration and float-versus-int8 evaluation.
 //! - [`chart`]: SVG charts of training curves.
 //! - [`io`]: atomic file writes.
 pub mod autograd;
@@ -16,7 +18,6 @@ pub mod gpt;
 pub mod io;
 pub mod nn;
 pub mod optim;
-pub mod quantize;
 pub mod train;
 
 /// Keeps freed memory in the process between training steps (glibc only; a no-op elsewhere).

@@ -288,9 +288,35 @@ fn cli_trains_and_writes_outputs() {
     assert_eq!(summary["val_loss"].as_array().unwrap().len(), 3);
     assert!(summary["ms_per_step"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["sample"].as_str().unwrap().chars().count(), 30);
-    assert!(summary["export"].as_str().unwrap().contains("int8"));
     let bytes = std::fs::read(out.join("model.aka")).unwrap();
-    assert!(aka_core::gpt::GptModel::load(&bytes).is_ok());
+    let gpt = aka_core::gpt::GptModel::load(&bytes).unwrap();
+    // The export is an object: the keys MNIST has, plus the language model's, matching the file.
+    let export = &summary["export"];
+    let number = |key: &str| {
+        export[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("export.{key} missing: {export}"))
+    };
+    assert_eq!(number("file_bytes"), bytes.len() as f64);
+    assert_eq!(number("param_bytes"), gpt.param_bytes() as f64);
+    assert_eq!(number("state_bytes"), gpt.state_size() as f64);
+    let eval = gpt.eval();
+    assert_eq!(number("val_tokens"), eval.val_tokens as f64);
+    assert_eq!(number("float_val_loss") as f32, eval.val_loss_float);
+    assert_eq!(number("quantized_val_loss") as f32, eval.val_loss_int8);
+    assert_eq!(number("top1_agreement") as f32, eval.top1_agreement);
+    let agreement = number("top1_agreement");
+    assert!(
+        (0.0..=100.0).contains(&agreement) && agreement > 1.0,
+        "percent: {agreement}"
+    );
+    assert_eq!(
+        number("float_accuracy") as f32,
+        gpt.metadata().float_accuracy
+    );
+    assert_eq!(number("int8_accuracy") as f32, gpt.metadata().int8_accuracy);
+    assert_eq!(export["calibration"], "minmax");
+    assert!(export["file"].as_str().unwrap().ends_with("model.aka"));
     let (model, _, ck) = load_trained(&out).unwrap();
     assert_eq!(ck.step, 12);
     assert!(model.lm_head.is_some());

@@ -338,7 +338,10 @@ fn cli_normalization_and_no_normalize() {
         let bytes = std::fs::read(out.join("model.aka")).unwrap();
         let m = aka_core::SequentialModel::load(&bytes).unwrap();
         assert_eq!(m.pixel_normalization(), (norm.mean, norm.std), "{name}");
-        assert_eq!(m.input_quant(), aka_trainer::quantize::input_quant(norm));
+        assert_eq!(
+            m.input_quant(),
+            aka_trainer::export::quantize::input_quant(norm)
+        );
         assert_eq!(
             input["zero_point"].as_i64().unwrap(),
             m.input_quant().zero_point as i64

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::gpt::export::{export_gpt, CalibConfig, EvalConfig, GptExportMeta, GptExported};
+use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig, GptExported};
+use aka_trainer::export::ExportMetadata;
 use aka_trainer::gpt::train::{train_gpt, GptTrainConfig};
 use aka_trainer::gpt::{Gpt, GptConfig};
 use aka_trainer::train::Progress;
@@ -55,10 +56,7 @@ pub fn export(model: &Gpt, data: &TextDataset, eval_batches: usize) -> GptExport
             batch_size: 8,
             seed: 7,
         },
-        &GptExportMeta {
-            seed: 0,
-            train_command: "aka-tests".into(),
-        },
+        &ExportMetadata::language_model(0, "aka-tests"),
     )
     .expect("export")
 }

@@ -2,15 +2,18 @@
 //! tinyshakespeare), nanoGPT's `shakespeare_char` recipe scaled for a laptop CPU.
 //!
 //! Writes `OUT/checkpoint.bin` (config, vocabulary, weights, optimizer state; reload with
-//! `aka_trainer::train::load_trained(OUT)`), `OUT/chart.svg`, the int8 model for aka-core
-//! `OUT/model.aka` (`gpt::export::export_gpt`; skip with `--no-export`) and `OUT/summary.json`.
+//! `aka_trainer::train::language_model::load_trained(OUT)`), `OUT/chart.svg`, the int8 model for
+//! aka-core `OUT/model.aka` (`export::gpt::export_gpt`; skip with `--no-export`) and
+//! `OUT/summary.json` (the export's figures under `export`, the same keys as `aka-trainer mnist`
+//! plus the GPT's).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::gpt::export::{export_gpt, write_gpt, CalibConfig, EvalConfig, GptExportMeta};
+use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
+use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::gpt::{generate, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Sampling};
 use aka_trainer::nn::Module;
 use aka_trainer::train::language_model::{
@@ -155,8 +158,8 @@ struct Summary<'a> {
     wall_seconds: f64,
     sample_prompt: &'a str,
     sample: Option<&'a str>,
-    /// The int8 export's report (`None` with --no-export).
-    export: Option<&'a str>,
+    /// The int8 export's figures (`None` with --no-export).
+    export: Option<ExportSummary>,
     command: String,
 }
 
@@ -227,23 +230,22 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     let history: GptHistory = train_gpt(&model, &data, &train_config)?;
 
     // ---- int8 export: calibrate, quantize, check with aka-core, write OUT/model.aka ------------
-    let export_report = if args.no_export {
+    let export = if args.no_export {
         None
     } else {
-        let meta = GptExportMeta {
-            seed: args.seed,
-            train_command: std::env::args().collect::<Vec<_>>().join(" "),
-        };
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let meta = ExportMetadata::language_model(args.seed, command);
         let eval = EvalConfig {
             seed: args.seed,
             ..EvalConfig::default()
         };
         let exported = export_gpt(&model, &data, &CalibConfig::default(), &eval, &meta)?;
-        let path = args.out.join("model.aka");
-        write_gpt(&path, &exported.bytes)?;
-        let report = exported.report();
-        println!("{report}\nint8 model: {}", path.display());
-        Some(report)
+        let path = args
+            .out
+            .join(format!("model.{}", aka_trainer::export::EXTENSION));
+        aka_trainer::export::write(&path, &exported.bytes)?;
+        println!("{}\nint8 model: {}", exported.report(), path.display());
+        Some(exported.summary(&path))
     };
 
     let summary = Summary {
@@ -267,15 +269,11 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
         wall_seconds: wall.elapsed().as_secs_f64(),
         sample_prompt: &args.prompt,
         sample: history.sample.as_deref(),
-        export: export_report.as_deref(),
+        export,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let summary_path = args.out.join("summary.json");
-    aka_trainer::io::write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
-    .with_context(|| format!("writing {}", summary_path.display()))?;
+    aka_trainer::io::write_json(&summary_path, &summary)?;
     println!(
         "final val loss {}, {:.1} ms/step, wall {:.1}s",
         history

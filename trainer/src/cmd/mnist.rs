@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{Mnist, PixelNorm};
-use aka_trainer::export::{export_classifier, ExportConfig, ExportMetadata, ExportSummary};
+use aka_trainer::export::quantize::Calibration;
+use aka_trainer::export::sequential::{export_classifier, ExportConfig, QuantConfig};
+use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
 use aka_trainer::optim::OptimizerConfig;
-use aka_trainer::quantize::{Calibration, QuantConfig};
 use aka_trainer::train::{train, Loss, Progress, Splits, TrainConfig};
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -195,11 +196,7 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         export,
     };
     let summary_path = out.join("summary.json");
-    aka_trainer::io::write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
-    .with_context(|| format!("writing {}", summary_path.display()))?;
+    aka_trainer::io::write_json(&summary_path, &summary)?;
     println!(
         "checkpoint: {}",
         out.join(aka_trainer::train::Checkpoint::FILE).display()

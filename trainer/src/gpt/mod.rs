@@ -25,7 +25,6 @@
 //! println!("val loss {:?}", history.final_val_loss());
 //! ```
 
-pub mod export;
 pub mod model;
 pub mod ops;
 pub mod sample;

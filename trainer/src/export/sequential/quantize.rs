@@ -1,7 +1,7 @@
 //! Post-training int8 quantization of a [`Sequential`] model, TensorFlow Lite's int8 scheme.
 //!
 //! [`quantize`] turns a trained float model into a [`QuantizedModel`]: the integer parameters
-//! that [`crate::export`] writes into an `aka-core` model file. The arithmetic is exactly what
+//! that [`super::encode`] writes into an `aka-core` model file. The arithmetic is exactly what
 //! `aka-core` runs:
 //!
 //! * **Input**: the calibration set's pixel normalization `{ mean, std }`
@@ -12,8 +12,9 @@
 //!   zero point (and a Conv2d's zero padding stays exact). aka-core quantizes a raw pixel as
 //!   `clamp(round(x / scale) + zero_point)` (`aka_core::quant::quantize_pixel`, a 256-entry table
 //!   built at load). Without normalization (mean 0, std 1, `--no-normalize`) this is scale
-//!   `1/255`, zero point `-128` ([`INPUT_SCALE`], [`INPUT_ZERO_POINT`]), i.e. `q = p - 128`.
-//! * **Weights**: int8, symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
+//!   `1/255`, zero point `-128` ([`crate::export::quantize::INPUT_SCALE`],
+//!   [`crate::export::quantize::INPUT_ZERO_POINT`]), i.e. `q = p - 128`.
+//! * **Weights** ([`quantize_rows`]): int8, symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
 //!   `q = clamp(round(w / s_w[o]), -127, 127)`, zero point 0 (an all-zero channel gets scale 1).
 //!   The maximum quantization error per layer is reported, absolute and relative to the
 //!   channel's `max|W[o]|` ([`LayerReport`]).
@@ -42,36 +43,19 @@
 use std::fmt;
 
 use aka_core::format::{InputDesc, MaxPool2d as CoreMaxPool2d, QuantParams, Shape};
-use aka_core::quant::quantize_multiplier;
 use aka_core::rng::Rng;
 use anyhow::{bail, ensure, Context as _};
 use serde::Serialize;
 
-use crate::autograd::{no_grad, Array, Tensor};
-use crate::data::mnist::{ImageSet, PixelNorm};
+use crate::autograd::{no_grad, Tensor};
+use crate::data::mnist::ImageSet;
+use crate::export::quantize::{
+    activation_quant, fold_bias, input_quant, quantize_rows, requant, Calibration, QRequant,
+    QuantWeights,
+};
+use crate::export::{u32_of, Observer};
 use crate::nn::{self, Ctx, Sequential};
 use crate::train::shuffled;
-
-/// Input scale of an **unnormalized** input ([`PixelNorm::NONE`], pixel `p` is `p / 255`): what
-/// [`input_quant`] gives for it. Also the scale of an empty activation range.
-pub const INPUT_SCALE: f32 = 1.0 / 255.0;
-/// Input zero point of an unnormalized input: pixel `p` is stored as `p - 128`.
-pub const INPUT_ZERO_POINT: i8 = -128;
-/// Largest symmetric weight value (TFLite's int8 weight range is `[-127, 127]`).
-pub const WEIGHT_MAX: i32 = 127;
-/// The percentile calibration keeps at most this many values per tensor (evenly subsampled).
-pub const PERCENTILE_MAX_VALUES: usize = 4_000_000;
-
-/// How activation ranges are chosen from the calibration run.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Calibration {
-    /// The observed minimum and maximum (TFLite's default).
-    MinMax,
-    /// The `p`-th and `(100 - p)`-th percentiles of all observed values, `p` in `(50, 100]`
-    /// (e.g. `99.99`): ignores rare outliers, clipping them.
-    Percentile(f32),
-}
 
 /// Quantization settings.
 #[derive(Clone, Debug)]
@@ -96,21 +80,6 @@ impl Default for QuantConfig {
             batch_size: 250,
         }
     }
-}
-
-/// Requantization of an int32 accumulator to the int8 output, per output channel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QRequant {
-    /// Q31 multipliers (`quantize_multiplier(s_in * s_w[o] / s_out)`).
-    pub multipliers: Vec<i32>,
-    /// The matching shifts.
-    pub shifts: Vec<i32>,
-    /// Output quantization.
-    pub output: QuantParams,
-    /// Lower clamp: `output.zero_point` with a fused ReLU, else `-128`.
-    pub act_min: i8,
-    /// Upper clamp (`127`).
-    pub act_max: i8,
 }
 
 /// An int8 fully connected layer.
@@ -331,7 +300,7 @@ pub fn quantize(
         norm.std
     );
     let input = InputDesc {
-        shape: Shape::new(u32_of(rows)?, u32_of(cols)?, 1),
+        shape: Shape::new(u32_of(rows, "size")?, u32_of(cols, "size")?, 1),
         quant: input_quant(norm),
         pixel_mean: norm.mean,
         pixel_std: norm.std,
@@ -452,10 +421,6 @@ pub fn quantize(
     })
 }
 
-fn u32_of(v: usize) -> anyhow::Result<u32> {
-    u32::try_from(v).with_context(|| format!("size {v} does not fit in u32"))
-}
-
 /// Walks the float layers, checking that aka-core can run them and deciding fusion.
 fn plan(model: &Sequential, input: (usize, usize, usize)) -> anyhow::Result<Vec<Planned<'_>>> {
     let layers = &model.layers;
@@ -555,10 +520,10 @@ fn plan(model: &Sequential, input: (usize, usize, usize)) -> anyhow::Result<Vec<
                     p.stride
                 );
                 out.push(Planned::Pool(CoreMaxPool2d {
-                    kernel_h: u32_of(p.kernel)?,
-                    kernel_w: u32_of(p.kernel)?,
-                    stride_h: u32_of(p.stride)?,
-                    stride_w: u32_of(p.stride)?,
+                    kernel_h: u32_of(p.kernel, "size")?,
+                    kernel_w: u32_of(p.kernel, "size")?,
+                    stride_h: u32_of(p.stride, "size")?,
+                    stride_w: u32_of(p.stride, "size")?,
                 }));
                 act = Act::Spatial {
                     c,
@@ -589,74 +554,6 @@ fn plan(model: &Sequential, input: (usize, usize, usize)) -> anyhow::Result<Vec<
     Ok(out)
 }
 
-/// Running statistics of one calibrated tensor.
-enum Observer {
-    MinMax {
-        min: f32,
-        max: f32,
-    },
-    Values {
-        values: Vec<f32>,
-        stride: usize,
-        skip: usize,
-    },
-}
-
-impl Observer {
-    fn observe(&mut self, x: &Array) -> bool {
-        match self {
-            Observer::MinMax { min, max } => {
-                for &v in x.iter() {
-                    if !v.is_finite() {
-                        return false;
-                    }
-                    *min = min.min(v);
-                    *max = max.max(v);
-                }
-            }
-            Observer::Values {
-                values,
-                stride,
-                skip,
-            } => {
-                for &v in x.iter() {
-                    if !v.is_finite() {
-                        return false;
-                    }
-                    if *skip == 0 {
-                        values.push(v);
-                        *skip = *stride;
-                    }
-                    *skip -= 1;
-                }
-            }
-        }
-        true
-    }
-
-    fn range(self, method: Calibration) -> (f32, f32) {
-        match (self, method) {
-            (Observer::MinMax { min, max }, _) => (min, max),
-            (Observer::Values { mut values, .. }, Calibration::Percentile(p)) => {
-                if values.is_empty() {
-                    return (0.0, 0.0);
-                }
-                let last = values.len() - 1;
-                let hi_rank = ((p as f64 / 100.0) * last as f64).ceil() as usize;
-                let lo_rank = (((100.0 - p as f64) / 100.0) * last as f64).floor() as usize;
-                let hi = *values
-                    .select_nth_unstable_by(hi_rank.min(last), f32::total_cmp)
-                    .1;
-                let lo = *values
-                    .select_nth_unstable_by(lo_rank.min(last), f32::total_cmp)
-                    .1;
-                (lo, hi)
-            }
-            (Observer::Values { .. }, Calibration::MinMax) => (0.0, 0.0),
-        }
-    }
-}
-
 /// Runs the float model on the calibration images and returns the range of each captured layer
 /// output, as `(float layer index, (lo, hi))`.
 fn calibrate(
@@ -680,20 +577,9 @@ fn calibrate(
                 x = layer.forward(&x, &mut ctx);
                 for (c, obs) in observers.iter_mut().filter(|(c, _)| *c == i) {
                     let v = x.value();
-                    let obs = obs.get_or_insert_with(|| match method {
-                        Calibration::MinMax => Observer::MinMax {
-                            min: f32::INFINITY,
-                            max: f32::NEG_INFINITY,
-                        },
-                        Calibration::Percentile(_) => {
-                            let per_sample = v.len() / chunk.len().max(1);
-                            let total = per_sample.saturating_mul(indices.len());
-                            Observer::Values {
-                                values: Vec::with_capacity(total.min(PERCENTILE_MAX_VALUES)),
-                                stride: total.div_ceil(PERCENTILE_MAX_VALUES).max(1),
-                                skip: 0,
-                            }
-                        }
+                    let obs = obs.get_or_insert_with(|| {
+                        let per_sample = v.len() / chunk.len().max(1);
+                        Observer::new(method, Some(per_sample.saturating_mul(indices.len())))
                     });
                     ensure!(
                         obs.observe(&v),
@@ -718,85 +604,19 @@ fn range_of(ranges: &[(usize, (f32, f32))], capture: usize) -> anyhow::Result<(f
         .with_context(|| format!("no calibration range for layer {capture}"))
 }
 
-/// Quantization of the model input under pixel normalization `norm`: [`activation_quant`] of the
-/// input range `[norm.apply(0), norm.apply(255)]` = `[(0 - mean) / std, (1 - mean) / std]`.
-/// [`PixelNorm::NONE`] gives scale [`INPUT_SCALE`] and zero point [`INPUT_ZERO_POINT`].
-pub fn input_quant(norm: PixelNorm) -> QuantParams {
-    activation_quant(norm.apply(0), norm.apply(255))
-}
-
-/// Asymmetric int8 quantization of the range `[lo, hi]` widened to contain 0:
-/// `scale = (max - min) / 255`, `zero_point = clamp(round(-128 - min / scale), -128, 127)`.
-/// An empty range (all zeros) gets scale `1/255`.
-pub fn activation_quant(lo: f32, hi: f32) -> QuantParams {
-    let min = (lo as f64).min(0.0);
-    let max = (hi as f64).max(0.0);
-    let range = max - min;
-    let scale = if range.is_finite() && range > 0.0 {
-        (range / 255.0) as f32
-    } else {
-        INPUT_SCALE
-    };
-    let scale = if scale > 0.0 && scale.is_finite() {
-        scale
-    } else {
-        f32::MIN_POSITIVE
-    };
-    let zp = (-128.0 - min / scale as f64).round().clamp(-128.0, 127.0) as i8;
-    QuantParams {
-        scale,
-        zero_point: zp,
-    }
-}
-
-/// Per-channel symmetric int8 weights of a `[channels][k]` row-major array.
-struct QuantWeights {
-    q: Vec<i8>,
-    scales: Vec<f32>,
-    max_abs_error: f32,
-    max_rel_error: f32,
-}
-
+/// [`quantize_rows`] of `[channels][k]` float weights, which must be finite.
 fn quantize_weights(w: &[f32], channels: usize, layer: usize) -> anyhow::Result<QuantWeights> {
     ensure!(
         channels > 0 && w.len().is_multiple_of(channels) && !w.is_empty(),
         "layer {layer}: empty weights"
     );
-    let k = w.len() / channels;
-    let mut q = Vec::with_capacity(w.len());
-    let mut scales = Vec::with_capacity(channels);
-    let (mut max_abs_error, mut max_rel_error) = (0.0f32, 0.0f32);
-    for (o, row) in w.chunks_exact(k).enumerate() {
-        ensure!(
-            row.iter().all(|v| v.is_finite()),
-            "layer {layer}: channel {o} has a non-finite weight"
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "layer {layer}: channel {} has a non-finite weight",
+            i / (w.len() / channels)
         );
-        let max_abs = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale = if max_abs > 0.0 {
-            max_abs / WEIGHT_MAX as f32
-        } else {
-            1.0
-        };
-        let mut err = 0.0f32;
-        for &v in row {
-            let qv = (v / scale)
-                .round()
-                .clamp(-(WEIGHT_MAX as f32), WEIGHT_MAX as f32);
-            err = err.max((v - qv * scale).abs());
-            q.push(qv as i8);
-        }
-        max_abs_error = max_abs_error.max(err);
-        if max_abs > 0.0 {
-            max_rel_error = max_rel_error.max(err / max_abs);
-        }
-        scales.push(scale);
     }
-    Ok(QuantWeights {
-        q,
-        scales,
-        max_abs_error,
-        max_rel_error,
-    })
+    Ok(quantize_rows(w, channels))
 }
 
 fn bias_values(bias: Option<&Tensor>, channels: usize) -> Vec<f32> {
@@ -804,72 +624,6 @@ fn bias_values(bias: Option<&Tensor>, channels: usize) -> Vec<f32> {
         Some(b) => b.value().iter().copied().collect(),
         None => vec![0.0; channels],
     }
-}
-
-/// `bias'[o] = round(b[o] / (s_in * s_w[o])) - zp_in * Σ W_q[o]`, in `i64`, checked to fit `i32`.
-fn fold_bias(
-    b: &[f32],
-    qw: &QuantWeights,
-    input: QuantParams,
-    layer: usize,
-) -> anyhow::Result<Vec<i32>> {
-    let channels = qw.scales.len();
-    ensure!(
-        b.len() == channels,
-        "layer {layer}: {} biases for {channels} channels",
-        b.len()
-    );
-    let k = qw.q.len() / channels;
-    let zp = input.zero_point as i64;
-    let mut out = Vec::with_capacity(channels);
-    for (o, ((&bf, &sw), row)) in b
-        .iter()
-        .zip(&qw.scales)
-        .zip(qw.q.chunks_exact(k))
-        .enumerate()
-    {
-        let bias_scale = input.scale as f64 * sw as f64;
-        let bq = (bf as f64 / bias_scale).round();
-        ensure!(
-            bq.is_finite() && bq.abs() <= i32::MAX as f64,
-            "layer {layer}: bias {bf} of channel {o} does not fit int32 at scale {bias_scale:e}"
-        );
-        let sum: i64 = row.iter().map(|&w| w as i64).sum();
-        let folded = bq as i64 - zp * sum;
-        let folded = i32::try_from(folded).map_err(|_| {
-            anyhow::anyhow!(
-                "layer {layer}: channel {o}: bias with the input zero point folded in ({folded}) does not fit int32"
-            )
-        })?;
-        out.push(folded);
-    }
-    Ok(out)
-}
-
-fn requant(
-    input: QuantParams,
-    weight_scales: &[f32],
-    output: QuantParams,
-    relu: bool,
-    layer: usize,
-) -> anyhow::Result<QRequant> {
-    let mut multipliers = Vec::with_capacity(weight_scales.len());
-    let mut shifts = Vec::with_capacity(weight_scales.len());
-    for (o, &sw) in weight_scales.iter().enumerate() {
-        let real = input.scale as f64 * sw as f64 / output.scale as f64;
-        let (m, s) = quantize_multiplier(real).map_err(|e| {
-            anyhow::anyhow!("layer {layer}: channel {o}: requantization multiplier {real:e}: {e}")
-        })?;
-        multipliers.push(m);
-        shifts.push(s);
-    }
-    Ok(QRequant {
-        multipliers,
-        shifts,
-        output,
-        act_min: if relu { output.zero_point } else { i8::MIN },
-        act_max: i8::MAX,
-    })
 }
 
 /// PyTorch `[o][c][kh][kw]` to aka-core/TFLite `[o][kh][kw][c]`.

@@ -1,13 +1,10 @@
-//! Export of a [`QuantizedModel`] as an `aka-core` model file, and evaluation of model files with
-//! `aka-core` itself.
+//! Export of a [`Sequential`] classifier (`Body::Sequential`), and evaluation of such model files
+//! with `aka-core` itself.
 //!
-//! The file is the postcard encoding of `aka_core::format::ModelFile` (the very types the runtime
-//! decodes), conventionally named `*.aka` ([`EXTENSION`]); `aka inspect model.aka` prints it.
-//!
+//! * [`quantize()`](quantize::quantize): the int8 parameters ([`QuantizedModel`]).
 //! * [`encode`]: bytes of a quantized model with its metadata; the bytes are checked with
 //!   `aka_core::SequentialModel::load` before they are returned, so the exporter never produces a
 //!   file the runtime rejects.
-//! * [`write()`]: atomic write ([`crate::io::write_atomic`]).
 //! * [`evaluate_int8`]: accuracy and predictions of model bytes **as run by aka-core**
 //!   (`SequentialModel::load` + `classify_u8` on the raw `u8` pixels: the file's pixel
 //!   normalization is applied by aka-core) over an [`ImageSet`].
@@ -16,62 +13,32 @@
 //!
 //! Encoding is deterministic: the same model, calibration data and metadata give the same bytes.
 
+pub mod quantize;
+
 use std::path::Path;
 
 use aka_core::format::{
-    self, Body, Conv2d, Layer, LayerList, Linear, Metadata, ModelFile, Requant, SequentialDesc,
-    Task,
+    self, Body, Conv2d, Layer, LayerList, Linear, ModelFile, Requant, SequentialDesc,
 };
 use aka_core::{LayerInfo, SequentialModel};
-use anyhow::{ensure, Context as _};
+use anyhow::ensure;
 use ndarray::Axis;
 use rayon::prelude::*;
 use serde::Serialize;
 
+pub use self::quantize::{
+    chw_to_hwc_columns, oihw_to_ohwi, quantize, LayerReport, QConv2d, QLayer, QLinear, QuantConfig,
+    QuantizedModel,
+};
+use super::quantize::QRequant;
+use super::{
+    encode_aligned, i32_bytes, i8_bytes, u32_of, BodySummary, Evaluation, ExportMetadata,
+    ExportSummary,
+};
 use crate::autograd::{no_grad, Tensor};
 use crate::data::mnist::ImageSet;
 use crate::nn::{Ctx, Module, Sequential};
-use crate::quantize::{quantize, LayerReport, QLayer, QRequant, QuantConfig, QuantizedModel};
 use crate::train::argmax;
-
-/// File extension of aka model files.
-pub const EXTENSION: &str = "aka";
-
-/// Descriptive information stored in the file (nothing here affects the arithmetic).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExportMetadata {
-    /// One label per output, e.g. `"0"` to `"9"`; none may contain `'\n'`.
-    pub labels: Vec<String>,
-    /// Float test accuracy in percent (NaN if unknown).
-    pub float_accuracy: f32,
-    /// Int8 test accuracy in percent, as run by aka-core (NaN if unknown).
-    pub int8_accuracy: f32,
-    /// The training seed.
-    pub seed: u64,
-    /// The command line that trained the model.
-    pub train_command: String,
-}
-
-impl ExportMetadata {
-    /// Labels `"0"`..`"9"`, unknown accuracies.
-    pub fn digits(seed: u64, train_command: impl Into<String>) -> Self {
-        Self {
-            labels: (0..10).map(|d| d.to_string()).collect(),
-            float_accuracy: f32::NAN,
-            int8_accuracy: f32::NAN,
-            seed,
-            train_command: train_command.into(),
-        }
-    }
-}
-
-fn i32_bytes(v: &[i32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn i8_bytes(v: &[i8]) -> Vec<u8> {
-    v.iter().map(|&x| x as u8).collect()
-}
 
 /// Owned little-endian byte arrays of one layer, borrowed by the encoded `format::Layer`.
 struct LayerBytes {
@@ -102,23 +69,11 @@ impl LayerBytes {
     }
 }
 
-fn u32_of(v: usize, what: &str) -> anyhow::Result<u32> {
-    u32::try_from(v).with_context(|| format!("{what} {v} does not fit in u32"))
-}
-
 /// Encodes `model` with `meta` as an aka model file (postcard of `aka_core::format::ModelFile`),
 /// then loads the bytes with `aka_core::SequentialModel::load` to make sure the runtime accepts
 /// them.
 pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<Vec<u8>> {
-    ensure!(
-        meta.labels.iter().all(|l| !l.contains('\n')),
-        "class labels must not contain newlines"
-    );
-    ensure!(
-        meta.labels.iter().all(|l| !l.is_empty()) || meta.labels.len() <= 1,
-        "class labels must not be empty"
-    );
-    let labels = meta.labels.join("\n");
+    let labels = meta.labels_text()?;
     let buffers: Vec<Option<LayerBytes>> = model
         .layers
         .iter()
@@ -172,14 +127,7 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
         })?;
     }
     let file = ModelFile::new(
-        Metadata {
-            task: Task::Classifier,
-            labels: &labels,
-            float_accuracy: meta.float_accuracy,
-            int8_accuracy: meta.int8_accuracy,
-            seed: meta.seed,
-            train_command: &meta.train_command,
-        },
+        meta.to_core(&labels),
         Body::Sequential(SequentialDesc {
             input: model.input,
             layers,
@@ -189,95 +137,6 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
     SequentialModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;
     Ok(bytes)
-}
-
-/// Encodes `file` (postcard) with every int8 weight array's `pad` chosen so that the weights start
-/// at a multiple of 4 bytes from the start of the file ([`Body::for_each_weights_mut`]): loaded at
-/// a 4-aligned address, as the firmware embeds it, the DSP kernels then read every row with
-/// word loads. Encode, find the first misaligned array (offsets read back by decoding the bytes
-/// in place), pad it, repeat: each round fixes one array, and padding one only moves the later
-/// ones.
-pub fn encode_aligned(mut file: ModelFile) -> anyhow::Result<Vec<u8>> {
-    const ZEROS: [u8; format::MAX_PAD] = [0; format::MAX_PAD];
-    let mut pads: Vec<usize> = Vec::new();
-    file.body.for_each_weights_mut(|_, _| pads.push(0));
-    for _ in 0..=pads.len() {
-        let mut i = 0;
-        file.body.for_each_weights_mut(|pad, _| {
-            *pad = &ZEROS[..pads[i]];
-            i += 1;
-        });
-        let bytes = postcard::to_stdvec(&file).context("encoding the model file")?;
-        let (mut decoded, _) = postcard::take_from_bytes::<ModelFile>(&bytes)
-            .map_err(|e| anyhow::anyhow!("decoding the encoded model: {e}"))?;
-        let mut offsets = Vec::new();
-        decoded.body.for_each_weights_mut(|_, w| {
-            offsets.push(w.as_ptr() as usize - bytes.as_ptr() as usize)
-        });
-        ensure!(
-            offsets.len() == pads.len(),
-            "the encoded model decodes differently"
-        );
-        match offsets.iter().position(|o| o % 4 != 0) {
-            None => return Ok(bytes),
-            Some(k) => pads[k] = (pads[k] + 4 - offsets[k] % 4) % 4,
-        }
-    }
-    anyhow::bail!("could not word-align the weight arrays")
-}
-
-/// Writes model bytes atomically (temp file + rename).
-pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::io::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Predictions of a classifier over a data set.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Evaluation {
-    /// Predicted class of every image, in order.
-    pub predictions: Vec<usize>,
-    /// How many predictions equal the label.
-    pub correct: usize,
-}
-
-impl Evaluation {
-    fn new(predictions: Vec<usize>, set: &ImageSet) -> Self {
-        let correct = predictions
-            .iter()
-            .zip(&set.labels)
-            .filter(|(&p, &l)| p == l as usize)
-            .count();
-        Self {
-            predictions,
-            correct,
-        }
-    }
-
-    /// Number of images.
-    pub fn total(&self) -> usize {
-        self.predictions.len()
-    }
-
-    /// Accuracy in `[0, 1]` (NaN for an empty set).
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.total() as f64
-    }
-
-    /// Accuracy in percent.
-    pub fn percent(&self) -> f64 {
-        self.accuracy() * 100.0
-    }
-
-    /// Fraction of images on which `self` and `other` predict the same class (top-1 agreement).
-    pub fn agreement(&self, other: &Evaluation) -> f64 {
-        let same = self
-            .predictions
-            .iter()
-            .zip(&other.predictions)
-            .filter(|(a, b)| a == b)
-            .count();
-        same as f64 / self.total().max(other.total()) as f64
-    }
 }
 
 /// Runs model bytes with **aka-core** (`SequentialModel::load`, then `classify_u8` on every image,
@@ -296,7 +155,7 @@ pub fn evaluate_int8(bytes: &[u8], set: &ImageSet) -> Result<Evaluation, aka_cor
                 .collect()
         })
         .collect();
-    Ok(Evaluation::new(parts?.concat(), set))
+    Ok(Evaluation::new(parts?.concat(), labels(set)))
 }
 
 /// Predictions of the float model (evaluation mode, no graph) over `set`.
@@ -312,7 +171,11 @@ pub fn evaluate_float(model: &Sequential, set: &ImageSet, batch_size: usize) -> 
             predictions.extend(v.axis_iter(Axis(0)).map(|row| argmax(row.iter().copied())));
         }
     });
-    Evaluation::new(predictions, set)
+    Evaluation::new(predictions, labels(set))
+}
+
+fn labels(set: &ImageSet) -> impl Iterator<Item = usize> + '_ {
+    set.labels.iter().map(|&l| l as usize)
 }
 
 /// Multiply-accumulates of one layer per inference (Linear: `in * out`; Conv2d:
@@ -368,23 +231,12 @@ pub struct Exported {
     pub macs: u64,
 }
 
-/// Export results in `summary.json`.
+/// The classifier's own keys in `summary.json`'s `export` (after [`ExportSummary`]'s).
 #[derive(Clone, Debug, Serialize)]
-pub struct ExportSummary {
-    pub file: String,
-    pub file_bytes: usize,
-    pub param_bytes: usize,
+pub struct SequentialSummary {
     pub arena_bytes: usize,
     pub macs_per_inference: u64,
     pub test_images: usize,
-    /// Percent.
-    pub float_accuracy: f64,
-    /// Percent, aka-core on the host.
-    pub int8_accuracy: f64,
-    /// Percent of test images where int8 and float predict the same class.
-    pub top1_agreement: f64,
-    pub calibration: crate::quantize::Calibration,
-    pub calibration_samples: usize,
     /// The input's pixel normalization and quantization as stored in the file.
     pub input: InputSummary,
     pub layers: Vec<LayerReport>,
@@ -403,26 +255,27 @@ pub struct InputSummary {
 impl Exported {
     /// Summary for `summary.json`; `file` is where the bytes were written.
     pub fn summary(&self, file: &Path) -> ExportSummary {
-        ExportSummary {
-            file: file.display().to_string(),
-            file_bytes: self.bytes.len(),
-            param_bytes: self.param_bytes,
-            arena_bytes: self.arena_size,
-            macs_per_inference: self.macs,
-            test_images: self.int8.total(),
-            float_accuracy: self.float.percent(),
-            int8_accuracy: self.int8.percent(),
-            top1_agreement: self.int8.agreement(&self.float) * 100.0,
-            calibration: self.quantized.calibration,
-            calibration_samples: self.quantized.calibration_samples,
-            input: InputSummary {
-                pixel_mean: self.quantized.input.pixel_mean,
-                pixel_std: self.quantized.input.pixel_std,
-                scale: self.quantized.input.quant.scale,
-                zero_point: self.quantized.input.quant.zero_point,
-            },
-            layers: self.quantized.reports.clone(),
-        }
+        let input = &self.quantized.input;
+        ExportSummary::new(
+            file,
+            &self.bytes,
+            self.param_bytes,
+            (&self.float, &self.int8),
+            self.quantized.calibration,
+            self.quantized.calibration_samples,
+            BodySummary::Sequential(SequentialSummary {
+                arena_bytes: self.arena_size,
+                macs_per_inference: self.macs,
+                test_images: self.int8.total(),
+                input: InputSummary {
+                    pixel_mean: input.pixel_mean,
+                    pixel_std: input.pixel_std,
+                    scale: input.quant.scale,
+                    zero_point: input.quant.zero_point,
+                },
+                layers: self.quantized.reports.clone(),
+            }),
+        )
     }
 
     /// A human-readable report: accuracies, agreement, sizes and per-layer weight errors.
@@ -433,19 +286,19 @@ impl Exported {
         let _ = writeln!(
             s,
             "float accuracy   {:6.2}% ({} / {n} test images)",
-            self.float.percent(),
+            self.float.accuracy(),
             self.float.correct
         );
         let _ = writeln!(
             s,
             "int8 accuracy    {:6.2}% ({} / {n}, aka-core on the host)",
-            self.int8.percent(),
+            self.int8.accuracy(),
             self.int8.correct
         );
         let _ = writeln!(
             s,
             "top-1 agreement  {:6.2}% (int8 vs float)",
-            self.int8.agreement(&self.float) * 100.0
+            self.int8.agreement(&self.float)
         );
         let _ = writeln!(
             s,
@@ -496,13 +349,13 @@ pub fn export_classifier(
     let quantized = quantize(model, calibration, &config.quant)?;
     let float = evaluate_float(model, test, config.eval_batch_size);
     let mut meta = config.metadata.clone();
-    meta.float_accuracy = float.percent() as f32;
+    meta.float_accuracy = float.accuracy() as f32;
     // The int8 accuracy is part of the file: evaluate a first encoding (its metadata does not
     // affect the arithmetic), then encode again with the accuracy filled in.
     let draft = encode(&quantized, &meta)?;
     let int8 = evaluate_int8(&draft, test)
         .map_err(|e| anyhow::anyhow!("running the exported model with aka-core: {e}"))?;
-    meta.int8_accuracy = int8.percent() as f32;
+    meta.int8_accuracy = int8.accuracy() as f32;
     let bytes = encode(&quantized, &meta)?;
     let loaded = SequentialModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;

@@ -4,51 +4,49 @@
 //! The arithmetic the file feeds is documented (one table) in `aka_core::gpt`. This module:
 //!
 //! * quantizes every projection (`wq wk wv wo w1 w2 w3`, untied `lm_head`) and both embeddings
-//!   to int8, **per output row, symmetric**: `s = max|w_row| / 127`, `q = round(w / s)` (ties
-//!   away from zero, clamped to ±127); an all-zero row gets `s = 1`;
+//!   to int8, **per output row, symmetric** ([`quantize_rows`]): `s = max|w_row| / 127`,
+//!   `q = round(w / s)` (ties away from zero, clamped to ±127); an all-zero row gets `s = 1`;
 //! * calibrates the static activation scales ([`calibrate`]) by running
 //!   [`Gpt::forward_traced`] on seeded training batches and taking `max|x|` (or a percentile of
-//!   `|x|`) per tap, `scale = that / 127`;
+//!   `|x|`) per tap with an [`Observer`] ([`Observer::abs_bound`]), `scale = that / 127` (1 if
+//!   that is 0 or not finite);
 //! * builds each block's MLP activation table ([`act_lut`]: GELU or SiLU of every int8
 //!   up-projection value, evaluated in f64, quantized with aka-core's `quantize`), using the
 //!   calibrated `mlp_gate` and `mlp_act` scales;
 //! * stores norm weights/biases as f32, the RoPE tables of `Tensor::rope_tables(0, block, hd)`,
 //!   and the vocabulary (the tokenizer's chars, strictly increasing, plus the unknown id);
-//! * word-aligns every weight matrix in the file (`crate::export::encode_aligned`);
-//! * evaluates the float model ([`float_eval`]) and the file **as run by aka-core**
-//!   ([`int8_eval`]) on the same fixed validation batches (`train::validation_batches`) and
+//! * word-aligns every weight matrix in the file ([`encode_aligned`]);
+//! * evaluates the float model ([`evaluate_float`]) and the file **as run by aka-core**
+//!   ([`evaluate_int8`]) on the same fixed validation batches (`train::validation_batches`) and
 //!   records both losses, the top-1 agreement and the top-1 accuracies in the file.
 //!
-//! [`export_gpt`] does all of it; [`write_gpt`] writes atomically. Encoding is deterministic.
+//! [`export_gpt`] does all of it; [`super::write()`] writes atomically. Encoding is deterministic.
 
 use std::path::Path;
 
 use aka_core::format::{
     Body, GptBlock, GptBlockList, GptConfig as CoreConfig, GptDesc, GptEval, GptMlp, GptPosition,
-    GptVocab, Metadata, ModelFile, NormParams, QMatrix, RopeTables, Task,
+    GptVocab, ModelFile, NormParams, QMatrix, RopeTables,
 };
 use aka_core::gpt::GptModel;
 use aka_core::rng::Rng;
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{bail, ensure};
 use rayon::prelude::*;
+use serde::Serialize;
 
-use super::model::Gpt;
-use super::train::{validation_batches, Batches};
+use super::quantize::{quantize_rows, Calibration};
+use super::{
+    encode_aligned, f32_bytes, i8_bytes, u32_of, BodySummary, Evaluation, ExportMetadata,
+    ExportSummary, Observer,
+};
 use crate::autograd::{no_grad, Tensor};
 use crate::data::text::{CharTokenizer, Split, TextDataset};
+use crate::gpt::model::{Gpt, Norm};
+use crate::gpt::train::{validation_batches, Batches};
 use crate::nn::Ctx;
 
 /// XORed into the calibration seed for the calibration-batch stream.
 pub const CALIB_STREAM: u64 = 0x6361_6c69_6200_0003;
-
-/// How activation scales are chosen from the calibration taps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ScaleMethod {
-    /// `max |x|` over all calibration values.
-    AbsMax,
-    /// The `p`-th percentile of `|x|`, `p` in `(0, 100]` (e.g. `99.99`): clips rare outliers.
-    Percentile(f32),
-}
 
 /// Calibration settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,8 +57,9 @@ pub struct CalibConfig {
     pub batch_size: usize,
     /// Sequence length; `None`: the model's `block_size` (default).
     pub block: Option<usize>,
-    /// Default [`ScaleMethod::AbsMax`].
-    pub method: ScaleMethod,
+    /// How the scales are read from the taps: `max |x|` ([`Calibration::MinMax`], the default)
+    /// or the `p`-th percentile of `|x|`, `p` in `(0, 100]`.
+    pub method: Calibration,
     /// Seeds the batches (`Rng::new(seed ^ CALIB_STREAM)`, training split). Default 0.
     pub seed: u64,
 }
@@ -71,7 +70,7 @@ impl Default for CalibConfig {
             batches: 8,
             batch_size: 16,
             block: None,
-            method: ScaleMethod::AbsMax,
+            method: Calibration::MinMax,
             seed: 0,
         }
     }
@@ -99,15 +98,6 @@ impl Default for EvalConfig {
     }
 }
 
-/// Descriptive information stored in the file.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GptExportMeta {
-    /// The training seed.
-    pub seed: u64,
-    /// The command line that trained the model.
-    pub train_command: String,
-}
-
 /// Static activation scales (`real = scale · q`), one set per block plus the head input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActScales {
@@ -130,34 +120,6 @@ pub const BLOCK_TAPS: [&str; 9] = [
     "mlp_hidden",
 ];
 
-/// Mean loss and predictions of a model over fixed batches.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LmEval {
-    /// Mean next-token cross-entropy (nats) over all positions.
-    pub loss: f64,
-    /// Argmax of the logits at every position, in batch order.
-    pub predictions: Vec<u32>,
-    /// Fraction of positions whose argmax is the target, in percent.
-    pub top1_accuracy: f64,
-}
-
-impl LmEval {
-    /// Percentage of positions where `self` and `other` predict the same token.
-    pub fn agreement(&self, other: &LmEval) -> f64 {
-        let n = self.predictions.len().min(other.predictions.len());
-        if n == 0 {
-            return f64::NAN;
-        }
-        let same = self
-            .predictions
-            .iter()
-            .zip(&other.predictions)
-            .filter(|(a, b)| a == b)
-            .count();
-        100.0 * same as f64 / n as f64
-    }
-}
-
 /// What [`export_gpt`] produced.
 #[derive(Clone, Debug)]
 pub struct GptExported {
@@ -165,10 +127,14 @@ pub struct GptExported {
     pub bytes: Vec<u8>,
     /// The calibrated activation scales.
     pub scales: ActScales,
-    /// The float model on the validation batches.
-    pub float: LmEval,
-    /// The int8 file as run by aka-core on the same batches.
-    pub int8: LmEval,
+    /// The float model on the validation batches (with its mean loss).
+    pub float: Evaluation,
+    /// The int8 file as run by aka-core on the same batches (with its mean loss).
+    pub int8: Evaluation,
+    /// How the scales were calibrated.
+    pub calibration: Calibration,
+    /// Calibration sequences (batches × batch size).
+    pub calibration_samples: usize,
     /// Predicted positions per evaluation.
     pub val_tokens: usize,
     /// `GptModel::state_size()` of the file: run-state bytes (KV cache included).
@@ -188,57 +154,45 @@ impl GptExported {
             self.param_bytes,
             self.state_size,
             self.val_tokens,
-            self.float.loss,
-            self.int8.loss,
-            100.0 * (self.int8.loss / self.float.loss - 1.0),
+            self.float.loss(),
+            self.int8.loss(),
+            100.0 * (self.int8.loss() / self.float.loss() - 1.0),
             self.int8.agreement(&self.float),
-            self.float.top1_accuracy,
-            self.int8.top1_accuracy,
+            self.float.accuracy(),
+            self.int8.accuracy(),
+        )
+    }
+
+    /// Summary for `summary.json`; `file` is where the bytes were written.
+    pub fn summary(&self, file: &Path) -> ExportSummary {
+        ExportSummary::new(
+            file,
+            &self.bytes,
+            self.param_bytes,
+            (&self.float, &self.int8),
+            self.calibration,
+            self.calibration_samples,
+            BodySummary::Gpt(GptSummary {
+                state_bytes: self.state_size,
+                val_tokens: self.val_tokens,
+                float_val_loss: self.float.loss(),
+                quantized_val_loss: self.int8.loss(),
+            }),
         )
     }
 }
 
-/// Per-row symmetric int8 quantization of a `[rows, cols]` matrix: `(int8 bytes, f32 LE
-/// scales)`.
-pub fn quantize_rows(w: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Vec<u8>) {
-    assert_eq!(w.len(), rows * cols, "matrix shape");
-    let mut q = Vec::with_capacity(w.len());
-    let mut scales = Vec::with_capacity(rows * 4);
-    for r in 0..rows {
-        let row = &w[r * cols..(r + 1) * cols];
-        let amax = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-        let s = if amax > 0.0 && amax.is_finite() {
-            amax / 127.0
-        } else {
-            1.0
-        };
-        q.extend(
-            row.iter()
-                .map(|&v| ((v / s).round() as i32).clamp(-127, 127) as i8 as u8),
-        );
-        scales.extend_from_slice(&s.to_le_bytes());
-    }
-    (q, scales)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.value().iter().copied().collect()
-}
-
-fn u32_of(v: usize, what: &str) -> anyhow::Result<u32> {
-    u32::try_from(v).with_context(|| format!("{what} {v} does not fit in u32"))
-}
-
-/// Collects `|x|` statistics per tap.
-enum Stat {
-    /// Running `max |x|`.
-    Max(f32),
-    /// All `|x|` and the percentile to take.
-    Values(Vec<f32>, f32),
+/// The language model's own keys in `summary.json`'s `export` (after [`ExportSummary`]'s).
+#[derive(Clone, Debug, Serialize)]
+pub struct GptSummary {
+    /// Run-state bytes (KV cache included), `GptModel::state_size()`.
+    pub state_bytes: usize,
+    /// Predicted positions per evaluation.
+    pub val_tokens: usize,
+    /// Mean next-token cross-entropy (nats) of the float model on the validation batches.
+    pub float_val_loss: f64,
+    /// The same of the int8 file as run by aka-core.
+    pub quantized_val_loss: f64,
 }
 
 /// Calibrates the activation scales on `calib.batches` seeded training batches.
@@ -261,25 +215,22 @@ pub fn calibrate(
         calib.batches >= 1 && calib.batch_size >= 1,
         "no calibration batches"
     );
-    if let ScaleMethod::Percentile(p) = calib.method {
+    if let Calibration::Percentile(p) = calib.method {
         ensure!(p > 0.0 && p <= 100.0, "percentile {p} not in (0, 100]");
     }
-    let n_layer = cfg.n_layer;
-    let new_stat = || match calib.method {
-        ScaleMethod::AbsMax => Stat::Max(0.0),
-        ScaleMethod::Percentile(p) => Stat::Values(Vec::new(), p),
-    };
-    let mut blocks: Vec<Vec<Stat>> = (0..n_layer)
-        .map(|_| BLOCK_TAPS.iter().map(|_| new_stat()).collect())
+    // Every value is kept for a percentile (no subsampling).
+    let new_observer = || Observer::new(calib.method, None);
+    let mut blocks: Vec<Vec<Observer>> = (0..cfg.n_layer)
+        .map(|_| BLOCK_TAPS.iter().map(|_| new_observer()).collect())
         .collect();
-    let mut head = new_stat();
+    let mut head = new_observer();
     let mut rng = Rng::new(calib.seed ^ CALIB_STREAM);
     let mut ctx = Ctx::eval();
     for _ in 0..calib.batches {
         let (x, _) = data.sample_batch(Split::Train, calib.batch_size, block, &mut rng);
         let ids: Vec<usize> = x.iter().map(|&i| i as usize).collect();
         let mut tap = |name: &str, t: &Tensor| {
-            let stat = if name == "head_in" {
+            let observer = if name == "head_in" {
                 Some(&mut head)
             } else {
                 name.strip_prefix("blocks.").and_then(|rest| {
@@ -289,32 +240,17 @@ pub fn calibrate(
                     blocks.get_mut(i)?.get_mut(k)
                 })
             };
-            let Some(stat) = stat else { return };
-            let v = t.value();
-            match stat {
-                Stat::Max(m) => *m = v.iter().fold(*m, |m, &x| m.max(x.abs())),
-                Stat::Values(all, _) => all.extend(v.iter().map(|x| x.abs())),
+            if let Some(observer) = observer {
+                // A non-finite value makes the tap's scale 1 (see `finish`).
+                observer.observe(&t.value());
             }
         };
         no_grad(|| {
             model.forward_traced(&ids, calib.batch_size, block, &mut ctx, &mut tap);
         });
     }
-    let finish = |s: Stat| -> f32 {
-        let amax = match s {
-            Stat::Max(m) => m,
-            Stat::Values(mut v, p) => {
-                if v.is_empty() {
-                    0.0
-                } else {
-                    let k = (((p as f64 / 100.0) * v.len() as f64).ceil() as usize)
-                        .clamp(1, v.len())
-                        - 1;
-                    let (_, kth, _) = v.select_nth_unstable_by(k, f32::total_cmp);
-                    *kth
-                }
-            }
-        };
+    let finish = |o: Observer| -> f32 {
+        let amax = o.abs_bound(calib.method);
         if amax > 0.0 && amax.is_finite() {
             amax / 127.0
         } else {
@@ -365,30 +301,33 @@ fn np(n: &(Vec<u8>, Option<Vec<u8>>)) -> NormParams<'_> {
     }
 }
 
-fn norm_bytes(n: &super::model::Norm) -> (Vec<u8>, Option<Vec<u8>>) {
+fn values(t: &Tensor) -> Vec<f32> {
+    t.value().iter().copied().collect()
+}
+
+fn norm_bytes(n: &Norm) -> (Vec<u8>, Option<Vec<u8>>) {
     (
         f32_bytes(&values(&n.weight)),
         n.bias.as_ref().map(|b| f32_bytes(&values(b))),
     )
 }
 
+/// A `[rows, cols]` weight as `(int8 bytes, f32 LE row scales)` ([`quantize_rows`]).
 fn matrix(t: &Tensor) -> (Vec<u8>, Vec<u8>) {
-    let shape = t.shape();
-    let v = t.value();
-    let data: Vec<f32> = v.iter().copied().collect();
-    quantize_rows(&data, shape[0], shape[1])
+    let qw = quantize_rows(&values(t), t.shape()[0]);
+    (i8_bytes(&qw.q), f32_bytes(&qw.scales))
 }
 
 /// Encodes `model` with `tokenizer`'s vocabulary, activation `scales` and evaluation figures as
 /// an aka model file, and checks that `aka_core::gpt::GptModel::load` accepts it.
-/// `accuracies` = (float, int8) next-token top-1 accuracy in percent (NaN if unknown).
+/// `meta` ([`ExportMetadata::language_model`]) carries the float and int8 next-token top-1
+/// accuracies in percent (NaN if unknown).
 pub fn encode_gpt(
     model: &Gpt,
     tokenizer: &CharTokenizer,
     scales: &ActScales,
     eval: GptEval,
-    accuracies: (f32, f32),
-    meta: &GptExportMeta,
+    meta: &ExportMetadata,
 ) -> anyhow::Result<Vec<u8>> {
     let cfg = model.config();
     ensure!(
@@ -504,15 +443,8 @@ pub fn encode_gpt(
         lm_head: head.as_ref().map(qm),
         eval,
     };
-    let metadata = Metadata {
-        task: Task::LanguageModel,
-        labels: "",
-        float_accuracy: accuracies.0,
-        int8_accuracy: accuracies.1,
-        seed: meta.seed,
-        train_command: &meta.train_command,
-    };
-    let bytes = crate::export::encode_aligned(ModelFile::new(metadata, Body::Gpt(desc)))?;
+    let labels = meta.labels_text()?;
+    let bytes = encode_aligned(ModelFile::new(meta.to_core(&labels), Body::Gpt(desc)))?;
     GptModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported GPT: {e}"))?;
     Ok(bytes)
@@ -539,7 +471,7 @@ pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
 }
 
 /// Cross-entropy `-log softmax(logits)[target]` in f64, and the argmax (first max wins).
-fn ce_and_argmax(logits: &[f32], target: usize) -> (f64, u32) {
+fn ce_and_argmax(logits: &[f32], target: usize) -> (f64, usize) {
     let m = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
     let lse = logits
         .iter()
@@ -547,11 +479,12 @@ fn ce_and_argmax(logits: &[f32], target: usize) -> (f64, u32) {
         .sum::<f64>()
         .ln()
         + m;
-    let arg = aka_core::sample::argmax(logits).unwrap_or(0) as u32;
+    let arg = aka_core::sample::argmax(logits).unwrap_or(0);
     (lse - logits[target] as f64, arg)
 }
 
-fn finish_eval(per_seq: Vec<(f64, Vec<u32>, usize)>, positions: usize) -> LmEval {
+/// One [`Evaluation`] from per-sequence `(summed loss, predictions, correct)`.
+fn finish_eval(per_seq: Vec<(f64, Vec<usize>, usize)>, positions: usize) -> Evaluation {
     let mut loss = 0.0;
     let mut correct = 0;
     let mut predictions = Vec::with_capacity(positions);
@@ -560,16 +493,15 @@ fn finish_eval(per_seq: Vec<(f64, Vec<u32>, usize)>, positions: usize) -> LmEval
         correct += c;
         predictions.extend(p);
     }
-    let n = positions.max(1) as f64;
-    LmEval {
-        loss: loss / n,
+    Evaluation {
         predictions,
-        top1_accuracy: 100.0 * correct as f64 / n,
+        correct,
+        mean_loss: Some(loss / positions.max(1) as f64),
     }
 }
 
 /// The float model on `batches` (`batch` sequences of `block` tokens each).
-pub fn float_eval(model: &Gpt, batches: &Batches, batch: usize, block: usize) -> LmEval {
+pub fn evaluate_float(model: &Gpt, batches: &Batches, batch: usize, block: usize) -> Evaluation {
     let vocab = model.config().vocab_size;
     let mut per_seq = Vec::new();
     let mut ctx = Ctx::eval();
@@ -586,7 +518,7 @@ pub fn float_eval(model: &Gpt, batches: &Batches, batch: usize, block: usize) ->
                 let r = s * block + p;
                 let (l, a) = ce_and_argmax(&rows[r * vocab..(r + 1) * vocab], y[r]);
                 loss += l;
-                correct += usize::from(a as usize == y[r]);
+                correct += usize::from(a == y[r]);
                 preds.push(a);
             }
             per_seq.push((loss, preds, correct));
@@ -597,12 +529,12 @@ pub fn float_eval(model: &Gpt, batches: &Batches, batch: usize, block: usize) ->
 
 /// Model-file `bytes` **as run by aka-core** (`GptModel::forward`, one fresh KV cache per
 /// sequence, positions `0..block`) on `batches`. Sequences run in parallel.
-pub fn int8_eval(
+pub fn evaluate_int8(
     bytes: &[u8],
     batches: &Batches,
     batch: usize,
     block: usize,
-) -> Result<LmEval, aka_core::Error> {
+) -> Result<Evaluation, aka_core::Error> {
     let model = GptModel::load(bytes)?;
     let seqs: Vec<(&[usize], &[usize])> = batches
         .iter()
@@ -621,7 +553,7 @@ pub fn int8_eval(
                 let logits = model.forward(&mut state, t as u32, p)?;
                 let (l, a) = ce_and_argmax(logits, target);
                 loss += l;
-                correct += usize::from(a as usize == target);
+                correct += usize::from(a == target);
                 preds.push(a);
             }
             Ok((loss, preds, correct))
@@ -642,9 +574,9 @@ pub fn int8_val_loss(
     let model = GptModel::load(bytes).map_err(|e| anyhow::anyhow!("loading the GPT: {e}"))?;
     let (batches, block) = validation_batches(data, batch, model.block_size(), n, seed);
     ensure!(!batches.is_empty(), "the validation split is too short");
-    Ok(int8_eval(bytes, &batches, batch, block)
+    Ok(evaluate_int8(bytes, &batches, batch, block)
         .map_err(|e| anyhow::anyhow!("running the GPT with aka-core: {e}"))?
-        .loss)
+        .loss())
 }
 
 /// Calibrates, quantizes and encodes `model`, evaluates the float model and the int8 file (with
@@ -655,7 +587,7 @@ pub fn export_gpt(
     data: &TextDataset,
     calib: &CalibConfig,
     eval: &EvalConfig,
-    meta: &GptExportMeta,
+    meta: &ExportMetadata,
 ) -> anyhow::Result<GptExported> {
     let tokenizer = data.tokenizer();
     let scales = calibrate(model, data, calib)?;
@@ -670,34 +602,27 @@ pub fn export_gpt(
         !batches.is_empty(),
         "the validation split is too short to evaluate on"
     );
-    let float = float_eval(model, &batches, eval.batch_size, block);
+    let float = evaluate_float(model, &batches, eval.batch_size, block);
     // The figures are part of the file: evaluate a draft (its eval fields do not affect the
     // arithmetic), then encode again with them filled in.
-    let draft = encode_gpt(
-        model,
-        tokenizer,
-        &scales,
-        GptEval::UNKNOWN,
-        (f32::NAN, f32::NAN),
-        meta,
-    )?;
-    let int8 = int8_eval(&draft, &batches, eval.batch_size, block)
+    let mut meta = ExportMetadata {
+        float_accuracy: f32::NAN,
+        int8_accuracy: f32::NAN,
+        ..meta.clone()
+    };
+    let draft = encode_gpt(model, tokenizer, &scales, GptEval::UNKNOWN, &meta)?;
+    let int8 = evaluate_int8(&draft, &batches, eval.batch_size, block)
         .map_err(|e| anyhow::anyhow!("running the exported GPT with aka-core: {e}"))?;
     let val_tokens = batches.len() * eval.batch_size * block;
     let figures = GptEval {
-        val_loss_float: float.loss as f32,
-        val_loss_int8: int8.loss as f32,
+        val_loss_float: float.loss() as f32,
+        val_loss_int8: int8.loss() as f32,
         top1_agreement: int8.agreement(&float) as f32,
         val_tokens: val_tokens as u64,
     };
-    let bytes = encode_gpt(
-        model,
-        tokenizer,
-        &scales,
-        figures,
-        (float.top1_accuracy as f32, int8.top1_accuracy as f32),
-        meta,
-    )?;
+    meta.float_accuracy = float.accuracy() as f32;
+    meta.int8_accuracy = int8.accuracy() as f32;
+    let bytes = encode_gpt(model, tokenizer, &scales, figures, &meta)?;
     let loaded = GptModel::load(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (state_size, param_bytes) = (loaded.state_size(), loaded.param_bytes());
     Ok(GptExported {
@@ -705,35 +630,18 @@ pub fn export_gpt(
         scales,
         float,
         int8,
+        calibration: calib.method,
+        calibration_samples: calib.batches * calib.batch_size,
         val_tokens,
         state_size,
         param_bytes,
     })
 }
 
-/// Writes a model file atomically ([`crate::io::write_atomic`]).
-pub fn write_gpt(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::io::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gpt::GptConfig;
-
-    #[test]
-    fn quantize_rows_per_row_symmetric() {
-        let w = [0.5, -1.0, 0.25, 0.0, 0.0, 0.0, 2.0, 1.0, -0.004];
-        let (q, s) = quantize_rows(&w, 3, 3);
-        let scales: Vec<f32> = s
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        assert_eq!(scales, [1.0 / 127.0, 1.0, 2.0 / 127.0]);
-        let q: Vec<i8> = q.iter().map(|&b| b as i8).collect();
-        assert_eq!(&q[..6], &[64, -127, 32, 0, 0, 0]);
-        assert_eq!(&q[6..], &[127, 64, 0]);
-    }
 
     #[test]
     fn percentile_calibration_is_below_absmax() {
@@ -758,7 +666,7 @@ mod tests {
             &model,
             &data,
             &CalibConfig {
-                method: ScaleMethod::Percentile(99.0),
+                method: Calibration::Percentile(99.0),
                 ..base.clone()
             },
         )
@@ -767,7 +675,7 @@ mod tests {
             &model,
             &data,
             &CalibConfig {
-                method: ScaleMethod::Percentile(100.0),
+                method: Calibration::Percentile(100.0),
                 ..base.clone()
             },
         )
@@ -784,7 +692,7 @@ mod tests {
             &model,
             &data,
             &CalibConfig {
-                method: ScaleMethod::Percentile(0.0),
+                method: Calibration::Percentile(0.0),
                 ..base
             }
         )
