@@ -4,8 +4,6 @@
 //!   transformer, bias-free projections, learned or rotary positions, LayerNorm or RMSNorm,
 //!   GELU / SwiGLU / GeGLU MLPs, tied or untied head; `forward_traced` exposes the activations
 //!   the int8 exporter calibrates on.
-//! - [`ops`]: fused autograd ops (embedding, RoPE on the `[b, t, h, hd]` layout, causal
-//!   multi-head attention, MLP activations) with hand-written backward passes.
 //! - [`sample`]: greedy / temperature / top-k token choice ([`sample::sample_token`], shareable
 //!   with the `no_std` runtime) and [`sample::generate`].
 //! - [`train`]: the training loop ([`train::train_gpt`]), checkpoints ([`train::GptCheckpoint`])
@@ -25,7 +23,6 @@
 
 pub mod export;
 pub mod model;
-pub mod ops;
 pub mod sample;
 pub mod train;
 

@@ -32,8 +32,7 @@ use anyhow::{bail, ensure};
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 
-use super::ops::{self, GateAct};
-use crate::autograd::{no_grad, Array, Tensor};
+use crate::autograd::{no_grad, Array, GateAct, Tensor};
 use crate::nn::{Ctx, Module};
 
 /// The shape and variant of a [`Gpt`]. Stored in checkpoints; everything needed (with the
@@ -471,7 +470,7 @@ impl Gpt {
         t: usize,
         ctx: &mut Ctx,
     ) -> Tensor {
-        ops::cross_entropy(&self.forward(ids, b, t, ctx), targets)
+        self.forward(ids, b, t, ctx).cross_entropy(targets)
     }
 
     /// Next-token logits `[vocab]` after the prefix `ids` (evaluation mode, no graph). Only the
@@ -511,7 +510,9 @@ impl Gpt {
             }
         };
 
-        let x = ops::embed(&self.tok_emb, self.pos_emb.as_ref(), ids, t); // [b·t, d]
+        let x = self
+            .tok_emb
+            .embedding_with_positions(self.pos_emb.as_ref(), ids, t); // [b·t, d]
         let mut x = dropout(x, ctx); // [b·t, d]
         for (i, blk) in self.blocks.iter().enumerate() {
             let l = Some(i);
@@ -519,15 +520,15 @@ impl Gpt {
             let a_in = blk.ln1.forward(&x); // [b·t, d]
             emit(&mut tap, l, "attn_in", || bt(&a_in, b, t)); // [b, t, d]
             let a = &blk.attn;
-            let mut qkv = ops::linear_cat(&a_in, &[&a.wq, &a.wk, &a.wv]); // [b·t, 3d] = [q | k | v], each [h, hd]
+            let mut qkv = a_in.linear_cat(&[&a.wq, &a.wk, &a.wv]); // [b·t, 3d] = [q | k | v], each [h, hd]
             if cfg.position == GptPosition::Rope {
-                qkv = ops::rope_rows(&qkv, t, cfg.head_dim(), 2 * d, 0); // [b·t, 3d], q and k rotated
+                qkv = qkv.rope_rows(t, cfg.head_dim(), 2 * d, 0); // [b·t, 3d], q and k rotated
             }
             emit(&mut tap, l, "q", || heads(&qkv, 0, b, t, h)); // [b, h, t, hd]
             emit(&mut tap, l, "k", || heads(&qkv, 1, b, t, h)); // [b, h, t, hd]
             emit(&mut tap, l, "v", || heads(&qkv, 2, b, t, h)); // [b, h, t, hd]
             let attn_drop = (ctx.training && p > 0.0).then_some((p, &mut ctx.rng));
-            let (att, probs) = ops::causal_attention(&qkv, t, h, attn_drop, tap.is_some()); // [b·t, d]
+            let (att, probs) = qkv.causal_attention(t, h, attn_drop, tap.is_some()); // [b·t, d]
             if let Some(probs) = probs {
                 emit(&mut tap, l, "attn_probs", || Tensor::new(probs)); // [b, h, t, t]
             }
@@ -540,15 +541,15 @@ impl Gpt {
             emit(&mut tap, l, "mlp_in", || bt(&m_in, b, t)); // [b, t, d]
             let mlp = &blk.mlp;
             let hidden = match &mlp.w3 {
-                None => ops::gelu(&m_in.linear(&mlp.w1, None)), // [b·t, hidden]
+                None => m_in.linear(&mlp.w1, None).gelu(), // [b·t, hidden]
                 Some(w3) => {
-                    let ug = ops::linear_cat(&m_in, &[&mlp.w1, w3]); // [b·t, 2·hidden] = [w1·x | w3·x]
+                    let ug = m_in.linear_cat(&[&mlp.w1, w3]); // [b·t, 2·hidden] = [w1·x | w3·x]
                     let act = if mlp.kind == GptMlp::SwiGlu {
                         GateAct::Silu
                     } else {
                         GateAct::Gelu
                     };
-                    ops::gated(&ug, act) // [b·t, hidden]
+                    ug.gated(act) // [b·t, hidden]
                 }
             };
             if tap.is_some() {
@@ -557,7 +558,7 @@ impl Gpt {
                 let gate = m_in.linear(&mlp.w1, None); // [b·t, hidden]
                 let act = match mlp.kind {
                     GptMlp::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
-                    GptMlp::Gelu | GptMlp::GeGlu => ops::gelu(&gate), // [b·t, hidden]
+                    GptMlp::Gelu | GptMlp::GeGlu => gate.gelu(), // [b·t, hidden]
                 };
                 emit(&mut tap, l, "mlp_gate", || bt(&gate, b, t)); // [b, t, hidden]
                 emit(&mut tap, l, "mlp_act", || bt(&act, b, t)); // [b, t, hidden]
