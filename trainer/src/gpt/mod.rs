@@ -1,9 +1,10 @@
 //! A tiny character-level GPT, trained end to end on a laptop (nanoGPT's `shakespeare_char`).
 //!
-//! - [`model`]: [`GptConfig`], [`Gpt`] (with [`Attention`], [`Mlp`], [`Block`]): pre-norm
-//!   transformer, bias-free projections, learned or rotary positions, LayerNorm or RMSNorm,
-//!   GELU / SwiGLU / GeGLU MLPs, tied or untied head; `forward_traced` exposes the activations
-//!   the int8 exporter calibrates on.
+//! - The model lives with the other layers: [`crate::nn::gpt`] ([`GptConfig`], [`Gpt`], built
+//!   from [`crate::nn::Norm`], [`Attention`], [`Mlp`], [`Block`]): pre-norm transformer,
+//!   bias-free projections, learned or rotary positions, LayerNorm or RMSNorm, GELU / SwiGLU /
+//!   GeGLU MLPs, tied or untied head; `forward_traced` exposes the activations the int8
+//!   exporter calibrates on. Its ops are the generic autograd ops ([`crate::autograd::ops`]).
 //! - [`sample`]: greedy / temperature / top-k token choice ([`sample::sample_token`], shareable
 //!   with the `no_std` runtime) and [`sample::generate`].
 //! - [`train`]: the training loop ([`train::train_gpt`]), checkpoints ([`train::GptCheckpoint`])
@@ -22,9 +23,16 @@
 //! ```
 
 pub mod export;
-pub mod model;
 pub mod sample;
 pub mod train;
 
-pub use model::{Attention, Block, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Mlp};
+pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
+pub use crate::nn::{Attention, Block, Mlp};
+
+/// The model's old path.
+// SHIM(issue10): `gpt::model::*` now lives in `crate::nn` (`nn/gpt.rs` and the layer files).
+pub mod model {
+    pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
+    pub use crate::nn::{Attention, Block, Mlp, Norm};
+}
 pub use sample::{generate, sample_token, Sampling};
