@@ -434,6 +434,26 @@ fn embedding_scatter_adds() {
     let e = Tensor::new(table.clone()).embedding(&ids);
     assert_eq!(e.shape(), [6, 4]);
     assert_eq!(e.value().row_view(2), table.row_view(3));
+
+    // With a position table (ids [2, 3]): row bi·t + p is table[id] + pos[p]; both get
+    // gradients, and only the first t rows of pos are used.
+    let pos = randn(&[5, 4], 1.0, &mut r);
+    check(&[table.clone(), pos.clone()], |t| {
+        t[0].embedding_with_positions(Some(&t[1]), &ids, 3)
+    })
+    .unwrap();
+    let e = Tensor::new(table.clone()).embedding_with_positions(
+        Some(&Tensor::new(pos.clone())),
+        &ids,
+        3,
+    );
+    let want: Vec<f32> = table
+        .row_view(6)
+        .iter()
+        .zip(pos.row_view(0))
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(e.value().row_view(3), want);
 }
 
 /// Row `i` of a 2-D array.

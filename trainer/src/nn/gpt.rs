@@ -1,6 +1,5 @@
 //! A nanoGPT-style character-level transformer: [`GptConfig`] and [`Gpt`], built from
-//! [`Norm`](super::Norm), [`Attention`](super::Attention), [`Mlp`](super::Mlp) and
-//! [`Block`](super::Block).
+//! [`Norm`], [`Attention`](super::Attention), [`Mlp`](super::Mlp) and [`Block`].
 //!
 //! ```text
 //! x = tok_emb[ids] (+ pos_emb[0..t] when position = Learned)         [b·t, d]
