@@ -419,7 +419,7 @@ with_avx2!(attn_bwd, attn_bwd_body, (
 ));
 
 impl Tensor {
-    /// Multi-head causal attention on a fused `qkv: [b·t, 3d]` tensor (rows in `(batch, position)`
+    /// Multi-head causal attention on `self`, a fused `qkv: [b·t, 3d]` tensor (rows in `(batch, position)`
     /// order, each row `[q | k | v]`, each of those `[n_head, head_dim]`, as
     /// `x.linear_cat(&[wq, wk, wv])` produces). For every batch element and head,
     /// `P = causal_softmax(Q·Kᵀ / √head_dim)` (query `i` attends to keys `j ≤ i`) and the head's
