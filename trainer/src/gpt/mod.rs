@@ -28,6 +28,7 @@ pub mod train;
 
 pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
 pub use crate::nn::{Attention, Block, Mlp};
+pub use sample::{generate, sample_token, Sampling};
 
 /// The model's old path.
 // SHIM(issue10): `gpt::model::*` now lives in `crate::nn` (`nn/gpt.rs` and the layer files).
@@ -35,4 +36,3 @@ pub mod model {
     pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
     pub use crate::nn::{Attention, Block, Mlp, Norm};
 }
-pub use sample::{generate, sample_token, Sampling};
