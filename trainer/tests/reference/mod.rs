@@ -222,3 +222,23 @@ fn unary(x: &Tensor, f: impl Fn(f32) -> f32, df: impl Fn(f32) -> f32 + 'static) 
         vec![Some(g)]
     })
 }
+
+/// Cross-entropy as the composition the library's one-pass [`Tensor::cross_entropy`] must
+/// reproduce bit for bit: `(loss, dloss/dlogits)` from [`Tensor::log_softmax`] on whole arrays
+/// (loss `-(Σ_i logp[i, target_i]) / n`, gradient `(exp(logp) - onehot) / n`).
+pub fn cross_entropy_unfused(logits: &Array, targets: &[usize]) -> (f32, Array) {
+    let n = logits.shape()[0];
+    let logp = Tensor::new(logits.clone()).log_softmax(1).value().clone();
+    let loss = -targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| logp[[i, t]])
+        .sum::<f32>()
+        / n as f32;
+    let scale = 1.0 / n as f32;
+    let mut g = logp.mapv(f32::exp);
+    for (i, &t) in targets.iter().enumerate() {
+        g[[i, t]] -= 1.0;
+    }
+    (loss, g * scale)
+}
