@@ -78,7 +78,6 @@ fn child(index: usize, steps: usize) {
 fn ops_breakdown() {
     use aka_trainer::autograd::gradcheck::randn;
     use aka_trainer::autograd::Tensor;
-    use aka_trainer::gpt::ops;
     aka_trainer::tune_allocator();
     let (b, t, h, d) = (32, 64, 4, 64);
     let n = b * t;
@@ -120,27 +119,24 @@ fn ops_breakdown() {
     println!("|---|---:|");
     time("linear [2048,64]x[64,64]ᵀ (wo)", &|| x.linear(&w, None));
     time("linear_cat wq|wk|wv [2048,64] -> [2048,192]", &|| {
-        ops::linear_cat(&x, &[&wq, &wk, &wv])
+        x.linear_cat(&[&wq, &wk, &wv])
     });
     time("linear [2048,64]x[256,64]ᵀ (w1)", &|| x.linear(&w1, None));
     time("linear [2048,256]x[64,256]ᵀ (w2)", &|| {
         u.linear(&w2, None)
     });
     time("causal_attention b32 h4 t64 hd16", &|| {
-        ops::causal_attention(&qkv, t, h, None, false).0
+        qkv.causal_attention(t, h, None, false).0
     });
     time("rope_rows q|k of [2048,192]", &|| {
-        ops::rope_rows(&qkv, t, d / h, 2 * d, 0)
+        qkv.rope_rows(t, d / h, 2 * d, 0)
     });
-    time("gelu [2048,256]", &|| ops::gelu(&u));
+    time("gelu [2048,256]", &|| u.gelu());
     time("layer_norm [2048,64]", &|| {
         x.layer_norm(&ln_w, Some(&ln_b), 1e-5)
     });
     time("add [2048,64]", &|| x.add(&q));
-    time("cross_entropy [2048,65] (fused)", &|| {
-        ops::cross_entropy(&logits, &targets)
-    });
-    time("cross_entropy [2048,65] (Tensor op)", &|| {
+    time("cross_entropy [2048,65]", &|| {
         logits.cross_entropy(&targets)
     });
     time("sum only [2048,64]", &|| x.clone());

@@ -4,11 +4,13 @@
 
 use aka_core::rng::Rng;
 use aka_trainer::autograd::gradcheck::{check, randn};
-use aka_trainer::autograd::{no_grad, Array, Tensor};
-use aka_trainer::gpt::ops;
+use aka_trainer::autograd::ops::math::{exp_fast, tanh_fast};
+use aka_trainer::autograd::{no_grad, Array, GateAct, Tensor};
 use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use aka_trainer::nn::{Ctx, Module};
 use ndarray::IxDyn;
+
+mod reference;
 
 fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied_head: bool) -> GptConfig {
     GptConfig {
@@ -132,36 +134,6 @@ fn gradients_with_dropout() {
     .unwrap();
 }
 
-/// Reference attention from basic ops: `[b·t, d] -> [b, h, t, hd]`, `softmax(q·kᵀ/√hd)` with the
-/// causal mask, `·v`, back to `[b·t, d]`.
-fn reference_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    b: usize,
-    t: usize,
-    h: usize,
-    rope: bool,
-) -> Tensor {
-    let d = q.shape()[1];
-    let hd = d / h;
-    let split = |x: &Tensor| x.reshape(&[b, t, h, hd]).permute(&[0, 2, 1, 3]);
-    let (mut q, mut k, v) = (split(q), split(k), split(v));
-    if rope {
-        q = q.rope(0);
-        k = k.rope(0);
-    }
-    let q3 = q.reshape(&[b * h, t, hd]);
-    let k3 = k.reshape(&[b * h, t, hd]).transpose(1, 2);
-    let v3 = v.reshape(&[b * h, t, hd]);
-    let scores = q3.matmul(&k3).mul_scalar(1.0 / (hd as f32).sqrt());
-    let p = scores.causal_softmax();
-    p.matmul(&v3)
-        .reshape(&[b, h, t, hd])
-        .permute(&[0, 2, 1, 3])
-        .reshape(&[b * t, d])
-}
-
 #[test]
 fn fused_attention_matches_reference_values_and_gradients() {
     let (b, t, h, hd) = (3, 5, 2, 4);
@@ -170,13 +142,13 @@ fn fused_attention_matches_reference_values_and_gradients() {
     let inputs: Vec<Array> = (0..3).map(|_| randn(&[b * t, d], 1.0, &mut rng)).collect();
     for rope in [false, true] {
         let fused = |ts: &[Tensor]| {
-            let mut qkv = Tensor::concat(&[ts[0].clone(), ts[1].clone(), ts[2].clone()], 1);
+            let mut qkv = reference::concat(&[ts[0].clone(), ts[1].clone(), ts[2].clone()], 1);
             if rope {
-                qkv = ops::rope_rows(&qkv, t, hd, 2 * d, 0);
+                qkv = qkv.rope_rows(t, hd, 2 * d, 0);
             }
-            ops::causal_attention(&qkv, t, h, None, false).0
+            qkv.causal_attention(t, h, None, false).0
         };
-        let reference = |ts: &[Tensor]| reference_attention(&ts[0], &ts[1], &ts[2], b, t, h, rope);
+        let reference = |ts: &[Tensor]| reference::attention(&ts[0], &ts[1], &ts[2], b, t, h, rope);
         let ts: Vec<Tensor> = inputs.iter().map(|a| Tensor::new(a.clone())).collect();
         let (a, r) = no_grad(|| (fused(&ts), reference(&ts)));
         for (x, y) in a.value().iter().zip(r.value().iter()) {
@@ -193,11 +165,11 @@ fn fused_attention_odd_sizes() {
         let d = h * hd;
         let qkv = randn(&[b * t, 3 * d], 1.0, &mut Rng::new(t as u64));
         let x = Tensor::new(qkv.clone());
-        let fused = no_grad(|| ops::causal_attention(&x, t, h, None, false).0);
-        let q = x.narrow(1, 0, d);
-        let k = x.narrow(1, d, d);
-        let v = x.narrow(1, 2 * d, d);
-        let reference = no_grad(|| reference_attention(&q, &k, &v, b, t, h, false));
+        let fused = no_grad(|| x.causal_attention(t, h, None, false).0);
+        let q = reference::narrow(&x, 1, 0, d);
+        let k = reference::narrow(&x, 1, d, d);
+        let v = reference::narrow(&x, 1, 2 * d, d);
+        let reference = no_grad(|| reference::attention(&q, &k, &v, b, t, h, false));
         for (x, y) in fused.value().iter().zip(reference.value().iter()) {
             assert!(
                 (x - y).abs() < 1e-5,
@@ -207,10 +179,7 @@ fn fused_attention_odd_sizes() {
     }
     let (t, h) = (7, 2);
     let qkv = randn(&[2 * t, 3 * 2 * h * 3], 1.0, &mut Rng::new(77));
-    check(&[qkv], |ts| {
-        ops::causal_attention(&ts[0], t, h, None, false).0
-    })
-    .unwrap();
+    check(&[qkv], |ts| ts[0].causal_attention(t, h, None, false).0).unwrap();
 }
 
 #[test]
@@ -221,30 +190,41 @@ fn linear_cat_matches_separate_linears() {
     let w2 = randn(&[2, 4], 1.0, &mut rng);
     let xt = Tensor::new(x.clone());
     let (t1, t2) = (Tensor::new(w1.clone()), Tensor::new(w2.clone()));
-    let fused = ops::linear_cat(&xt, &[&t1, &t2]);
-    let separate = Tensor::concat(&[xt.linear(&t1, None), xt.linear(&t2, None)], 1);
+    let fused = xt.linear_cat(&[&t1, &t2]);
+    let separate = reference::concat(&[xt.linear(&t1, None), xt.linear(&t2, None)], 1);
     for (a, b) in fused.value().iter().zip(separate.value().iter()) {
         assert!((a - b).abs() < 1e-5);
     }
-    check(&[x, w1, w2], |t| ops::linear_cat(&t[0], &[&t[1], &t[2]])).unwrap();
+    check(&[x, w1, w2], |t| t[0].linear_cat(&[&t[1], &t[2]])).unwrap();
 }
 
+/// The one cross-entropy (used by the GPT's loss) against its definition from basic ops,
+/// `-mean_i log_softmax(x_i)[target_i]`.
 #[test]
-fn fused_cross_entropy_matches_tensor_op() {
+fn cross_entropy_matches_log_softmax_reference() {
     let logits = randn(&[6, 9], 2.0, &mut Rng::new(12));
     let targets = [0, 8, 3, 3, 5, 1];
-    let a = ops::cross_entropy(&Tensor::new(logits.clone()), &targets).item();
-    let b = Tensor::new(logits.clone()).cross_entropy(&targets).item();
+    let mut onehot = Array::zeros(IxDyn(&[6, 9]));
+    for (i, &t) in targets.iter().enumerate() {
+        onehot[[i, t]] = 1.0;
+    }
+    let a = Tensor::new(logits.clone()).cross_entropy(&targets).item();
+    let b = Tensor::new(logits.clone())
+        .log_softmax(1)
+        .mul(&Tensor::new(onehot))
+        .sum()
+        .mul_scalar(-1.0 / 6.0)
+        .item();
     assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-    check(&[logits], |t| ops::cross_entropy(&t[0], &targets)).unwrap();
+    check(&[logits], |t| t[0].cross_entropy(&targets)).unwrap();
 }
 
 #[test]
-fn rope_bthd_is_bit_identical_to_tensor_rope() {
+fn rope_rows_is_bit_identical_to_tensor_rope() {
     let (b, t, h, hd) = (2, 7, 3, 6);
     let x = randn(&[b * t, h * hd], 1.0, &mut Rng::new(3));
     for start in [0, 5] {
-        let fused = ops::rope_bthd(&Tensor::new(x.clone()), t, h, start);
+        let fused = Tensor::new(x.clone()).rope_rows(t, hd, h * hd, start);
         let reference = Tensor::new(x.clone())
             .reshape(&[b, t, h, hd])
             .permute(&[0, 2, 1, 3])
@@ -270,17 +250,16 @@ fn fused_activations_match_tensor_ops() {
             assert!((x - y).abs() <= 2e-6 * (1.0 + y.abs()), "{x} vs {y}");
         }
     };
-    close(&ops::gelu(&xt), &xt.gelu());
-    let ug = Tensor::concat(&[xt.clone(), gt.clone()], 1);
-    close(&ops::gated(&ug, ops::GateAct::Silu), &xt.silu().mul(&gt));
-    close(&ops::gated(&ug, ops::GateAct::Gelu), &xt.gelu().mul(&gt));
-    check(std::slice::from_ref(&x), |t| ops::gelu(&t[0])).unwrap();
+    close(&xt.gelu(), &reference::gelu(&xt));
+    close(&xt.silu(), &reference::silu(&xt));
+    let ug = reference::concat(&[xt.clone(), gt.clone()], 1);
+    close(&ug.gated(GateAct::Silu), &reference::silu(&xt).mul(&gt));
+    close(&ug.gated(GateAct::Gelu), &reference::gelu(&xt).mul(&gt));
+    check(std::slice::from_ref(&x), |t| t[0].gelu()).unwrap();
+    check(std::slice::from_ref(&x), |t| t[0].silu()).unwrap();
     let packed = ug.value().clone();
-    check(std::slice::from_ref(&packed), |t| {
-        ops::gated(&t[0], ops::GateAct::Silu)
-    })
-    .unwrap();
-    check(&[packed], |t| ops::gated(&t[0], ops::GateAct::Gelu)).unwrap();
+    check(std::slice::from_ref(&packed), |t| t[0].gated(GateAct::Silu)).unwrap();
+    check(&[packed], |t| t[0].gated(GateAct::Gelu)).unwrap();
 }
 
 #[test]
@@ -289,23 +268,23 @@ fn fast_exp_and_tanh_are_accurate() {
     let mut worst_tanh = 0.0f64;
     let mut x = -100.0f32;
     while x < 100.0 {
-        let e = ops::exp_fast(x) as f64;
+        let e = exp_fast(x) as f64;
         let want = (x as f64).exp();
         if want > 1e-37 && want < 1e38 {
             worst_exp = worst_exp.max((e - want).abs() / want);
         }
-        let th = ops::tanh_fast(x) as f64;
+        let th = tanh_fast(x) as f64;
         worst_tanh = worst_tanh.max((th - (x as f64).tanh()).abs());
         x += 0.001_37;
     }
     assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
     assert!(worst_tanh < 1e-6, "tanh absolute error {worst_tanh}");
-    assert_eq!(ops::exp_fast(-200.0), 0.0);
-    assert_eq!(ops::exp_fast(f32::NEG_INFINITY), 0.0);
-    assert_eq!(ops::exp_fast(0.0), 1.0);
-    assert_eq!(ops::exp_fast(200.0), f32::INFINITY);
-    assert_eq!(ops::tanh_fast(0.0), 0.0);
-    assert!((ops::tanh_fast(20.0) - 1.0).abs() < 1e-7);
+    assert_eq!(exp_fast(-200.0), 0.0);
+    assert_eq!(exp_fast(f32::NEG_INFINITY), 0.0);
+    assert_eq!(exp_fast(0.0), 1.0);
+    assert_eq!(exp_fast(200.0), f32::INFINITY);
+    assert_eq!(tanh_fast(0.0), 0.0);
+    assert!((tanh_fast(20.0) - 1.0).abs() < 1e-7);
 }
 
 /// Changing a token at position p never changes the logits at positions < p.

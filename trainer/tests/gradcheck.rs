@@ -6,6 +6,8 @@
 use aka_core::rng::Rng;
 use aka_trainer::autograd::gradcheck::{check, randn};
 
+mod reference;
+
 fn rng() -> Rng {
     Rng::new(1234)
 }
@@ -432,6 +434,26 @@ fn embedding_scatter_adds() {
     let e = Tensor::new(table.clone()).embedding(&ids);
     assert_eq!(e.shape(), [6, 4]);
     assert_eq!(e.value().row_view(2), table.row_view(3));
+
+    // With a position table (ids [2, 3]): row bi·t + p is table[id] + pos[p]; both get
+    // gradients, and only the first t rows of pos are used.
+    let pos = randn(&[5, 4], 1.0, &mut r);
+    check(&[table.clone(), pos.clone()], |t| {
+        t[0].embedding_with_positions(Some(&t[1]), &ids, 3)
+    })
+    .unwrap();
+    let e = Tensor::new(table.clone()).embedding_with_positions(
+        Some(&Tensor::new(pos.clone())),
+        &ids,
+        3,
+    );
+    let want: Vec<f32> = table
+        .row_view(6)
+        .iter()
+        .zip(pos.row_view(0))
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(e.value().row_view(3), want);
 }
 
 /// Row `i` of a 2-D array.
@@ -489,15 +511,20 @@ fn layer_norm_and_rms_norm() {
 fn causal_mask_and_softmax() {
     let mut r = rng();
     let s = randn(&[2, 3, 5, 5], 1.5, &mut r);
-    check(&[s.clone()], |t| t[0].causal_softmax()).unwrap();
-    check(&[s.clone()], |t| t[0].masked_fill_causal(0.0)).unwrap();
-    check(&[s.clone()], |t| t[0].masked_fill_causal(-1e4).softmax(3)).unwrap();
+    check(&[s.clone()], |t| reference::causal_softmax(&t[0])).unwrap();
+    check(&[s.clone()], |t| reference::masked_fill_causal(&t[0], 0.0)).unwrap();
+    check(&[s.clone()], |t| {
+        reference::masked_fill_causal(&t[0], -1e4).softmax(3)
+    })
+    .unwrap();
 
     let a = Tensor::new(s);
-    let fused = a.causal_softmax();
+    let fused = reference::causal_softmax(&a);
     assert_close(
         &fused.value(),
-        &a.masked_fill_causal(f32::NEG_INFINITY).softmax(3).value(),
+        &reference::masked_fill_causal(&a, f32::NEG_INFINITY)
+            .softmax(3)
+            .value(),
         1e-6,
     );
     let v = fused.value();
@@ -575,18 +602,49 @@ fn rope_gradients_and_convention() {
 fn narrow_and_concat() {
     let mut r = rng();
     let x = randn(&[2, 9, 3], 1.0, &mut r);
-    check(&[x.clone()], |t| t[0].narrow(1, 3, 4)).unwrap();
-    check(&[x.clone()], |t| t[0].narrow(2, 1, 2)).unwrap();
+    check(&[x.clone()], |t| reference::narrow(&t[0], 1, 3, 4)).unwrap();
+    check(&[x.clone()], |t| reference::narrow(&t[0], 2, 1, 2)).unwrap();
     let a = randn(&[2, 2, 3], 1.0, &mut r);
     let b = randn(&[2, 4, 3], 1.0, &mut r);
-    check(&[x.clone(), a.clone(), b.clone()], |t| Tensor::concat(t, 1)).unwrap();
-    check(&[a.clone(), a.clone()], |t| Tensor::concat(t, 0)).unwrap();
-    check(&[a.clone(), a], |t| Tensor::concat(t, 2)).unwrap();
+    check(&[x.clone(), a.clone(), b.clone()], |t| {
+        reference::concat(t, 1)
+    })
+    .unwrap();
+    check(&[a.clone(), a.clone()], |t| reference::concat(t, 0)).unwrap();
+    check(&[a.clone(), a], |t| reference::concat(t, 2)).unwrap();
 
     // Splitting and re-joining is the identity.
     let t = Tensor::new(x.clone());
-    let parts = [t.narrow(1, 0, 3), t.narrow(1, 3, 3), t.narrow(1, 6, 3)];
-    assert_eq!(*Tensor::concat(&parts, 1).value(), x);
+    let parts = [
+        reference::narrow(&t, 1, 0, 3),
+        reference::narrow(&t, 1, 3, 3),
+        reference::narrow(&t, 1, 6, 3),
+    ];
+    assert_eq!(*reference::concat(&parts, 1).value(), x);
+}
+
+/// The one-pass cross-entropy gives exactly the bits of the `log_softmax` composition it
+/// replaced (the MNIST loss history depends on them), for loss and gradient.
+#[test]
+fn cross_entropy_bits_match_unfused_reference() {
+    let mut r = rng();
+    // 600 x 65 is above the size split across threads.
+    for (n, k) in [(64, 10), (37, 65), (5, 1), (3, 200), (600, 65)] {
+        let logits = randn(&[n, k], 4.0, &mut r);
+        let targets: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % k).collect();
+        let (want_loss, want_grad) = reference::cross_entropy_unfused(&logits, &targets);
+        let x = Tensor::param(logits);
+        let loss = x.cross_entropy(&targets);
+        assert_eq!(loss.item().to_bits(), want_loss.to_bits(), "loss {n}x{k}");
+        loss.backward();
+        let grad = x.grad().unwrap().clone();
+        assert!(
+            grad.iter()
+                .zip(want_grad.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "gradient {n}x{k}"
+        );
+    }
 }
 
 #[test]
@@ -616,19 +674,18 @@ fn attention_block_gradients() {
         let hn = x.layer_norm(&p[1], None, 1e-5);
         let qkv = hn.linear(&p[2], None);
         let heads = |i: usize| {
-            qkv.narrow(1, i * d, d)
+            reference::narrow(&qkv, 1, i * d, d)
                 .reshape(&[b, t, h, hd])
                 .permute(&[0, 2, 1, 3])
         };
         let q = heads(0).rope(0).reshape(&[b * h, t, hd]);
         let k = heads(1).rope(0).reshape(&[b * h, t, hd]);
         let v = heads(2).reshape(&[b * h, t, hd]);
-        let att = q
+        let scores = q
             .matmul(&k.transpose(1, 2))
             .mul_scalar(1.0 / (hd as f32).sqrt())
-            .reshape(&[b, h, t, t])
-            .causal_softmax()
-            .reshape(&[b * h, t, t]);
+            .reshape(&[b, h, t, t]);
+        let att = reference::causal_softmax(&scores).reshape(&[b * h, t, t]);
         let y = att
             .matmul(&v)
             .reshape(&[b, h, t, hd])

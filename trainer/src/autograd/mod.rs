@@ -9,17 +9,14 @@
 //! Evaluation mode ([`no_grad`]) records nothing: results are plain values with no parents, so no
 //! graph is allocated at all.
 //!
-//! Operations are methods on [`Tensor`], grouped by kind in the submodules (elementwise and
-//! broadcasting arithmetic, matrix products, reductions and shape ops, activations, losses,
-//! convolution and pooling). Each has a finite-difference check in [`gradcheck`].
+//! Operations are methods on [`Tensor`], one file per concept under [`ops`] (elementwise,
+//! matmul, reduce, shape, conv, norm, embedding, rope, attention, loss; scalar math in
+//! [`ops::math`]). Each has a finite-difference check ([`gradcheck`]).
 
 mod tensor;
 
 pub mod gradcheck;
-mod ops_activation;
-mod ops_basic;
-mod ops_conv;
-mod ops_transformer;
+pub mod ops;
 
-pub(crate) use ops_transformer::rotate_half;
+pub use ops::GateAct;
 pub use tensor::{is_grad_enabled, no_grad, Array, BackwardCtx, Tensor};

@@ -1,11 +1,10 @@
 //! A tiny character-level GPT, trained end to end on a laptop (nanoGPT's `shakespeare_char`).
 //!
-//! - [`model`]: [`GptConfig`], [`Gpt`] (with [`Attention`], [`Mlp`], [`Block`]): pre-norm
-//!   transformer, bias-free projections, learned or rotary positions, LayerNorm or RMSNorm,
-//!   GELU / SwiGLU / GeGLU MLPs, tied or untied head; `forward_traced` exposes the activations
-//!   the int8 exporter calibrates on.
-//! - [`ops`]: fused autograd ops (embedding, RoPE on the `[b, t, h, hd]` layout, causal
-//!   multi-head attention, MLP activations) with hand-written backward passes.
+//! - The model lives with the other layers: [`crate::nn::gpt`] ([`GptConfig`], [`Gpt`], built
+//!   from [`crate::nn::Norm`], [`Attention`], [`Mlp`], [`Block`]): pre-norm transformer,
+//!   bias-free projections, learned or rotary positions, LayerNorm or RMSNorm, GELU / SwiGLU /
+//!   GeGLU MLPs, tied or untied head; `forward_traced` exposes the activations the int8
+//!   exporter calibrates on. Its ops are the generic autograd ops ([`crate::autograd::ops`]).
 //! - [`sample`]: greedy / temperature / top-k token choice ([`sample::sample_token`], shareable
 //!   with the `no_std` runtime) and [`sample::generate`].
 //! - [`train`]: moved to [`crate::train`] (the [`LanguageModel`](crate::train::LanguageModel)
@@ -25,10 +24,16 @@
 //! println!("val loss {:?}", history.final_val_loss());
 //! ```
 
-pub mod model;
-pub mod ops;
 pub mod sample;
 pub mod train;
 
-pub use model::{Attention, Block, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Mlp};
+pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
+pub use crate::nn::{Attention, Block, Mlp};
 pub use sample::{generate, sample_token, Sampling};
+
+/// The model's old path.
+// SHIM(issue10): `gpt::model::*` now lives in `crate::nn` (`nn/gpt.rs` and the layer files).
+pub mod model {
+    pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
+    pub use crate::nn::{Attention, Block, Mlp, Norm};
+}

@@ -11,7 +11,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, IxDyn};
 
-use super::tensor::{Array, Tensor};
+use crate::autograd::tensor::{Array, Tensor};
 
 /// Shapes of one convolution.
 #[derive(Clone, Copy, Debug)]

@@ -1,144 +1,13 @@
-//! Layers and models.
-//!
-//! Two ways to write a model, as in the tutorial:
-//! - [`Sequential`]: a list of [`Layer`]s run in order, e.g. the MNIST MLP
-//!   `Sequential::new([Flatten.into(), Linear::new(784, 576, rng).into(), ReLU.into(), Linear::new(576, 10, rng).into()])`.
-//!   Its parameters are named by position (`1.weight`, `1.bias`, ...), and the int8 exporter knows
-//!   how to lower every layer.
-//! - Plain code: any type implementing [`Module`] with its own parameters and `forward` (see
-//!   `trainer/examples/custom_module.rs`).
-//!
-//! Shapes follow PyTorch: images are NCHW `[n, c, h, w]`; `Linear` weights are `[out, in]`;
-//! `Conv2d` weights are `[c_out, c_in, kh, kw]`.
+//! [`Sequential`]: layers run in order, each a [`Layer`] the int8 exporter knows how to lower;
+//! the parameter-free layers ([`Flatten`], [`ReLU`], [`Dropout`]); and the MNIST models.
 
 use std::fmt::Write as _;
 
 use aka_core::rng::Rng;
 use ndarray::IxDyn;
 
+use super::{Conv2d, Ctx, Linear, MaxPool2d, Module};
 use crate::autograd::{no_grad, Array, Tensor};
-
-/// Per-call state of a forward pass: training or evaluation, and the random stream dropout
-/// draws its masks from.
-pub struct Ctx {
-    /// Training mode: dropout is active. In evaluation mode it is the identity.
-    pub training: bool,
-    /// Random stream for dropout masks.
-    pub rng: Rng,
-}
-
-impl Ctx {
-    /// Evaluation mode (no dropout; the rng is unused).
-    pub fn eval() -> Self {
-        Self {
-            training: false,
-            rng: Rng::new(0),
-        }
-    }
-
-    /// Training mode drawing dropout masks from `rng`.
-    pub fn train(rng: Rng) -> Self {
-        Self {
-            training: true,
-            rng,
-        }
-    }
-}
-
-/// A differentiable function with named parameters.
-pub trait Module {
-    /// Runs the module on a batch.
-    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Tensor;
-
-    /// Trainable parameters with stable names, in a fixed order.
-    fn parameters(&self) -> Vec<(String, Tensor)>;
-
-    /// Total number of trainable scalars.
-    fn parameter_count(&self) -> usize {
-        self.parameters().iter().map(|(_, p)| p.value().len()).sum()
-    }
-}
-
-/// Uniform init in `[-bound, bound]`.
-fn uniform(shape: &[usize], bound: f32, rng: &mut Rng) -> Array {
-    let n = shape.iter().product();
-    let data = (0..n)
-        .map(|_| (rng.next_f32() * 2.0 - 1.0) * bound)
-        .collect();
-    Array::from_shape_vec(IxDyn(shape), data).expect("shape")
-}
-
-/// Fully connected layer: `x [n, in] -> x·Wᵀ + b [n, out]`, weight `[out, in]`, bias `[out]`.
-pub struct Linear {
-    /// `[out, in]`
-    pub weight: Tensor,
-    /// `[out]`
-    pub bias: Option<Tensor>,
-}
-
-impl Linear {
-    /// PyTorch's default initialisation: weight and bias uniform in `±1/sqrt(in_features)`
-    /// (kaiming-uniform with `a = sqrt(5)`).
-    pub fn new(in_features: usize, out_features: usize, rng: &mut Rng) -> Self {
-        let bound = 1.0 / (in_features as f32).sqrt();
-        let weight = Tensor::param(uniform(&[out_features, in_features], bound, rng));
-        let bias = Some(Tensor::param(uniform(&[out_features], bound, rng)));
-        Self { weight, bias }
-    }
-
-    /// `in_features`.
-    pub fn in_features(&self) -> usize {
-        self.weight.shape()[1]
-    }
-
-    /// `out_features`.
-    pub fn out_features(&self) -> usize {
-        self.weight.shape()[0]
-    }
-}
-
-/// 2-D convolution over NCHW images: weight `[c_out, c_in, k, k]`, bias `[c_out]`.
-pub struct Conv2d {
-    /// `[c_out, c_in, k, k]`
-    pub weight: Tensor,
-    /// `[c_out]`
-    pub bias: Option<Tensor>,
-    /// Step between output positions.
-    pub stride: usize,
-    /// Zero padding on every side.
-    pub padding: usize,
-}
-
-impl Conv2d {
-    /// PyTorch's default initialisation: uniform in `±1/sqrt(c_in * k * k)`.
-    pub fn new(
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        rng: &mut Rng,
-    ) -> Self {
-        let bound = 1.0 / ((c_in * kernel * kernel) as f32).sqrt();
-        let weight = Tensor::param(uniform(&[c_out, c_in, kernel, kernel], bound, rng));
-        let bias = Some(Tensor::param(uniform(&[c_out], bound, rng)));
-        Self {
-            weight,
-            bias,
-            stride,
-            padding,
-        }
-    }
-}
-
-/// Max pooling over NCHW images with a square window.
-#[derive(Clone, Copy, Debug)]
-pub struct MaxPool2d {
-    /// Window side.
-    pub kernel: usize,
-    /// Step between windows.
-    pub stride: usize,
-}
 
 /// `[n, ...] -> [n, product(...)]`.
 #[derive(Clone, Copy, Debug)]
@@ -215,9 +84,9 @@ impl Layer {
     /// Runs the layer.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Tensor {
         match self {
-            Layer::Linear(l) => x.linear(&l.weight, l.bias.as_ref()),
-            Layer::Conv2d(c) => x.conv2d(&c.weight, c.bias.as_ref(), c.stride, c.padding),
-            Layer::MaxPool2d(p) => x.max_pool2d(p.kernel, p.stride),
+            Layer::Linear(l) => l.forward(x),
+            Layer::Conv2d(c) => c.forward(x),
+            Layer::MaxPool2d(p) => p.forward(x),
             Layer::Flatten(_) => x.flatten(1),
             Layer::ReLU(_) => x.relu(),
             Layer::Dropout(d) if ctx.training && d.p > 0.0 => x.dropout(d.p, &mut ctx.rng),

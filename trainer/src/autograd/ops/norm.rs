@@ -1,0 +1,194 @@
+//! LayerNorm and RMSNorm over the last axis. Both work on contiguous rows, so they cost one pass
+//! over the data forward and one backward.
+
+use ndarray::IxDyn;
+
+use crate::autograd::tensor::{Array, Tensor};
+
+/// The last-axis length and number of rows of `shape` (rows = product of the other axes).
+fn rows_of(shape: &[usize], what: &str) -> (usize, usize) {
+    let d = *shape
+        .last()
+        .unwrap_or_else(|| panic!("{what} needs at least one axis"));
+    let rows = shape[..shape.len() - 1].iter().product();
+    (rows, d)
+}
+
+/// The elements of a 1-D parameter of length `d`, as a vector.
+fn vector(t: &Tensor, d: usize, what: &str) -> Vec<f32> {
+    let v = t.value();
+    assert_eq!(v.shape(), [d], "{what} must have shape [{d}]");
+    v.iter().copied().collect()
+}
+
+/// `Σ_rows a[row] ⊙ b[row]` over rows of length `d`, as a `[d]` array.
+fn sum_rows_product(a: &[f32], b: &[f32], d: usize) -> Array {
+    let mut acc = vec![0.0f32; d];
+    if d > 0 {
+        for (ra, rb) in a.chunks_exact(d).zip(b.chunks_exact(d)) {
+            for ((s, &x), &y) in acc.iter_mut().zip(ra).zip(rb) {
+                *s += x * y;
+            }
+        }
+    }
+    Array::from_shape_vec(IxDyn(&[d]), acc).expect("[d]")
+}
+
+/// `Σ_rows a[row]` over rows of length `d`, as a `[d]` array.
+fn sum_rows(a: &[f32], d: usize) -> Array {
+    let mut acc = vec![0.0f32; d];
+    if d > 0 {
+        for r in a.chunks_exact(d) {
+            for (s, &x) in acc.iter_mut().zip(r) {
+                *s += x;
+            }
+        }
+    }
+    Array::from_shape_vec(IxDyn(&[d]), acc).expect("[d]")
+}
+
+impl Tensor {
+    /// Layer normalisation over the last axis: for each row `x` of length `d`,
+    /// `y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias`, with the biased variance
+    /// (divide by `d`), as PyTorch `LayerNorm`. `self: [.., d]`, `weight: [d]`, `bias: [d]` or
+    /// `None` (no shift, as nanoGPT's `bias=False`); output has the input's shape.
+    pub fn layer_norm(&self, weight: &Tensor, bias: Option<&Tensor>, eps: f32) -> Tensor {
+        let shape = self.shape();
+        let (rows, d) = rows_of(&shape, "layer_norm");
+        let w = vector(weight, d, "layer_norm weight");
+        let b = bias.map(|b| vector(b, d, "layer_norm bias"));
+        let x = self.value();
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let mut xhat = vec![0.0f32; rows * d];
+        let mut rstd = vec![0.0f32; rows];
+        let mut out = vec![0.0f32; rows * d];
+        if d > 0 {
+            for (((xr, hr), yr), r) in xs
+                .chunks_exact(d)
+                .zip(xhat.chunks_exact_mut(d))
+                .zip(out.chunks_exact_mut(d))
+                .zip(rstd.iter_mut())
+            {
+                let mean = xr.iter().sum::<f32>() / d as f32;
+                let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                *r = 1.0 / (var + eps).sqrt();
+                for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(&w) {
+                    *h = (v - mean) * *r;
+                    *y = *h * wi;
+                }
+                if let Some(b) = &b {
+                    for (y, &bi) in yr.iter_mut().zip(b) {
+                        *y += bi;
+                    }
+                }
+            }
+        }
+        drop(x);
+        let value = Array::from_shape_vec(IxDyn(&shape), out).expect("same shape");
+        let mut inputs = vec![self.clone(), weight.clone()];
+        inputs.extend(bias.cloned());
+        Tensor::from_op("layer_norm", value, inputs, move |c| {
+            let g = c.grad.as_standard_layout();
+            let g = g.as_slice().expect("standard layout");
+            let gx = c.needs[0].then(|| {
+                // dx = rstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = g * w
+                let mut dx = vec![0.0f32; rows * d];
+                let mut dxh = vec![0.0f32; d];
+                if d > 0 {
+                    for (((gr, hr), dr), &r) in g
+                        .chunks_exact(d)
+                        .zip(xhat.chunks_exact(d))
+                        .zip(dx.chunks_exact_mut(d))
+                        .zip(&rstd)
+                    {
+                        let (mut m1, mut m2) = (0.0f32, 0.0f32);
+                        for (((t, &gi), &wi), &h) in dxh.iter_mut().zip(gr).zip(&w).zip(hr) {
+                            *t = gi * wi;
+                            m1 += *t;
+                            m2 += *t * h;
+                        }
+                        let (m1, m2) = (m1 / d as f32, m2 / d as f32);
+                        for ((o, &t), &h) in dr.iter_mut().zip(&dxh).zip(hr) {
+                            *o = r * (t - m1 - h * m2);
+                        }
+                    }
+                }
+                Array::from_shape_vec(IxDyn(&shape), dx).expect("same shape")
+            });
+            let gw = c.needs[1].then(|| sum_rows_product(g, &xhat, d));
+            let mut grads = vec![gx, gw];
+            if c.inputs.len() == 3 {
+                grads.push(c.needs[2].then(|| sum_rows(g, d)));
+            }
+            grads
+        })
+    }
+
+    /// RMS normalisation over the last axis: for each row `x` of length `d`,
+    /// `y = x / sqrt(mean(x²) + eps) * weight` (as Llama / PyTorch `RMSNorm`). `self: [.., d]`,
+    /// `weight: [d]`; output has the input's shape.
+    pub fn rms_norm(&self, weight: &Tensor, eps: f32) -> Tensor {
+        let shape = self.shape();
+        let (rows, d) = rows_of(&shape, "rms_norm");
+        let w = vector(weight, d, "rms_norm weight");
+        let x = self.value();
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let mut xhat = vec![0.0f32; rows * d];
+        let mut rinv = vec![0.0f32; rows];
+        let mut out = vec![0.0f32; rows * d];
+        if d > 0 {
+            for (((xr, hr), yr), r) in xs
+                .chunks_exact(d)
+                .zip(xhat.chunks_exact_mut(d))
+                .zip(out.chunks_exact_mut(d))
+                .zip(rinv.iter_mut())
+            {
+                let ms = xr.iter().map(|&v| v * v).sum::<f32>() / d as f32;
+                *r = 1.0 / (ms + eps).sqrt();
+                for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(&w) {
+                    *h = v * *r;
+                    *y = *h * wi;
+                }
+            }
+        }
+        drop(x);
+        let value = Array::from_shape_vec(IxDyn(&shape), out).expect("same shape");
+        Tensor::from_op(
+            "rms_norm",
+            value,
+            vec![self.clone(), weight.clone()],
+            move |c| {
+                let g = c.grad.as_standard_layout();
+                let g = g.as_slice().expect("standard layout");
+                let gx = c.needs[0].then(|| {
+                    // dx = r * (dxh - xhat * mean(dxh * xhat)), dxh = g * w
+                    let mut dx = vec![0.0f32; rows * d];
+                    if d > 0 {
+                        for (((gr, hr), dr), &r) in g
+                            .chunks_exact(d)
+                            .zip(xhat.chunks_exact(d))
+                            .zip(dx.chunks_exact_mut(d))
+                            .zip(&rinv)
+                        {
+                            let m2 = gr
+                                .iter()
+                                .zip(&w)
+                                .zip(hr)
+                                .map(|((&gi, &wi), &h)| gi * wi * h)
+                                .sum::<f32>()
+                                / d as f32;
+                            for (((o, &gi), &wi), &h) in dr.iter_mut().zip(gr).zip(&w).zip(hr) {
+                                *o = r * (gi * wi - h * m2);
+                            }
+                        }
+                    }
+                    Array::from_shape_vec(IxDyn(&shape), dx).expect("same shape")
+                });
+                let gw = c.needs[1].then(|| sum_rows_product(g, &xhat, d));
+                vec![gx, gw]
+            },
+        )
+    }
+}
