@@ -71,7 +71,7 @@ use aka_trainer::export::{write, ExportMetadata};
 use std::path::Path;
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let (model, _, _) = aka_trainer::gpt::train::load_trained(Path::new(&a[1]))?;
+    let (model, _, _) = aka_trainer::train::language_model::load_trained(Path::new(&a[1]))?;
     let data = TextDataset::load_with_max_vocab(Path::new(&a[2]), None)?;
     let meta = ExportMetadata::language_model(0, a[3].clone());
     let e = export_gpt(&model, &data, &CalibConfig::default(), &EvalConfig::default(), &meta)?;

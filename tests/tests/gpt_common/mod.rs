@@ -7,8 +7,8 @@ use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig, GptExported};
 use aka_trainer::export::ExportMetadata;
-use aka_trainer::gpt::train::{train_gpt, GptTrainConfig};
 use aka_trainer::gpt::{Gpt, GptConfig};
+use aka_trainer::train::language_model::{train_gpt, GptTrainConfig};
 use aka_trainer::train::Progress;
 
 pub const SHAKESPEARE: &str = concat!(

@@ -41,9 +41,9 @@ use super::{
 };
 use crate::autograd::{no_grad, Tensor};
 use crate::data::text::{CharTokenizer, Split, TextDataset};
-use crate::gpt::model::{Gpt, Norm};
-use crate::gpt::train::{validation_batches, Batches};
 use crate::nn::Ctx;
+use crate::nn::{gpt::Gpt, Norm};
+use crate::train::language_model::{validation_batches, Batches};
 
 /// XORed into the calibration seed for the calibration-batch stream.
 pub const CALIB_STREAM: u64 = 0x6361_6c69_6200_0003;

@@ -7,9 +7,9 @@
 //!   exporter calibrates on. Its ops are the generic autograd ops ([`crate::autograd::ops`]).
 //! - [`sample`]: greedy / temperature / top-k token choice ([`sample::sample_token`], shareable
 //!   with the `no_std` runtime) and [`sample::generate`].
-//! - [`train`]: moved to [`crate::train`] (the [`LanguageModel`](crate::train::LanguageModel)
-//!   task of [`fit`](crate::train::fit), [`train_gpt`](crate::train::train_gpt),
-//!   [`load_trained`](crate::train::load_trained)); old paths re-exported.
+//! - Training is the [`LanguageModel`](crate::train::LanguageModel) task of
+//!   [`fit`](crate::train::fit) ([`train_gpt`](crate::train::train_gpt),
+//!   [`load_trained`](crate::train::load_trained)); export is [`crate::export::gpt`].
 //!
 //! ```no_run
 //! use aka_core::rng::Rng;
@@ -25,15 +25,7 @@
 //! ```
 
 pub mod sample;
-pub mod train;
 
 pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
 pub use crate::nn::{Attention, Block, Mlp};
 pub use sample::{generate, sample_token, Sampling};
-
-/// The model's old path.
-// SHIM(issue10): `gpt::model::*` now lives in `crate::nn` (`nn/gpt.rs` and the layer files).
-pub mod model {
-    pub use crate::nn::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Tap};
-    pub use crate::nn::{Attention, Block, Mlp, Norm};
-}

@@ -8,8 +8,8 @@
 use aka_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::model::Gpt;
 use crate::data::text::CharTokenizer;
+use crate::nn::gpt::Gpt;
 
 /// How to pick a token from logits (serializable; converts to [`aka_core::sample::Sampling`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
