@@ -31,15 +31,21 @@ pub mod activation;
 pub mod attention;
 pub mod conv2d;
 pub mod linear;
+pub mod norm;
 pub mod pool;
+pub mod quantize;
+pub mod rope;
 
 #[cfg(aka_dsp)]
 mod dsp;
 
 pub use activation::argmax;
-pub use attention::{exp_f32, exp_minus};
+pub use attention::{exp_f32, exp_minus, softmax_q, PROB_SCALE};
 pub use conv2d::Conv2dGeometry;
+pub use norm::norm_q;
 pub use pool::Pool2dGeometry;
+pub use quantize::quantize;
+pub use rope::rope_rotate;
 
 /// The portable reference kernels, callable on every target (the entry points in
 /// [`crate::kernels`] use them except where a target-specific kernel exists). Useful to compare

@@ -550,7 +550,7 @@ fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     let ours = measure(c.counter, c.overhead, 20, || {
         let lut = black_box(&lut);
         for (o, &v) in out.iter_mut().zip(black_box(&sums).iter()) {
-            *o = lut[aka_core::gpt::quantize(v as f32, 0.004) as u8 as usize] as i8;
+            *o = lut[aka_core::kernels::quantize(v as f32, 0.004) as u8 as usize] as i8;
         }
         black_box(&out);
     });
