@@ -237,6 +237,36 @@ impl<'a> GptModel<'a> {
         self.dims.layout.carve(f32s, i8s)
     }
 
+    /// Weight multiply-accumulates per token (saturating): the int8 matrix-vector products q, k,
+    /// v, o, the MLP (`W1`, `W2`, and `W3` if gated) and the head,
+    /// `n_layer · (4·d² + (2 or 3)·hidden·d) + vocab·d`. The embedding lookup is not counted,
+    /// nor attention (see [`Self::attention_macs`]).
+    pub fn weight_macs(&self) -> u64 {
+        let dm = &self.dims;
+        let (d, h, v) = (dm.d as u64, dm.hidden as u64, dm.vocab as u64);
+        let mlp_mats: u64 = if self.desc.config.mlp.is_gated() {
+            3
+        } else {
+            2
+        };
+        let per_layer = d
+            .saturating_mul(d)
+            .saturating_mul(4)
+            .saturating_add(mlp_mats.saturating_mul(h).saturating_mul(d));
+        (dm.n_layer as u64)
+            .saturating_mul(per_layer)
+            .saturating_add(v.saturating_mul(d))
+    }
+
+    /// Attention multiply-accumulates (q·k and P·V, all heads, all layers) of a token at
+    /// position `pos` (saturating): `2 · n_layer · d · (pos + 1)`.
+    pub fn attention_macs(&self, pos: usize) -> u64 {
+        let dm = &self.dims;
+        (2 * dm.n_layer as u64)
+            .saturating_mul(dm.d as u64)
+            .saturating_mul((pos as u64).saturating_add(1))
+    }
+
     /// Checks a token id.
     pub fn check_token(&self, token: u32) -> Result<(), Error> {
         if (token as usize) < self.dims.vocab {

@@ -607,3 +607,19 @@ fn generation_is_the_push_sample_loop() {
         Err(Error::BadArgument { .. })
     ));
 }
+
+#[test]
+fn mac_counts() {
+    for (mlp, want) in [
+        (GptMlp::Gelu, 2 * (4 * 64 + 2 * 12 * 8) + 30 * 8),
+        (GptMlp::SwiGlu, 2 * (4 * 64 + 3 * 12 * 8) + 30 * 8),
+    ] {
+        let o = owned(config(GptPosition::Rope, GptNorm::RmsNorm, mlp, true), 8);
+        let bytes = bytes_of(desc(&o));
+        let m = GptModel::load(&bytes).unwrap();
+        assert_eq!(m.weight_macs(), want);
+        assert_eq!(m.attention_macs(0), 2 * 2 * 8);
+        assert_eq!(m.attention_macs(5), 2 * 2 * 8 * 6);
+        assert_eq!(m.attention_macs(usize::MAX), u64::MAX);
+    }
+}
