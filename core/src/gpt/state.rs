@@ -120,7 +120,7 @@ fn checked_sum(parts: &[usize]) -> Option<usize> {
 
 /// Splits `buf` into consecutive slices of the given lengths (callers check that they fit; a
 /// part that does not is empty).
-fn split<'b, T, const N: usize>(buf: &'b mut [T], lens: [usize; N]) -> [&'b mut [T]; N] {
+fn split<T, const N: usize>(buf: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
     let mut rest = buf;
     core::array::from_fn(|i| {
         let (head, tail) = core::mem::take(&mut rest)
