@@ -104,7 +104,7 @@ pub struct GptVocab<'a> {
 /// channel) and the embedding tables (`[rows][d]`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QMatrix<'a> {
-    /// 0 to [`MAX_PAD`] ignored bytes, chosen by the exporter so that `weights` starts at a
+    /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes, chosen by the exporter so that `weights` starts at a
     /// multiple of 4 bytes from the start of the file: loaded at a 4-aligned address (as the
     /// firmware embeds it), every row is then word-aligned when `cols % 4 == 0`, which saves the
     /// DSP loop its unaligned head and tail words.

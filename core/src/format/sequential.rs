@@ -143,8 +143,8 @@ pub enum Layer<'a> {
 pub struct Linear<'a> {
     pub in_features: u32,
     pub out_features: u32,
-    /// 0 to [`MAX_PAD`] ignored bytes that word-align `weights` in the file (see
-    /// [`QMatrix::pad`]).
+    /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes that word-align `weights` in the file (see
+    /// [`QMatrix::pad`](super::QMatrix::pad)).
     pub pad: &'a [u8],
     /// int8, `[out_features][in_features]` row-major (PyTorch's `weight` layout),
     /// `out_features * in_features` bytes. Symmetric (weight zero point 0).
@@ -174,8 +174,8 @@ pub struct Conv2d<'a> {
     /// Zero point of the input activations (must match the previous layer's output); padded taps
     /// read this value.
     pub input_zero_point: i8,
-    /// 0 to [`MAX_PAD`] ignored bytes that word-align `weights` in the file (see
-    /// [`QMatrix::pad`]).
+    /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes that word-align `weights` in the file (see
+    /// [`QMatrix::pad`](super::QMatrix::pad)).
     pub pad: &'a [u8],
     /// int8, **OHWI** `[out_channels][kernel_h][kernel_w][in_channels]` (TFLite/CMSIS-NN layout;
     /// PyTorch's OIHW must be transposed). Symmetric (weight zero point 0).

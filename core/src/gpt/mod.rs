@@ -36,7 +36,7 @@
 //!
 //! Per token, llama2.c style: the residual stream `x` stays in `f32`; every projection is an
 //! int8 × int8 → i32 dot product. Notation: `Q(v, m) = clamp(rne(v · m), -128, 127)`
-//! ([`quantize`]: f32 product, round half to even, NaN → 0, zero point 0), used with the
+//! ([`crate::kernels::quantize()`]: f32 product, round half to even, NaN → 0, zero point 0), used with the
 //! reciprocal `1/s` of a scale or with a combined multiplier; weight matrices have one f32 scale
 //! per output row `s_w[c]`; `s_*` activation scales are static, calibrated by the exporter as
 //! `max|v| / 127` (or a percentile of `|v|` over 127) over training batches; integer sums are
@@ -85,7 +85,6 @@ pub use state::GptState;
 // SHIM(issue10): the trainer's exporter still calls `aka_core::gpt::quantize`; the kernel is
 // `aka_core::kernels::quantize` now.
 pub use crate::kernels::quantize;
-pub use crate::kernels::PROB_SCALE;
 
 use crate::format::check_header;
 use crate::format::{

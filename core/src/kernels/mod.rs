@@ -14,7 +14,9 @@
 //! [`matvec_i32_strided_u8`], [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
-//! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target.
+//! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
+//! so (for now) are the GPT's f32 steps: [`quantize()`] (f32 → int8), [`norm_q`] (LayerNorm /
+//! RMSNorm then quantize), [`rope_rotate`] and [`softmax_q`] (u8 attention probabilities).
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);
