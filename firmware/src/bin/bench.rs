@@ -507,8 +507,8 @@ fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
 
 /// Pieces of a GPT decode step besides the projections (for the notes): the activation of one
 /// hidden vector (the up-projection's i32 sums quantized, then looked up in the block's 256-entry
-/// table, as `gpt.rs` does) and one head's attention scores at 32 cached tokens (what `gpt.rs`
-/// calls per head).
+/// table, as `core/src/gpt/forward.rs` does) and one head's attention scores at 32 cached
+/// tokens (what it calls per head).
 fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     let mut sums = [0i32; 256];
     for v in sums.iter_mut() {
