@@ -3,8 +3,8 @@
 //! no panics on bad input).
 //!
 //! ```no_run
-//! use aka_core::gpt::{Decoder, GptModel};
-//! use aka_core::sample::{sample, Sampling};
+//! use aka_core::gpt::{Decoder, Generation, GptModel};
+//! use aka_core::sample::Sampling;
 //! use aka_core::rng::Rng;
 //!
 //! fn generate(bytes: &[u8], prompt: &str) -> Result<(), aka_core::Error> {
@@ -15,22 +15,23 @@
 //!     let mut window = [0u32; 256]; // >= block_size
 //!     let mut ids = [0u32; 64];
 //!     let mut scratch = [0f32; 256]; // >= vocab_size
-//!     let state = model.new_state(&mut f, &mut kv)?;
-//!     let mut dec = Decoder::new(&model, state, &mut window)?;
+//!     let state = model.new_state(&mut f, &mut kv)?; // the run state, carved once
+//!     let dec = Decoder::new(&model, state, &mut window)?;
 //!     let n = model.encode(prompt, &mut ids)?;
-//!     let mut rng = Rng::new(1);
 //!     let cfg = Sampling { temperature: 0.8, top_k: 40 };
-//!     let mut next = 0;
-//!     for &t in &ids[..n] {
-//!         next = sample(dec.push(t)?, &cfg, &mut rng, &mut scratch)?;
-//!     }
-//!     for _ in 0..100 {
-//!         let _text: &str = model.decode_token(next)?; // one char, UTF-8
-//!         next = sample(dec.push(next)?, &cfg, &mut rng, &mut scratch)?;
+//!     // Feeds the prompt, then yields 100 sampled ids (Decoder::push + sample per id).
+//!     for id in Generation::new(dec, &ids[..n], cfg, Rng::new(1), &mut scratch, 100)? {
+//!         let _text: &str = model.decode_token(id?)?; // one char, UTF-8
 //!     }
 //!     Ok(())
 //! }
 //! ```
+//!
+//! The code: this file (the model: loader and accessors), `state.rs` ([`GptState`], the run
+//! state's buffers, listed once), `forward.rs` ([`GptModel::forward`], one commented step per
+//! row of the table below), `validate.rs` (the loader's checks), `decoder.rs` ([`Decoder`] and
+//! [`Generation`]). The f32 steps (`quantize`, `norm_q`, `rope_rotate`, `softmax_q`) are
+//! kernels in [`crate::kernels`].
 //!
 //! # The int8 scheme
 //!
