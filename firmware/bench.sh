@@ -28,7 +28,7 @@ if [[ -z $rows ]]; then
     exit 1
 fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git status --porcelain -- ../core/src/kernels ../core/src/gpt.rs ../core/src/sequential.rs src/bin/bench.rs models 2>/dev/null) ]]; then
+if [[ -n $(git status --porcelain -- ../core/src/kernels ../core/src/gpt ../core/src/sequential.rs src/bin/bench.rs models 2>/dev/null) ]]; then
     commit="$commit + local changes"
 fi
 

@@ -11,7 +11,8 @@
 //!   assembly selected at compile time that gives bit-identical results;
 //! * [`SequentialModel`]: loads and validates a file, runs it in a caller-provided arena.
 //! * [`GptModel`] ([`gpt`]): a character-level int8 GPT with an int8 KV cache, run token by
-//!   token in caller buffers ([`Decoder`] adds a sliding context window);
+//!   token in caller buffers ([`Decoder`] adds a sliding context window, [`gpt::Generation`]
+//!   is the prompt-then-sample loop that `aka run` and the firmware share);
 //! * [`sample`]: greedy / temperature / top-k next-token sampling, seeded with [`rng::Rng`].
 //!
 //! **`unsafe`.** The crate is `#![deny(unsafe_code)]`. The only exception is the private module
@@ -50,5 +51,5 @@ pub mod sequential;
 
 pub use error::Error;
 pub use format::{Layer, Metadata, QuantParams, Shape, Task};
-pub use gpt::{Decoder, GptModel, GptState};
+pub use gpt::{Decoder, Generation, GptModel, GptState};
 pub use sequential::{LayerInfo, SequentialModel};

@@ -44,6 +44,22 @@ pub struct LayerInfo<'m, 'a> {
     pub param_bytes: usize,
 }
 
+impl LayerInfo<'_, '_> {
+    /// Multiply-accumulates of this layer per inference (saturating): `in · out` for a linear
+    /// layer, `out_h · out_w · out_c · kernel_h · kernel_w · in_c` for a convolution, 0 for the
+    /// others.
+    pub fn macs(&self) -> u64 {
+        let o = self.output;
+        match self.layer {
+            Layer::Linear(l) => u64::from(l.in_features).saturating_mul(u64::from(l.out_features)),
+            Layer::Conv2d(c) => [o.h, o.w, o.c, c.kernel_h, c.kernel_w, c.in_channels]
+                .iter()
+                .fold(1u64, |p, &v| p.saturating_mul(u64::from(v))),
+            _ => 0,
+        }
+    }
+}
+
 impl<'a> SequentialModel<'a> {
     /// Parses and validates a model file. Never panics; every problem is a typed [`Error`].
     ///
@@ -154,6 +170,19 @@ impl<'a> SequentialModel<'a> {
     /// (at least [`Self::arena_size`] bytes). Returns the output (`output_len()` int8 values),
     /// which lives in the arena.
     pub fn run<'b>(&self, input: &[i8], arena: &'b mut [i8]) -> Result<&'b [i8], Error> {
+        self.forward_observed(input, arena, ignore)
+    }
+
+    /// [`Self::run`], calling `observe(layer_index, output)` after each layer with that layer's
+    /// output (`layers()[layer_index]`'s output shape, NHWC int8; in place for `Relu` and
+    /// `Flatten`). For profilers and per-layer checks; with an empty closure it compiles to
+    /// [`Self::run`].
+    pub fn forward_observed<'b>(
+        &self,
+        input: &[i8],
+        arena: &'b mut [i8],
+        observe: impl FnMut(usize, &[i8]),
+    ) -> Result<&'b [i8], Error> {
         if input.len() != self.input_len() {
             return Err(Error::InputLength {
                 expected: self.input_len(),
@@ -164,7 +193,7 @@ impl<'a> SequentialModel<'a> {
         for (dst, &src) in a.iter_mut().zip(input) {
             *dst = src;
         }
-        self.forward(a, b)
+        self.forward(a, b, observe)
     }
 
     /// Quantizes 8-bit pixels (real value `(pixel / 255 - pixel_mean) / pixel_std`, see
@@ -185,7 +214,7 @@ impl<'a> SequentialModel<'a> {
         for (q, &p) in a.iter_mut().zip(pixels) {
             *q = self.pixel_lut[p as usize];
         }
-        let scores = self.forward(a, b)?;
+        let scores = self.forward(a, b, ignore)?;
         Ok((kernels::argmax(scores).unwrap_or(0), scores))
     }
 
@@ -206,8 +235,14 @@ impl<'a> SequentialModel<'a> {
         Ok((a, rest))
     }
 
-    /// Runs all layers; the input is at the start of `a`.
-    fn forward<'b>(&self, a: &'b mut [i8], b: &'b mut [i8]) -> Result<&'b [i8], Error> {
+    /// Runs all layers, calling `observe(i, output of layer i)` after each; the input is at the
+    /// start of `a`.
+    fn forward<'b>(
+        &self,
+        a: &'b mut [i8],
+        b: &'b mut [i8],
+        mut observe: impl FnMut(usize, &[i8]),
+    ) -> Result<&'b [i8], Error> {
         // Unreachable after `split_arena`; reported rather than panicking.
         let too_small = Error::ArenaTooSmall {
             need: self.arena_size(),
@@ -247,6 +282,7 @@ impl<'a> SequentialModel<'a> {
                     kernels::relu(cur.get_mut(..in_len).ok_or(too_small)?, *zero_point);
                 }
             }
+            observe(i, cur.get(..out_len).unwrap_or(&[]));
         }
         let out_len = self.output_len();
         let cur: &'b [i8] = cur;
@@ -326,6 +362,12 @@ impl<'a> SequentialModel<'a> {
         (0..self.layers.len()).filter_map(|i| self.layer_info(i))
     }
 
+    /// Multiply-accumulates per inference: the sum of [`LayerInfo::macs`] (saturating).
+    pub fn macs(&self) -> u64 {
+        self.layer_infos()
+            .fold(0u64, |s, info| s.saturating_add(info.macs()))
+    }
+
     /// Total weights + biases.
     pub fn param_count(&self) -> usize {
         self.layers().iter().map(Layer::param_count).sum()
@@ -342,6 +384,11 @@ impl<'a> SequentialModel<'a> {
         self.file_size
     }
 }
+
+/// The observer of [`SequentialModel::run`] and `classify_u8`: nothing (one function type, so
+/// both share one instance of the layer loop).
+#[inline(always)]
+fn ignore(_: usize, _: &[i8]) {}
 
 fn to_usize(v: u32) -> usize {
     v as usize

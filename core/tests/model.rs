@@ -260,6 +260,61 @@ fn mlp_loads_and_runs_like_the_reference() {
 }
 
 #[test]
+fn forward_observed_sees_every_layer_output() {
+    let (input, qlayers, bytes) = cnn_bytes();
+    let model = SequentialModel::load(&bytes).unwrap();
+    let mut rng = Rng::new(11);
+    let mut arena = vec![0i8; model.arena_size()];
+    for _ in 0..20 {
+        let x: Vec<i8> = (0..64).map(|_| rand_i8(&mut rng)).collect();
+        let mut seen: Vec<(usize, Vec<i8>)> = Vec::new();
+        let out = model
+            .forward_observed(&x, &mut arena, |i, y| seen.push((i, y.to_vec())))
+            .unwrap()
+            .to_vec();
+        assert_eq!(seen.len(), qlayers.len());
+        for (k, (i, y)) in seen.iter().enumerate() {
+            assert_eq!(*i, k);
+            assert_eq!(
+                y,
+                &forward_ref(input.shape, &x, &qlayers[..=k]),
+                "layer {k}"
+            );
+        }
+        assert_eq!(out, seen.last().unwrap().1);
+        assert_eq!(out, model.run(&x, &mut arena).unwrap());
+    }
+    assert!(matches!(
+        model.forward_observed(&[0; 3], &mut arena, |_, _| {}),
+        Err(Error::InputLength { .. })
+    ));
+}
+
+#[test]
+fn mac_counts() {
+    let (_, _, bytes) = cnn_bytes();
+    let model = SequentialModel::load(&bytes).unwrap();
+    // conv 8x8x1 -> 8x8x4 (3x3), pool, conv 4x4x4 -> 2x2x3 (3x3), relu, flatten, linear 12 -> 5.
+    let per_layer: Vec<u64> = model.layer_infos().map(|i| i.macs()).collect();
+    assert_eq!(
+        per_layer,
+        [8 * 8 * 4 * 9, 0, 2 * 2 * 3 * 9 * 4, 0, 0, 12 * 5]
+    );
+    assert_eq!(model.macs(), per_layer.iter().sum::<u64>());
+    let (input, qlayers) = tiny_mlp(2);
+    let bytes = build(input, &qlayers, "");
+    let model = SequentialModel::load(&bytes).unwrap();
+    let linear: u64 = model
+        .layer_infos()
+        .map(|i| match i.layer {
+            Layer::Linear(l) => u64::from(l.in_features) * u64::from(l.out_features),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(model.macs(), linear);
+}
+
+#[test]
 fn file_roundtrips_through_postcard() {
     let (_, _, bytes) = cnn_bytes();
     assert_eq!(&bytes[..4], &MAGIC);

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use aka_core::format::{Body, InputDesc, Layer, LayerList, ModelFile, SequentialDesc};
 use aka_core::SequentialModel;
 use aka_tests::{decode, encode, export, mnist, prefix_model, train_model, Kind};
-use aka_trainer::export::{layer_macs, model_macs};
 
 /// Measurement rounds per timing; the fastest round counts.
 const ROUNDS: usize = 15;
@@ -142,7 +141,7 @@ fn main() {
         let exported = export(&model, &mnist().test.head(1000), 0);
         let bytes = &exported.bytes;
         let loaded = SequentialModel::load(bytes).expect("valid");
-        let macs = model_macs(&loaded);
+        let macs = loaded.macs();
         let t = time_model(bytes).as_secs_f64();
         summary.push(format!(
             "| {} | {} | {} | {} | {:.1} | {:.0} | {:.0} |",
@@ -171,7 +170,7 @@ fn main() {
             .as_secs_f64()
                 * 1e6;
             sum += us;
-            let mac = layer_macs(&info);
+            let mac = info.macs();
             let rate = if mac > 0 {
                 format!("{:.0}", mac as f64 / us)
             } else {

@@ -1,26 +1,17 @@
 //! `aka run` on a GPT model: generate text with aka-core on the host.
 //!
-//! [`generate`] is **exactly the firmware's loop** (`firmware/src/app/gpt.rs`, checked against
-//! QEMU by `tests/tests/device.rs`), so the host prints the same text as a device for the same
-//! model, prompt, seed, temperature and top-k:
-//!
-//! 1. `rng = Rng::new(seed)`; the prompt is encoded with `GptModel::encode` (one id per char;
-//!    a char outside the vocabulary becomes the unknown id; without an unknown id it is an
-//!    error here, where the firmware's `encode` would drop it);
-//! 2. every prompt id is fed with `Decoder::push` and **each** push is followed by one
-//!    `sample(logits, sampling, rng, scratch)` (so a prompt of `n` chars makes `n` sample
-//!    calls; only the last pick is used);
-//! 3. then `tokens` times: emit the char of the current pick; unless it was the last one,
-//!    `push` it (the decoder slides its window when the context is full) and sample again.
-//!
-//! Nothing is moved out of the firmware: this mirrors it (and the defaults below are its
-//! constants).
+//! [`generate`] runs `aka_core::gpt::Generation`, **the same loop as the firmware**
+//! (`firmware/src/app/gpt.rs`, checked against QEMU by `tests/tests/device.rs`), so the host
+//! prints the same text as a device for the same model, prompt, seed, temperature and top-k.
+//! The prompt is encoded with `GptModel::encode` (one id per char; a char outside the
+//! vocabulary becomes the unknown id; without an unknown id it is an error here, where the
+//! firmware's `encode` would drop it). The defaults below are the firmware's constants.
 
 use std::time::{Duration, Instant};
 
-use aka_core::gpt::{Decoder, GptModel};
+use aka_core::gpt::{Decoder, Generation, GptModel};
 use aka_core::rng::Rng;
-use aka_core::sample::{sample, Sampling};
+use aka_core::sample::Sampling;
 use anyhow::{anyhow, bail};
 
 /// The firmware's prompt (`firmware/src/app/gpt.rs` `PROMPT`).
@@ -136,16 +127,13 @@ pub fn generate(
     let mut window = vec![0u32; model.block_size()];
     let mut scratch = vec![0f32; model.vocab_size()];
     let state = model.new_state(&mut f, &mut kv).map_err(err)?;
-    let mut dec = Decoder::new(model, state, &mut window).map_err(err)?;
-    let cfg = &settings.sampling;
-    let mut rng = Rng::new(settings.seed);
+    let dec = Decoder::new(model, state, &mut window).map_err(err)?;
+    let rng = Rng::new(settings.seed);
 
     let start = Instant::now();
-    let mut next = 0;
-    for &t in &ids {
-        let logits = dec.push(t).map_err(err)?;
-        next = sample(logits, cfg, &mut rng, &mut scratch).map_err(err)?;
-    }
+    let tokens = settings.tokens;
+    let generation = Generation::new(dec, &ids, settings.sampling, rng, &mut scratch, tokens);
+    let generation = generation.map_err(err)?;
     let prefill = start.elapsed();
     let mut stats = Stats {
         prompt_tokens: ids.len(),
@@ -157,14 +145,12 @@ pub fn generate(
         return Ok(stats);
     }
     let start = Instant::now();
-    for i in 0..settings.tokens {
-        let s = model.decode_token(next).map_err(err)?;
+    for next in generation {
+        let s = model.decode_token(next.map_err(err)?).map_err(err)?;
         stats.tokens += 1;
-        if !emit(s) || i + 1 == settings.tokens {
+        if !emit(s) {
             break;
         }
-        let logits = dec.push(next).map_err(err)?;
-        next = sample(logits, cfg, &mut rng, &mut scratch).map_err(err)?;
     }
     stats.decode = start.elapsed();
     Ok(stats)

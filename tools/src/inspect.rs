@@ -7,7 +7,6 @@ use aka_core::format::{
 };
 use aka_core::gpt::GptModel;
 use aka_core::SequentialModel;
-use aka_trainer::export::layer_macs;
 
 use crate::model::Model;
 
@@ -178,21 +177,6 @@ fn mlp_name(m: GptMlp) -> &'static str {
         GptMlp::SwiGlu => "SwiGLU (gated)",
         GptMlp::GeGlu => "GeGLU (gated)",
     }
-}
-
-/// Weight MACs per token (int8 matrix-vector products: q, k, v, o, MLP, head); the embedding
-/// lookup is not counted, nor attention (see [`attention_macs`]).
-pub fn gpt_weight_macs(m: &GptModel<'_>) -> u64 {
-    let c = m.config();
-    let (d, h, v) = (c.d_model as u64, c.hidden as u64, c.vocab_size as u64);
-    let up = if c.mlp.is_gated() { 2 } else { 1 };
-    c.n_layer as u64 * (4 * d * d + up * h * d + d * h) + v * d
-}
-
-/// Attention MACs (q·k and P·V, all heads, all layers) of a token at position `pos`.
-pub fn attention_macs(m: &GptModel<'_>, pos: usize) -> u64 {
-    let c = m.config();
-    2 * c.n_layer as u64 * c.d_model as u64 * (pos as u64 + 1)
 }
 
 /// Describes a GPT model: configuration, vocabulary, metadata, one row per parameter tensor,
@@ -417,13 +401,13 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         thousands(4 * b as u64),
         thousands(4 * v as u64)
     );
-    let macs = gpt_weight_macs(m);
+    let macs = m.weight_macs();
     let _ = writeln!(
         out,
         "compute       {} weight MACs per token (q, k, v, o, MLP, head); attention adds {} per position attended (up to {} at full context)",
         thousands(macs),
         thousands(2 * c.n_layer as u64 * d as u64),
-        thousands(attention_macs(m, m.block_size().saturating_sub(1)))
+        thousands(m.attention_macs(m.block_size().saturating_sub(1)))
     );
     out
 }
@@ -517,7 +501,7 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     let (mut params, mut flash, mut macs) = (0u64, 0u64, 0u64);
     for info in m.layer_infos() {
-        let mac = layer_macs(&info);
+        let mac = info.macs();
         params += info.params as u64;
         flash += info.param_bytes as u64;
         macs += mac;

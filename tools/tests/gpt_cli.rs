@@ -117,7 +117,7 @@ fn inspect_shows_config_vocab_and_sizes() {
         &t(m.param_bytes() as u64),
         &t(m.state_size() as u64),
         &t(m.kv_cache_size() as u64),
-        &t(aka_tools::inspect::gpt_weight_macs(&m)),
+        &t(m.weight_macs()),
     ] {
         assert!(out.contains(needle), "{needle:?} in\n{out}");
     }

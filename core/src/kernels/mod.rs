@@ -14,7 +14,9 @@
 //! [`matvec_i32_strided_u8`], [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
-//! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target.
+//! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
+//! so (for now) are the GPT's f32 steps: [`quantize()`] (f32 → int8), [`norm_q`] (LayerNorm /
+//! RMSNorm then quantize), [`rope_rotate`] and [`softmax_q`] (u8 attention probabilities).
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);
@@ -31,15 +33,21 @@ pub mod activation;
 pub mod attention;
 pub mod conv2d;
 pub mod linear;
+pub mod norm;
 pub mod pool;
+pub mod quantize;
+pub mod rope;
 
 #[cfg(aka_dsp)]
 mod dsp;
 
 pub use activation::argmax;
-pub use attention::{exp_f32, exp_minus};
+pub use attention::{exp_f32, exp_minus, softmax_q, PROB_SCALE};
 pub use conv2d::Conv2dGeometry;
+pub use norm::norm_q;
 pub use pool::Pool2dGeometry;
+pub use quantize::quantize;
+pub use rope::rope_rotate;
 
 /// The portable reference kernels, callable on every target (the entry points in
 /// [`crate::kernels`] use them except where a target-specific kernel exists). Useful to compare

@@ -17,12 +17,8 @@
 //! (`classify_u8`: pixel quantization, all layers, argmax) minus the measurement overhead.
 
 #[cfg(feature = "profile")]
-use aka_core::kernels;
-#[cfg(feature = "profile")]
-use aka_core::sequential::{conv_geometry, pool_geometry, stage};
+use aka_core::Error;
 use aka_core::SequentialModel;
-#[cfg(feature = "profile")]
-use aka_core::{Error, Layer};
 use defmt::unwrap;
 
 use super::{fnv1a_i8, percent};
@@ -139,8 +135,8 @@ pub fn run(board: &Board, bytes: &[u8], images: &[u8], labels: &[u8]) -> usize {
         );
     }
 
-    // Per-layer profile of image 0 (feature `profile`): the same kernels `SequentialModel::run`
-    // calls, one layer at a time through the public API, checked against `classify_u8`'s scores.
+    // Per-layer profile of image 0 (feature `profile`): `SequentialModel::forward_observed`
+    // timestamps each layer's end, checked against `classify_u8`'s scores.
     #[cfg(feature = "profile")]
     if let Some(pixels) = images.get(..n_in) {
         let (class, expected) = unwrap!(model.classify_u8(pixels, &mut *arena));
@@ -184,9 +180,13 @@ pub fn run(board: &Board, bytes: &[u8], images: &[u8], labels: &[u8]) -> usize {
     correct
 }
 
+/// Largest input the profiler quantizes (on the stack).
 #[cfg(feature = "profile")]
-/// Runs the model layer by layer like `SequentialModel::run` (same kernels, same ping-pong
-/// arena halves), timing each layer into `spans`.
+const PROFILE_INPUT_MAX: usize = 1024;
+
+#[cfg(feature = "profile")]
+/// Runs the model with [`SequentialModel::forward_observed`], timing each layer (from the end of
+/// the previous one, or the start) into `spans`; the pixels are quantized as `classify_u8` does.
 fn profile<'b>(
     model: &SequentialModel<'_>,
     pixels: &[u8],
@@ -195,54 +195,19 @@ fn profile<'b>(
     overhead: Span,
     spans: &mut [u64],
 ) -> Result<&'b [i8], Error> {
-    let half = model.arena_size() / 2;
-    let too_small = Error::ArenaTooSmall {
-        need: model.arena_size(),
-        have: arena.len(),
-    };
-    let (a, rest) = arena.split_at_mut_checked(half).ok_or(too_small)?;
-    let b = rest.get_mut(..half).ok_or(too_small)?;
-    for (q, &p) in a.iter_mut().zip(pixels) {
+    let mut input = [0i8; PROFILE_INPUT_MAX];
+    let input = input.get_mut(..pixels.len()).ok_or(Error::BadArgument {
+        what: "input larger than PROFILE_INPUT_MAX",
+    })?;
+    for (q, &p) in input.iter_mut().zip(pixels) {
         *q = model.quantize_pixel(p);
     }
-    let (mut cur, mut next) = (a, b);
-    for (info, span) in model.layer_infos().zip(spans.iter_mut()) {
-        let in_len = info.input.len().unwrap_or(0);
-        let out_len = info.output.len().unwrap_or(0);
-        let x = cur.get(..in_len).ok_or(too_small)?;
-        let y = next.get_mut(..out_len).ok_or(too_small)?;
-        let (r, s) = counter.measure(|| match info.layer {
-            Layer::Linear(l) => {
-                kernels::linear(x, l.weights, &stage(l.bias, &l.requant), y).map(|()| true)
-            }
-            Layer::Conv2d(c) => kernels::conv2d(
-                x,
-                &conv_geometry(c, info.input),
-                c.weights,
-                &stage(c.bias, &c.requant),
-                y,
-            )
-            .map(|()| true),
-            Layer::MaxPool2d(p) => {
-                kernels::max_pool2d(x, &pool_geometry(p, info.input), y).map(|()| true)
-            }
-            Layer::Flatten | Layer::Relu { .. } => Ok(false),
-            _ => Err(Error::BadArgument {
-                what: "a layer kind the profiler does not know",
-            }),
-        });
-        let swapped = r?;
-        if swapped {
-            core::mem::swap(&mut cur, &mut next);
-        } else if let Layer::Relu { zero_point } = info.layer {
-            // In place; timed separately since `x` borrows `cur` above.
-            let x = cur.get_mut(..in_len).ok_or(too_small)?;
-            let (_, s2) = counter.measure(|| kernels::relu(x, *zero_point));
-            *span = s2.saturating_sub(overhead).count;
-            continue;
+    let mut last = counter.now();
+    model.forward_observed(input, arena, |i, _| {
+        let now = counter.now();
+        if let Some(span) = spans.get_mut(i) {
+            *span = now.saturating_sub(last).saturating_sub(overhead.count);
         }
-        *span = s.saturating_sub(overhead).count;
-    }
-    let cur: &'b [i8] = cur;
-    cur.get(..model.output_len()).ok_or(too_small)
+        last = counter.now();
+    })
 }

@@ -16,7 +16,6 @@
 
 use core::hint::black_box;
 
-use aka_core::format::{GptMlp, Layer};
 use aka_core::gpt::GptModel;
 use aka_core::kernels::{self, portable, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use aka_core::quant::quantize_multiplier;
@@ -462,28 +461,12 @@ static mut MODEL_BUFS: ModelBufs = ModelBufs {
     kv: [0; 17 * 1024],
 };
 
-/// Weight-MACs of a sequential model (fully connected and convolution layers).
-fn sequential_macs(m: &SequentialModel) -> u64 {
-    m.layer_infos()
-        .map(|info| match info.layer {
-            Layer::Linear(_) => {
-                info.input.len().unwrap_or(0) as u64 * info.output.len().unwrap_or(0) as u64
-            }
-            Layer::Conv2d(c) => {
-                info.output.len().unwrap_or(0) as u64
-                    * u64::from(c.kernel_h * c.kernel_w * c.in_channels)
-            }
-            _ => 0,
-        })
-        .sum()
-}
-
 /// One `classify_u8` (pixel quantization, every layer, argmax) of the first test image.
 fn bench_sequential(c: &mut Ctx, arena: &mut [i8], bytes: &[u8], row: ModelRow) {
     let model = SequentialModel::load(bytes).unwrap();
     let pixels = &IMAGES[..model.input_len()];
     let row = ModelRow {
-        weight_macs: sequential_macs(&model),
+        weight_macs: model.macs(),
         ..row
     };
     let ours = measure(c.counter, c.overhead, 4, || {
@@ -496,11 +479,7 @@ fn bench_sequential(c: &mut Ctx, arena: &mut [i8], bytes: &[u8], row: ModelRow) 
 /// (positions 0..block_size, so attention spans 1 to block_size cached tokens).
 fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
     let model = GptModel::load(&GPT.0).unwrap();
-    let cfg = model.config();
-    let (d, hidden) = (cfg.d_model as u64, cfg.hidden as u64);
-    let vocab = model.vocab_size() as u64;
-    let per_layer = 4 * d * d + if cfg.mlp == GptMlp::Gelu { 2 } else { 3 } * d * hidden;
-    let weight_macs = u64::from(cfg.n_layer) * per_layer + vocab * d;
+    let weight_macs = model.weight_macs();
     let mut ids = [0u32; 256];
     let n = model
         .encode(GPT_TEXT, &mut ids)
@@ -528,8 +507,8 @@ fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
 
 /// Pieces of a GPT decode step besides the projections (for the notes): the activation of one
 /// hidden vector (the up-projection's i32 sums quantized, then looked up in the block's 256-entry
-/// table, as `gpt.rs` does) and one head's attention scores at 32 cached tokens (what `gpt.rs`
-/// calls per head).
+/// table, as `core/src/gpt/forward.rs` does) and one head's attention scores at 32 cached
+/// tokens (what it calls per head).
 fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     let mut sums = [0i32; 256];
     for v in sums.iter_mut() {
@@ -550,7 +529,7 @@ fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     let ours = measure(c.counter, c.overhead, 20, || {
         let lut = black_box(&lut);
         for (o, &v) in out.iter_mut().zip(black_box(&sums).iter()) {
-            *o = lut[aka_core::gpt::quantize(v as f32, 0.004) as u8 as usize] as i8;
+            *o = lut[aka_core::kernels::quantize(v as f32, 0.004) as u8 as usize] as i8;
         }
         black_box(&out);
     });

@@ -20,13 +20,6 @@
 //! unrolled 4× with a Duff entry. All 14 allocatable registers are in use in the loop; the
 //! argument block is copied to the stack frame.
 
-use core::mem::MaybeUninit;
-
-use super::{sxtb16, sxtb16_ror8, word_i8};
-use crate::kernels::attention::{check_qk_scores, dot_i8_i8};
-use crate::kernels::portable;
-use crate::Error;
-
 /// The argument block of the micro-kernels (copied to the stack by the kernel; offsets are
 /// hard-coded in the assembly).
 #[repr(C)]
@@ -245,7 +238,7 @@ pub(super) unsafe extern "C" fn gemm2x2_rq_sat(args: *const GemmArgs) {
 /// `args` is a valid [`GemmArgs`]: `a..a_end` as for [`gemm2x2_rq_full`]; B rows as there for
 /// `(end - out) / 8` pairs; `out..end` and `out + out1 ..end + out1` writable, 4-aligned.
 #[unsafe(naked)]
-unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
+pub(super) unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
     core::arch::naked_asm!(
         gemm_prologue!(),
         "mov r11, #0",
@@ -274,75 +267,4 @@ unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
         "add sp, sp, #48",
         "pop {{r4-r11, pc}}",
     )
-}
-
-/// Largest `d` of the DSP `qk_scores` (A buffer on the stack: `4 · MAX_D` bytes, uninitialised).
-const MAX_D: usize = 256;
-
-/// Writes the interleaved pre-extended pair of rows `r0`, `r1` (same length, a multiple of 4)
-/// into `dst` (`r0.len()` words).
-fn extend_pair(dst: &mut [MaybeUninit<u32>], r0: &[i8], r1: &[i8]) {
-    for ((d, x0), x1) in dst
-        .chunks_exact_mut(4)
-        .zip(r0.chunks_exact(4))
-        .zip(r1.chunks_exact(4))
-    {
-        let (w0, w1) = (word_i8(x0), word_i8(x1));
-        d[0].write(sxtb16(w0));
-        d[1].write(sxtb16_ror8(w0));
-        d[2].write(sxtb16(w1));
-        d[3].write(sxtb16_ror8(w1));
-    }
-}
-
-/// [`crate::kernels::qk_scores`] for Armv7E-M.
-pub(in crate::kernels) fn qk_scores(
-    q: &[i8],
-    k: &[i8],
-    d: usize,
-    scores: &mut [i32],
-) -> Result<(), Error> {
-    let (tq, tk) = check_qk_scores(q, k, d, scores)?;
-    if tq == 1 {
-        // One query (decoding): the keys are the rows of a matrix-vector product, which the
-        // fully connected loop does with the query sign-extended once (half the work of a 2x2
-        // tile with a duplicated query row).
-        return super::fc::matvec_i32(q, crate::kernels::i8_as_bytes(k), scores);
-    }
-    if !d.is_multiple_of(4) || d > MAX_D || tk < 2 || tq == 0 {
-        return portable::qk_scores(q, k, d, scores);
-    }
-    let mut abuf = [const { MaybeUninit::<u32>::uninit() }; MAX_D];
-    let kpairs = tk / 2;
-    for i in (0..tq).step_by(2) {
-        let i1 = (i + 1).min(tq - 1);
-        extend_pair(&mut abuf[..d], &q[i * d..][..d], &q[i1 * d..][..d]);
-        let a = abuf.as_ptr().cast::<u32>();
-        let out = scores[i * tk..].as_mut_ptr().cast::<u8>();
-        let args = GemmArgs {
-            a,
-            a_end: a.wrapping_add(d),
-            b: k.as_ptr().cast(),
-            kreg: d as isize - 4,
-            b_adv: d as isize,
-            end: out.wrapping_add(8 * kpairs),
-            duff: 0,
-            out,
-            out1: ((i1 - i) * tk * 4) as isize,
-            table: core::ptr::null(),
-            lo: 0,
-            c1off: 0,
-        };
-        // SAFETY: abuf[..d] was written by `extend_pair` (d/4 steps of 4 words, d >= 4),
-        // 4-aligned; B pairs p < kpairs read key rows 2p and 2p+1 (d bytes each, `kreg = d - 4`,
-        // `b_adv = d`), inside `k`; the kernel writes scores[i][0..2·kpairs] and the same in row
-        // i1 (`out1`), inside `scores` (tq·tk i32, 4-aligned).
-        unsafe { gemm2x2_i32(&args) };
-        if tk % 2 == 1 {
-            let last = &k[(tk - 1) * d..];
-            scores[i * tk + tk - 1] = dot_i8_i8(&q[i * d..][..d], last);
-            scores[i1 * tk + tk - 1] = dot_i8_i8(&q[i1 * d..][..d], last);
-        }
-    }
-    Ok(())
 }

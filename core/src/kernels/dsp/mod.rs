@@ -77,16 +77,15 @@
 //! 1 KB (`d` up to 256). Larger shapes use the portable kernels.
 #![allow(unsafe_code)]
 
-mod conv;
-mod dot;
-mod fc;
+mod attention;
+mod conv2d;
 mod gemm;
+mod linear;
 mod pool;
 
-pub(super) use conv::conv2d;
-pub(super) use dot::{dot_i8, dot_i8_i8};
-pub(super) use fc::{linear, matvec_i32, matvec_i32_strided};
-pub(super) use gemm::qk_scores;
+pub(super) use attention::{dot_i8_i8, qk_scores};
+pub(super) use conv2d::conv2d;
+pub(super) use linear::{dot_i8, linear, matvec_i32, matvec_i32_strided};
 pub(super) use pool::{max_pool2d, relu};
 
 use super::OutputStage;

@@ -1,0 +1,393 @@
+//! The model file format, defined once for the exporter (serialize) and the runtime
+//! (zero-copy deserialize).
+//!
+//! A model file is the [postcard] encoding of one [`ModelFile`]:
+//!
+//! ```text
+//! ModelFile
+//! ├─ header:   Header { magic: *b"AKA\x01"-style 4 raw bytes, version: u16 (varint) }
+//! ├─ metadata: Metadata { task, labels, accuracies, seed, train_command }
+//! └─ body:     Body::Sequential(SequentialDesc { input: InputDesc { shape, quant, pixel_mean, pixel_std }, layers: LayerList })
+//!            | Body::Gpt(GptDesc { config, vocab, tok_emb, pos_emb?, rope?, blocks, ln_f, head_in_scale, lm_head?, eval })
+//! ```
+//!
+//! The GPT body (appended after `Sequential`, so Sequential files keep their encoding) is read by
+//! [`crate::gpt::GptModel`]; its arrays are `&[u8]` too: int8 weights one byte per value, and
+//! **f32 arrays (per-row scales, norm weights, RoPE tables) 4 bytes per value, little-endian**.
+//!
+//! Every weight/bias/requantization array is a `&[u8]` borrowed from the file (postcard writes
+//! a varint length then the raw bytes), so on a microcontroller the model stays in flash:
+//!
+//! * int8 arrays (weights): one byte per value, read as `b as i8` (two's complement);
+//! * int32 arrays (bias, multipliers, shifts): 4 bytes per value, **little-endian**.
+//!
+//! The exporter builds the same structs and calls `postcard::to_stdvec(&file)`.
+//! [`crate::SequentialModel::load`] checks the header first, then decodes and validates the rest.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+// `named_variants!` (below) is defined before the body modules that use it.
+
+/// The first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"AKAM";
+/// The format version written by this crate and the only one it reads.
+pub const VERSION: u16 = 2;
+
+/// File header: checked before anything else is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Must equal [`MAGIC`] (encoded as 4 raw bytes at offset 0).
+    pub magic: [u8; 4],
+    /// Must equal [`VERSION`] (postcard varint right after the magic).
+    pub version: u16,
+}
+
+impl Header {
+    /// The header this crate writes.
+    pub const CURRENT: Header = Header {
+        magic: MAGIC,
+        version: VERSION,
+    };
+}
+
+/// A whole model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile<'a> {
+    pub header: Header,
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
+    #[serde(borrow)]
+    pub body: Body<'a>,
+}
+
+impl<'a> ModelFile<'a> {
+    /// A file with the current [`Header`].
+    pub fn new(metadata: Metadata<'a>, body: Body<'a>) -> Self {
+        Self {
+            header: Header::CURRENT,
+            metadata,
+            body,
+        }
+    }
+}
+
+/// What the model does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Task {
+    /// Image classifier: the output vector holds one score per class; the predicted class is its
+    /// argmax. (Postcard encodes the variant index, so appending variants keeps old files valid.)
+    Classifier,
+    /// Next-token language model ([`Body::Gpt`]). `labels` is empty (the vocabulary lives in
+    /// [`GptDesc::vocab`]); `float_accuracy` / `int8_accuracy` hold the **next-token top-1
+    /// accuracy** in percent on the exporter's validation batches, and the validation losses are
+    /// in [`GptDesc::eval`].
+    LanguageModel,
+}
+
+/// Descriptive information carried by the file. Nothing here affects the arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Metadata<'a> {
+    pub task: Task,
+    /// Class labels separated by `'\n'` (no trailing newline), e.g. `"0\n1\n...\n9"`; one per
+    /// output, in output order. Empty string: no labels.
+    pub labels: &'a str,
+    /// Test accuracy of the float model, in **percent** (0..=100). NaN if unknown.
+    pub float_accuracy: f32,
+    /// Test accuracy of the int8 model (as run by this runtime), in **percent**. NaN if unknown.
+    pub int8_accuracy: f32,
+    /// The `--seed` the model was trained with.
+    pub seed: u64,
+    /// The command line that trained the model.
+    pub train_command: &'a str,
+}
+
+impl<'a> Metadata<'a> {
+    /// The class labels (none if `labels` is empty).
+    pub fn labels(&self) -> impl Iterator<Item = &'a str> {
+        let labels = self.labels;
+        labels
+            .split('\n')
+            .take(if labels.is_empty() { 0 } else { usize::MAX })
+    }
+
+    /// Number of class labels.
+    pub fn label_count(&self) -> usize {
+        self.labels().count()
+    }
+
+    /// Label of class `index`.
+    pub fn label(&self, index: usize) -> Option<&'a str> {
+        self.labels().nth(index)
+    }
+}
+
+/// The network. An enum so that other architectures can be appended.
+// Both variants hold fixed-capacity arrays of descriptors (no heap to box into); the enum is
+// decoded once at load, so its size only matters as a one-off stack cost (~1.5 KiB on Cortex-M).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Body<'a> {
+    /// A chain of layers, each consuming the previous one's output.
+    Sequential(#[serde(borrow)] SequentialDesc<'a>),
+    /// A decoder-only transformer (character-level GPT), run by [`crate::gpt::GptModel`].
+    Gpt(#[serde(borrow)] GptDesc<'a>),
+}
+
+/// An element of a [`FixedList`]: `EMPTY` fills the unused slots and `WHAT` names a sequence
+/// of them in decode error messages.
+pub trait ListItem: Copy {
+    /// Placeholder for unused slots.
+    const EMPTY: Self;
+    /// What a sequence of these is called (`"layers"`, `"GPT blocks"`).
+    const WHAT: &'static str;
+}
+
+/// A fixed-capacity list of at most `N` items (no heap).
+///
+/// Serialized as a postcard sequence (varint count, then the items), exactly like a `Vec`.
+/// Decoding a file that declares more than `N` items still succeeds but keeps only the first
+/// `N`; [`FixedList::declared_len`] tells, and the loader rejects it with
+/// `Error::TooManyLayers`.
+#[derive(Clone)]
+pub struct FixedList<T, const N: usize> {
+    items: [T; N],
+    len: usize,
+    declared: usize,
+}
+
+impl<T: ListItem, const N: usize> FixedList<T, N> {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            items: [T::EMPTY; N],
+            len: 0,
+            declared: 0,
+        }
+    }
+
+    /// A list holding `items`; `None` if there are more than `N`.
+    pub fn from_slice(items: &[T]) -> Option<Self> {
+        let mut list = Self::new();
+        for &item in items {
+            list.push(item).ok()?;
+        }
+        Some(list)
+    }
+
+    /// Appends an item; gives it back if the list is full.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, item: T) -> Result<(), T> {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+                self.declared = self.len;
+                Ok(())
+            }
+            None => Err(item),
+        }
+    }
+}
+
+impl<T, const N: usize> FixedList<T, N> {
+    /// The stored items.
+    pub fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The stored items, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.items.get_mut(..self.len).unwrap_or(&mut [])
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of items the encoded file declared (may exceed `N`).
+    pub fn declared_len(&self) -> usize {
+        self.declared
+    }
+}
+
+impl<T: ListItem, const N: usize> Default for FixedList<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: fmt::Debug, const N: usize> fmt::Debug for FixedList<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq for FixedList<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.declared == other.declared && self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Serialize, const N: usize> Serialize for FixedList<T, N> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.as_slice())
+    }
+}
+
+impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Deserialize<'de> for FixedList<T, N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T, const N: usize>(PhantomData<T>);
+
+        impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Visitor<'de> for ListVisitor<T, N> {
+            type Value = FixedList<T, N>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a sequence of {}", T::WHAT)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = FixedList::new();
+                let mut declared = 0usize;
+                // Every element consumes at least one input byte, so this loop is bounded by the
+                // file size even if the declared count is huge.
+                while let Some(item) = seq.next_element::<T>()? {
+                    let _ = list.push(item);
+                    declared = declared.saturating_add(1);
+                }
+                list.declared = declared;
+                Ok(list)
+            }
+        }
+
+        deserializer.deserialize_seq(ListVisitor(PhantomData))
+    }
+}
+
+/// The command-line / text names of the GPT variant enums ([`GptPosition`], [`GptNorm`],
+/// [`GptMlp`]): one lowercase word per variant, parsed by `FromStr` and printed by `Display`.
+macro_rules! named_variants {
+    ($ty:ident { $($variant:ident = $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+            /// The variants' names, in the order of [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The lowercase name (`FromStr` parses it back).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl core::fmt::Display for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl core::str::FromStr for $ty {
+            type Err = $crate::format::UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, $crate::format::UnknownName> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::format::UnknownName { expected: Self::NAMES }),
+                }
+            }
+        }
+    };
+}
+
+/// A name that is not one of a variant enum's [`GptMlp::NAMES`] (or the other enums' `NAMES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownName {
+    /// The accepted names.
+    pub expected: &'static [&'static str],
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected one of:")?;
+        for name in self.expected {
+            write!(f, " {name}")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for UnknownName {}
+
+mod gpt;
+mod sequential;
+
+pub use gpt::{
+    GptBlock, GptBlockList, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, GptVocab,
+    NormParams, QMatrix, RopeTables, ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS,
+};
+pub(crate) use sequential::check_pixel_normalization;
+pub use sequential::{
+    Conv2d, InputDesc, Layer, LayerList, Linear, MaxPool2d, QuantParams, Requant, SequentialDesc,
+    Shape, MAX_LAYERS,
+};
+
+/// Most padding bytes before an int8 weight array ([`QMatrix::pad`], [`Linear::pad`],
+/// [`Conv2d::pad`]).
+pub const MAX_PAD: usize = 3;
+
+impl<'a> Body<'a> {
+    /// Calls `f(pad, weights)` for every int8 weight array in file order (a Sequential body's
+    /// Linear and Conv2d layers, or [`GptDesc::for_each_matrix_mut`]'s matrices): the exporter
+    /// sets each `pad` so that the weights start at a multiple of 4 bytes in the file.
+    pub fn for_each_weights_mut(&mut self, mut f: impl FnMut(&mut &'a [u8], &'a [u8])) {
+        match self {
+            Body::Sequential(seq) => {
+                for layer in seq.layers.as_mut_slice() {
+                    match layer {
+                        Layer::Linear(l) => f(&mut l.pad, l.weights),
+                        Layer::Conv2d(c) => f(&mut c.pad, c.weights),
+                        _ => {}
+                    }
+                }
+            }
+            Body::Gpt(desc) => desc.for_each_matrix_mut(|m| f(&mut m.pad, m.weights)),
+        }
+    }
+}
+
+/// Checks the magic bytes, then the format version, before anything else is decoded (shared by
+/// every body kind's loader).
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
+    match bytes.get(..MAGIC.len()) {
+        Some(magic) if magic == MAGIC => {}
+        Some(_) => return Err(crate::Error::BadMagic),
+        None if MAGIC.starts_with(bytes) => return Err(crate::Error::Truncated),
+        None => return Err(crate::Error::BadMagic),
+    }
+    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
+    if header.version != VERSION {
+        return Err(crate::Error::UnsupportedVersion {
+            found: header.version,
+            supported: VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// A quantization scale the runtime accepts: finite and positive.
+pub(crate) fn valid_scale(scale: f32) -> bool {
+    scale.is_finite() && scale > 0.0
+}

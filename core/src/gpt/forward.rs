@@ -1,0 +1,345 @@
+//! [`GptModel::forward`]: one token through the model (the table in the [module
+//! documentation](super) gives every step's arithmetic), and the projection helpers it uses.
+
+use super::state::GptState;
+use super::validate::param;
+use super::GptModel;
+use crate::format::{QMatrix, ACT_LUT_LEN};
+use crate::kernels::quantize::le_f32;
+use crate::kernels::{
+    dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_strided_u8, norm_q, qk_scores, quantize,
+    rope_rotate, softmax_q, PROB_SCALE,
+};
+use crate::Error;
+
+/// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
+/// [`GptModel::forward`] (1 KiB), reused by every projection of the token.
+const ACC_ROWS: usize = 256;
+
+impl GptModel<'_> {
+    /// Runs token `token` at position `pos` (`< block_size`) and returns the next-token logits
+    /// (`[vocab_size]` f32, in the state). Writes the token's keys and values into cache slot
+    /// `pos` and attends to slots `0..=pos`, which must hold this sequence's earlier tokens.
+    ///
+    /// Errors: [`Error::BadToken`], [`Error::ContextFull`], [`Error::ArenaTooSmall`] (a state
+    /// built for a smaller model; [`Error::BadArgument`] for a larger one). Nothing is written
+    /// on a token, position or state error.
+    pub fn forward<'s>(
+        &self,
+        state: &'s mut GptState<'_>,
+        token: u32,
+        pos: usize,
+    ) -> Result<&'s [f32], Error> {
+        self.check_token(token)?;
+        let dm = self.dims;
+        if pos >= dm.block {
+            return Err(Error::ContextFull {
+                pos,
+                block_size: dm.block,
+            });
+        }
+        if state.layout != dm.layout {
+            let (need, have) = (dm.layout.bytes(), state.layout.bytes());
+            return Err(if have < need {
+                Error::ArenaTooSmall { need, have }
+            } else {
+                Error::BadArgument {
+                    what: "run state built for a different model",
+                }
+            });
+        }
+        let GptState {
+            x,
+            q,
+            k,
+            scores,
+            up,
+            logits,
+            k_cache,
+            v_cache,
+            a,
+            qq,
+            hq,
+            pq,
+            ..
+        } = state;
+        // Unreachable (the layout matches): a cache slice that does not fit.
+        let too_small = Error::ArenaTooSmall {
+            need: dm.layout.bytes(),
+            have: dm.layout.bytes(),
+        };
+        let (d, hd, hidden) = (dm.d, dm.hd, dm.hidden);
+        // [ACC_ROWS] i32 sums of one matvec_i32 call, reused by every projection of the token.
+        let acc = &mut [0i32; ACC_ROWS];
+
+        let desc = &self.desc;
+        let cfg = &desc.config;
+        let rope = desc.rope.is_some();
+
+        // ---- embedding: x = s_tok[t]·E[t] (+ s_pos[p]·P[p]) ----
+        let (e_row, e_scale) = row(&desc.tok_emb, token as usize, d);
+        for (xi, &w) in x.iter_mut().zip(e_row) {
+            *xi = e_scale * (w as i8) as f32;
+        }
+        if let Some(pe) = &desc.pos_emb {
+            let (p_row, p_scale) = row(pe, pos, d);
+            for (xi, &w) in x.iter_mut().zip(p_row) {
+                *xi += p_scale * (w as i8) as f32;
+            }
+        }
+
+        // This position's RoPE tables: [hd/2] cos and sin, f32 LE.
+        let half = hd / 2;
+        let (cos, sin) = match &desc.rope {
+            Some(r) => (
+                r.cos
+                    .get(pos * half * 4..(pos + 1) * half * 4)
+                    .unwrap_or(&[]),
+                r.sin
+                    .get(pos * half * 4..(pos + 1) * half * 4)
+                    .unwrap_or(&[]),
+            ),
+            None => (&[][..], &[][..]),
+        };
+        let inv_sqrt_hd = 1.0 / libm::sqrtf(hd as f32);
+        // One head's keys are `block` rows of `hd` in the cache.
+        let kv_head = dm.block * hd;
+
+        for (l, blk) in desc.blocks.as_slice().iter().enumerate() {
+            // This layer's caches.
+            let base = l * dm.kv_layer;
+            let kl = k_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [head][block][hd]
+            let vl = v_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [d][block]
+
+            // ---- attention: x += Wo · attention(Q(norm1(x))) ----
+            // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
+            norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
+            let s_in = blk.attn_in_scale;
+            let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
+            // Requantization multipliers without the per-row weight scale.
+            let (mq, mk, mv) = (s_in * inv_q, s_in * inv_k, s_in * inv_v);
+            // This token's slots in the cache: K `[head][block][hd]` at (head, pos); V
+            // transposed, `[d][block]` (so that P·V reads rows), at column pos.
+            let k_slot = |r: usize| (r / hd.max(1)) * kv_head + pos * hd + r % hd.max(1);
+            // Q and K projections (K into the cache).
+            if rope {
+                // q, k in f32, rotated, then quantized.
+                let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
+                rows_into(a, &blk.wq, q, acc, dq);
+                rows_into(a, &blk.wk, k, acc, dq);
+                rope_rotate(q, hd, cos, sin);
+                rope_rotate(k, hd, cos, sin);
+                for (o, &v) in qq.iter_mut().zip(q.iter()) {
+                    *o = quantize(v, inv_q);
+                }
+                for (r, &v) in k.iter().enumerate() {
+                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                        *o = quantize(v, inv_k);
+                    }
+                }
+            } else {
+                // q, k straight from the i32 sums to int8.
+                rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
+                    *o = quantize(v as f32, sw * mq);
+                });
+                rows(a, &blk.wk, d, acc, |r, v, sw| {
+                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                        *o = quantize(v as f32, sw * mk);
+                    }
+                });
+            }
+            // V projection into the (transposed) cache.
+            rows(a, &blk.wv, d, acc, |r, v, sw| {
+                if let Some(o) = vl.get_mut(r * dm.block + pos) {
+                    *o = quantize(v as f32, sw * mv);
+                }
+            });
+
+            // Per head: scores, quantized softmax, P·V into `a`.
+            let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
+            let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
+            let n = pos + 1;
+            let n4 = n.next_multiple_of(4).min(dm.block);
+            let sc = scores.get_mut(..n).ok_or(too_small)?; // [n]
+            for hh in 0..dm.n_head {
+                let off = hh * hd;
+                let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
+                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
+                                                                                     // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
+                let max = head_scores(qh, kh, score_scale, acc, sc);
+                softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
+                // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
+                // the DSP loop wants); the padded slots multiply stale cache values by 0.
+                pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
+                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
+                let vh = vl.get(off * dm.block..).unwrap_or(&[]); // rows off.. of [d][block]
+                let sums = &mut acc[..hd.min(ACC_ROWS)];
+                if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
+                    // Unreachable after load (shapes as above); the row-by-row definition.
+                    for (i, y) in sums.iter_mut().enumerate() {
+                        let at = (off + i) * dm.block;
+                        let vt = vl.get(at..at + n4).unwrap_or(&[]);
+                        *y = p4
+                            .iter()
+                            .zip(vt)
+                            .fold(0i32, |s, (&p, &v)| s.wrapping_add(p as i32 * v as i32));
+                    }
+                }
+                for (o, &v) in a
+                    .get_mut(off..off + hd)
+                    .unwrap_or(&mut [])
+                    .iter_mut()
+                    .zip(sums.iter())
+                {
+                    *o = quantize(v as f32, pv_mult);
+                }
+            }
+            // Output projection, added to the residual: x += Wo·a.
+            let s_o = blk.attn_out_scale;
+            rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
+
+            // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
+            // Norm 2, quantized: a = Q(norm2(x), 1/s_mlp_in).
+            norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
+            let s_in = blk.mlp_in_scale;
+            let mg = s_in * (1.0 / blk.mlp_gate_scale);
+            let lut: &[u8; ACT_LUT_LEN] = blk
+                .act_lut
+                .try_into()
+                .map_err(|_| param(Some(l), "act_lut must have 256 entries"))?;
+            // The activation table over the quantized gate g = Q(W1·a).
+            let act = |v: i32, sw: f32| -> i8 {
+                let g = quantize(v as f32, sw * mg);
+                lut[g as u8 as usize] as i8
+            };
+            // Hidden layer: hq = act(g) (GELU), or Q(act(g)·(W3·a)) (gated).
+            match &blk.w3 {
+                None => rows_into(a, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
+                Some(w3) => {
+                    rows_into(a, w3, up, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+                    let (s_act, inv_h) = (blk.mlp_act_scale, 1.0 / blk.mlp_hidden_scale);
+                    rows(a, &blk.w1, hidden, acc, |r, v, sw| {
+                        if let (Some(o), Some(&ur)) = (hq.get_mut(r), up.get(r)) {
+                            *o = quantize((act(v, sw) as f32 * s_act) * ur, inv_h);
+                        }
+                    });
+                }
+            }
+            // Down projection, added to the residual: x += W2·hq.
+            let s_h = blk.mlp_hidden_scale;
+            rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
+        }
+
+        // ---- head: logits = H · Q(norm_f(x)) ----
+        norm_q(cfg.norm, cfg.norm_eps, x, &desc.ln_f, desc.head_in_scale, a);
+        let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
+        let s_in = desc.head_in_scale;
+        rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+        Ok(logits)
+    }
+}
+
+/// Row `r` of an int8 matrix with `cols` columns, and its scale.
+fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
+    let w = m.weights.get(r * cols..(r + 1) * cols).unwrap_or(&[]);
+    let s = le_f32(m.scales.get(r * 4..r * 4 + 4).unwrap_or(&[]));
+    (w, s)
+}
+
+/// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
+/// `chunk(r0, sums, scales)` with the exact i32 sums `Σ x·W[r]` of rows `r0..r0 + sums.len()`
+/// (from [`matvec_i32`], the fully connected loop, which sign-extends `x` once per call) and
+/// their f32 LE scales. Rows the weights do not cover (impossible after [`GptModel::load`]) are
+/// skipped.
+#[inline(always)]
+fn matvec_chunks(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    mut chunk: impl FnMut(usize, &[i32], &[u8]),
+) {
+    let cols = x.len();
+    if cols == 0 {
+        return;
+    }
+    let n_rows = n_rows.min(m.weights.len() / cols);
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let n = (n_rows - r0).min(ACC_ROWS);
+        let w = m.weights.get(r0 * cols..(r0 + n) * cols).unwrap_or(&[]); // [n][cols]
+        let sums = &mut acc[..n];
+        if matvec_i32(x, w, sums).is_err() {
+            // Unreachable (shapes as above); the row-by-row definition.
+            for (y, row) in sums.iter_mut().zip(w.chunks_exact(cols)) {
+                *y = dot_i8(x, row);
+            }
+        }
+        chunk(r0, sums, m.scales.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]));
+        r0 += n;
+    }
+}
+
+/// `each(&mut out[r], Σ x·W[r], s_w[r])` for every row `r < out.len()` of `m`.
+#[inline(always)]
+fn rows_into<T>(
+    x: &[i8],
+    m: &QMatrix,
+    out: &mut [T],
+    acc: &mut [i32; ACC_ROWS],
+    mut each: impl FnMut(&mut T, i32, f32),
+) {
+    let n_rows = out.len();
+    matvec_chunks(x, m, n_rows, acc, |r0, sums, scales| {
+        let outs = out.get_mut(r0..).unwrap_or(&mut []);
+        for ((o, &v), s) in outs.iter_mut().zip(sums).zip(scales.chunks_exact(4)) {
+            each(o, v, le_f32(s));
+        }
+    });
+}
+
+/// `each(r, Σ x·W[r], s_w[r])` for the rows `r < n_rows` of `m` (for scattered outputs).
+#[inline(always)]
+fn rows(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    mut each: impl FnMut(usize, i32, f32),
+) {
+    matvec_chunks(x, m, n_rows, acc, |r0, sums, scales| {
+        for (i, (&v, s)) in sums.iter().zip(scales.chunks_exact(4)).enumerate() {
+            each(r0 + i, v, le_f32(s));
+        }
+    });
+}
+
+/// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,
+/// `hd = q.len()`), through [`qk_scores`] [`ACC_ROWS`] keys at a time (the same exact i32 sums
+/// as one [`dot_i8_i8`] per key). Returns `max e` (`-inf` if empty), taken on the integer sums:
+/// `i32 → f32` and `· scale > 0` are monotonic, so it is the maximum of the products.
+fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) -> f32 {
+    let hd = q.len();
+    if hd == 0 || e.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let mut best = i32::MIN;
+    for (ci, ys) in e.chunks_mut(ACC_ROWS).enumerate() {
+        let n = ys.len();
+        let t0 = ci * ACC_ROWS;
+        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]); // [n][hd]
+        let sums = &mut acc[..n];
+        if qk_scores(q, kc, hd, sums).is_err() {
+            // Unreachable after load (shapes as above); the key-by-key definition.
+            for (y, kt) in sums.iter_mut().zip(kc.chunks_exact(hd)) {
+                *y = dot_i8_i8(q, kt);
+            }
+        }
+        for (y, &v) in ys.iter_mut().zip(sums.iter()) {
+            best = best.max(v);
+            *y = v as f32 * scale;
+        }
+    }
+    best as f32 * scale
+}

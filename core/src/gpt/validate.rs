@@ -1,0 +1,306 @@
+//! [`GptModel::load`](super::GptModel::load)'s checks: the configuration, the vocabulary,
+//! every array length against the configuration, every stored scale (finite and > 0), norm
+//! parameter and RoPE value (finite), and the state sizes (no overflow). After them, the forward
+//! pass cannot index out of bounds.
+
+use super::state::StateLayout;
+use super::{Dims, UNKNOWN_CHAR};
+use crate::format::valid_scale;
+use crate::format::{
+    GptBlock, GptConfig, GptDesc, GptMlp, GptNorm, GptPosition, NormParams, QMatrix, ACT_LUT_LEN,
+    MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
+};
+use crate::kernels::quantize::le_f32;
+use crate::Error;
+
+pub(super) fn param(block: Option<usize>, what: &'static str) -> Error {
+    Error::GptParameter { block, what }
+}
+
+fn overflow(block: Option<usize>) -> Error {
+    param(block, "sizes overflow")
+}
+
+fn check_len(
+    block: Option<usize>,
+    what: &'static str,
+    expected: usize,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    if bytes.len() == expected {
+        Ok(())
+    } else {
+        Err(Error::GptLength {
+            block,
+            what,
+            expected,
+            found: bytes.len(),
+        })
+    }
+}
+
+/// Checks a `[rows][cols]` int8 matrix with per-row scales.
+fn check_matrix(
+    block: Option<usize>,
+    names: (&'static str, &'static str, &'static str),
+    m: &QMatrix,
+    rows: usize,
+    cols: usize,
+) -> Result<(), Error> {
+    let n = rows.checked_mul(cols).ok_or(overflow(block))?;
+    if m.pad.len() > MAX_PAD {
+        return Err(param(block, "more than 3 padding bytes before a matrix"));
+    }
+    check_len(block, names.0, n, m.weights)?;
+    check_len(
+        block,
+        names.1,
+        rows.checked_mul(4).ok_or(overflow(block))?,
+        m.scales,
+    )?;
+    if !m.scales.chunks_exact(4).map(le_f32).all(valid_scale) {
+        return Err(param(block, names.2));
+    }
+    Ok(())
+}
+
+fn check_f32s(
+    block: Option<usize>,
+    what: &'static str,
+    bad: &'static str,
+    bytes: &[u8],
+    n: usize,
+    ok: impl Fn(f32) -> bool,
+) -> Result<(), Error> {
+    check_len(block, what, n.checked_mul(4).ok_or(overflow(block))?, bytes)?;
+    if bytes.chunks_exact(4).map(le_f32).all(ok) {
+        Ok(())
+    } else {
+        Err(param(block, bad))
+    }
+}
+
+fn check_norm(
+    block: Option<usize>,
+    kind: GptNorm,
+    p: &NormParams,
+    d: usize,
+    names: (&'static str, &'static str),
+) -> Result<(), Error> {
+    check_f32s(
+        block,
+        names.0,
+        "norm weight not finite",
+        p.weight,
+        d,
+        f32::is_finite,
+    )?;
+    match (kind, p.bias) {
+        (GptNorm::LayerNorm, Some(b)) => {
+            check_f32s(block, names.1, "norm bias not finite", b, d, f32::is_finite)
+        }
+        (GptNorm::LayerNorm, None) => Err(param(block, "LayerNorm without a bias")),
+        (GptNorm::RmsNorm, None) => Ok(()),
+        (GptNorm::RmsNorm, Some(_)) => Err(param(block, "RMSNorm with a bias")),
+    }
+}
+
+fn check_dim(v: u32, what: &'static str) -> Result<usize, Error> {
+    if v == 0 || v > MAX_GPT_DIM {
+        return Err(param(None, what));
+    }
+    Ok(v as usize)
+}
+
+fn check_vocab(desc: &GptDesc, vocab: usize) -> Result<(), Error> {
+    let mut count = 0usize;
+    let mut prev: Option<char> = None;
+    let mut fffd: Option<u32> = None;
+    for c in desc.vocab.chars.chars() {
+        if prev.is_some_and(|p| p >= c) {
+            return Err(Error::BadVocab {
+                what: "chars are not strictly increasing",
+            });
+        }
+        if c == UNKNOWN_CHAR {
+            fffd = u32::try_from(count).ok();
+        }
+        prev = Some(c);
+        count += 1;
+    }
+    if count != vocab {
+        return Err(Error::BadVocab {
+            what: "number of chars differs from vocab_size",
+        });
+    }
+    if fffd != desc.vocab.unknown {
+        return Err(Error::BadVocab {
+            what: "unknown id is not the id of U+FFFD",
+        });
+    }
+    Ok(())
+}
+
+fn check_block(
+    i: usize,
+    blk: &GptBlock,
+    cfg: &GptConfig,
+    d: usize,
+    hidden: usize,
+) -> Result<(), Error> {
+    let b = Some(i);
+    check_norm(b, cfg.norm, &blk.ln1, d, ("ln1.weight", "ln1.bias"))?;
+    check_norm(b, cfg.norm, &blk.ln2, d, ("ln2.weight", "ln2.bias"))?;
+    for s in [
+        blk.attn_in_scale,
+        blk.q_scale,
+        blk.k_scale,
+        blk.v_scale,
+        blk.attn_out_scale,
+        blk.mlp_in_scale,
+        blk.mlp_gate_scale,
+        blk.mlp_act_scale,
+        blk.mlp_hidden_scale,
+    ] {
+        if !valid_scale(s) {
+            return Err(param(b, "activation scale must be finite and > 0"));
+        }
+    }
+    check_len(b, "act_lut", ACT_LUT_LEN, blk.act_lut)?;
+    if cfg.mlp == GptMlp::Gelu && blk.mlp_act_scale != blk.mlp_hidden_scale {
+        return Err(param(
+            b,
+            "GELU MLP: mlp_act_scale must equal mlp_hidden_scale",
+        ));
+    }
+    let bad = "weight scale must be finite and > 0";
+    check_matrix(b, ("wq.weights", "wq.scales", bad), &blk.wq, d, d)?;
+    check_matrix(b, ("wk.weights", "wk.scales", bad), &blk.wk, d, d)?;
+    check_matrix(b, ("wv.weights", "wv.scales", bad), &blk.wv, d, d)?;
+    check_matrix(b, ("wo.weights", "wo.scales", bad), &blk.wo, d, d)?;
+    check_matrix(b, ("w1.weights", "w1.scales", bad), &blk.w1, hidden, d)?;
+    match (&blk.w3, cfg.mlp.is_gated()) {
+        (Some(w3), true) => check_matrix(b, ("w3.weights", "w3.scales", bad), w3, hidden, d)?,
+        (None, false) => {}
+        (Some(_), false) => return Err(param(b, "w3 present for a non-gated MLP")),
+        (None, true) => return Err(param(b, "w3 missing for a gated MLP")),
+    }
+    check_matrix(b, ("w2.weights", "w2.scales", bad), &blk.w2, d, hidden)?;
+    Ok(())
+}
+
+pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
+    let cfg = &desc.config;
+    let declared = desc.blocks.declared_len();
+    if declared > MAX_GPT_LAYERS {
+        return Err(Error::TooManyLayers {
+            found: declared,
+            max: MAX_GPT_LAYERS,
+        });
+    }
+    if declared == 0 {
+        return Err(Error::NoLayers);
+    }
+    if cfg.n_layer as usize != declared {
+        return Err(param(None, "n_layer differs from the number of blocks"));
+    }
+    let d = check_dim(cfg.d_model, "d_model must be in 1..=2^16")?;
+    let hidden = check_dim(cfg.hidden, "hidden must be in 1..=2^16")?;
+    let block = check_dim(cfg.block_size, "block_size must be in 1..=2^16")?;
+    let vocab = cfg.vocab_size as usize;
+    if vocab == 0 {
+        return Err(param(None, "vocab_size is 0"));
+    }
+    let n_head = cfg.n_head as usize;
+    if n_head == 0 || !d.is_multiple_of(n_head) {
+        return Err(param(None, "n_head must divide d_model"));
+    }
+    let hd = d / n_head;
+    if !valid_scale(cfg.norm_eps) {
+        return Err(param(None, "norm_eps must be finite and > 0"));
+    }
+    if !valid_scale(desc.head_in_scale) {
+        return Err(param(None, "head_in_scale must be finite and > 0"));
+    }
+    check_vocab(desc, vocab)?;
+
+    let bad = "weight scale must be finite and > 0";
+    check_matrix(
+        None,
+        ("tok_emb.weights", "tok_emb.scales", bad),
+        &desc.tok_emb,
+        vocab,
+        d,
+    )?;
+    match (cfg.position, &desc.pos_emb, &desc.rope) {
+        (GptPosition::Learned, Some(pe), None) => check_matrix(
+            None,
+            ("pos_emb.weights", "pos_emb.scales", bad),
+            pe,
+            block,
+            d,
+        )?,
+        (GptPosition::Rope, None, Some(r)) => {
+            if !hd.is_multiple_of(2) {
+                return Err(param(None, "RoPE needs an even head size"));
+            }
+            let n = block.checked_mul(hd / 2).ok_or(overflow(None))?;
+            let unit = |v: f32| v.is_finite() && (-1.0..=1.0).contains(&v);
+            check_f32s(
+                None,
+                "rope.cos",
+                "rope value out of [-1, 1]",
+                r.cos,
+                n,
+                unit,
+            )?;
+            check_f32s(
+                None,
+                "rope.sin",
+                "rope value out of [-1, 1]",
+                r.sin,
+                n,
+                unit,
+            )?;
+        }
+        (GptPosition::Learned, _, _) => {
+            return Err(param(None, "learned positions need pos_emb and no rope"))
+        }
+        (GptPosition::Rope, _, _) => {
+            return Err(param(None, "RoPE needs rope tables and no pos_emb"))
+        }
+    }
+    for (i, blk) in desc.blocks.as_slice().iter().enumerate() {
+        check_block(i, blk, cfg, d, hidden)?;
+    }
+    check_norm(None, cfg.norm, &desc.ln_f, d, ("ln_f.weight", "ln_f.bias"))?;
+    match (&desc.lm_head, cfg.tied_head) {
+        (Some(h), false) => check_matrix(
+            None,
+            ("lm_head.weights", "lm_head.scales", bad),
+            h,
+            vocab,
+            d,
+        )?,
+        (None, true) => {}
+        (Some(_), true) => return Err(param(None, "lm_head present with a tied head")),
+        (None, false) => return Err(param(None, "lm_head missing (head not tied)")),
+    }
+
+    // State sizes.
+    let n_layer = declared;
+    let gated = cfg.mlp.is_gated();
+    let kv_layer = block.checked_mul(d).ok_or(overflow(None))?;
+    let layout = StateLayout::new(d, block, hidden, gated, vocab, n_layer).ok_or(overflow(None))?;
+    Ok(Dims {
+        n_layer,
+        n_head,
+        d,
+        hd,
+        hidden,
+        block,
+        vocab,
+        kv_layer,
+        layout,
+    })
+}
