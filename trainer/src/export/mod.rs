@@ -30,10 +30,6 @@ use serde::Serialize;
 use crate::autograd::Array;
 use quantize::{Calibration, PERCENTILE_MAX_VALUES};
 
-// SHIM(issue10): MAC counting is moving into aka-core; `aka inspect` and the inference bench
-// still import these from here.
-pub use sequential::{layer_macs, model_macs};
-
 /// File extension of aka model files.
 pub const EXTENSION: &str = "aka";
 

@@ -20,7 +20,7 @@ use std::path::Path;
 use aka_core::format::{
     self, Body, Conv2d, Layer, LayerList, Linear, ModelFile, Requant, SequentialDesc,
 };
-use aka_core::{LayerInfo, SequentialModel};
+use aka_core::SequentialModel;
 use anyhow::ensure;
 use ndarray::Axis;
 use rayon::prelude::*;
@@ -176,29 +176,6 @@ pub fn evaluate_float(model: &Sequential, set: &ImageSet, batch_size: usize) -> 
 
 fn labels(set: &ImageSet) -> impl Iterator<Item = usize> + '_ {
     set.labels.iter().map(|&l| l as usize)
-}
-
-/// Multiply-accumulates of one layer per inference (Linear: `in * out`; Conv2d:
-/// `out_h * out_w * out_c * kh * kw * in_c`; others 0).
-pub fn layer_macs(info: &LayerInfo<'_, '_>) -> u64 {
-    let o = info.output;
-    match info.layer {
-        Layer::Linear(l) => l.in_features as u64 * l.out_features as u64,
-        Layer::Conv2d(c) => {
-            o.h as u64
-                * o.w as u64
-                * o.c as u64
-                * c.kernel_h as u64
-                * c.kernel_w as u64
-                * c.in_channels as u64
-        }
-        _ => 0,
-    }
-}
-
-/// Multiply-accumulates per inference of a whole model.
-pub fn model_macs(model: &SequentialModel<'_>) -> u64 {
-    model.layer_infos().map(|i| layer_macs(&i)).sum()
 }
 
 /// Settings of [`export_classifier`].
@@ -359,11 +336,8 @@ pub fn export_classifier(
     let bytes = encode(&quantized, &meta)?;
     let loaded = SequentialModel::load(&bytes)
         .map_err(|e| anyhow::anyhow!("aka-core rejects the exported model: {e}"))?;
-    let (arena_size, param_bytes, macs) = (
-        loaded.arena_size(),
-        loaded.param_bytes(),
-        model_macs(&loaded),
-    );
+    let (arena_size, param_bytes, macs) =
+        (loaded.arena_size(), loaded.param_bytes(), loaded.macs());
     Ok(Exported {
         bytes,
         quantized,
