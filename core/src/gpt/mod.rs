@@ -83,9 +83,6 @@ mod validate;
 
 pub use decoder::{Decoder, Generation};
 pub use state::GptState;
-// SHIM(issue10): the trainer's exporter still calls `aka_core::gpt::quantize`; the kernel is
-// `aka_core::kernels::quantize` now.
-pub use crate::kernels::quantize;
 
 use crate::format::check_header;
 use crate::format::{

@@ -452,7 +452,7 @@ pub fn encode_gpt(
 
 /// The MLP activation as aka-core's table: `lut[q as u8] = Q(act(s_gate · q), s_act)` for every
 /// int8 `q`, where `act` is the trainer's GELU (tanh approximation) or SiLU evaluated in `f64`,
-/// and `Q` is aka-core's [`aka_core::gpt::quantize`] with `1 / s_act`.
+/// and `Q` is aka-core's [`aka_core::kernels::quantize`] with `1 / s_act`.
 pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
     let inv = 1.0 / s_act;
     (0..=255u8)
@@ -465,7 +465,7 @@ pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
                 }
                 GptMlp::SwiGlu => g / (1.0 + (-g).exp()),
             };
-            aka_core::gpt::quantize(a as f32, inv) as u8
+            aka_core::kernels::quantize(a as f32, inv) as u8
         })
         .collect()
 }
