@@ -6,7 +6,8 @@ mod gpt_common;
 
 use aka_core::format::{MAGIC, VERSION};
 use aka_core::rng::Rng;
-use aka_core::{Decoder, Error, GptModel};
+use aka_core::{Error, GptModel};
+use aka_tests::GptBuffers;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
 use aka_trainer::export::ExportMetadata;
@@ -71,13 +72,8 @@ fn load_and_maybe_run(bytes: &[u8]) -> Result<(), Error> {
     if m.state_size() > 1 << 22 {
         return Ok(());
     }
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut w = vec![0u32; m.block_size()];
-    let st = m
-        .new_state(&mut f, &mut c)
-        .expect("state of the right size");
-    let mut dec = Decoder::new(&m, st, &mut w).expect("window of the right size");
+    let mut bufs = GptBuffers::new(&m);
+    let mut dec = bufs.decoder(&m);
     let mut t = 0u32;
     for _ in 0..m.block_size() + 3 {
         let logits = dec.push(t).expect("a loaded model runs");

@@ -454,25 +454,20 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
         )),
         Error::BadParameter { layer: 0, .. }
     ));
-    assert!(matches!(
-        load_err(&conv(|c| c.kernel_h = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| c.stride_w = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| c.pad_h = c.kernel_h)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| {
+    // Zero or inconsistent geometry.
+    let bad_geometry: [fn(&mut aka_core::format::Conv2d<'_>); 4] = [
+        |c| c.kernel_h = 0,
+        |c| c.stride_w = 0,
+        |c| c.pad_h = c.kernel_h,
+        |c| {
             c.kernel_h = 40;
             c.pad_h = 1;
-        })),
-        Error::BadParameter { .. }
-    ));
+        },
+    ];
+    for (i, edit) in bad_geometry.into_iter().enumerate() {
+        let e = load_err(&conv(edit));
+        assert!(matches!(e, Error::BadParameter { .. }), "conv edit {i}: {e:?}");
+    }
     assert!(matches!(
         load_err(&conv(|c| c.out_channels = u32::MAX)),
         Error::LengthMismatch { .. } | Error::SizeOverflow { .. }
@@ -497,18 +492,12 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
             }
         })
     };
-    assert!(matches!(
-        load_err(&pool(|p| p.kernel_w = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&pool(|p| p.stride_h = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&pool(|p| p.kernel_h = 29)),
-        Error::BadParameter { .. }
-    ));
+    let bad_windows: [fn(&mut aka_core::format::MaxPool2d); 3] =
+        [|p| p.kernel_w = 0, |p| p.stride_h = 0, |p| p.kernel_h = 29];
+    for (i, edit) in bad_windows.into_iter().enumerate() {
+        let e = load_err(&pool(edit));
+        assert!(matches!(e, Error::BadParameter { .. }), "pool edit {i}: {e:?}");
+    }
     // A pool that changes the spatial size makes the Linear's in_features wrong.
     assert!(matches!(
         load_err(&pool(|p| p.stride_h = 1)),
@@ -531,18 +520,15 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
             }
         })
     };
-    assert!(matches!(
-        load_err(&input(|s, _| s.h = 0)),
-        Error::BadInput { .. }
-    ));
-    assert!(matches!(
-        load_err(&input(|_, q| q.scale = f32::NAN)),
-        Error::BadInput { .. }
-    ));
-    assert!(matches!(
-        load_err(&input(|_, q| q.scale = -1.0)),
-        Error::BadInput { .. }
-    ));
+    let bad_inputs: [fn(&mut Shape, &mut QuantParams); 3] = [
+        |s, _| s.h = 0,
+        |_, q| q.scale = f32::NAN,
+        |_, q| q.scale = -1.0,
+    ];
+    for (i, edit) in bad_inputs.into_iter().enumerate() {
+        let e = load_err(&input(edit));
+        assert!(matches!(e, Error::BadInput { .. }), "input edit {i}: {e:?}");
+    }
     assert!(matches!(
         load_err(&input(|s, _| s.c = 2)),
         Error::ShapeMismatch { layer: 0, .. }

@@ -171,15 +171,23 @@ pub fn file_bytes(header: Header, input: InputDesc, layers: &[Layer], labels: &s
     postcard::to_stdvec(&file).expect("serialize")
 }
 
-/// Encodes a whole file from owned quantized layers, with the current header.
-pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
+/// Encodes owned quantized layers and lends `f` their format views (which borrow the
+/// encodings), one per layer.
+pub fn with_layers<R>(qlayers: &[QLayer], f: impl FnOnce(&mut Vec<Layer<'_>>) -> R) -> R {
     let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
-    let layers: Vec<Layer> = qlayers
+    let mut layers: Vec<Layer> = qlayers
         .iter()
         .zip(&enc)
         .map(|(l, e)| to_layer(l, e))
         .collect();
-    file_bytes(Header::CURRENT, input, &layers, labels)
+    f(&mut layers)
+}
+
+/// Encodes a whole file from owned quantized layers, with the current header.
+pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
+    with_layers(qlayers, |layers| {
+        file_bytes(Header::CURRENT, input, layers, labels)
+    })
 }
 
 impl QOut {
