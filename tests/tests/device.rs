@@ -26,10 +26,10 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use aka_core::gpt::GptModel;
-use aka_tests::GptBuffers;
 use aka_core::rng::Rng;
 use aka_core::sample::{sample, Sampling};
 use aka_core::SequentialModel;
+use aka_tests::GptBuffers;
 
 /// Must match `firmware/src/app/gpt.rs`.
 const PROMPT: &str = "ROMEO:";

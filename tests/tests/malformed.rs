@@ -466,7 +466,10 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
     ];
     for (i, edit) in bad_geometry.into_iter().enumerate() {
         let e = load_err(&conv(edit));
-        assert!(matches!(e, Error::BadParameter { .. }), "conv edit {i}: {e:?}");
+        assert!(
+            matches!(e, Error::BadParameter { .. }),
+            "conv edit {i}: {e:?}"
+        );
     }
     assert!(matches!(
         load_err(&conv(|c| c.out_channels = u32::MAX)),
@@ -496,7 +499,10 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
         [|p| p.kernel_w = 0, |p| p.stride_h = 0, |p| p.kernel_h = 29];
     for (i, edit) in bad_windows.into_iter().enumerate() {
         let e = load_err(&pool(edit));
-        assert!(matches!(e, Error::BadParameter { .. }), "pool edit {i}: {e:?}");
+        assert!(
+            matches!(e, Error::BadParameter { .. }),
+            "pool edit {i}: {e:?}"
+        );
     }
     // A pool that changes the spatial size makes the Linear's in_features wrong.
     assert!(matches!(

@@ -35,7 +35,6 @@ impl Drop for TempDir {
     }
 }
 
-
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }

@@ -2,22 +2,20 @@
 //! binary.
 
 use std::path::PathBuf;
-use std::process::Output;
 
 mod common;
 use common::{aka, stderr, stdout};
 
 use aka_core::gpt::GptModel;
-use aka_tests::GptBuffers;
 use aka_core::rng::Rng;
 use aka_core::sample::{argmax, sample, Sampling};
+use aka_tests::GptBuffers;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/models/gpt.aka");
 const MNIST: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../firmware/models/mnist-mlp.aka"
 );
-
 
 /// `aka run MODEL args...`: the text (stdout without its final newline).
 fn run_text(args: &[&str]) -> String {

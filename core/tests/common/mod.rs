@@ -354,17 +354,22 @@ pub fn rand_conv(
     }
 }
 
-/// The tiny CNN used by several tests: 8x8x1 → conv3x3/p1 (4, fused ReLU) → maxpool 2 →
-/// conv3x3/s2/p1 (3) → ReLU → flatten → linear 12→5.
-pub fn tiny_cnn(seed: u64) -> (InputDesc, Vec<QLayer>) {
-    let mut rng = Rng::new(seed);
-    let input = InputDesc::new(
-        Shape::new(8, 8, 1),
+/// A `h x w x 1` input quantized as the raw pixel `p` (scale 1/255, zero point -128).
+pub fn grey_input(h: u32, w: u32) -> InputDesc {
+    InputDesc::new(
+        Shape::new(h, w, 1),
         QuantParams {
             scale: 1.0 / 255.0,
             zero_point: -128,
         },
-    );
+    )
+}
+
+/// The tiny CNN used by several tests: 8x8x1 → conv3x3/p1 (4, fused ReLU) → maxpool 2 →
+/// conv3x3/s2/p1 (3) → ReLU → flatten → linear 12→5.
+pub fn tiny_cnn(seed: u64) -> (InputDesc, Vec<QLayer>) {
+    let mut rng = Rng::new(seed);
+    let input = grey_input(8, 8);
     let c1 = rand_conv(&mut rng, 1, 4, (3, 3), (1, 1), (1, 1), -128, true);
     let z1 = c1.q.out.zero_point;
     let c2 = rand_conv(&mut rng, 4, 3, (3, 3), (2, 2), (1, 1), z1, false);
@@ -395,13 +400,7 @@ pub const TINY_LABELS: &str = "zero\none\ntwo\nthree\nfour";
 /// The tiny MLP: 4x4x1 → flatten → linear 16→8 (fused ReLU) → linear 8→3.
 pub fn tiny_mlp(seed: u64) -> (InputDesc, Vec<QLayer>) {
     let mut rng = Rng::new(seed);
-    let input = InputDesc::new(
-        Shape::new(4, 4, 1),
-        QuantParams {
-            scale: 1.0 / 255.0,
-            zero_point: -128,
-        },
-    );
+    let input = grey_input(4, 4);
     let l1 = rand_linear(&mut rng, 16, 8, -128, true);
     let z1 = l1.q.out.zero_point;
     let l2 = rand_linear(&mut rng, 8, 3, z1, false);
