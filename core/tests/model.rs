@@ -407,6 +407,17 @@ enum VecBody<'a> {
     },
 }
 
+/// A current-version file with empty metadata whose layers are a plain `Vec` (no
+/// `MAX_LAYERS` bound), encoded.
+fn vec_file_bytes(input: InputDesc, layers: Vec<Layer<'_>>) -> Vec<u8> {
+    let file = VecFile {
+        header: Header::CURRENT,
+        metadata: metadata(""),
+        body: VecBody::Sequential { input, layers },
+    };
+    postcard::to_stdvec(&file).unwrap()
+}
+
 #[test]
 fn too_many_and_no_layers() {
     let input = InputDesc::new(
@@ -416,13 +427,8 @@ fn too_many_and_no_layers() {
             zero_point: 0,
         },
     );
-    let layers = vec![Layer::Relu { zero_point: 0 }; MAX_LAYERS];
-    let ok = VecFile {
-        header: Header::CURRENT,
-        metadata: metadata(""),
-        body: VecBody::Sequential { input, layers },
-    };
-    let ok_bytes = postcard::to_stdvec(&ok).unwrap();
+    let relus = |n| vec![Layer::Relu { zero_point: 0 }; n];
+    let ok_bytes = vec_file_bytes(input, relus(MAX_LAYERS));
     // Vec and LayerList encode identically.
     assert_eq!(
         ok_bytes,
@@ -435,13 +441,7 @@ fn too_many_and_no_layers() {
     );
     assert!(SequentialModel::load(&ok_bytes).is_ok());
     for n in [MAX_LAYERS + 1, 200] {
-        let layers = vec![Layer::Relu { zero_point: 0 }; n];
-        let f = VecFile {
-            header: Header::CURRENT,
-            metadata: metadata(""),
-            body: VecBody::Sequential { input, layers },
-        };
-        let b = postcard::to_stdvec(&f).unwrap();
+        let b = vec_file_bytes(input, relus(n));
         assert_eq!(
             SequentialModel::load(&b).unwrap_err(),
             Error::TooManyLayers {

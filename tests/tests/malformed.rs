@@ -320,6 +320,14 @@ fn first_conv(ls: &mut [Layer<'_>]) -> usize {
 }
 
 #[track_caller]
+/// Asserts that each file fails to load with an error `expected` accepts.
+fn all_fail<const N: usize>(files: [Vec<u8>; N], expected: fn(&Error) -> bool) {
+    for (i, b) in files.iter().enumerate() {
+        let e = load_err(b);
+        assert!(expected(&e), "file {i}: {e:?}");
+    }
+}
+
 fn load_err(bytes: &[u8]) -> Error {
     match SequentialModel::load(bytes) {
         Ok(_) => panic!("an invalid model was accepted"),
@@ -464,13 +472,9 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
             c.pad_h = 1;
         },
     ];
-    for (i, edit) in bad_geometry.into_iter().enumerate() {
-        let e = load_err(&conv(edit));
-        assert!(
-            matches!(e, Error::BadParameter { .. }),
-            "conv edit {i}: {e:?}"
-        );
-    }
+    all_fail(bad_geometry.map(&conv), |e| {
+        matches!(e, Error::BadParameter { .. })
+    });
     assert!(matches!(
         load_err(&conv(|c| c.out_channels = u32::MAX)),
         Error::LengthMismatch { .. } | Error::SizeOverflow { .. }
@@ -497,13 +501,9 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
     };
     let bad_windows: [fn(&mut aka_core::format::MaxPool2d); 3] =
         [|p| p.kernel_w = 0, |p| p.stride_h = 0, |p| p.kernel_h = 29];
-    for (i, edit) in bad_windows.into_iter().enumerate() {
-        let e = load_err(&pool(edit));
-        assert!(
-            matches!(e, Error::BadParameter { .. }),
-            "pool edit {i}: {e:?}"
-        );
-    }
+    all_fail(bad_windows.map(&pool), |e| {
+        matches!(e, Error::BadParameter { .. })
+    });
     // A pool that changes the spatial size makes the Linear's in_features wrong.
     assert!(matches!(
         load_err(&pool(|p| p.stride_h = 1)),
@@ -531,10 +531,9 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
         |_, q| q.scale = f32::NAN,
         |_, q| q.scale = -1.0,
     ];
-    for (i, edit) in bad_inputs.into_iter().enumerate() {
-        let e = load_err(&input(edit));
-        assert!(matches!(e, Error::BadInput { .. }), "input edit {i}: {e:?}");
-    }
+    all_fail(bad_inputs.map(&input), |e| {
+        matches!(e, Error::BadInput { .. })
+    });
     assert!(matches!(
         load_err(&input(|s, _| s.c = 2)),
         Error::ShapeMismatch { layer: 0, .. }
