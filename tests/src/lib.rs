@@ -64,6 +64,23 @@ impl Kind {
     }
 }
 
+/// Defines two `#[test]`s, `$mlp` and `$cnn`, that call `$check(Kind::Mlp)` and
+/// `$check(Kind::Cnn)`: one check run on each network, as separate tests.
+#[macro_export]
+macro_rules! test_each_kind {
+    ($check:ident: $mlp:ident, $cnn:ident) => {
+        #[test]
+        fn $mlp() {
+            $check($crate::Kind::Mlp);
+        }
+
+        #[test]
+        fn $cnn() {
+            $check($crate::Kind::Cnn);
+        }
+    };
+}
+
 /// Trains `kind` for `epochs` on the first `train_images` training images (Adam 1e-3, batch 64,
 /// like `aka-trainer mnist`), evaluating on the first 1000 test images, writing nothing.
 pub fn train_model(kind: Kind, train_images: usize, epochs: usize, seed: u64) -> Sequential {
