@@ -714,40 +714,33 @@ fn bad_parameters() {
 
 #[test]
 fn size_overflow_is_an_error() {
-    let input = InputDesc::new(
-        Shape::new(u32::MAX, u32::MAX, u32::MAX),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
-    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
-    assert_eq!(
-        SequentialModel::load(&b).unwrap_err(),
-        Error::BadInput {
-            what: "size overflows"
-        }
-    );
-    let input = InputDesc::new(
-        Shape::new(65_536, 65_536, 2),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
-    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
-    assert_eq!(
-        SequentialModel::load(&b).unwrap_err(),
-        Error::SizeOverflow { layer: 0 }
-    );
+    let unit_input = |shape| {
+        InputDesc::new(
+            shape,
+            QuantParams {
+                scale: 1.0,
+                zero_point: 0,
+            },
+        )
+    };
+    // Inputs too large to flatten.
+    for (shape, error) in [
+        (
+            Shape::new(u32::MAX, u32::MAX, u32::MAX),
+            Error::BadInput {
+                what: "size overflows",
+            },
+        ),
+        (
+            Shape::new(65_536, 65_536, 2),
+            Error::SizeOverflow { layer: 0 },
+        ),
+    ] {
+        let b = file_bytes(Header::CURRENT, unit_input(shape), &[Layer::Flatten], "");
+        assert_eq!(SequentialModel::load(&b).unwrap_err(), error);
+    }
     // Linear claiming a huge weight matrix backed by a few bytes.
-    let input = InputDesc::new(
-        Shape::flat(u32::MAX),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
+    let input = unit_input(Shape::flat(u32::MAX));
     let four = [0u8; 4];
     let l = Layer::Linear(Linear {
         in_features: u32::MAX,
