@@ -2,6 +2,8 @@
 //! offset, byte flips (proptest), wrong magic/version, inconsistent shapes, huge lengths —
 //! always an `Err`, never a panic; whatever loads also runs without panicking.
 
+#[path = "../../core/tests/common/corrupt.rs"]
+mod corrupt;
 mod gpt_common;
 
 use aka_core::format::{MAGIC, VERSION};
@@ -240,10 +242,7 @@ proptest! {
     #[test]
     fn byte_flips_never_panic(which in 0usize..2, flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
         let mut bytes = files()[which].clone();
-        for (at, value) in flips {
-            let i = at.index(bytes.len());
-            bytes[i] = value;
-        }
+        corrupt::set_bytes(&mut bytes, flips);
         let _ = load_and_maybe_run(&bytes);
     }
 
@@ -255,10 +254,8 @@ proptest! {
         at in any::<prop::sample::Index>(),
     ) {
         let mut bytes = files()[which].clone();
-        let n = cut.index(bytes.len() + 1);
-        bytes.truncate(n.max(bytes.len() - 64));
-        let pos = at.index(bytes.len() + 1);
-        bytes.splice(pos..pos, insert);
+        let keep = cut.index(bytes.len() + 1).max(bytes.len() - 64);
+        corrupt::cut_and_insert(&mut bytes, keep, insert, at);
         let _ = load_and_maybe_run(&bytes);
     }
 }

@@ -17,6 +17,8 @@ use aka_core::Task;
 #[path = "../../../tests/src/reference.rs"]
 pub mod reference;
 
+pub mod corrupt;
+
 #[derive(Clone, Debug)]
 pub struct QOut {
     /// Raw int32 bias (scale s_in * s_w), NOT folded.
