@@ -240,19 +240,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
-    fn byte_flips_never_panic(which in 0usize..2, flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+    fn byte_flips_never_panic(which in 0usize..2, flips in corrupt::flips(6)) {
         let mut bytes = files()[which].clone();
         corrupt::set_bytes(&mut bytes, flips);
         let _ = load_and_maybe_run(&bytes);
     }
 
     #[test]
-    fn cuts_and_insertions_never_panic(
-        which in 0usize..2,
-        cut in any::<prop::sample::Index>(),
-        insert in prop::collection::vec(any::<u8>(), 0..6),
-        at in any::<prop::sample::Index>(),
-    ) {
+    fn cuts_and_insertions_never_panic(which in 0usize..2, (cut, insert, at) in corrupt::splices()) {
         let mut bytes = files()[which].clone();
         let keep = cut.index(bytes.len() + 1).max(bytes.len() - 64);
         corrupt::cut_and_insert(&mut bytes, keep, insert, at);
