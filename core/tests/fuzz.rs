@@ -40,27 +40,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn byte_flips_never_panic(which in 0usize..2, flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+    fn byte_flips_never_panic(which in 0usize..2, flips in corrupt::flips(8)) {
         let mut bytes = valid_files().swap_remove(which);
-        for (at, value) in flips {
-            let i = at.index(bytes.len());
-            bytes[i] = value;
-        }
+        corrupt::set_bytes(&mut bytes, flips);
         load_and_maybe_run(&bytes);
     }
 
     #[test]
-    fn truncations_and_insertions_never_panic(
-        which in 0usize..2,
-        cut in any::<prop::sample::Index>(),
-        insert in prop::collection::vec(any::<u8>(), 0..6),
-        at in any::<prop::sample::Index>(),
-    ) {
+    fn truncations_and_insertions_never_panic(which in 0usize..2, (cut, insert, at) in corrupt::splices()) {
         let mut bytes = valid_files().swap_remove(which);
-        let n = cut.index(bytes.len() + 1);
-        bytes.truncate(n);
-        let pos = at.index(bytes.len() + 1);
-        bytes.splice(pos..pos, insert);
+        let keep = cut.index(bytes.len() + 1);
+        corrupt::cut_and_insert(&mut bytes, keep, insert, at);
         load_and_maybe_run(&bytes);
     }
 

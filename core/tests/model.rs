@@ -337,22 +337,12 @@ fn bad_magic_and_version() {
     assert_eq!(SequentialModel::load(b"XY").unwrap_err(), Error::BadMagic);
     assert_eq!(SequentialModel::load(b"").unwrap_err(), Error::Truncated);
     let (input, qlayers) = tiny_mlp(3);
-    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
-    let layers: Vec<Layer> = qlayers
-        .iter()
-        .zip(&enc)
-        .map(|(l, e)| to_layer(l, e))
-        .collect();
     for version in [0u16, VERSION - 1, VERSION + 1, 300, u16::MAX] {
-        let b = file_bytes(
-            Header {
-                magic: MAGIC,
-                version,
-            },
-            input,
-            &layers,
-            "",
-        );
+        let header = Header {
+            magic: MAGIC,
+            version,
+        };
+        let b = with_layers(&qlayers, |layers| file_bytes(header, input, layers, ""));
         assert_eq!(
             SequentialModel::load(&b).unwrap_err(),
             Error::UnsupportedVersion {
@@ -417,6 +407,17 @@ enum VecBody<'a> {
     },
 }
 
+/// A current-version file with empty metadata whose layers are a plain `Vec` (no
+/// `MAX_LAYERS` bound), encoded.
+fn vec_file_bytes(input: InputDesc, layers: Vec<Layer<'_>>) -> Vec<u8> {
+    let file = VecFile {
+        header: Header::CURRENT,
+        metadata: metadata(""),
+        body: VecBody::Sequential { input, layers },
+    };
+    postcard::to_stdvec(&file).unwrap()
+}
+
 #[test]
 fn too_many_and_no_layers() {
     let input = InputDesc::new(
@@ -426,13 +427,8 @@ fn too_many_and_no_layers() {
             zero_point: 0,
         },
     );
-    let layers = vec![Layer::Relu { zero_point: 0 }; MAX_LAYERS];
-    let ok = VecFile {
-        header: Header::CURRENT,
-        metadata: metadata(""),
-        body: VecBody::Sequential { input, layers },
-    };
-    let ok_bytes = postcard::to_stdvec(&ok).unwrap();
+    let relus = |n| vec![Layer::Relu { zero_point: 0 }; n];
+    let ok_bytes = vec_file_bytes(input, relus(MAX_LAYERS));
     // Vec and LayerList encode identically.
     assert_eq!(
         ok_bytes,
@@ -445,13 +441,7 @@ fn too_many_and_no_layers() {
     );
     assert!(SequentialModel::load(&ok_bytes).is_ok());
     for n in [MAX_LAYERS + 1, 200] {
-        let layers = vec![Layer::Relu { zero_point: 0 }; n];
-        let f = VecFile {
-            header: Header::CURRENT,
-            metadata: metadata(""),
-            body: VecBody::Sequential { input, layers },
-        };
-        let b = postcard::to_stdvec(&f).unwrap();
+        let b = vec_file_bytes(input, relus(n));
         assert_eq!(
             SequentialModel::load(&b).unwrap_err(),
             Error::TooManyLayers {
@@ -467,14 +457,10 @@ fn too_many_and_no_layers() {
 /// Loads the tiny CNN after `edit` changed its layers (or input); returns the error.
 fn cnn_error(edit: impl FnOnce(&mut InputDesc, &mut Vec<Layer>)) -> Error {
     let (mut input, qlayers) = tiny_cnn(1);
-    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
-    let mut layers: Vec<Layer> = qlayers
-        .iter()
-        .zip(&enc)
-        .map(|(l, e)| to_layer(l, e))
-        .collect();
-    edit(&mut input, &mut layers);
-    let b = file_bytes(Header::CURRENT, input, &layers, TINY_LABELS);
+    let b = with_layers(&qlayers, |layers| {
+        edit(&mut input, layers);
+        file_bytes(Header::CURRENT, input, layers, TINY_LABELS)
+    });
     SequentialModel::load(&b).unwrap_err()
 }
 
@@ -629,49 +615,49 @@ fn wrong_lengths() {
 #[test]
 fn bad_parameters() {
     let bad = |layer, what| Error::BadParameter { layer, what };
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 0).stride_w = 0),
-        bad(0, "stride is 0")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 0).kernel_h = 0),
-        bad(0, "kernel size is 0")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 0).pad_h = 3),
-        bad(0, "padding must be smaller than the kernel")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 0).out_channels = 0),
-        bad(0, "out_channels is 0")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 0).input_zero_point = 0),
-        bad(
+    type Edit = fn(&mut InputDesc, &mut Vec<Layer<'_>>);
+    let conv_cases: [(Edit, usize, &str); 9] = [
+        (|_, l| conv(l, 0).stride_w = 0, 0, "stride is 0"),
+        (|_, l| conv(l, 0).kernel_h = 0, 0, "kernel size is 0"),
+        (
+            |_, l| conv(l, 0).pad_h = 3,
             0,
-            "conv2d input_zero_point differs from the previous output's zero point"
-        )
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 2).requant.shifts = &SHIFT_31),
-        bad(2, "shift outside -31..=30")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 2).requant.shifts = &SHIFT_M32),
-        bad(2, "shift outside -31..=30")
-    );
-    assert_eq!(
-        cnn_error(|_, l| conv(l, 2).requant.multipliers = &NEG_MULT),
-        bad(2, "negative multiplier")
-    );
-    assert_eq!(
-        cnn_error(|_, l| {
-            let c = conv(l, 2);
-            c.requant.act_min = 10;
-            c.requant.act_max = 9;
-        }),
-        bad(2, "act_min > act_max")
-    );
+            "padding must be smaller than the kernel",
+        ),
+        (|_, l| conv(l, 0).out_channels = 0, 0, "out_channels is 0"),
+        (
+            |_, l| conv(l, 0).input_zero_point = 0,
+            0,
+            "conv2d input_zero_point differs from the previous output's zero point",
+        ),
+        (
+            |_, l| conv(l, 2).requant.shifts = &SHIFT_31,
+            2,
+            "shift outside -31..=30",
+        ),
+        (
+            |_, l| conv(l, 2).requant.shifts = &SHIFT_M32,
+            2,
+            "shift outside -31..=30",
+        ),
+        (
+            |_, l| conv(l, 2).requant.multipliers = &NEG_MULT,
+            2,
+            "negative multiplier",
+        ),
+        (
+            |_, l| {
+                let c = conv(l, 2);
+                c.requant.act_min = 10;
+                c.requant.act_max = 9;
+            },
+            2,
+            "act_min > act_max",
+        ),
+    ];
+    for (edit, layer, what) in conv_cases {
+        assert_eq!(cnn_error(edit), bad(layer, what), "{what}");
+    }
     for scale in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert_eq!(
             cnn_error(|_, l| lin(l, 5).requant.output.scale = scale),
@@ -728,40 +714,33 @@ fn bad_parameters() {
 
 #[test]
 fn size_overflow_is_an_error() {
-    let input = InputDesc::new(
-        Shape::new(u32::MAX, u32::MAX, u32::MAX),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
-    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
-    assert_eq!(
-        SequentialModel::load(&b).unwrap_err(),
-        Error::BadInput {
-            what: "size overflows"
-        }
-    );
-    let input = InputDesc::new(
-        Shape::new(65_536, 65_536, 2),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
-    let b = file_bytes(Header::CURRENT, input, &[Layer::Flatten], "");
-    assert_eq!(
-        SequentialModel::load(&b).unwrap_err(),
-        Error::SizeOverflow { layer: 0 }
-    );
+    let unit_input = |shape| {
+        InputDesc::new(
+            shape,
+            QuantParams {
+                scale: 1.0,
+                zero_point: 0,
+            },
+        )
+    };
+    // Inputs too large to flatten.
+    for (shape, error) in [
+        (
+            Shape::new(u32::MAX, u32::MAX, u32::MAX),
+            Error::BadInput {
+                what: "size overflows",
+            },
+        ),
+        (
+            Shape::new(65_536, 65_536, 2),
+            Error::SizeOverflow { layer: 0 },
+        ),
+    ] {
+        let b = file_bytes(Header::CURRENT, unit_input(shape), &[Layer::Flatten], "");
+        assert_eq!(SequentialModel::load(&b).unwrap_err(), error);
+    }
     // Linear claiming a huge weight matrix backed by a few bytes.
-    let input = InputDesc::new(
-        Shape::flat(u32::MAX),
-        QuantParams {
-            scale: 1.0,
-            zero_point: 0,
-        },
-    );
+    let input = unit_input(Shape::flat(u32::MAX));
     let four = [0u8; 4];
     let l = Layer::Linear(Linear {
         in_features: u32::MAX,

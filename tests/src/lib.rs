@@ -64,6 +64,23 @@ impl Kind {
     }
 }
 
+/// Defines two `#[test]`s, `$mlp` and `$cnn`, that call `$check(Kind::Mlp)` and
+/// `$check(Kind::Cnn)`: one check run on each network, as separate tests.
+#[macro_export]
+macro_rules! test_each_kind {
+    ($check:ident: $mlp:ident, $cnn:ident) => {
+        #[test]
+        fn $mlp() {
+            $check($crate::Kind::Mlp);
+        }
+
+        #[test]
+        fn $cnn() {
+            $check($crate::Kind::Cnn);
+        }
+    };
+}
+
 /// Trains `kind` for `epochs` on the first `train_images` training images (Adam 1e-3, batch 64,
 /// like `aka-trainer mnist`), evaluating on the first 1000 test images, writing nothing.
 pub fn train_model(kind: Kind, train_images: usize, epochs: usize, seed: u64) -> Sequential {
@@ -198,4 +215,46 @@ pub fn prefix_model(bytes: &[u8], last: usize) -> Vec<u8> {
         desc.layers = aka_core::format::LayerList::from_slice(&kept).expect("fits");
     }
     encode(&file)
+}
+
+/// Owned buffers for one GPT run state and decoder: `f32s` (`[state_f32_len]`), `i8s`
+/// (`[state_i8_len]`) and the token `window` (`[block_size]`).
+pub struct GptBuffers {
+    pub f32s: Vec<f32>,
+    pub i8s: Vec<i8>,
+    pub window: Vec<u32>,
+}
+
+impl GptBuffers {
+    /// Zeroed buffers sized for `m`.
+    pub fn new(m: &aka_core::gpt::GptModel) -> Self {
+        Self::filled(m, 0.0, 0)
+    }
+
+    /// Buffers sized for `m`, the state filled with `f` and `i` (dirty buffers for tests that
+    /// must not depend on zeroed memory); the window is zeroed.
+    pub fn filled(m: &aka_core::gpt::GptModel, f: f32, i: i8) -> Self {
+        Self {
+            f32s: vec![f; m.state_f32_len()],
+            i8s: vec![i; m.state_i8_len()],
+            window: vec![0; m.block_size()],
+        }
+    }
+
+    /// The run state carved from these buffers.
+    pub fn state(&mut self, m: &aka_core::gpt::GptModel) -> aka_core::gpt::GptState<'_> {
+        m.new_state(&mut self.f32s, &mut self.i8s)
+            .expect("state of the right size")
+    }
+
+    /// A decoder over `m` with an empty window, on these buffers.
+    pub fn decoder<'m, 'a, 's>(
+        &'s mut self,
+        m: &'m aka_core::gpt::GptModel<'a>,
+    ) -> aka_core::gpt::Decoder<'m, 'a, 's> {
+        let state = m
+            .new_state(&mut self.f32s, &mut self.i8s)
+            .expect("state of the right size");
+        aka_core::gpt::Decoder::new(m, state, &mut self.window).expect("window of the right size")
+    }
 }

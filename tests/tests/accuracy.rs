@@ -50,12 +50,4 @@ fn check(kind: Kind) {
     assert!(float > 94.0, "{}: float accuracy {float:.2}%", kind.name());
 }
 
-#[test]
-fn mlp_int8_keeps_the_float_accuracy() {
-    check(Kind::Mlp);
-}
-
-#[test]
-fn cnn_int8_keeps_the_float_accuracy() {
-    check(Kind::Cnn);
-}
+aka_tests::test_each_kind!(check: mlp_int8_keeps_the_float_accuracy, cnn_int8_keeps_the_float_accuracy);

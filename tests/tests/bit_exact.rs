@@ -15,7 +15,7 @@
 //! `pixel_mean`/`pixel_std`, which the reference applies from the format's definition); one more
 //! MLP is trained and checked without normalization.
 
-use aka_core::format::{Layer, ModelFile, Shape};
+use aka_core::format::{Layer, ModelFile, Requant, Shape};
 use aka_core::rng::Rng;
 use aka_core::SequentialModel;
 use aka_tests::reference::{self, ConvShape, Stage};
@@ -45,6 +45,28 @@ fn unfold_bias(folded: &[i32], w: &[i8], zp_in: i8) -> Vec<i32> {
             i32::try_from(b as i64 + zp_in as i64 * sum).expect("bias fits i32")
         })
         .collect()
+}
+
+/// Lends `f` the reference's output stage of one layer: its file bias (folded, little-endian
+/// i32) unfolded for input zero point `zp_in` over weights `w` (`[out][per]`), and `r`'s
+/// multipliers, shifts, zero point and clamp.
+fn with_stage<R>(
+    bias: &[u8],
+    w: &[i8],
+    zp_in: i8,
+    r: &Requant<'_>,
+    f: impl FnOnce(&Stage) -> R,
+) -> R {
+    let bias = unfold_bias(&le_i32(bias), w, zp_in);
+    let (m, s) = (le_i32(r.multipliers), le_i32(r.shifts));
+    f(&Stage {
+        bias: &bias,
+        multipliers: &m,
+        shifts: &s,
+        zero_point: r.output.zero_point,
+        act_min: r.act_min,
+        act_max: r.act_max,
+    })
 }
 
 /// The reference forward pass: the output of every layer (NHWC) for one image of pixels.
@@ -78,17 +100,9 @@ fn reference(file: &ModelFile<'_>, pixels: &[u8]) -> Vec<Vec<i8>> {
             Layer::Linear(l) => {
                 assert_eq!(x.len(), l.in_features as usize);
                 let w = weights(l.weights);
-                let bias = unfold_bias(&le_i32(l.bias), &w, zp);
-                let (m, s) = (le_i32(l.requant.multipliers), le_i32(l.requant.shifts));
-                let stage = Stage {
-                    bias: &bias,
-                    multipliers: &m,
-                    shifts: &s,
-                    zero_point: l.requant.output.zero_point,
-                    act_min: l.requant.act_min,
-                    act_max: l.requant.act_max,
-                };
-                x = reference::linear(&x, &w, zp, &stage);
+                x = with_stage(l.bias, &w, zp, &l.requant, |stage| {
+                    reference::linear(&x, &w, zp, stage)
+                });
                 shape = Shape::flat(l.out_features);
                 zp = l.requant.output.zero_point;
             }
@@ -104,17 +118,9 @@ fn reference(file: &ModelFile<'_>, pixels: &[u8]) -> Vec<Vec<i8>> {
                     pad: (c.pad_h as usize, c.pad_w as usize),
                 };
                 let w = weights(c.weights);
-                let bias = unfold_bias(&le_i32(c.bias), &w, zp);
-                let (m, s) = (le_i32(c.requant.multipliers), le_i32(c.requant.shifts));
-                let stage = Stage {
-                    bias: &bias,
-                    multipliers: &m,
-                    shifts: &s,
-                    zero_point: c.requant.output.zero_point,
-                    act_min: c.requant.act_min,
-                    act_max: c.requant.act_max,
-                };
-                x = reference::conv2d(&x, &g, &w, zp, &stage);
+                x = with_stage(c.bias, &w, zp, &c.requant, |stage| {
+                    reference::conv2d(&x, &g, &w, zp, stage)
+                });
                 let (oh, ow) = g.out_hw();
                 shape = Shape::new(oh as u32, ow as u32, c.out_channels);
                 zp = c.requant.output.zero_point;

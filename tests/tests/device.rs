@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use aka_core::gpt::{Decoder, GptModel};
+use aka_core::gpt::GptModel;
 use aka_core::rng::Rng;
 use aka_core::sample::{sample, Sampling};
 use aka_core::SequentialModel;
+use aka_tests::GptBuffers;
 
 /// Must match `firmware/src/app/gpt.rs`.
 const PROMPT: &str = "ROMEO:";
@@ -230,12 +231,9 @@ fn mnist_mlp_device_equals_host() {
 /// The host's text: prompt + `TOKENS` sampled chars, exactly the firmware's loop.
 fn host_generate(bytes: &[u8]) -> (String, String) {
     let model = GptModel::load(bytes).unwrap();
-    let mut f = vec![0f32; model.state_f32_len()];
-    let mut kv = vec![0i8; model.state_i8_len()];
-    let mut window = vec![0u32; model.block_size()];
+    let mut bufs = GptBuffers::new(&model);
+    let mut dec = bufs.decoder(&model);
     let mut scratch = vec![0f32; model.vocab_size()];
-    let state = model.new_state(&mut f, &mut kv).unwrap();
-    let mut dec = Decoder::new(&model, state, &mut window).unwrap();
     let mut ids = [0u32; 32];
     let n = model.encode(PROMPT, &mut ids).unwrap();
     let mut rng = Rng::new(SEED);

@@ -5,7 +5,8 @@ mod gpt_common;
 
 use aka_core::rng::Rng;
 use aka_core::sample::{sample, Sampling};
-use aka_core::{Decoder, GptModel};
+use aka_core::GptModel;
+use aka_tests::GptBuffers;
 use aka_trainer::gpt::sample::{generate, Sampling as TrainerSampling};
 use gpt_common::*;
 
@@ -13,9 +14,8 @@ use gpt_common::*;
 /// tokens, positions from 0): incremental while the context fits, a fresh prefill after.
 fn core_greedy(m: &GptModel, prompt: &[u32], n: usize) -> Vec<u32> {
     let block = m.block_size();
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut st = m.new_state(&mut f, &mut c).unwrap();
+    let mut bufs = GptBuffers::new(m);
+    let mut st = bufs.state(m);
     let mut ids = prompt.to_vec();
     let mut logits = m.prefill(&mut st, prompt, 0).unwrap().to_vec();
     let mut out = Vec::new();
@@ -90,12 +90,9 @@ fn seeded_sampling_with_the_decoder() {
     let e = export(&model, data, 1);
     let m = GptModel::load(&e.bytes).unwrap();
     let run = |seed: u64| -> String {
-        let mut f = vec![0f32; m.state_f32_len()];
-        let mut c = vec![0i8; m.state_i8_len()];
-        let mut window = vec![0u32; m.block_size()];
+        let mut bufs = GptBuffers::new(&m);
+        let mut dec = bufs.decoder(&m);
         let mut scratch = vec![0f32; m.vocab_size()];
-        let st = m.new_state(&mut f, &mut c).unwrap();
-        let mut dec = Decoder::new(&m, st, &mut window).unwrap();
         let cfg = Sampling {
             temperature: 0.8,
             top_k: 20,

@@ -3,7 +3,8 @@
 
 mod gpt_common;
 
-use aka_core::{Decoder, GptModel};
+use aka_core::GptModel;
+use aka_tests::GptBuffers;
 use aka_trainer::data::text::Split;
 use aka_trainer::gpt::{GptConfig, GptMlp, GptNorm, GptPosition};
 use gpt_common::*;
@@ -21,9 +22,8 @@ fn check(config: GptConfig) {
     let tokens: Vec<u32> = data.split(Split::Val)[100..100 + 2 * block + 7].to_vec();
 
     // One incremental pass over the first block.
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut st = m.new_state(&mut f, &mut c).unwrap();
+    let mut bufs = GptBuffers::new(&m);
+    let mut st = bufs.state(&m);
     let inc: Vec<Vec<u32>> = tokens[..block]
         .iter()
         .enumerate()
@@ -31,9 +31,8 @@ fn check(config: GptConfig) {
         .collect();
     // Fresh state (dirty buffers), full recompute of tokens 0..=p.
     for p in 0..block {
-        let mut f = vec![f32::NAN; m.state_f32_len()];
-        let mut c = vec![99i8; m.state_i8_len()];
-        let mut st = m.new_state(&mut f, &mut c).unwrap();
+        let mut bufs = GptBuffers::filled(&m, f32::NAN, 99);
+        let mut st = bufs.state(&m);
         let full = bits(m.prefill(&mut st, &tokens[..=p], 0).unwrap());
         assert_eq!(full, inc[p], "position {p}");
     }
@@ -43,11 +42,8 @@ fn check(config: GptConfig) {
     ));
 
     // Sliding window: every step equals a fresh prefill over the decoder's window.
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut window = vec![0u32; block];
-    let st = m.new_state(&mut f, &mut c).unwrap();
-    let mut dec = Decoder::new(&m, st, &mut window).unwrap();
+    let mut dec_bufs = GptBuffers::new(&m);
+    let mut dec = dec_bufs.decoder(&m);
     let mut slides = 0;
     for (i, &t) in tokens.iter().enumerate() {
         let before = dec.len();
@@ -59,9 +55,8 @@ fn check(config: GptConfig) {
             assert_eq!(got, inc[i]);
         }
         if i % 5 == 0 || dec.len() == block / 2 + 1 {
-            let mut f = vec![0f32; m.state_f32_len()];
-            let mut c = vec![0i8; m.state_i8_len()];
-            let mut st = m.new_state(&mut f, &mut c).unwrap();
+            let mut bufs = GptBuffers::new(&m);
+            let mut st = bufs.state(&m);
             let want = bits(m.prefill(&mut st, dec.tokens(), 0).unwrap());
             assert_eq!(got, want, "step {i}");
         }

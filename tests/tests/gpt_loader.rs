@@ -2,11 +2,14 @@
 //! offset, byte flips (proptest), wrong magic/version, inconsistent shapes, huge lengths —
 //! always an `Err`, never a panic; whatever loads also runs without panicking.
 
+#[path = "../../core/tests/common/corrupt.rs"]
+mod corrupt;
 mod gpt_common;
 
 use aka_core::format::{MAGIC, VERSION};
 use aka_core::rng::Rng;
-use aka_core::{Decoder, Error, GptModel};
+use aka_core::{Error, GptModel};
+use aka_tests::GptBuffers;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
 use aka_trainer::export::ExportMetadata;
@@ -71,13 +74,8 @@ fn load_and_maybe_run(bytes: &[u8]) -> Result<(), Error> {
     if m.state_size() > 1 << 22 {
         return Ok(());
     }
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut w = vec![0u32; m.block_size()];
-    let st = m
-        .new_state(&mut f, &mut c)
-        .expect("state of the right size");
-    let mut dec = Decoder::new(&m, st, &mut w).expect("window of the right size");
+    let mut bufs = GptBuffers::new(&m);
+    let mut dec = bufs.decoder(&m);
     let mut t = 0u32;
     for _ in 0..m.block_size() + 3 {
         let logits = dec.push(t).expect("a loaded model runs");
@@ -242,27 +240,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
-    fn byte_flips_never_panic(which in 0usize..2, flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+    fn byte_flips_never_panic(which in 0usize..2, flips in corrupt::flips(6)) {
         let mut bytes = files()[which].clone();
-        for (at, value) in flips {
-            let i = at.index(bytes.len());
-            bytes[i] = value;
-        }
+        corrupt::set_bytes(&mut bytes, flips);
         let _ = load_and_maybe_run(&bytes);
     }
 
     #[test]
-    fn cuts_and_insertions_never_panic(
-        which in 0usize..2,
-        cut in any::<prop::sample::Index>(),
-        insert in prop::collection::vec(any::<u8>(), 0..6),
-        at in any::<prop::sample::Index>(),
-    ) {
+    fn cuts_and_insertions_never_panic(which in 0usize..2, (cut, insert, at) in corrupt::splices()) {
         let mut bytes = files()[which].clone();
-        let n = cut.index(bytes.len() + 1);
-        bytes.truncate(n.max(bytes.len() - 64));
-        let pos = at.index(bytes.len() + 1);
-        bytes.splice(pos..pos, insert);
+        let keep = cut.index(bytes.len() + 1).max(bytes.len() - 64);
+        corrupt::cut_and_insert(&mut bytes, keep, insert, at);
         let _ = load_and_maybe_run(&bytes);
     }
 }

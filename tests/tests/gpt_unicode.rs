@@ -5,7 +5,8 @@ mod gpt_common;
 
 use aka_core::rng::Rng;
 use aka_core::sample::{sample, Sampling};
-use aka_core::{Decoder, GptModel};
+use aka_core::GptModel;
+use aka_tests::GptBuffers;
 use aka_trainer::data::text::{TextDataset, UNKNOWN_CHAR};
 use aka_trainer::gpt::GptConfig;
 use gpt_common::*;
@@ -37,12 +38,9 @@ fn config() -> GptConfig {
 }
 
 fn generate(m: &GptModel, prompt: &str, n: usize, cfg: Sampling, seed: u64) -> String {
-    let mut f = vec![0f32; m.state_f32_len()];
-    let mut c = vec![0i8; m.state_i8_len()];
-    let mut window = vec![0u32; m.block_size()];
+    let mut bufs = GptBuffers::new(m);
+    let mut dec = bufs.decoder(m);
     let mut scratch = vec![0f32; m.vocab_size()];
-    let st = m.new_state(&mut f, &mut c).unwrap();
-    let mut dec = Decoder::new(m, st, &mut window).unwrap();
     let mut ids = vec![0u32; prompt.chars().count()];
     let k = m.encode(prompt, &mut ids).unwrap();
     let mut rng = Rng::new(seed);

@@ -320,6 +320,14 @@ fn first_conv(ls: &mut [Layer<'_>]) -> usize {
 }
 
 #[track_caller]
+/// Asserts that each file fails to load with an error `expected` accepts.
+fn all_fail<const N: usize>(files: [Vec<u8>; N], expected: fn(&Error) -> bool) {
+    for (i, b) in files.iter().enumerate() {
+        let e = load_err(b);
+        assert!(expected(&e), "file {i}: {e:?}");
+    }
+}
+
 fn load_err(bytes: &[u8]) -> Error {
     match SequentialModel::load(bytes) {
         Ok(_) => panic!("an invalid model was accepted"),
@@ -454,25 +462,19 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
         )),
         Error::BadParameter { layer: 0, .. }
     ));
-    assert!(matches!(
-        load_err(&conv(|c| c.kernel_h = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| c.stride_w = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| c.pad_h = c.kernel_h)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&conv(|c| {
+    // Zero or inconsistent geometry.
+    let bad_geometry: [fn(&mut aka_core::format::Conv2d<'_>); 4] = [
+        |c| c.kernel_h = 0,
+        |c| c.stride_w = 0,
+        |c| c.pad_h = c.kernel_h,
+        |c| {
             c.kernel_h = 40;
             c.pad_h = 1;
-        })),
-        Error::BadParameter { .. }
-    ));
+        },
+    ];
+    all_fail(bad_geometry.map(&conv), |e| {
+        matches!(e, Error::BadParameter { .. })
+    });
     assert!(matches!(
         load_err(&conv(|c| c.out_channels = u32::MAX)),
         Error::LengthMismatch { .. } | Error::SizeOverflow { .. }
@@ -497,18 +499,11 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
             }
         })
     };
-    assert!(matches!(
-        load_err(&pool(|p| p.kernel_w = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&pool(|p| p.stride_h = 0)),
-        Error::BadParameter { .. }
-    ));
-    assert!(matches!(
-        load_err(&pool(|p| p.kernel_h = 29)),
-        Error::BadParameter { .. }
-    ));
+    let bad_windows: [fn(&mut aka_core::format::MaxPool2d); 3] =
+        [|p| p.kernel_w = 0, |p| p.stride_h = 0, |p| p.kernel_h = 29];
+    all_fail(bad_windows.map(&pool), |e| {
+        matches!(e, Error::BadParameter { .. })
+    });
     // A pool that changes the spatial size makes the Linear's in_features wrong.
     assert!(matches!(
         load_err(&pool(|p| p.stride_h = 1)),
@@ -531,18 +526,14 @@ fn inconsistent_shapes_and_parameters_are_rejected() {
             }
         })
     };
-    assert!(matches!(
-        load_err(&input(|s, _| s.h = 0)),
-        Error::BadInput { .. }
-    ));
-    assert!(matches!(
-        load_err(&input(|_, q| q.scale = f32::NAN)),
-        Error::BadInput { .. }
-    ));
-    assert!(matches!(
-        load_err(&input(|_, q| q.scale = -1.0)),
-        Error::BadInput { .. }
-    ));
+    let bad_inputs: [fn(&mut Shape, &mut QuantParams); 3] = [
+        |s, _| s.h = 0,
+        |_, q| q.scale = f32::NAN,
+        |_, q| q.scale = -1.0,
+    ];
+    all_fail(bad_inputs.map(&input), |e| {
+        matches!(e, Error::BadInput { .. })
+    });
     assert!(matches!(
         load_err(&input(|s, _| s.c = 2)),
         Error::ShapeMismatch { layer: 0, .. }

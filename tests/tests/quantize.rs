@@ -266,15 +266,10 @@ fn check_parameters(kind: Kind) {
     assert!(reports.next().is_none());
 }
 
-#[test]
-fn mlp_parameters_match_the_float_model() {
-    check_parameters(Kind::Mlp);
-}
-
-#[test]
-fn cnn_parameters_match_the_float_model() {
-    check_parameters(Kind::Cnn);
-}
+aka_tests::test_each_kind!(
+    check_parameters: mlp_parameters_match_the_float_model,
+    cnn_parameters_match_the_float_model
+);
 
 /// Dequantized int8 scores against the float logits on test images.
 fn score_error(model: &Sequential, bytes: &[u8], n: usize) -> (f64, f64) {

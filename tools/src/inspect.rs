@@ -375,12 +375,11 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         thousands(int8_weights),
         thousands(params - int8_weights)
     );
-    let _ = writeln!(
-        out,
-        "flash         {} bytes: {} parameter bytes (int8 weights, f32 scales/norms/tables, vocab) + {} bytes of descriptors and metadata",
-        thousands(m.file_size() as u64),
-        thousands(m.param_bytes() as u64),
-        thousands(m.file_size().saturating_sub(m.param_bytes()) as u64)
+    flash_line(
+        &mut out,
+        m.file_size(),
+        m.param_bytes(),
+        "int8 weights, f32 scales/norms/tables, vocab",
     );
     let kv = m.kv_cache_size();
     let _ = writeln!(
@@ -558,12 +557,11 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
         line(&mut out, &t);
     }
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "flash         {} bytes: {} parameter bytes (int8 weights, int32 bias/multipliers/shifts) + {} bytes of descriptors and metadata",
-        thousands(m.file_size() as u64),
-        thousands(m.param_bytes() as u64),
-        thousands(m.file_size().saturating_sub(m.param_bytes()) as u64)
+    flash_line(
+        &mut out,
+        m.file_size(),
+        m.param_bytes(),
+        "int8 weights, int32 bias/multipliers/shifts",
     );
     let _ = writeln!(
         out,
@@ -583,6 +581,18 @@ fn write_provenance(out: &mut String, meta: &Metadata<'_>) {
         meta.train_command
     };
     let _ = writeln!(out, "trained with  {cmd}");
+}
+
+/// The `flash` line: the file size, split into parameter bytes (made of `params`) and the rest
+/// (descriptors and metadata).
+fn flash_line(out: &mut String, file_size: usize, param_bytes: usize, params: &str) {
+    let _ = writeln!(
+        out,
+        "flash         {} bytes: {} parameter bytes ({params}) + {} bytes of descriptors and metadata",
+        thousands(file_size as u64),
+        thousands(param_bytes as u64),
+        thousands(file_size.saturating_sub(param_bytes) as u64)
+    );
 }
 
 #[cfg(test)]

@@ -49,90 +49,77 @@ enum Command {
 struct RunArgs {
     /// Model file.
     file: PathBuf,
+    #[command(flatten)]
+    sequential: SequentialArgs,
+    #[command(flatten)]
+    gpt: GptArgs,
+}
+
+/// The flags of `run` on a sequential (MNIST) model.
+#[derive(Args)]
+#[command(next_help_heading = "Sequential (MNIST) models")]
+struct SequentialArgs {
     /// PNG or PGM/PPM image of any size: converted to grey (alpha over black) and resized to
     /// the model input by area averaging. MNIST digits are white on black.
-    #[arg(
-        long,
-        value_name = "PATH",
-        conflicts_with = "mnist_index",
-        help_heading = "Sequential (MNIST) models"
-    )]
+    #[arg(long, value_name = "PATH", conflicts_with = "mnist_index")]
     image: Option<PathBuf>,
     /// Invert the image (255 - p), for a dark digit on a light background.
-    #[arg(long, requires = "image", help_heading = "Sequential (MNIST) models")]
+    #[arg(long, requires = "image")]
     invert: bool,
     /// Use image N of the MNIST-format test set in --data.
-    #[arg(long, value_name = "N", help_heading = "Sequential (MNIST) models")]
+    #[arg(long, value_name = "N")]
     mnist_index: Option<usize>,
     /// Directory with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]
     /// [default: data/mnist of this checkout].
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "mnist_index",
-        help_heading = "Sequential (MNIST) models"
-    )]
+    #[arg(long, value_name = "DIR", requires = "mnist_index")]
     data: Option<PathBuf>,
+}
+
+/// The flags of `run` on a GPT model.
+#[derive(Args)]
+#[command(next_help_heading = "GPT models")]
+struct GptArgs {
     /// Text to start from (printed first) [default: "ROMEO:", the firmware's].
-    #[arg(long, value_name = "TEXT", help_heading = "GPT models")]
+    #[arg(long, value_name = "TEXT")]
     prompt: Option<String>,
     /// Number of tokens (chars) to generate after the prompt [default: 100, the firmware's].
-    #[arg(long, value_name = "N", help_heading = "GPT models")]
+    #[arg(long, value_name = "N")]
     tokens: Option<usize>,
     /// Softmax temperature, >= 0; 0 = greedy (argmax) [default: 0.8].
-    #[arg(
-        long,
-        value_name = "T",
-        allow_negative_numbers = true,
-        help_heading = "GPT models"
-    )]
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Sample among the K most likely tokens; 0 = all, 1 = greedy [default: 40].
-    #[arg(long, value_name = "K", help_heading = "GPT models")]
+    #[arg(long, value_name = "K")]
     top_k: Option<u32>,
     /// Seed of the sampling RNG (aka-core's SplitMix64) [default: 1].
-    #[arg(long, value_name = "N", help_heading = "GPT models")]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
 }
 
-impl RunArgs {
-    /// The sequential-only flags given.
-    fn sequential_flags(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.image.is_some() {
-            v.push("--image");
-        }
-        if self.invert {
-            v.push("--invert");
-        }
-        if self.mnist_index.is_some() {
-            v.push("--mnist-index");
-        }
-        if self.data.is_some() {
-            v.push("--data");
-        }
-        v
+impl SequentialArgs {
+    /// The flags given.
+    fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            (self.image.is_some(), "--image"),
+            (self.invert, "--invert"),
+            (self.mnist_index.is_some(), "--mnist-index"),
+            (self.data.is_some(), "--data"),
+        ];
+        flags.into_iter().filter(|f| f.0).map(|f| f.1).collect()
     }
+}
 
-    /// The GPT-only flags given.
-    fn gpt_flags(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.prompt.is_some() {
-            v.push("--prompt");
-        }
-        if self.tokens.is_some() {
-            v.push("--tokens");
-        }
-        if self.temperature.is_some() {
-            v.push("--temperature");
-        }
-        if self.top_k.is_some() {
-            v.push("--top-k");
-        }
-        if self.seed.is_some() {
-            v.push("--seed");
-        }
-        v
+impl GptArgs {
+    /// The flags given.
+    fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            (self.prompt.is_some(), "--prompt"),
+            (self.tokens.is_some(), "--tokens"),
+            (self.temperature.is_some(), "--temperature"),
+            (self.top_k.is_some(), "--top-k"),
+            (self.seed.is_some(), "--seed"),
+        ];
+        flags.into_iter().filter(|f| f.0).map(|f| f.1).collect()
     }
 }
 
@@ -170,9 +157,9 @@ fn cmd_inspect(file: &Path) -> anyhow::Result<()> {
 fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
     let model = model::open(&args.file)?;
     let (given, other) = match &model {
-        Model::Sequential(_) => (args.gpt_flags(), "--image PATH or --mnist-index N"),
+        Model::Sequential(_) => (args.gpt.given(), "--image PATH or --mnist-index N"),
         Model::Gpt(_) => (
-            args.sequential_flags(),
+            args.sequential.given(),
             "--prompt, --tokens, --temperature, --top-k, --seed",
         ),
     };
@@ -198,13 +185,13 @@ fn run_gpt(m: &aka_core::gpt::GptModel<'_>, args: &RunArgs) -> anyhow::Result<()
     use std::io::Write as _;
     let d = Settings::default();
     let settings = Settings {
-        prompt: args.prompt.clone().unwrap_or(d.prompt),
-        tokens: args.tokens.unwrap_or(d.tokens),
+        prompt: args.gpt.prompt.clone().unwrap_or(d.prompt),
+        tokens: args.gpt.tokens.unwrap_or(d.tokens),
         sampling: aka_core::sample::Sampling {
-            temperature: args.temperature.unwrap_or(d.sampling.temperature),
-            top_k: args.top_k.unwrap_or(d.sampling.top_k),
+            temperature: args.gpt.temperature.unwrap_or(d.sampling.temperature),
+            top_k: args.gpt.top_k.unwrap_or(d.sampling.top_k),
         },
-        seed: args.seed.unwrap_or(d.seed),
+        seed: args.gpt.seed.unwrap_or(d.seed),
     };
     if m.unknown_id().is_some() {
         let unknown: String = settings
@@ -251,10 +238,10 @@ fn run_gpt(m: &aka_core::gpt::GptModel<'_>, args: &RunArgs) -> anyhow::Result<()
 }
 
 fn run_sequential(m: &aka_core::SequentialModel<'_>, args: &RunArgs) -> anyhow::Result<()> {
-    let (img, truth, source) = match (&args.image, args.mnist_index) {
+    let (img, truth, source) = match (&args.sequential.image, args.sequential.mnist_index) {
         (Some(path), _) => {
             let mut img = input::read_image(path)?;
-            if args.invert {
+            if args.sequential.invert {
                 img.invert();
             } else if looks_inverted(&img) {
                 eprintln!(
@@ -267,12 +254,20 @@ fn run_sequential(m: &aka_core::SequentialModel<'_>, args: &RunArgs) -> anyhow::
                 path.display(),
                 img.width,
                 img.height,
-                if args.invert { ", inverted" } else { "" }
+                if args.sequential.invert {
+                    ", inverted"
+                } else {
+                    ""
+                }
             );
             (img, None, source)
         }
         (None, Some(index)) => {
-            let data = args.data.clone().unwrap_or_else(input::default_mnist_dir);
+            let data = args
+                .sequential
+                .data
+                .clone()
+                .unwrap_or_else(input::default_mnist_dir);
             let set = input::load_test_set(&data)?;
             let (img, label) = set.get(index)?;
             (

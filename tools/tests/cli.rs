@@ -3,7 +3,10 @@
 //! never a panic.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{aka, stderr, stdout};
 
 use aka_core::SequentialModel;
 use aka_tests::{mnist, quick, Kind};
@@ -30,21 +33,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn aka(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aka"))
-        .args(args)
-        .output()
-        .expect("runs the aka binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn p(path: &Path) -> &str {

@@ -2,32 +2,20 @@
 //! binary.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-use aka_core::gpt::{Decoder, GptModel};
+mod common;
+use common::{aka, stderr, stdout};
+
+use aka_core::gpt::GptModel;
 use aka_core::rng::Rng;
 use aka_core::sample::{argmax, sample, Sampling};
+use aka_tests::GptBuffers;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/models/gpt.aka");
 const MNIST: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../firmware/models/mnist-mlp.aka"
 );
-
-fn aka(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aka"))
-        .args(args)
-        .output()
-        .expect("running aka")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `aka run MODEL args...`: the text (stdout without its final newline).
 fn run_text(args: &[&str]) -> String {
@@ -51,11 +39,8 @@ fn bytes() -> Vec<u8> {
 fn reference(prompt: &str, tokens: usize, mut pick: impl FnMut(&[f32]) -> u32) -> String {
     let bytes = bytes();
     let model = GptModel::load(&bytes).unwrap();
-    let mut f = vec![0f32; model.state_f32_len()];
-    let mut kv = vec![0i8; model.state_i8_len()];
-    let mut window = vec![0u32; model.block_size()];
-    let state = model.new_state(&mut f, &mut kv).unwrap();
-    let mut dec = Decoder::new(&model, state, &mut window).unwrap();
+    let mut bufs = GptBuffers::new(&model);
+    let mut dec = bufs.decoder(&model);
     let mut ids = vec![0u32; prompt.len()];
     let n = model.encode(prompt, &mut ids).unwrap();
     let mut next = 0;

@@ -17,6 +17,8 @@ use aka_core::Task;
 #[path = "../../../tests/src/reference.rs"]
 pub mod reference;
 
+pub mod corrupt;
+
 #[derive(Clone, Debug)]
 pub struct QOut {
     /// Raw int32 bias (scale s_in * s_w), NOT folded.
@@ -171,15 +173,23 @@ pub fn file_bytes(header: Header, input: InputDesc, layers: &[Layer], labels: &s
     postcard::to_stdvec(&file).expect("serialize")
 }
 
-/// Encodes a whole file from owned quantized layers, with the current header.
-pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
+/// Encodes owned quantized layers and lends `f` their format views (which borrow the
+/// encodings), one per layer.
+pub fn with_layers<R>(qlayers: &[QLayer], f: impl FnOnce(&mut Vec<Layer<'_>>) -> R) -> R {
     let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
-    let layers: Vec<Layer> = qlayers
+    let mut layers: Vec<Layer> = qlayers
         .iter()
         .zip(&enc)
         .map(|(l, e)| to_layer(l, e))
         .collect();
-    file_bytes(Header::CURRENT, input, &layers, labels)
+    f(&mut layers)
+}
+
+/// Encodes a whole file from owned quantized layers, with the current header.
+pub fn build(input: InputDesc, qlayers: &[QLayer], labels: &str) -> Vec<u8> {
+    with_layers(qlayers, |layers| {
+        file_bytes(Header::CURRENT, input, layers, labels)
+    })
 }
 
 impl QOut {
@@ -346,17 +356,22 @@ pub fn rand_conv(
     }
 }
 
-/// The tiny CNN used by several tests: 8x8x1 → conv3x3/p1 (4, fused ReLU) → maxpool 2 →
-/// conv3x3/s2/p1 (3) → ReLU → flatten → linear 12→5.
-pub fn tiny_cnn(seed: u64) -> (InputDesc, Vec<QLayer>) {
-    let mut rng = Rng::new(seed);
-    let input = InputDesc::new(
-        Shape::new(8, 8, 1),
+/// A `h x w x 1` input quantized as the raw pixel `p` (scale 1/255, zero point -128).
+pub fn grey_input(h: u32, w: u32) -> InputDesc {
+    InputDesc::new(
+        Shape::new(h, w, 1),
         QuantParams {
             scale: 1.0 / 255.0,
             zero_point: -128,
         },
-    );
+    )
+}
+
+/// The tiny CNN used by several tests: 8x8x1 → conv3x3/p1 (4, fused ReLU) → maxpool 2 →
+/// conv3x3/s2/p1 (3) → ReLU → flatten → linear 12→5.
+pub fn tiny_cnn(seed: u64) -> (InputDesc, Vec<QLayer>) {
+    let mut rng = Rng::new(seed);
+    let input = grey_input(8, 8);
     let c1 = rand_conv(&mut rng, 1, 4, (3, 3), (1, 1), (1, 1), -128, true);
     let z1 = c1.q.out.zero_point;
     let c2 = rand_conv(&mut rng, 4, 3, (3, 3), (2, 2), (1, 1), z1, false);
@@ -387,13 +402,7 @@ pub const TINY_LABELS: &str = "zero\none\ntwo\nthree\nfour";
 /// The tiny MLP: 4x4x1 → flatten → linear 16→8 (fused ReLU) → linear 8→3.
 pub fn tiny_mlp(seed: u64) -> (InputDesc, Vec<QLayer>) {
     let mut rng = Rng::new(seed);
-    let input = InputDesc::new(
-        Shape::new(4, 4, 1),
-        QuantParams {
-            scale: 1.0 / 255.0,
-            zero_point: -128,
-        },
-    );
+    let input = grey_input(4, 4);
     let l1 = rand_linear(&mut rng, 16, 8, -128, true);
     let z1 = l1.q.out.zero_point;
     let l2 = rand_linear(&mut rng, 8, 3, z1, false);

@@ -1,8 +1,10 @@
-//! Shared by the hardware boards: the DWT cycle counter and a debugger-aware exit.
+//! Shared by the hardware boards: defmt over RTT, the DWT cycle counter and a debugger-aware
+//! exit.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use cortex_m::peripheral::{DCB, DWT};
+use defmt_rtt as _;
 
 use crate::counter::Unit;
 

@@ -3,11 +3,6 @@
 //! Run: `cargo run --release --no-default-features --features nrf52840 --bin hello` with the
 //! runner `probe-rs run --chip nRF52840_xxAA` (see `.cargo/config.toml`).
 
-use defmt_rtt as _;
-
-pub(crate) use super::hw::{exit, init_counter, now, COUNTER_UNIT};
-
-pub(crate) const RAM_START: u32 = 0x2000_0000;
 /// The nRF52840 CPU always runs at 64 MHz.
 pub(crate) const COUNTER_HZ: u32 = 64_000_000;
 

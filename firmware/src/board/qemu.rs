@@ -18,8 +18,6 @@ use defmt_semihosting as _;
 
 use crate::counter::Unit;
 
-pub(crate) const RAM_START: u32 = 0x2000_0000;
-
 pub(crate) const COUNTER_UNIT: Unit = Unit::Instructions;
 /// Instructions per second of virtual time under `-icount shift=0`.
 pub(crate) const COUNTER_HZ: u32 = 1_000_000_000;

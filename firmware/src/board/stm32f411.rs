@@ -3,11 +3,6 @@
 //! Run: `cargo run --release --no-default-features --features stm32f411 --bin hello` with the
 //! runner `probe-rs run --chip STM32F411RETx` (see `.cargo/config.toml`).
 
-use defmt_rtt as _;
-
-pub(crate) use super::hw::{exit, init_counter, now, COUNTER_UNIT};
-
-pub(crate) const RAM_START: u32 = 0x2000_0000;
 /// Core clock after reset (16 MHz HSI). A HAL that raises it (up to 100 MHz) should pass the new
 /// rate to `Counter::with_hz` so that `Delay` stays right; cycle counts are unaffected.
 pub(crate) const COUNTER_HZ: u32 = 16_000_000;
