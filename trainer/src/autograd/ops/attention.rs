@@ -36,6 +36,22 @@ struct Operand<'a> {
     cs: usize,
 }
 
+impl<'a> Operand<'a> {
+    /// A row-major matrix whose rows are `rs` apart.
+    fn rows(data: &'a [f32], rs: usize) -> Self {
+        Self { data, rs, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `rs` apart.
+    fn transposed(data: &'a [f32], rs: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: rs,
+        }
+    }
+}
+
 /// Which `k` contribute to output row block `i0 .. i0 + rows`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KRange {
@@ -214,6 +230,60 @@ struct AttnDims {
     avx: bool,
 }
 
+impl AttnDims {
+    /// `c = a·b` for one head: `a` a `[t, t]` probability-shaped operand, `b` `[t, hd]` rows
+    /// `ldb` apart, `c` `[t, hd]` rows `ldc` apart.
+    #[inline(always)]
+    fn head_product(
+        self,
+        a: Operand<'_>,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        krange: KRange,
+    ) {
+        tile_gemm(
+            self.t, self.hd, self.t, a, b, ldb, c, ldc, krange, false, self.avx,
+        );
+    }
+
+    /// `c = a·bᵀ` for one head, lower triangle: `a` `[t, hd]`, `bt` the `[hd, t]` transposed
+    /// right operand, `c` `[t, t]`.
+    #[inline(always)]
+    fn scores(self, a: Operand<'_>, bt: &[f32], c: &mut [f32]) {
+        let t = self.t;
+        tile_gemm(t, t, self.hd, a, bt, t, c, t, KRange::Full, true, self.avx);
+    }
+}
+
+/// Copies the `[t, hd]` column block at `col` of the `[t, ld]` rows `xb` into `out`, transposed
+/// (`[hd, t]`).
+#[inline(always)]
+fn transpose_block(xb: &[f32], ld: usize, col: usize, hd: usize, out: &mut [f32]) {
+    let t = out.len() / hd;
+    for j in 0..t {
+        for (c, &x) in xb[j * ld + col..j * ld + col + hd].iter().enumerate() {
+            out[c * t + j] = x;
+        }
+    }
+}
+
+/// The probabilities as used: `p ⊙ mask` (written into `buf`) when there is a dropout mask,
+/// else `p` itself.
+#[inline(always)]
+fn dropped_out<'a>(buf: &'a mut Option<Vec<f32>>, p: &'a [f32], mask: Option<&[f32]>) -> &'a [f32] {
+    match (buf, mask) {
+        (Some(buf), Some(m)) => {
+            for ((o, &p), &mm) in buf.iter_mut().zip(p).zip(m) {
+                *o = p * mm;
+            }
+            buf
+        }
+        _ => p,
+    }
+}
+
 /// Forward for one batch element: `xb` its `[t, 3d]` q|k|v rows, `ob` its `[t, d]` output rows,
 /// `pb` its `[h, t, t]` probabilities (written), `mb` its dropout mask, if any.
 #[inline(always)]
@@ -224,58 +294,25 @@ fn attn_fwd_body(dims: AttnDims, xb: &[f32], ob: &mut [f32], pb: &mut [f32], mb:
         hd,
         n_head,
         scale,
-        avx,
+        avx: _,
     } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut kt = vec![0.0f32; hd * t];
     let mut dropped = mb.map(|_| vec![0.0f32; tt]);
     for hi in 0..n_head {
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
-        for j in 0..t {
-            for (c, &x) in xb[j * ld + kc..j * ld + kc + hd].iter().enumerate() {
-                kt[c * t + j] = x;
-            }
-        }
+        transpose_block(xb, ld, kc, hd, &mut kt);
         let ph = &mut pb[hi * tt..(hi + 1) * tt];
         // S = Q·Kᵀ (lower triangle)
-        let q = Operand {
-            data: &xb[qc..],
-            rs: ld,
-            cs: 1,
-        };
-        tile_gemm(t, t, hd, q, &kt, t, ph, t, KRange::Full, true, avx);
+        dims.scores(Operand::rows(&xb[qc..], ld), &kt, ph);
         for (i, row) in ph.chunks_exact_mut(t).enumerate() {
             softmax_scaled_in_place(&mut row[..=i], scale);
             row[i + 1..].fill(0.0);
         }
-        let p_used: &[f32] = match (&mut dropped, mb) {
-            (Some(buf), Some(m)) => {
-                for ((o, &p), &mm) in buf.iter_mut().zip(ph.iter()).zip(&m[hi * tt..]) {
-                    *o = p * mm;
-                }
-                buf
-            }
-            _ => ph,
-        };
+        let p_used = dropped_out(&mut dropped, ph, mb.map(|m| &m[hi * tt..(hi + 1) * tt]));
         // O = P'·V
-        let p = Operand {
-            data: p_used,
-            rs: t,
-            cs: 1,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            p,
-            &xb[vc..],
-            ld,
-            &mut ob[qc..],
-            d,
-            KRange::Lower,
-            false,
-            avx,
-        );
+        let p = Operand::rows(p_used, t);
+        dims.head_product(p, &xb[vc..], ld, &mut ob[qc..], d, KRange::Lower);
     }
 }
 
@@ -305,7 +342,7 @@ fn attn_bwd_body(
         hd,
         n_head,
         scale,
-        avx,
+        avx: _,
     } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut vt = vec![0.0f32; hd * t];
@@ -315,46 +352,13 @@ fn attn_bwd_body(
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
         let ph = &pb[hi * tt..(hi + 1) * tt];
         let mh = mb.map(|m| &m[hi * tt..(hi + 1) * tt]);
-        for j in 0..t {
-            for (c, &x) in xb[j * ld + vc..j * ld + vc + hd].iter().enumerate() {
-                vt[c * t + j] = x;
-            }
-        }
-        let p_used: &[f32] = match (&mut dropped, mh) {
-            (Some(buf), Some(m)) => {
-                for ((o, &p), &mm) in buf.iter_mut().zip(ph).zip(m) {
-                    *o = p * mm;
-                }
-                buf
-            }
-            _ => ph,
-        };
+        transpose_block(xb, ld, vc, hd, &mut vt);
+        let p_used = dropped_out(&mut dropped, ph, mh);
         // dV = P'ᵀ·dO: row j of dV sums over queries i >= j.
-        let pt = Operand {
-            data: p_used,
-            rs: 1,
-            cs: t,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            pt,
-            &gb[qc..],
-            d,
-            &mut gxb[vc..],
-            ld,
-            KRange::Upper,
-            false,
-            avx,
-        );
+        let pt = Operand::transposed(p_used, t);
+        dims.head_product(pt, &gb[qc..], d, &mut gxb[vc..], ld, KRange::Upper);
         // dP = dO·Vᵀ (lower triangle)
-        let go = Operand {
-            data: &gb[qc..],
-            rs: d,
-            cs: 1,
-        };
-        tile_gemm(t, t, hd, go, &vt, t, &mut dp, t, KRange::Full, true, avx);
+        dims.scores(Operand::rows(&gb[qc..], d), &vt, &mut dp);
         // dS = P ⊙ (dP ⊙ mask - rowsum(P ⊙ dP ⊙ mask)) · scale, zero above the diagonal.
         for (i, (dr, pr)) in dp.chunks_exact_mut(t).zip(ph.chunks_exact(t)).enumerate() {
             let (dl, pl) = (&mut dr[..=i], &pr[..=i]);
@@ -370,42 +374,9 @@ fn attn_bwd_body(
             dr[i + 1..].fill(0.0);
         }
         // dQ = dS·K ; dK = dSᵀ·Q
-        let ds = Operand {
-            data: &dp,
-            rs: t,
-            cs: 1,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            ds,
-            &xb[kc..],
-            ld,
-            &mut gxb[qc..],
-            ld,
-            KRange::Lower,
-            false,
-            avx,
-        );
-        let dst = Operand {
-            data: &dp,
-            rs: 1,
-            cs: t,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            dst,
-            &xb[qc..],
-            ld,
-            &mut gxb[kc..],
-            ld,
-            KRange::Upper,
-            false,
-            avx,
-        );
+        let (ds, dst) = (Operand::rows(&dp, t), Operand::transposed(&dp, t));
+        dims.head_product(ds, &xb[kc..], ld, &mut gxb[qc..], ld, KRange::Lower);
+        dims.head_product(dst, &xb[qc..], ld, &mut gxb[kc..], ld, KRange::Upper);
     }
 }
 
