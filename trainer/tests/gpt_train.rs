@@ -24,14 +24,7 @@ fn corpus() -> TextDataset {
 }
 
 fn tiny_model(data: &TextDataset, seed: u64) -> Gpt {
-    let config = GptConfig {
-        n_layer: 2,
-        n_head: 2,
-        d_model: 16,
-        block_size: 16,
-        vocab_size: data.tokenizer().vocab_size(),
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(2, 2, 16, 16, data.tokenizer().vocab_size());
     Gpt::new(config, &mut Rng::new(seed))
 }
 
@@ -190,18 +183,12 @@ fn non_ascii_corpus_trains_and_generates_known_chars() {
     let data = TextDataset::from_text(&text, None);
     let vocab = data.tokenizer().vocab().to_vec();
     assert!(vocab.contains(&'🙂') && vocab.contains(&'語'));
-    let config = GptConfig {
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        block_size: 12,
-        vocab_size: vocab.len(),
-        position: GptPosition::Rope,
-        norm: GptNorm::RmsNorm,
-        mlp: GptMlp::GeGlu,
-        tied_head: false,
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(1, 2, 16, 12, vocab.len()).variant(
+        GptPosition::Rope,
+        GptNorm::RmsNorm,
+        GptMlp::GeGlu,
+        false,
+    );
     let model = Gpt::new(config, &mut Rng::new(2));
     let h = train_gpt(
         &model,

@@ -288,25 +288,18 @@ fn dropped_out<'a>(buf: &'a mut Option<Vec<f32>>, p: &'a [f32], mask: Option<&[f
 /// `pb` its `[h, t, t]` probabilities (written), `mb` its dropout mask, if any.
 #[inline(always)]
 fn attn_fwd_body(dims: AttnDims, xb: &[f32], ob: &mut [f32], pb: &mut [f32], mb: Option<&[f32]>) {
-    let AttnDims {
-        t,
-        d,
-        hd,
-        n_head,
-        scale,
-        avx: _,
-    } = dims;
+    let AttnDims { t, d, hd, .. } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut kt = vec![0.0f32; hd * t];
     let mut dropped = mb.map(|_| vec![0.0f32; tt]);
-    for hi in 0..n_head {
+    for hi in 0..dims.n_head {
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
         transpose_block(xb, ld, kc, hd, &mut kt);
         let ph = &mut pb[hi * tt..(hi + 1) * tt];
         // S = Q·Kᵀ (lower triangle)
         dims.scores(Operand::rows(&xb[qc..], ld), &kt, ph);
         for (i, row) in ph.chunks_exact_mut(t).enumerate() {
-            softmax_scaled_in_place(&mut row[..=i], scale);
+            softmax_scaled_in_place(&mut row[..=i], dims.scale);
             row[i + 1..].fill(0.0);
         }
         let p_used = dropped_out(&mut dropped, ph, mb.map(|m| &m[hi * tt..(hi + 1) * tt]));
@@ -336,19 +329,12 @@ fn attn_bwd_body(
     mb: Option<&[f32]>,
     gxb: &mut [f32],
 ) {
-    let AttnDims {
-        t,
-        d,
-        hd,
-        n_head,
-        scale,
-        avx: _,
-    } = dims;
+    let AttnDims { t, d, hd, .. } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut vt = vec![0.0f32; hd * t];
     let mut dp = vec![0.0f32; tt];
     let mut dropped = mb.map(|_| vec![0.0f32; tt]);
-    for hi in 0..n_head {
+    for hi in 0..dims.n_head {
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
         let ph = &pb[hi * tt..(hi + 1) * tt];
         let mh = mb.map(|m| &m[hi * tt..(hi + 1) * tt]);
@@ -369,7 +355,7 @@ fn attn_bwd_body(
             }
             let s: f32 = dl.iter().zip(pl).map(|(&x, &p)| x * p).sum();
             for (x, &p) in dl.iter_mut().zip(pl) {
-                *x = p * (*x - s) * scale;
+                *x = p * (*x - s) * dims.scale;
             }
             dr[i + 1..].fill(0.0);
         }
