@@ -9,15 +9,12 @@ use aka_trainer::autograd::no_grad;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::gpt::sample::{generate, Sampling};
 use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
-use aka_trainer::nn::{Ctx, Module};
+use aka_trainer::nn::Ctx;
 use aka_trainer::train::Progress;
 use aka_trainer::train::{load_trained, train_gpt, GptHistory, GptTrainConfig, SampleConfig};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aka-gpt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{temp_dir, weights};
 
 fn corpus() -> TextDataset {
     TextDataset::from_text(&"the cat sat on the mat. ".repeat(200), None)
@@ -40,14 +37,6 @@ fn quick(steps: usize) -> GptTrainConfig {
         sample: None,
         ..GptTrainConfig::default()
     }
-}
-
-fn weights(model: &dyn Module) -> Vec<Vec<u32>> {
-    model
-        .parameters()
-        .iter()
-        .map(|(_, p)| p.value().iter().map(|v| v.to_bits()).collect())
-        .collect()
 }
 
 fn losses(h: &GptHistory) -> (Vec<u32>, Vec<(usize, u32)>) {

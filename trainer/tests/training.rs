@@ -1,7 +1,7 @@
 //! Training behaviour on real MNIST data: determinism, resume, learning, and the CLI's handling
 //! of bad data.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use aka_core::rng::Rng;
@@ -9,23 +9,12 @@ use aka_trainer::data::mnist::{Mnist, PixelNorm};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module};
 use aka_trainer::train::{train, Checkpoint, History, Progress, Splits, Subset, TrainConfig};
 
+mod common;
+use common::{temp_dir, weights};
+
 fn mnist() -> Mnist {
     Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"))
         .expect("bundled MNIST loads")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aka-training-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn weights(model: &dyn Module) -> Vec<Vec<u32>> {
-    model
-        .parameters()
-        .iter()
-        .map(|(_, p)| p.value().iter().map(|v| v.to_bits()).collect())
-        .collect()
 }
 
 /// Trains `model` on the first `n_train` training and `n_test` test images of `data`.
