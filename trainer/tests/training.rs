@@ -124,9 +124,12 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn trainer(args: &[&str]) -> std::process::Output {
+/// `aka-trainer mnist --data data --out out`, then `extra`.
+fn trainer_mnist(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_aka-trainer"))
-        .args(args)
+        .args(["mnist", "--data", data.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra)
         .output()
         .expect("runs")
 }
@@ -161,13 +164,7 @@ fn cli_reports_bad_data_without_panicking() {
             std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
         }
         damage(&dir);
-        let out = trainer(&[
-            "mnist",
-            "--data",
-            dir.to_str().unwrap(),
-            "--out",
-            dir.join("out").to_str().unwrap(),
-        ]);
+        let out = trainer_mnist(&dir, &dir.join("out"), &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: should fail");
         assert!(
@@ -259,18 +256,9 @@ fn cli_normalization_and_no_normalize() {
         ("raw", &["--no-normalize"][..], PixelNorm::NONE),
     ] {
         let out = dir.join(name);
-        let mut args = vec![
-            "mnist",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-chart",
-            "--calibration",
-            "100",
-        ];
+        let mut args = vec!["--no-chart", "--calibration", "100"];
         args.extend_from_slice(extra);
-        let o = trainer(&args);
+        let o = trainer_mnist(&data, &out, &args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{name}: {stderr}");
         let summary: serde_json::Value =
@@ -308,22 +296,11 @@ fn cli_normalization_and_no_normalize() {
         assert_eq!(ck.pixel_norm(), Some(norm));
 
         // Resuming with the other setting.
-        let mut args = vec![
-            "mnist",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-chart",
-            "--no-export",
-            "--epochs",
-            "2",
-            "--resume",
-        ];
+        let mut args = vec!["--no-chart", "--no-export", "--epochs", "2", "--resume"];
         if norm != PixelNorm::NONE {
             args.push("--no-normalize");
         }
-        let o = trainer(&args);
+        let o = trainer_mnist(&data, &out, &args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{name}: resume should fail");
         assert!(stderr.contains("pixel normalization"), "{name}: {stderr}");

@@ -95,29 +95,34 @@ fn tile_gemm(
             }
             let cols = NR.min(n - j0);
             let mut acc = [[0.0f32; NR]; MR];
+            let tile = Tile {
+                a,
+                b,
+                ldb,
+                i0,
+                j0,
+                klo,
+                khi,
+            };
             if rows == MR && cols == NR {
                 #[cfg(target_arch = "x86_64")]
                 if avx {
                     // SAFETY: callers pass `avx = true` only when `has_avx()` said so.
-                    unsafe { tile_avx(a, i0, klo, khi, b, ldb, j0, &mut acc) };
+                    unsafe { tile_avx(tile, &mut acc) };
                 } else {
-                    tile_portable(a, i0, klo, khi, b, ldb, j0, MR, &mut acc);
+                    tile_portable(tile, &mut acc);
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 {
                     let _ = avx;
-                    tile_portable(a, i0, klo, khi, b, ldb, j0, MR, &mut acc);
+                    tile_portable(tile, &mut acc);
                 }
             } else {
+                // A partial tile: the portable kernel on the rows there are, columns zero-padded.
                 for kk in klo..khi {
                     let mut bv = [0.0f32; NR];
-                    bv[..cols].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + cols]);
-                    for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
-                        let av = a.data[(i0 + r) * a.rs + kk * a.cs];
-                        for (x, &bb) in acc_r.iter_mut().zip(&bv) {
-                            *x += av * bb;
-                        }
-                    }
+                    bv[..cols].copy_from_slice(&tile.b_row(kk)[..cols]);
+                    tile.add_products(kk, &bv, &mut acc[..rows]);
                 }
             }
             for (r, acc_r) in acc.iter().enumerate().take(rows) {
@@ -128,30 +133,51 @@ fn tile_gemm(
     }
 }
 
-/// One `rows × NR` output tile, portable code: `acc[r][j] = Σ_k a(i0 + r, k) · b[k·ldb + j0 + j]`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn tile_portable(
-    a: Operand<'_>,
+/// The inputs of one output tile: rows `i0 ..` of `a` and columns `j0 .. j0 + NR` of `b` (rows
+/// `ldb` apart), over `k` in `klo..khi`.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    a: Operand<'a>,
+    b: &'a [f32],
+    ldb: usize,
     i0: usize,
+    j0: usize,
     klo: usize,
     khi: usize,
-    b: &[f32],
-    ldb: usize,
-    j0: usize,
-    rows: usize,
-    acc: &mut [[f32; NR]; MR],
-) {
-    for kk in klo..khi {
-        let bv: &[f32; NR] = b[kk * ldb + j0..kk * ldb + j0 + NR]
-            .try_into()
-            .expect("NR columns");
-        for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
-            let av = a.data[(i0 + r) * a.rs + kk * a.cs];
+}
+
+impl Tile<'_> {
+    /// `a(i0 + r, kk)`.
+    #[inline(always)]
+    fn a(&self, r: usize, kk: usize) -> f32 {
+        self.a.data[(self.i0 + r) * self.a.rs + kk * self.a.cs]
+    }
+
+    /// Row `kk` of `b` from column `j0` on (at most `NR` wide, fewer at the right edge).
+    #[inline(always)]
+    fn b_row(&self, kk: usize) -> &[f32] {
+        let at = kk * self.ldb + self.j0;
+        &self.b[at..(at + NR).min(self.b.len())]
+    }
+
+    /// `acc[r][j] += a(i0 + r, kk) · bv[j]` for the rows of `acc`.
+    #[inline(always)]
+    fn add_products(&self, kk: usize, bv: &[f32; NR], acc: &mut [[f32; NR]]) {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = self.a(r, kk);
             for (x, &bb) in acc_r.iter_mut().zip(bv) {
                 *x += av * bb;
             }
         }
+    }
+}
+
+/// One full `MR × NR` output tile, portable code: `acc[r][j] = Σ_k a(i0 + r, k) · b[k·ldb + j0 + j]`.
+#[inline(always)]
+fn tile_portable(tile: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
+    for kk in tile.klo..tile.khi {
+        let bv: &[f32; NR] = tile.b_row(kk).try_into().expect("NR columns");
+        tile.add_products(kk, bv, acc);
     }
 }
 
@@ -171,27 +197,15 @@ fn has_avx() -> bool {
 /// each k broadcasts 4 values of A and loads 16 of B. Same operations in the same order as the
 /// portable code (multiply, then add; no FMA), so the same results.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx")]
-fn tile_avx(
-    a: Operand<'_>,
-    i0: usize,
-    klo: usize,
-    khi: usize,
-    b: &[f32],
-    ldb: usize,
-    j0: usize,
-    acc: &mut [[f32; NR]; MR],
-) {
+fn tile_avx(tile: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
     let mut c: [__m256; 2 * MR] = [_mm256_setzero_ps(); 2 * MR];
-    for kk in klo..khi {
-        let bs: &[f32; NR] = b[kk * ldb + j0..kk * ldb + j0 + NR]
-            .try_into()
-            .expect("NR columns");
+    for kk in tile.klo..tile.khi {
+        let bs: &[f32; NR] = tile.b_row(kk).try_into().expect("NR columns");
         // SAFETY: `bs` has NR = 16 elements: lanes 0..8 and 8..16 are in bounds.
         let (b0, b1) = unsafe {
             (
@@ -200,7 +214,7 @@ fn tile_avx(
             )
         };
         for r in 0..MR {
-            let av = _mm256_set1_ps(a.data[(i0 + r) * a.rs + kk * a.cs]);
+            let av = _mm256_set1_ps(tile.a(r, kk));
             c[2 * r] = _mm256_add_ps(c[2 * r], _mm256_mul_ps(av, b0));
             c[2 * r + 1] = _mm256_add_ps(c[2 * r + 1], _mm256_mul_ps(av, b1));
         }
