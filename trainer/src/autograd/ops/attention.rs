@@ -17,7 +17,7 @@ use crate::autograd::tensor::{Array, Tensor};
 // Small register-tiled matrix products for attention.
 //
 // Per head, attention multiplies `[t, hd]` and `[t, t]` matrices (64 × 16 for the small model):
-// too small for a general GEMM to amortise its packing and per-call overhead. `tile_gemm` keeps
+// too small for a general GEMM to amortise its packing and per-call overhead. `TileGemm` keeps
 // a 4 × 16 tile of the output in registers, reads both operands in place (any row/column stride
 // for A, contiguous rows for B), and skips the tiles and k-ranges that causality makes zero.
 // Each output element is `Σ_k a·b` accumulated in ascending k in f32 (separate multiply and
@@ -63,71 +63,81 @@ enum KRange {
     Upper,
 }
 
-/// `c[i·ldc + j] = Σ_k a(i, k) · b[k·ldb + j]` for `i < m`, `j < n`, `k` in `krange` of `0..kdim`.
-/// With `lower_only`, output tiles entirely above the diagonal (`j0 >= i0 + rows`) are not
-/// written (the caller ignores them). `avx` selects the AVX micro-kernel for full tiles (only
-/// pass `true` when the CPU has AVX; see [`has_avx`]).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn tile_gemm(
+/// A small matrix product's shape and options: `c[i·ldc + j] = Σ_k a(i, k) · b[k·ldb + j]` for
+/// `i < m`, `j < n`, `k` in `krange` of `0..kdim` ([`TileGemm::run`]).
+#[derive(Clone, Copy)]
+struct TileGemm {
     m: usize,
     n: usize,
     kdim: usize,
-    a: Operand<'_>,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
     krange: KRange,
+    /// Output tiles entirely above the diagonal (`j0 >= i0 + rows`) are not written (the caller
+    /// ignores them).
     lower_only: bool,
+    /// Use the AVX micro-kernel for full tiles (only `true` when the CPU has AVX; see
+    /// [`has_avx`]).
     avx: bool,
-) {
-    for i0 in (0..m).step_by(MR) {
-        let rows = MR.min(m - i0);
-        let (klo, khi) = match krange {
-            KRange::Full => (0, kdim),
-            KRange::Lower => (0, (i0 + rows).min(kdim)),
-            KRange::Upper => (i0.min(kdim), kdim),
-        };
-        for j0 in (0..n).step_by(NR) {
-            if lower_only && j0 >= i0 + rows {
-                break;
-            }
-            let cols = NR.min(n - j0);
-            let mut acc = [[0.0f32; NR]; MR];
-            let tile = Tile {
-                a,
-                b,
-                ldb,
-                i0,
-                j0,
-                klo,
-                khi,
+}
+
+impl TileGemm {
+    /// `c = a·b` as described on [`TileGemm`]: `b` rows `ldb` apart, `c` rows `ldc` apart.
+    #[inline(always)]
+    fn run(self, a: Operand<'_>, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+        let TileGemm {
+            m,
+            n,
+            kdim,
+            krange,
+            lower_only,
+            avx,
+        } = self;
+        for i0 in (0..m).step_by(MR) {
+            let rows = MR.min(m - i0);
+            let (klo, khi) = match krange {
+                KRange::Full => (0, kdim),
+                KRange::Lower => (0, (i0 + rows).min(kdim)),
+                KRange::Upper => (i0.min(kdim), kdim),
             };
-            if rows == MR && cols == NR {
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: callers pass `avx = true` only when `has_avx()` said so.
-                    unsafe { tile_avx(tile, &mut acc) };
+            for j0 in (0..n).step_by(NR) {
+                if lower_only && j0 >= i0 + rows {
+                    break;
+                }
+                let cols = NR.min(n - j0);
+                let mut acc = [[0.0f32; NR]; MR];
+                let tile = Tile {
+                    a,
+                    b,
+                    ldb,
+                    i0,
+                    j0,
+                    klo,
+                    khi,
+                };
+                if rows == MR && cols == NR {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx {
+                        // SAFETY: callers pass `avx = true` only when `has_avx()` said so.
+                        unsafe { tile_avx(tile, &mut acc) };
+                    } else {
+                        tile_portable(tile, &mut acc);
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    {
+                        let _ = avx;
+                        tile_portable(tile, &mut acc);
+                    }
                 } else {
-                    tile_portable(tile, &mut acc);
+                    // A partial tile: the portable kernel on the rows there are, columns zero-padded.
+                    for kk in klo..khi {
+                        let mut bv = [0.0f32; NR];
+                        bv[..cols].copy_from_slice(&tile.b_row(kk)[..cols]);
+                        tile.add_products(kk, &bv, &mut acc[..rows]);
+                    }
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = avx;
-                    tile_portable(tile, &mut acc);
+                for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                    let at = (i0 + r) * ldc + j0;
+                    c[at..at + cols].copy_from_slice(&acc_r[..cols]);
                 }
-            } else {
-                // A partial tile: the portable kernel on the rows there are, columns zero-padded.
-                for kk in klo..khi {
-                    let mut bv = [0.0f32; NR];
-                    bv[..cols].copy_from_slice(&tile.b_row(kk)[..cols]);
-                    tile.add_products(kk, &bv, &mut acc[..rows]);
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                let at = (i0 + r) * ldc + j0;
-                c[at..at + cols].copy_from_slice(&acc_r[..cols]);
             }
         }
     }
@@ -245,21 +255,17 @@ struct AttnDims {
 }
 
 impl AttnDims {
-    /// `c = a·b` for one head: `a` a `[t, t]` probability-shaped operand, `b` `[t, hd]` rows
-    /// `ldb` apart, `c` `[t, hd]` rows `ldc` apart.
-    #[inline(always)]
-    fn head_product(
-        self,
-        a: Operand<'_>,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
-        krange: KRange,
-    ) {
-        tile_gemm(
-            self.t, self.hd, self.t, a, b, ldb, c, ldc, krange, false, self.avx,
-        );
+    /// The product `c = a·b` of one head, over `krange`: `a` a `[t, t]` probability-shaped
+    /// operand, `b` and `c` `[t, hd]`.
+    fn head_product(self, krange: KRange) -> TileGemm {
+        TileGemm {
+            m: self.t,
+            n: self.hd,
+            kdim: self.t,
+            krange,
+            lower_only: false,
+            avx: self.avx,
+        }
     }
 
     /// `c = a·bᵀ` for one head, lower triangle: `a` `[t, hd]`, `bt` the `[hd, t]` transposed
@@ -267,7 +273,15 @@ impl AttnDims {
     #[inline(always)]
     fn scores(self, a: Operand<'_>, bt: &[f32], c: &mut [f32]) {
         let t = self.t;
-        tile_gemm(t, t, self.hd, a, bt, t, c, t, KRange::Full, true, self.avx);
+        let gemm = TileGemm {
+            m: t,
+            n: t,
+            kdim: self.hd,
+            krange: KRange::Full,
+            lower_only: true,
+            avx: self.avx,
+        };
+        gemm.run(a, bt, t, c, t);
     }
 }
 
@@ -319,7 +333,8 @@ fn attn_fwd_body(dims: AttnDims, xb: &[f32], ob: &mut [f32], pb: &mut [f32], mb:
         let p_used = dropped_out(&mut dropped, ph, mb.map(|m| &m[hi * tt..(hi + 1) * tt]));
         // O = P'·V
         let p = Operand::rows(p_used, t);
-        dims.head_product(p, &xb[vc..], ld, &mut ob[qc..], d, KRange::Lower);
+        dims.head_product(KRange::Lower)
+            .run(p, &xb[vc..], ld, &mut ob[qc..], d);
     }
 }
 
@@ -356,7 +371,8 @@ fn attn_bwd_body(
         let p_used = dropped_out(&mut dropped, ph, mh);
         // dV = P'ᵀ·dO: row j of dV sums over queries i >= j.
         let pt = Operand::transposed(p_used, t);
-        dims.head_product(pt, &gb[qc..], d, &mut gxb[vc..], ld, KRange::Upper);
+        dims.head_product(KRange::Upper)
+            .run(pt, &gb[qc..], d, &mut gxb[vc..], ld);
         // dP = dO·Vᵀ (lower triangle)
         dims.scores(Operand::rows(&gb[qc..], d), &vt, &mut dp);
         // dS = P ⊙ (dP ⊙ mask - rowsum(P ⊙ dP ⊙ mask)) · scale, zero above the diagonal.
@@ -375,8 +391,10 @@ fn attn_bwd_body(
         }
         // dQ = dS·K ; dK = dSᵀ·Q
         let (ds, dst) = (Operand::rows(&dp, t), Operand::transposed(&dp, t));
-        dims.head_product(ds, &xb[kc..], ld, &mut gxb[qc..], ld, KRange::Lower);
-        dims.head_product(dst, &xb[qc..], ld, &mut gxb[kc..], ld, KRange::Upper);
+        dims.head_product(KRange::Lower)
+            .run(ds, &xb[kc..], ld, &mut gxb[qc..], ld);
+        dims.head_product(KRange::Upper)
+            .run(dst, &xb[qc..], ld, &mut gxb[kc..], ld);
     }
 }
 
@@ -556,7 +574,15 @@ mod tests {
                         rs: k,
                         cs: 1,
                     };
-                    tile_gemm(m, n, k, op, &b, n, &mut c, n, krange, false, avx);
+                    let gemm = TileGemm {
+                        m,
+                        n,
+                        kdim: k,
+                        krange,
+                        lower_only: false,
+                        avx,
+                    };
+                    gemm.run(op, &b, n, &mut c, n);
                     c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 };
                 let expected: Vec<u32> = naive.iter().map(|v| v.to_bits()).collect();
