@@ -235,13 +235,21 @@ const CONV_CASES: [ConvCase; 5] = [
     (1, 2, 3, 3, 2, 3, 2, 1, 2),
 ];
 
+/// A case's input `[n, c, h, w]`, weight `[co, c, kh, kw]` and bias `[co]`, standard normal,
+/// drawn in that order.
+fn conv_inputs(case: ConvCase, r: &mut Rng) -> (Array, Array, Array) {
+    let (n, c, h, w, co, kh, kw, _, _) = case;
+    let x = randn(&[n, c, h, w], 1.0, r);
+    let wt = randn(&[co, c, kh, kw], 1.0, r);
+    (x, wt, randn(&[co], 1.0, r))
+}
+
 #[test]
 fn conv2d_forward_matches_direct() {
     let mut r = rng();
-    for &(n, c, h, w, co, kh, kw, s, p) in &CONV_CASES {
-        let x = randn(&[n, c, h, w], 1.0, &mut r);
-        let wt = randn(&[co, c, kh, kw], 1.0, &mut r);
-        let b = randn(&[co], 1.0, &mut r);
+    for case in CONV_CASES {
+        let (x, wt, b) = conv_inputs(case, &mut r);
+        let (s, p) = (case.7, case.8);
         let got = Tensor::new(x.clone()).conv2d(
             &Tensor::new(wt.clone()),
             Some(&Tensor::new(b.clone())),
@@ -338,14 +346,13 @@ fn conv2d_large_batch_is_thread_count_independent() {
 #[test]
 fn conv2d_gradients() {
     let mut r = rng();
-    for &(n, c, h, w, co, kh, kw, s, p) in &CONV_CASES {
-        let x = randn(&[n, c, h, w], 1.0, &mut r);
-        let wt = randn(&[co, c, kh, kw], 1.0, &mut r);
-        let b = randn(&[co], 1.0, &mut r);
+    for case in CONV_CASES {
+        let (x, wt, b) = conv_inputs(case, &mut r);
+        let (s, p) = (case.7, case.8);
         check(&[x.clone(), wt.clone(), b], |t| {
             t[0].conv2d(&t[1], Some(&t[2]), s, p)
         })
-        .unwrap_or_else(|e| panic!("case {:?}: {e}", (n, c, h, w, co, kh, kw, s, p)));
+        .unwrap_or_else(|e| panic!("case {case:?}: {e}"));
         check(&[x, wt], |t| t[0].conv2d(&t[1], None, s, p)).unwrap();
     }
 }
