@@ -18,9 +18,9 @@ fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied_head: bool) -> G
 
 fn all_variants() -> Vec<GptConfig> {
     let mut out = Vec::new();
-    for position in [GptPosition::Learned, GptPosition::Rope] {
-        for norm in [GptNorm::LayerNorm, GptNorm::RmsNorm] {
-            for mlp in [GptMlp::Gelu, GptMlp::SwiGlu, GptMlp::GeGlu] {
+    for &position in GptPosition::ALL {
+        for &norm in GptNorm::ALL {
+            for &mlp in GptMlp::ALL {
                 for tied in [true, false] {
                     out.push(tiny(position, norm, mlp, tied));
                 }
