@@ -26,18 +26,8 @@ fn corpus() -> String {
 /// A tiny untrained model (1 layer, 2 heads, d 16, hidden 64, context 8), exported.
 fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied: bool) -> Vec<u8> {
     let data = TextDataset::from_text(&corpus(), None);
-    let config = GptConfig {
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        block_size: 8,
-        vocab_size: data.tokenizer().vocab_size(),
-        position,
-        norm,
-        mlp,
-        tied_head: tied,
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(1, 2, 16, 8, data.tokenizer().vocab_size())
+        .variant(position, norm, mlp, tied);
     let model = Gpt::new(config, &mut Rng::new(3));
     export_gpt(
         &model,

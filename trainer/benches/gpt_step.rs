@@ -36,14 +36,7 @@ fn child(index: usize, steps: usize) {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
     )
     .expect("tinyshakespeare");
-    let config = GptConfig {
-        n_layer: layers,
-        n_head: heads,
-        d_model: dim,
-        block_size: block,
-        vocab_size: data.tokenizer().vocab_size(),
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(layers, heads, dim, block, data.tokenizer().vocab_size());
     let model = Gpt::new(config, &mut Rng::new(0));
     let mut opt = Optimizer::new(OptimizerConfig::adamw(1e-3, 0.1), model.parameters());
     let mut ctx = Ctx::train(Rng::new(1));

@@ -5,15 +5,15 @@
 //! Charts are rendered into a `String` and written with [`crate::io::write_atomic`], so a chart
 //! being refreshed during training is never seen half-written.
 //!
-//! - [`loss_and_accuracy_chart`]: classifier runs; training loss per step (raw values faint,
+//! - [`loss_and_accuracy_svg`]: classifier runs; training loss per step (raw values faint,
 //!   smoothed line on top) above test accuracy per epoch (line + points).
-//! - [`train_val_loss_chart`]: language-model runs; training loss per step (raw + smoothed)
+//! - [`train_val_loss_svg`]: language-model runs; training loss per step (raw + smoothed)
 //!   and validation loss at the steps where it was evaluated.
-//! - [`line_chart`]: any set of [`Series`] on one pair of axes.
+//! - [`line_chart_svg`]: any set of [`Series`] on one pair of axes.
 //!
 //! Non-finite values (a diverged loss) are skipped rather than drawn. Empty inputs give an
-//! empty but valid chart. Each function has an `*_svg` twin returning the SVG text. Errors
-//! (`anyhow`) name the file when writing fails.
+//! empty but valid chart. Each returns the SVG text; [`write_svg`] writes it atomically, with
+//! an error (`anyhow`) naming the file when writing fails.
 
 use std::path::Path;
 
@@ -332,12 +332,13 @@ fn render(title: &str, size: (u32, u32), panels: &[(Panel<'_>, u32)]) -> anyhow:
     Ok(svg)
 }
 
-fn write_svg(path: &Path, svg: &str) -> anyhow::Result<()> {
+/// Writes a chart's SVG text to `path`, atomically.
+pub fn write_svg(path: &Path, svg: &str) -> anyhow::Result<()> {
     crate::io::write_atomic(path, svg.as_bytes())
         .with_context(|| format!("writing chart {}", path.display()))
 }
 
-/// SVG text of [`line_chart`].
+/// `series` on one pair of axes (900x500 SVG).
 pub fn line_chart_svg(
     title: &str,
     x_label: &str,
@@ -355,18 +356,13 @@ pub fn line_chart_svg(
     render(title, (900, 500), &[(panel, 1)])
 }
 
-/// Writes `series` on one pair of axes (900x500 SVG) to `path`, atomically.
-pub fn line_chart(
-    path: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[Series],
-) -> anyhow::Result<()> {
-    write_svg(path, &line_chart_svg(title, x_label, y_label, series)?)
-}
-
-/// SVG text of [`loss_and_accuracy_chart`].
+/// Classifier training chart (900x800 SVG):
+///
+/// - top: `step_losses` as `(global step, loss)`, raw values faint and a smoothed line
+///   ([`moving_average`] over [`smoothing_window`] steps);
+/// - bottom: `epoch_accuracy` as `(epoch, accuracy)`, line + points, labelled in percent.
+///   Accuracy may be given as fractions in `[0, 1]` or as percentages in `[0, 100]`: if any
+///   value exceeds 1, all are taken as percentages.
 pub fn loss_and_accuracy_svg(
     title: &str,
     step_losses: &[(usize, f32)],
@@ -401,26 +397,8 @@ pub fn loss_and_accuracy_svg(
     render(title, (900, 800), &[(top, 55), (bottom, 45)])
 }
 
-/// Classifier training chart (900x800 SVG), written atomically to `path`:
-///
-/// - top: `step_losses` as `(global step, loss)`, raw values faint and a smoothed line
-///   ([`moving_average`] over [`smoothing_window`] steps);
-/// - bottom: `epoch_accuracy` as `(epoch, accuracy)`, line + points, labelled in percent.
-///   Accuracy may be given as fractions in `[0, 1]` or as percentages in `[0, 100]`: if any
-///   value exceeds 1, all are taken as percentages.
-pub fn loss_and_accuracy_chart(
-    path: &Path,
-    title: &str,
-    step_losses: &[(usize, f32)],
-    epoch_accuracy: &[(usize, f32)],
-) -> anyhow::Result<()> {
-    write_svg(
-        path,
-        &loss_and_accuracy_svg(title, step_losses, epoch_accuracy)?,
-    )
-}
-
-/// SVG text of [`train_val_loss_chart`].
+/// Language-model training chart (900x500 SVG): training loss per step (raw faint + smoothed)
+/// and validation loss at the steps it was measured, both as `(step, loss)`.
 pub fn train_val_loss_svg(
     title: &str,
     train: &[(usize, f32)],
@@ -433,18 +411,6 @@ pub fn train_val_loss_svg(
         Series::from_steps("validation", val, SeriesStyle::LineAndPoints).with_color(ORANGE),
     ];
     line_chart_svg(title, "step", "loss", &series)
-}
-
-/// Language-model training chart (900x500 SVG), written atomically to `path`: training loss
-/// per step (raw faint + smoothed) and validation loss at the steps it was measured, both as
-/// `(step, loss)`.
-pub fn train_val_loss_chart(
-    path: &Path,
-    title: &str,
-    train: &[(usize, f32)],
-    val: &[(usize, f32)],
-) -> anyhow::Result<()> {
-    write_svg(path, &train_val_loss_svg(title, train, val)?)
 }
 
 #[cfg(test)]
@@ -469,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn loss_and_accuracy_chart_writes_an_svg() {
+    fn loss_and_accuracy_svg_is_written() {
         let losses: Vec<(usize, f32)> = (0..2000)
             .map(|s| {
                 (
@@ -480,7 +446,8 @@ mod tests {
             .collect();
         let acc = vec![(1, 0.95), (2, 0.975), (3, 0.981), (4, 0.9855)];
         let path = temp_file("mnist.svg");
-        loss_and_accuracy_chart(&path, "MNIST <conv> & friends", &losses, &acc).unwrap();
+        let svg = loss_and_accuracy_svg("MNIST <conv> & friends", &losses, &acc).unwrap();
+        write_svg(&path, &svg).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         check_svg(&svg);
         assert!(
@@ -505,7 +472,7 @@ mod tests {
         check_svg(&train_val_loss_svg("empty", &[], &[]).unwrap());
         check_svg(&line_chart_svg("none", "x", "y", &[]).unwrap());
         let path = temp_file("empty.svg");
-        train_val_loss_chart(&path, "empty", &[], &[]).unwrap();
+        write_svg(&path, &train_val_loss_svg("empty", &[], &[]).unwrap()).unwrap();
         check_svg(&std::fs::read_to_string(&path).unwrap());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -522,7 +489,7 @@ mod tests {
     #[test]
     fn unwritable_path_is_an_error() {
         let path = temp_file("no/such/dir/chart.svg");
-        let err = train_val_loss_chart(&path, "x", &[], &[]).unwrap_err();
+        let err = write_svg(&path, &train_val_loss_svg("x", &[], &[]).unwrap()).unwrap_err();
         assert!(err.to_string().contains("chart.svg"), "{err}");
         // `path` is `<temp dir>/no/such/dir/chart.svg`; only `<temp dir>` exists.
         std::fs::remove_dir_all(path.ancestors().nth(4).unwrap()).unwrap();

@@ -111,16 +111,15 @@ fn sync_parent_dir(path: &Path) {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    /// Runs `f` in a fresh, empty directory under the system temp dir, removed afterwards.
+    fn in_temp_dir(tag: &str, f: impl FnOnce(&Path)) {
         static N: AtomicU64 = AtomicU64::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "aka-io-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("aka-io-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        f(&dir);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -134,51 +133,51 @@ mod tests {
 
     #[test]
     fn creates_and_replaces() {
-        let dir = temp_dir("replace");
-        let p = dir.join("out.bin");
-        write_atomic(&p, b"first").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"first");
-        write_atomic(&p, b"second, longer").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"second, longer");
-        write_atomic_with(&p, |w| {
-            w.write_all(b"third")?;
-            write!(w, " {}", 3)
-        })
-        .unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"third 3");
-        assert_eq!(entries(&dir), vec!["out.bin"]);
-        fs::remove_dir_all(&dir).unwrap();
+        in_temp_dir("replace", |dir| {
+            let p = dir.join("out.bin");
+            write_atomic(&p, b"first").unwrap();
+            assert_eq!(fs::read(&p).unwrap(), b"first");
+            write_atomic(&p, b"second, longer").unwrap();
+            assert_eq!(fs::read(&p).unwrap(), b"second, longer");
+            write_atomic_with(&p, |w| {
+                w.write_all(b"third")?;
+                write!(w, " {}", 3)
+            })
+            .unwrap();
+            assert_eq!(fs::read(&p).unwrap(), b"third 3");
+            assert_eq!(entries(dir), vec!["out.bin"]);
+        });
     }
 
     #[test]
     fn failed_write_keeps_old_file_and_removes_temp() {
-        let dir = temp_dir("fail");
-        let p = dir.join("model.json");
-        write_atomic(&p, b"old contents").unwrap();
-        let err = write_atomic_with(&p, |w| {
-            w.write_all(b"partial new contents")?;
-            Err(io::Error::other("simulated failure"))
-        })
-        .unwrap_err();
-        assert_eq!(err.to_string(), "simulated failure");
-        assert_eq!(fs::read(&p).unwrap(), b"old contents");
-        assert_eq!(entries(&dir), vec!["model.json"], "temp file left behind");
+        in_temp_dir("fail", |dir| {
+            let p = dir.join("model.json");
+            write_atomic(&p, b"old contents").unwrap();
+            let err = write_atomic_with(&p, |w| {
+                w.write_all(b"partial new contents")?;
+                Err(io::Error::other("simulated failure"))
+            })
+            .unwrap_err();
+            assert_eq!(err.to_string(), "simulated failure");
+            assert_eq!(fs::read(&p).unwrap(), b"old contents");
+            assert_eq!(entries(dir), vec!["model.json"], "temp file left behind");
 
-        // A failure on a file that did not exist yet creates nothing.
-        let q = dir.join("new.json");
-        assert!(write_atomic_with(&q, |_| Err(io::Error::other("nope"))).is_err());
-        assert!(!q.exists());
-        assert_eq!(entries(&dir), vec!["model.json"]);
-        fs::remove_dir_all(&dir).unwrap();
+            // A failure on a file that did not exist yet creates nothing.
+            let q = dir.join("new.json");
+            assert!(write_atomic_with(&q, |_| Err(io::Error::other("nope"))).is_err());
+            assert!(!q.exists());
+            assert_eq!(entries(dir), vec!["model.json"]);
+        });
     }
 
     #[test]
     fn missing_directory_is_an_error() {
-        let dir = temp_dir("missing");
-        let p = dir.join("no/such/dir/file.bin");
-        assert!(write_atomic(&p, b"x").is_err());
-        assert_eq!(entries(&dir), Vec::<String>::new());
-        fs::remove_dir_all(&dir).unwrap();
+        in_temp_dir("missing", |dir| {
+            let p = dir.join("no/such/dir/file.bin");
+            assert!(write_atomic(&p, b"x").is_err());
+            assert_eq!(entries(dir), Vec::<String>::new());
+        });
     }
 
     #[test]

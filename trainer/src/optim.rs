@@ -136,30 +136,19 @@ impl Optimizer {
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = p.grad() else { continue };
             let mut w = p.value_mut();
-            match self.config {
+            // (beta1, beta2, eps, weight decay of this parameter) for the Adam family.
+            let (beta1, beta2, eps, wd) = match self.config {
                 OptimizerConfig::Sgd { momentum, .. } => {
                     let buf = &mut self.m[i];
                     Zip::from(&mut *w).and(buf).and(&*g).for_each(|w, b, &g| {
                         *b = momentum * *b + g;
                         *w -= lr * *b;
                     });
+                    continue;
                 }
                 OptimizerConfig::Adam {
                     beta1, beta2, eps, ..
-                } => {
-                    adam_update(
-                        &mut w,
-                        &g,
-                        &mut self.m[i],
-                        &mut self.v[i],
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        t,
-                        0.0,
-                    );
-                }
+                } => (beta1, beta2, eps, 0.0),
                 OptimizerConfig::AdamW {
                     beta1,
                     beta2,
@@ -168,20 +157,21 @@ impl Optimizer {
                     ..
                 } => {
                     let wd = if w.ndim() >= 2 { weight_decay } else { 0.0 };
-                    adam_update(
-                        &mut w,
-                        &g,
-                        &mut self.m[i],
-                        &mut self.v[i],
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        t,
-                        wd,
-                    );
+                    (beta1, beta2, eps, wd)
                 }
-            }
+            };
+            adam_update(
+                &mut w,
+                &g,
+                &mut self.m[i],
+                &mut self.v[i],
+                lr,
+                beta1,
+                beta2,
+                eps,
+                t,
+                wd,
+            );
         }
     }
 

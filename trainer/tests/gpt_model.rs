@@ -13,25 +13,14 @@ use ndarray::IxDyn;
 mod reference;
 
 fn tiny(position: GptPosition, norm: GptNorm, mlp: GptMlp, tied_head: bool) -> GptConfig {
-    GptConfig {
-        n_layer: 2,
-        n_head: 2,
-        d_model: 8,
-        block_size: 6,
-        vocab_size: 7,
-        position,
-        norm,
-        mlp,
-        tied_head,
-        ..GptConfig::default()
-    }
+    GptConfig::sized(2, 2, 8, 6, 7).variant(position, norm, mlp, tied_head)
 }
 
 fn all_variants() -> Vec<GptConfig> {
     let mut out = Vec::new();
-    for position in [GptPosition::Learned, GptPosition::Rope] {
-        for norm in [GptNorm::LayerNorm, GptNorm::RmsNorm] {
-            for mlp in [GptMlp::Gelu, GptMlp::SwiGlu, GptMlp::GeGlu] {
+    for &position in GptPosition::ALL {
+        for &norm in GptNorm::ALL {
+            for &mlp in GptMlp::ALL {
                 for tied in [true, false] {
                     out.push(tiny(position, norm, mlp, tied));
                 }

@@ -9,29 +9,19 @@ use aka_trainer::autograd::no_grad;
 use aka_trainer::data::text::TextDataset;
 use aka_trainer::gpt::sample::{generate, Sampling};
 use aka_trainer::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
-use aka_trainer::nn::{Ctx, Module};
+use aka_trainer::nn::Ctx;
 use aka_trainer::train::Progress;
 use aka_trainer::train::{load_trained, train_gpt, GptHistory, GptTrainConfig, SampleConfig};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aka-gpt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{temp_dir, weights};
 
 fn corpus() -> TextDataset {
     TextDataset::from_text(&"the cat sat on the mat. ".repeat(200), None)
 }
 
 fn tiny_model(data: &TextDataset, seed: u64) -> Gpt {
-    let config = GptConfig {
-        n_layer: 2,
-        n_head: 2,
-        d_model: 16,
-        block_size: 16,
-        vocab_size: data.tokenizer().vocab_size(),
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(2, 2, 16, 16, data.tokenizer().vocab_size());
     Gpt::new(config, &mut Rng::new(seed))
 }
 
@@ -47,14 +37,6 @@ fn quick(steps: usize) -> GptTrainConfig {
         sample: None,
         ..GptTrainConfig::default()
     }
-}
-
-fn weights(model: &dyn Module) -> Vec<Vec<u32>> {
-    model
-        .parameters()
-        .iter()
-        .map(|(_, p)| p.value().iter().map(|v| v.to_bits()).collect())
-        .collect()
 }
 
 fn losses(h: &GptHistory) -> (Vec<u32>, Vec<(usize, u32)>) {
@@ -190,18 +172,12 @@ fn non_ascii_corpus_trains_and_generates_known_chars() {
     let data = TextDataset::from_text(&text, None);
     let vocab = data.tokenizer().vocab().to_vec();
     assert!(vocab.contains(&'🙂') && vocab.contains(&'語'));
-    let config = GptConfig {
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        block_size: 12,
-        vocab_size: vocab.len(),
-        position: GptPosition::Rope,
-        norm: GptNorm::RmsNorm,
-        mlp: GptMlp::GeGlu,
-        tied_head: false,
-        ..GptConfig::default()
-    };
+    let config = GptConfig::sized(1, 2, 16, 12, vocab.len()).variant(
+        GptPosition::Rope,
+        GptNorm::RmsNorm,
+        GptMlp::GeGlu,
+        false,
+    );
     let model = Gpt::new(config, &mut Rng::new(2));
     let h = train_gpt(
         &model,

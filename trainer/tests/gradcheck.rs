@@ -235,13 +235,22 @@ const CONV_CASES: [ConvCase; 5] = [
     (1, 2, 3, 3, 2, 3, 2, 1, 2),
 ];
 
-#[test]
-fn conv2d_forward_matches_direct() {
+/// Calls `f(case, x, weight, bias, stride, padding)` for each of [`CONV_CASES`], with input
+/// `[n, c, h, w]`, weight `[co, c, kh, kw]` and bias `[co]` standard normal (from [`rng`], drawn
+/// in that order).
+fn for_each_conv_case(mut f: impl FnMut(ConvCase, Array, Array, Array, usize, usize)) {
     let mut r = rng();
-    for &(n, c, h, w, co, kh, kw, s, p) in &CONV_CASES {
+    for case in CONV_CASES {
+        let (n, c, h, w, co, kh, kw, s, p) = case;
         let x = randn(&[n, c, h, w], 1.0, &mut r);
         let wt = randn(&[co, c, kh, kw], 1.0, &mut r);
-        let b = randn(&[co], 1.0, &mut r);
+        f(case, x, wt, randn(&[co], 1.0, &mut r), s, p);
+    }
+}
+
+#[test]
+fn conv2d_forward_matches_direct() {
+    for_each_conv_case(|_, x, wt, b, s, p| {
         let got = Tensor::new(x.clone()).conv2d(
             &Tensor::new(wt.clone()),
             Some(&Tensor::new(b.clone())),
@@ -251,7 +260,7 @@ fn conv2d_forward_matches_direct() {
         assert_close(&got.value(), &conv2d_naive(&x, &wt, Some(&b), s, p), 1e-5);
         let got = Tensor::new(x.clone()).conv2d(&Tensor::new(wt.clone()), None, s, p);
         assert_close(&got.value(), &conv2d_naive(&x, &wt, None, s, p), 1e-5);
-    }
+    });
 }
 
 /// A batch large enough for every parallel path of the convolution (im2col rows, col2im
@@ -337,17 +346,13 @@ fn conv2d_large_batch_is_thread_count_independent() {
 
 #[test]
 fn conv2d_gradients() {
-    let mut r = rng();
-    for &(n, c, h, w, co, kh, kw, s, p) in &CONV_CASES {
-        let x = randn(&[n, c, h, w], 1.0, &mut r);
-        let wt = randn(&[co, c, kh, kw], 1.0, &mut r);
-        let b = randn(&[co], 1.0, &mut r);
+    for_each_conv_case(|case, x, wt, b, s, p| {
         check(&[x.clone(), wt.clone(), b], |t| {
             t[0].conv2d(&t[1], Some(&t[2]), s, p)
         })
-        .unwrap_or_else(|e| panic!("case {:?}: {e}", (n, c, h, w, co, kh, kw, s, p)));
+        .unwrap_or_else(|e| panic!("case {case:?}: {e}"));
         check(&[x, wt], |t| t[0].conv2d(&t[1], None, s, p)).unwrap();
-    }
+    });
 }
 
 #[test]
@@ -731,24 +736,22 @@ fn conv_timing() {
     let wl2 = Tensor::param(randn(&[10, 64], 0.1, &mut r));
     let targets: Vec<usize> = (0..64).map(|i| i % 10).collect();
 
-    time("conv 1->8 [64,1,28,28] forward", &|| {
-        no_grad(|| x1.conv2d(&w1, Some(&b1), 1, 1));
-    });
-    time(
-        "conv 1->8 [64,1,28,28] forward+backward (no input grad)",
-        &|| {
-            x1.conv2d(&w1, Some(&b1), 1, 1).sum().backward();
-        },
-    );
-    time("conv 8->16 [64,8,14,14] forward", &|| {
-        no_grad(|| x2.conv2d(&w2, Some(&b2), 1, 1));
-    });
-    time(
-        "conv 8->16 [64,8,14,14] forward+backward (with input grad)",
-        &|| {
-            x2.conv2d(&w2, Some(&b2), 1, 1).sum().backward();
-        },
-    );
+    let convs = [
+        ("conv 1->8 [64,1,28,28]", "no input grad", (&x1, &w1, &b1)),
+        (
+            "conv 8->16 [64,8,14,14]",
+            "with input grad",
+            (&x2, &w2, &b2),
+        ),
+    ];
+    for (name, grads, (x, w, b)) in convs {
+        time(&format!("{name} forward"), &|| {
+            no_grad(|| x.conv2d(w, Some(b), 1, 1));
+        });
+        time(&format!("{name} forward+backward ({grads})"), &|| {
+            x.conv2d(w, Some(b), 1, 1).sum().backward();
+        });
+    }
     let p1 = Tensor::param(randn(&[64, 8, 28, 28], 1.0, &mut r));
     time("max_pool2d 2x2 [64,8,28,28] forward", &|| {
         no_grad(|| p1.max_pool2d(2, 2));

@@ -106,6 +106,14 @@ fn expect_err(dir: &Path, file: &str, what: &str) -> DataError {
     err
 }
 
+/// [`expect_err`] on a synthetic data set (gzipped if `gz`) whose `file` is replaced by `bytes`.
+fn expect_damaged(tag: &str, gz: bool, file: &str, bytes: &[u8], what: &str) -> DataError {
+    let dir = TempDir::new(tag);
+    write_synthetic(&dir, gz);
+    dir.write(file, bytes);
+    expect_err(dir.path(), file, what)
+}
+
 #[test]
 fn vendored_mnist_loads() {
     let t = Instant::now();
@@ -396,86 +404,72 @@ fn truncated_files_are_named() {
         let ext = if gz { ".gz" } else { "" };
         let enc = |b: &[u8]| if gz { gzip(b) } else { b.to_vec() };
 
-        let dir = TempDir::new("trunc-img");
-        write_synthetic(&dir, gz);
         let img = idx_images(12, 4, 3);
-        dir.write(&format!("{TRAIN_IMAGES}{ext}"), &enc(&img[..100]));
-        let err = expect_err(
-            dir.path(),
-            &format!("{TRAIN_IMAGES}{ext}"),
-            "truncated: expected 160 bytes, got 100",
-        );
-        assert!(matches!(err, DataError::Truncated { .. }));
-
-        let dir = TempDir::new("trunc-lbl");
-        write_synthetic(&dir, gz);
-        dir.write(&format!("{TEST_LABELS}{ext}"), &enc(&idx_labels(5)[..10]));
-        expect_err(
-            dir.path(),
-            &format!("{TEST_LABELS}{ext}"),
-            "truncated: expected 13 bytes, got 10",
-        );
-
-        let dir = TempDir::new("trunc-hdr");
-        write_synthetic(&dir, gz);
-        dir.write(&format!("{TEST_IMAGES}{ext}"), &enc(&img[..6]));
-        expect_err(
-            dir.path(),
-            &format!("{TEST_IMAGES}{ext}"),
-            "header needs 16 bytes, got 6",
-        );
-
-        let dir = TempDir::new("empty");
-        write_synthetic(&dir, gz);
-        dir.write(&format!("{TRAIN_LABELS}{ext}"), &enc(&[]));
-        expect_err(
-            dir.path(),
-            &format!("{TRAIN_LABELS}{ext}"),
-            "header needs 8 bytes, got 0",
-        );
-
-        let dir = TempDir::new("trailing");
-        write_synthetic(&dir, gz);
         let mut long = idx_labels(12);
         long.extend_from_slice(&[1, 2, 3]);
-        dir.write(&format!("{TRAIN_LABELS}{ext}"), &enc(&long));
-        expect_err(
-            dir.path(),
-            &format!("{TRAIN_LABELS}{ext}"),
-            "trailing data: expected 20 bytes, got 23",
-        );
+        let cases: [(&str, &str, &[u8], &str); 5] = [
+            (
+                "trunc-img",
+                TRAIN_IMAGES,
+                &img[..100],
+                "truncated: expected 160 bytes, got 100",
+            ),
+            (
+                "trunc-lbl",
+                TEST_LABELS,
+                &idx_labels(5)[..10],
+                "truncated: expected 13 bytes, got 10",
+            ),
+            (
+                "trunc-hdr",
+                TEST_IMAGES,
+                &img[..6],
+                "header needs 16 bytes, got 6",
+            ),
+            ("empty", TRAIN_LABELS, &[], "header needs 8 bytes, got 0"),
+            (
+                "trailing",
+                TRAIN_LABELS,
+                &long,
+                "trailing data: expected 20 bytes, got 23",
+            ),
+        ];
+        for (tag, file, bytes, what) in cases {
+            let file = format!("{file}{ext}");
+            let err = expect_damaged(tag, gz, &file, &enc(bytes), what);
+            if tag == "trunc-img" {
+                assert!(matches!(err, DataError::Truncated { .. }));
+            }
+        }
     }
 }
 
 #[test]
 fn wrong_magic_is_named() {
-    let dir = TempDir::new("magic-swap");
-    write_synthetic(&dir, true);
     // A label file where the images should be.
-    dir.write(&format!("{TRAIN_IMAGES}.gz"), &gzip(&idx_labels(12)));
-    let err = expect_err(
-        dir.path(),
+    let err = expect_damaged(
+        "magic-swap",
+        true,
         &format!("{TRAIN_IMAGES}.gz"),
+        &gzip(&idx_labels(12)),
         "not an IDX image file (magic 0x00000801, expected 0x00000803)",
     );
     assert!(err.to_string().contains("looks like an IDX label file"));
 
-    let dir = TempDir::new("magic-junk");
-    write_synthetic(&dir, false);
     let mut bad = idx_labels(5);
     bad[..4].copy_from_slice(b"PK\x03\x04");
-    dir.write(TEST_LABELS, &bad);
-    expect_err(
-        dir.path(),
-        TEST_LABELS,
-        "not an IDX label file (magic 0x504b0304",
-    );
+    let what = "not an IDX label file (magic 0x504b0304";
+    expect_damaged("magic-junk", false, TEST_LABELS, &bad, what);
 
     // A text file is neither gzip nor IDX.
-    let dir = TempDir::new("magic-text");
-    write_synthetic(&dir, false);
-    dir.write(TEST_IMAGES, b"<html>404 Not Found</html>");
-    expect_err(dir.path(), TEST_IMAGES, "not an IDX image file");
+    let html = b"<html>404 Not Found</html>";
+    expect_damaged(
+        "magic-text",
+        false,
+        TEST_IMAGES,
+        html,
+        "not an IDX image file",
+    );
 }
 
 #[test]
@@ -489,25 +483,13 @@ fn mismatched_counts_and_shapes_are_named() {
         .contains(&dir.path().join(TRAIN_IMAGES).display().to_string()));
     assert!(err.to_string().contains("has 12 images"), "{err}");
 
-    let dir = TempDir::new("shape");
-    write_synthetic(&dir, false);
-    dir.write(TEST_IMAGES, &idx_images(5, 3, 4));
-    expect_err(
-        dir.path(),
-        TEST_IMAGES,
-        "images are 3x4, but the training images are 4x3",
-    );
+    let what = "images are 3x4, but the training images are 4x3";
+    expect_damaged("shape", false, TEST_IMAGES, &idx_images(5, 3, 4), what);
 
-    let dir = TempDir::new("label-range");
-    write_synthetic(&dir, false);
     let mut lbl = idx_labels(5);
     lbl[8 + 3] = 10;
-    dir.write(TEST_LABELS, &lbl);
-    expect_err(
-        dir.path(),
-        TEST_LABELS,
-        "label 10 at index 3 is out of range (must be < 10)",
-    );
+    let what = "label 10 at index 3 is out of range (must be < 10)";
+    expect_damaged("label-range", false, TEST_LABELS, &lbl, what);
 
     let dir = TempDir::new("zero");
     write_synthetic(&dir, false);
@@ -530,29 +512,22 @@ fn mismatched_counts_and_shapes_are_named() {
 fn bad_gzip_streams_are_named() {
     let good = gzip(&idx_images(12, 4, 3));
 
+    let file = format!("{TRAIN_IMAGES}.gz");
+
     // gzip magic followed by garbage.
-    let dir = TempDir::new("gz-garbage");
-    write_synthetic(&dir, true);
     let mut garbage = vec![0x1f, 0x8b];
     garbage.extend((0..200u32).map(|i| (i * 37 % 251) as u8));
-    dir.write(&format!("{TRAIN_IMAGES}.gz"), &garbage);
-    let err = expect_err(dir.path(), &format!("{TRAIN_IMAGES}.gz"), "gzip");
+    let err = expect_damaged("gz-garbage", true, &file, &garbage, "gzip");
     assert!(matches!(err, DataError::Gzip { .. }), "{err}");
 
     // A gzip stream cut in the middle.
-    let dir = TempDir::new("gz-cut");
-    write_synthetic(&dir, true);
-    dir.write(&format!("{TRAIN_IMAGES}.gz"), &good[..good.len() / 2]);
-    expect_err(dir.path(), &format!("{TRAIN_IMAGES}.gz"), "gzip");
+    expect_damaged("gz-cut", true, &file, &good[..good.len() / 2], "gzip");
 
     // Flipped CRC in the trailer.
-    let dir = TempDir::new("gz-crc");
-    write_synthetic(&dir, true);
     let mut crc = good.clone();
     let n = crc.len();
     crc[n - 8] ^= 0xff;
-    dir.write(&format!("{TRAIN_IMAGES}.gz"), &crc);
-    expect_err(dir.path(), &format!("{TRAIN_IMAGES}.gz"), "gzip");
+    expect_damaged("gz-crc", true, &file, &crc, "gzip");
 
     // Corrupted deflate data.
     let dir = TempDir::new("gz-body");

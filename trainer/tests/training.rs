@@ -1,31 +1,36 @@
 //! Training behaviour on real MNIST data: determinism, resume, learning, and the CLI's handling
 //! of bad data.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{Mnist, PixelNorm};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module};
-use aka_trainer::train::{train, Checkpoint, Progress, Splits, Subset, TrainConfig};
+use aka_trainer::train::{train, Checkpoint, History, Progress, Splits, Subset, TrainConfig};
+
+mod common;
+use common::{temp_dir, weights};
 
 fn mnist() -> Mnist {
     Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"))
         .expect("bundled MNIST loads")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("aka-training-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn weights(model: &dyn Module) -> Vec<Vec<u32>> {
-    model
-        .parameters()
-        .iter()
-        .map(|(_, p)| p.value().iter().map(|v| v.to_bits()).collect())
-        .collect()
+/// Trains `model` on the first `n_train` training and `n_test` test images of `data`.
+fn train_first(
+    model: &(dyn Module + 'static),
+    data: &Mnist,
+    (n_train, n_test): (usize, usize),
+    config: &TrainConfig,
+) -> anyhow::Result<History> {
+    let train_set = Subset::first(&data.train, n_train);
+    let test_set = Subset::first(&data.test, n_test);
+    let splits = Splits {
+        train: &train_set,
+        test: &test_set,
+    };
+    train(model, &splits, config)
 }
 
 fn quiet(epochs: usize, seed: u64) -> TrainConfig {
@@ -40,19 +45,9 @@ fn quiet(epochs: usize, seed: u64) -> TrainConfig {
 #[test]
 fn same_seed_gives_bit_identical_loss_history() {
     let data = mnist();
-    let train_set = Subset::first(&data.train, 1024);
-    let test_set = Subset::first(&data.test, 256);
     let run = || {
         let model = mnist_mlp(&mut Rng::new(7));
-        let h = train(
-            &model,
-            &Splits {
-                train: &train_set,
-                test: &test_set,
-            },
-            &quiet(2, 7),
-        )
-        .unwrap();
+        let h = train_first(&model, &data, (1024, 256), &quiet(2, 7)).unwrap();
         (h, weights(&model))
     };
     let (h1, w1) = run();
@@ -65,15 +60,7 @@ fn same_seed_gives_bit_identical_loss_history() {
     assert_eq!(w1, w2);
     // A different seed gives a different run (the seed is really used).
     let model = mnist_mlp(&mut Rng::new(8));
-    let h3 = train(
-        &model,
-        &Splits {
-            train: &train_set,
-            test: &test_set,
-        },
-        &quiet(2, 8),
-    )
-    .unwrap();
+    let h3 = train_first(&model, &data, (1024, 256), &quiet(2, 8)).unwrap();
     assert_ne!(bits(&h1), bits(&h3));
 }
 
@@ -82,49 +69,27 @@ fn same_seed_gives_bit_identical_loss_history() {
 #[test]
 fn resumed_training_equals_uninterrupted() {
     let data = mnist();
-    let train_set = Subset::first(&data.train, 512);
-    let test_set = Subset::first(&data.test, 128);
-    let splits = Splits {
-        train: &train_set,
-        test: &test_set,
+    // `epochs` epochs of the CNN, checkpointing into `dir`.
+    let run = |model: &(dyn Module + 'static), dir: &Path, epochs, resume| {
+        let config = TrainConfig {
+            out_dir: Some(dir.to_path_buf()),
+            resume,
+            ..quiet(epochs, 3)
+        };
+        train_first(model, &data, (512, 128), &config).unwrap()
     };
 
     let dir_a = temp_dir("uninterrupted");
     let full = mnist_cnn(&mut Rng::new(3));
-    let h_full = train(
-        &full,
-        &splits,
-        &TrainConfig {
-            out_dir: Some(dir_a.clone()),
-            ..quiet(3, 3)
-        },
-    )
-    .unwrap();
+    let h_full = run(&full, &dir_a, 3, false);
 
     let dir_b = temp_dir("resumed");
     let first = mnist_cnn(&mut Rng::new(3));
-    train(
-        &first,
-        &splits,
-        &TrainConfig {
-            out_dir: Some(dir_b.clone()),
-            ..quiet(1, 3)
-        },
-    )
-    .unwrap();
+    run(&first, &dir_b, 1, false);
     drop(first); // "killed": only the checkpoint survives
 
     let resumed = mnist_cnn(&mut Rng::new(99)); // different init: everything must come from the checkpoint
-    let h_resumed = train(
-        &resumed,
-        &splits,
-        &TrainConfig {
-            out_dir: Some(dir_b.clone()),
-            resume: true,
-            ..quiet(3, 3)
-        },
-    )
-    .unwrap();
+    let h_resumed = run(&resumed, &dir_b, 3, true);
 
     assert_eq!(weights(&full), weights(&resumed));
     assert_eq!(h_full.step_loss, h_resumed.step_loss);
@@ -138,18 +103,8 @@ fn resumed_training_equals_uninterrupted() {
 #[test]
 fn mlp_learns_mnist() {
     let data = mnist();
-    let train_set = Subset::first(&data.train, 6000);
-    let test_set = Subset::first(&data.test, 1000);
     let model = mnist_mlp(&mut Rng::new(0));
-    let h = train(
-        &model,
-        &Splits {
-            train: &train_set,
-            test: &test_set,
-        },
-        &quiet(1, 0),
-    )
-    .unwrap();
+    let h = train_first(&model, &data, (6000, 1000), &quiet(1, 0)).unwrap();
     // Chance is 10 %; a working pipeline reaches ~90 % on 6k images in one epoch.
     assert!(
         h.epochs[0].test_accuracy > 0.85,
@@ -169,9 +124,12 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn trainer(args: &[&str]) -> std::process::Output {
+/// `aka-trainer mnist --data data --out out`, then `extra`.
+fn trainer_mnist(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_aka-trainer"))
-        .args(args)
+        .args(["mnist", "--data", data.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra)
         .output()
         .expect("runs")
 }
@@ -206,13 +164,7 @@ fn cli_reports_bad_data_without_panicking() {
             std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
         }
         damage(&dir);
-        let out = trainer(&[
-            "mnist",
-            "--data",
-            dir.to_str().unwrap(),
-            "--out",
-            dir.join("out").to_str().unwrap(),
-        ]);
+        let out = trainer_mnist(&dir, &dir.join("out"), &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: should fail");
         assert!(
@@ -233,14 +185,10 @@ fn resume_checks_the_pixel_normalization() {
     raw.set_norm(PixelNorm::NONE);
     let dir = temp_dir("resume-norm");
     let run = |d: &Mnist, epochs: usize, resume: bool| {
-        let train_set = Subset::first(&d.train, 256);
-        let test_set = Subset::first(&d.test, 64);
-        train(
+        train_first(
             &mnist_mlp(&mut Rng::new(1)),
-            &Splits {
-                train: &train_set,
-                test: &test_set,
-            },
+            d,
+            (256, 64),
             &TrainConfig {
                 out_dir: Some(dir.clone()),
                 resume,
@@ -308,18 +256,9 @@ fn cli_normalization_and_no_normalize() {
         ("raw", &["--no-normalize"][..], PixelNorm::NONE),
     ] {
         let out = dir.join(name);
-        let mut args = vec![
-            "mnist",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-chart",
-            "--calibration",
-            "100",
-        ];
+        let mut args = vec!["--no-chart", "--calibration", "100"];
         args.extend_from_slice(extra);
-        let o = trainer(&args);
+        let o = trainer_mnist(&data, &out, &args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{name}: {stderr}");
         let summary: serde_json::Value =
@@ -357,22 +296,11 @@ fn cli_normalization_and_no_normalize() {
         assert_eq!(ck.pixel_norm(), Some(norm));
 
         // Resuming with the other setting.
-        let mut args = vec![
-            "mnist",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-chart",
-            "--no-export",
-            "--epochs",
-            "2",
-            "--resume",
-        ];
+        let mut args = vec!["--no-chart", "--no-export", "--epochs", "2", "--resume"];
         if norm != PixelNorm::NONE {
             args.push("--no-normalize");
         }
-        let o = trainer(&args);
+        let o = trainer_mnist(&data, &out, &args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{name}: resume should fail");
         assert!(stderr.contains("pixel normalization"), "{name}: {stderr}");
@@ -386,34 +314,21 @@ fn cli_normalization_and_no_normalize() {
 #[test]
 fn divergence_stops_without_overwriting_the_checkpoint() {
     let data = mnist();
-    let train_set = Subset::first(&data.train, 256);
-    let test_set = Subset::first(&data.test, 64);
-    let splits = Splits {
-        train: &train_set,
-        test: &test_set,
-    };
     let dir = temp_dir("diverged");
-    let config = |epochs, optimizer, resume| TrainConfig {
-        out_dir: Some(dir.clone()),
-        optimizer,
-        resume,
-        ..quiet(epochs, 2)
+    let run = |epochs, optimizer, resume| {
+        let config = TrainConfig {
+            out_dir: Some(dir.clone()),
+            optimizer,
+            resume,
+            ..quiet(epochs, 2)
+        };
+        train_first(&mnist_mlp(&mut Rng::new(2)), &data, (256, 64), &config)
     };
     let adam = aka_trainer::optim::OptimizerConfig::adam(1e-3);
-    train(
-        &mnist_mlp(&mut Rng::new(2)),
-        &splits,
-        &config(1, adam, false),
-    )
-    .unwrap();
+    run(1, adam, false).unwrap();
     let good = std::fs::read(dir.join(Checkpoint::FILE)).unwrap();
     let wild = aka_trainer::optim::OptimizerConfig::adam(1e30);
-    let err = train(
-        &mnist_mlp(&mut Rng::new(2)),
-        &splits,
-        &config(2, wild, true),
-    )
-    .unwrap_err();
+    let err = run(2, wild, true).unwrap_err();
     assert!(format!("{err:#}").contains("training diverged"), "{err:#}");
     assert_eq!(std::fs::read(dir.join(Checkpoint::FILE)).unwrap(), good);
     let _ = std::fs::remove_dir_all(dir);
@@ -437,17 +352,8 @@ fn old_and_foreign_checkpoints_are_clear_errors() {
     }
 
     let text = aka_trainer::data::text::TextDataset::from_text(&"abc abd ".repeat(50), None);
-    let gpt = aka_trainer::gpt::Gpt::new(
-        aka_trainer::gpt::GptConfig {
-            n_layer: 1,
-            n_head: 1,
-            d_model: 8,
-            block_size: 8,
-            vocab_size: text.tokenizer().vocab_size(),
-            ..Default::default()
-        },
-        &mut Rng::new(0),
-    );
+    let config = aka_trainer::gpt::GptConfig::sized(1, 1, 8, 8, text.tokenizer().vocab_size());
+    let gpt = aka_trainer::gpt::Gpt::new(config, &mut Rng::new(0));
     aka_trainer::train::train_gpt(
         &gpt,
         &text,

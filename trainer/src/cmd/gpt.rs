@@ -172,18 +172,15 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     if args.eval_only {
         return eval_only(&args, &data);
     }
+    let vocab_size = data.tokenizer().vocab_size();
     let config = GptConfig {
-        n_layer: args.layers,
-        n_head: args.heads,
-        d_model: args.dim,
-        block_size: args.block,
-        vocab_size: data.tokenizer().vocab_size(),
-        position: args.position,
-        norm: args.norm,
-        mlp: args.mlp,
-        tied_head: !args.untied,
         dropout: args.dropout,
-        ..GptConfig::default()
+        ..GptConfig::sized(args.layers, args.heads, args.dim, args.block, vocab_size).variant(
+            args.position,
+            args.norm,
+            args.mlp,
+            !args.untied,
+        )
     };
     config.validate()?;
     let model = Gpt::new(config.clone(), &mut Rng::new(args.seed));

@@ -647,14 +647,7 @@ mod tests {
     fn percentile_calibration_is_below_absmax() {
         let text = "abcdefgh ijklmnop qrstuvwx yz.\n".repeat(40);
         let data = TextDataset::from_text(&text, None);
-        let config = GptConfig {
-            n_layer: 2,
-            n_head: 2,
-            d_model: 16,
-            block_size: 16,
-            vocab_size: data.tokenizer().vocab_size(),
-            ..GptConfig::default()
-        };
+        let config = GptConfig::sized(2, 2, 16, 16, data.tokenizer().vocab_size());
         let model = Gpt::new(config, &mut Rng::new(1));
         let base = CalibConfig {
             batches: 2,

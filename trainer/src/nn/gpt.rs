@@ -89,6 +89,43 @@ impl Default for GptConfig {
 }
 
 impl GptConfig {
+    /// The default model ([`GptConfig::default`]) with these sizes: `n_layer` blocks of `n_head`
+    /// heads, width `d_model`, context `block_size` tokens and `vocab_size` tokens.
+    pub fn sized(
+        n_layer: usize,
+        n_head: usize,
+        d_model: usize,
+        block_size: usize,
+        vocab_size: usize,
+    ) -> Self {
+        Self {
+            n_layer,
+            n_head,
+            d_model,
+            block_size,
+            vocab_size,
+            ..Self::default()
+        }
+    }
+
+    /// This configuration with another architecture variant: position encoding, norm, MLP and
+    /// whether the output head is tied to the token embedding.
+    pub fn variant(
+        self,
+        position: GptPosition,
+        norm: GptNorm,
+        mlp: GptMlp,
+        tied_head: bool,
+    ) -> Self {
+        Self {
+            position,
+            norm,
+            mlp,
+            tied_head,
+            ..self
+        }
+    }
+
     /// `d_model / n_head`.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_head.max(1)

@@ -223,8 +223,7 @@ impl Log {
 /// Writes `dir/chart.svg`: the loss of every step with, per epoch, the held-out accuracy
 /// (classifiers), or with the validation loss at each evaluation (per-step cadence).
 pub fn write_chart(dir: &Path, title: &str, log: &Log, cadence: Cadence) -> anyhow::Result<()> {
-    let path = dir.join("chart.svg");
-    match cadence {
+    let svg = match cadence {
         Cadence::Epochs {
             steps_per_epoch, ..
         } => {
@@ -237,14 +236,15 @@ pub fn write_chart(dir: &Path, title: &str, log: &Log, cadence: Cadence) -> anyh
                     (epoch, e.accuracy.unwrap_or(f32::NAN) * 100.0)
                 })
                 .collect();
-            crate::chart::loss_and_accuracy_chart(&path, title, &losses, &acc)
+            crate::chart::loss_and_accuracy_svg(title, &losses, &acc)?
         }
         Cadence::Steps { .. } => {
             let train: Vec<(usize, f32)> = (1..).zip(log.step_loss.iter().copied()).collect();
             let val: Vec<(usize, f32)> = log.evals.iter().map(|e| (e.step, e.loss)).collect();
-            crate::chart::train_val_loss_chart(&path, title, &train, &val)
+            crate::chart::train_val_loss_svg(title, &train, &val)?
         }
-    }
+    };
+    crate::chart::write_svg(&dir.join("chart.svg"), &svg)
 }
 
 /// Index of the largest value (first one on ties).

@@ -17,7 +17,7 @@ use crate::autograd::tensor::{Array, Tensor};
 // Small register-tiled matrix products for attention.
 //
 // Per head, attention multiplies `[t, hd]` and `[t, t]` matrices (64 × 16 for the small model):
-// too small for a general GEMM to amortise its packing and per-call overhead. `tile_gemm` keeps
+// too small for a general GEMM to amortise its packing and per-call overhead. `TileGemm` keeps
 // a 4 × 16 tile of the output in registers, reads both operands in place (any row/column stride
 // for A, contiguous rows for B), and skips the tiles and k-ranges that causality makes zero.
 // Each output element is `Σ_k a·b` accumulated in ascending k in f32 (separate multiply and
@@ -36,6 +36,22 @@ struct Operand<'a> {
     cs: usize,
 }
 
+impl<'a> Operand<'a> {
+    /// A row-major matrix whose rows are `rs` apart.
+    fn rows(data: &'a [f32], rs: usize) -> Self {
+        Self { data, rs, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `rs` apart.
+    fn transposed(data: &'a [f32], rs: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: rs,
+        }
+    }
+}
+
 /// Which `k` contribute to output row block `i0 .. i0 + rows`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KRange {
@@ -47,95 +63,131 @@ enum KRange {
     Upper,
 }
 
-/// `c[i·ldc + j] = Σ_k a(i, k) · b[k·ldb + j]` for `i < m`, `j < n`, `k` in `krange` of `0..kdim`.
-/// With `lower_only`, output tiles entirely above the diagonal (`j0 >= i0 + rows`) are not
-/// written (the caller ignores them). `avx` selects the AVX micro-kernel for full tiles (only
-/// pass `true` when the CPU has AVX; see [`has_avx`]).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn tile_gemm(
+/// A small matrix product's shape and options: `c[i·ldc + j] = Σ_k a(i, k) · b[k·ldb + j]` for
+/// `i < m`, `j < n`, `k` in `krange` of `0..kdim` ([`TileGemm::run`]).
+#[derive(Clone, Copy)]
+struct TileGemm {
     m: usize,
     n: usize,
     kdim: usize,
-    a: Operand<'_>,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
     krange: KRange,
+    /// Output tiles entirely above the diagonal (`j0 >= i0 + rows`) are not written (the caller
+    /// ignores them).
     lower_only: bool,
+    /// Use the AVX micro-kernel for full tiles (only `true` when the CPU has AVX; see
+    /// [`has_avx`]).
     avx: bool,
-) {
-    for i0 in (0..m).step_by(MR) {
-        let rows = MR.min(m - i0);
-        let (klo, khi) = match krange {
-            KRange::Full => (0, kdim),
-            KRange::Lower => (0, (i0 + rows).min(kdim)),
-            KRange::Upper => (i0.min(kdim), kdim),
-        };
-        for j0 in (0..n).step_by(NR) {
-            if lower_only && j0 >= i0 + rows {
-                break;
-            }
-            let cols = NR.min(n - j0);
-            let mut acc = [[0.0f32; NR]; MR];
-            if rows == MR && cols == NR {
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: callers pass `avx = true` only when `has_avx()` said so.
-                    unsafe { tile_avx(a, i0, klo, khi, b, ldb, j0, &mut acc) };
+}
+
+impl TileGemm {
+    /// `c = a·b` as described on [`TileGemm`]: `b` rows `ldb` apart, `c` rows `ldc` apart.
+    #[inline(always)]
+    fn run(self, a: Operand<'_>, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+        let TileGemm {
+            m,
+            n,
+            kdim,
+            krange,
+            lower_only,
+            avx,
+        } = self;
+        for i0 in (0..m).step_by(MR) {
+            let rows = MR.min(m - i0);
+            let (klo, khi) = match krange {
+                KRange::Full => (0, kdim),
+                KRange::Lower => (0, (i0 + rows).min(kdim)),
+                KRange::Upper => (i0.min(kdim), kdim),
+            };
+            for j0 in (0..n).step_by(NR) {
+                if lower_only && j0 >= i0 + rows {
+                    break;
+                }
+                let cols = NR.min(n - j0);
+                let mut acc = [[0.0f32; NR]; MR];
+                let tile = Tile {
+                    a,
+                    b,
+                    ldb,
+                    i0,
+                    j0,
+                    klo,
+                    khi,
+                };
+                if rows == MR && cols == NR {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx {
+                        // SAFETY: callers pass `avx = true` only when `has_avx()` said so.
+                        unsafe { tile_avx(tile, &mut acc) };
+                    } else {
+                        tile_portable(tile, &mut acc);
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    {
+                        let _ = avx;
+                        tile_portable(tile, &mut acc);
+                    }
                 } else {
-                    tile_portable(a, i0, klo, khi, b, ldb, j0, MR, &mut acc);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = avx;
-                    tile_portable(a, i0, klo, khi, b, ldb, j0, MR, &mut acc);
-                }
-            } else {
-                for kk in klo..khi {
-                    let mut bv = [0.0f32; NR];
-                    bv[..cols].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + cols]);
-                    for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
-                        let av = a.data[(i0 + r) * a.rs + kk * a.cs];
-                        for (x, &bb) in acc_r.iter_mut().zip(&bv) {
-                            *x += av * bb;
-                        }
+                    // A partial tile: the portable kernel on the rows there are, columns zero-padded.
+                    for kk in klo..khi {
+                        let mut bv = [0.0f32; NR];
+                        bv[..cols].copy_from_slice(&tile.b_row(kk)[..cols]);
+                        tile.add_products(kk, &bv, &mut acc[..rows]);
                     }
                 }
-            }
-            for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                let at = (i0 + r) * ldc + j0;
-                c[at..at + cols].copy_from_slice(&acc_r[..cols]);
+                for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                    let at = (i0 + r) * ldc + j0;
+                    c[at..at + cols].copy_from_slice(&acc_r[..cols]);
+                }
             }
         }
     }
 }
 
-/// One `rows × NR` output tile, portable code: `acc[r][j] = Σ_k a(i0 + r, k) · b[k·ldb + j0 + j]`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn tile_portable(
-    a: Operand<'_>,
+/// The inputs of one output tile: rows `i0 ..` of `a` and columns `j0 .. j0 + NR` of `b` (rows
+/// `ldb` apart), over `k` in `klo..khi`.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    a: Operand<'a>,
+    b: &'a [f32],
+    ldb: usize,
     i0: usize,
+    j0: usize,
     klo: usize,
     khi: usize,
-    b: &[f32],
-    ldb: usize,
-    j0: usize,
-    rows: usize,
-    acc: &mut [[f32; NR]; MR],
-) {
-    for kk in klo..khi {
-        let bv: &[f32; NR] = b[kk * ldb + j0..kk * ldb + j0 + NR]
-            .try_into()
-            .expect("NR columns");
-        for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
-            let av = a.data[(i0 + r) * a.rs + kk * a.cs];
+}
+
+impl Tile<'_> {
+    /// `a(i0 + r, kk)`.
+    #[inline(always)]
+    fn a(&self, r: usize, kk: usize) -> f32 {
+        self.a.data[(self.i0 + r) * self.a.rs + kk * self.a.cs]
+    }
+
+    /// Row `kk` of `b` from column `j0` on (at most `NR` wide, fewer at the right edge).
+    #[inline(always)]
+    fn b_row(&self, kk: usize) -> &[f32] {
+        let at = kk * self.ldb + self.j0;
+        &self.b[at..(at + NR).min(self.b.len())]
+    }
+
+    /// `acc[r][j] += a(i0 + r, kk) · bv[j]` for the rows of `acc`.
+    #[inline(always)]
+    fn add_products(&self, kk: usize, bv: &[f32; NR], acc: &mut [[f32; NR]]) {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = self.a(r, kk);
             for (x, &bb) in acc_r.iter_mut().zip(bv) {
                 *x += av * bb;
             }
         }
+    }
+}
+
+/// One full `MR × NR` output tile, portable code: `acc[r][j] = Σ_k a(i0 + r, k) · b[k·ldb + j0 + j]`.
+#[inline(always)]
+fn tile_portable(tile: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
+    for kk in tile.klo..tile.khi {
+        let bv: &[f32; NR] = tile.b_row(kk).try_into().expect("NR columns");
+        tile.add_products(kk, bv, acc);
     }
 }
 
@@ -155,27 +207,15 @@ fn has_avx() -> bool {
 /// each k broadcasts 4 values of A and loads 16 of B. Same operations in the same order as the
 /// portable code (multiply, then add; no FMA), so the same results.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx")]
-fn tile_avx(
-    a: Operand<'_>,
-    i0: usize,
-    klo: usize,
-    khi: usize,
-    b: &[f32],
-    ldb: usize,
-    j0: usize,
-    acc: &mut [[f32; NR]; MR],
-) {
+fn tile_avx(tile: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
     let mut c: [__m256; 2 * MR] = [_mm256_setzero_ps(); 2 * MR];
-    for kk in klo..khi {
-        let bs: &[f32; NR] = b[kk * ldb + j0..kk * ldb + j0 + NR]
-            .try_into()
-            .expect("NR columns");
+    for kk in tile.klo..tile.khi {
+        let bs: &[f32; NR] = tile.b_row(kk).try_into().expect("NR columns");
         // SAFETY: `bs` has NR = 16 elements: lanes 0..8 and 8..16 are in bounds.
         let (b0, b1) = unsafe {
             (
@@ -184,7 +224,7 @@ fn tile_avx(
             )
         };
         for r in 0..MR {
-            let av = _mm256_set1_ps(a.data[(i0 + r) * a.rs + kk * a.cs]);
+            let av = _mm256_set1_ps(tile.a(r, kk));
             c[2 * r] = _mm256_add_ps(c[2 * r], _mm256_mul_ps(av, b0));
             c[2 * r + 1] = _mm256_add_ps(c[2 * r + 1], _mm256_mul_ps(av, b1));
         }
@@ -214,68 +254,87 @@ struct AttnDims {
     avx: bool,
 }
 
+impl AttnDims {
+    /// The product `c = a·b` of one head, over `krange`: `a` a `[t, t]` probability-shaped
+    /// operand, `b` and `c` `[t, hd]`.
+    fn head_product(self, krange: KRange) -> TileGemm {
+        TileGemm {
+            m: self.t,
+            n: self.hd,
+            kdim: self.t,
+            krange,
+            lower_only: false,
+            avx: self.avx,
+        }
+    }
+
+    /// `c = a·bᵀ` for one head, lower triangle: `a` `[t, hd]`, `bt` the `[hd, t]` transposed
+    /// right operand, `c` `[t, t]`.
+    #[inline(always)]
+    fn scores(self, a: Operand<'_>, bt: &[f32], c: &mut [f32]) {
+        let t = self.t;
+        let gemm = TileGemm {
+            m: t,
+            n: t,
+            kdim: self.hd,
+            krange: KRange::Full,
+            lower_only: true,
+            avx: self.avx,
+        };
+        gemm.run(a, bt, t, c, t);
+    }
+}
+
+/// Copies the `[t, hd]` column block at `col` of the `[t, ld]` rows `xb` into `out`, transposed
+/// (`[hd, t]`).
+#[inline(always)]
+fn transpose_block(xb: &[f32], ld: usize, col: usize, hd: usize, out: &mut [f32]) {
+    let t = out.len() / hd;
+    for j in 0..t {
+        for (c, &x) in xb[j * ld + col..j * ld + col + hd].iter().enumerate() {
+            out[c * t + j] = x;
+        }
+    }
+}
+
+/// The probabilities as used: `p ⊙ mask` (written into `buf`) when there is a dropout mask,
+/// else `p` itself.
+#[inline(always)]
+fn dropped_out<'a>(buf: &'a mut Option<Vec<f32>>, p: &'a [f32], mask: Option<&[f32]>) -> &'a [f32] {
+    match (buf, mask) {
+        (Some(buf), Some(m)) => {
+            for ((o, &p), &mm) in buf.iter_mut().zip(p).zip(m) {
+                *o = p * mm;
+            }
+            buf
+        }
+        _ => p,
+    }
+}
+
 /// Forward for one batch element: `xb` its `[t, 3d]` q|k|v rows, `ob` its `[t, d]` output rows,
 /// `pb` its `[h, t, t]` probabilities (written), `mb` its dropout mask, if any.
 #[inline(always)]
 fn attn_fwd_body(dims: AttnDims, xb: &[f32], ob: &mut [f32], pb: &mut [f32], mb: Option<&[f32]>) {
-    let AttnDims {
-        t,
-        d,
-        hd,
-        n_head,
-        scale,
-        avx,
-    } = dims;
+    let AttnDims { t, d, hd, .. } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut kt = vec![0.0f32; hd * t];
     let mut dropped = mb.map(|_| vec![0.0f32; tt]);
-    for hi in 0..n_head {
+    for hi in 0..dims.n_head {
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
-        for j in 0..t {
-            for (c, &x) in xb[j * ld + kc..j * ld + kc + hd].iter().enumerate() {
-                kt[c * t + j] = x;
-            }
-        }
+        transpose_block(xb, ld, kc, hd, &mut kt);
         let ph = &mut pb[hi * tt..(hi + 1) * tt];
         // S = Q·Kᵀ (lower triangle)
-        let q = Operand {
-            data: &xb[qc..],
-            rs: ld,
-            cs: 1,
-        };
-        tile_gemm(t, t, hd, q, &kt, t, ph, t, KRange::Full, true, avx);
+        dims.scores(Operand::rows(&xb[qc..], ld), &kt, ph);
         for (i, row) in ph.chunks_exact_mut(t).enumerate() {
-            softmax_scaled_in_place(&mut row[..=i], scale);
+            softmax_scaled_in_place(&mut row[..=i], dims.scale);
             row[i + 1..].fill(0.0);
         }
-        let p_used: &[f32] = match (&mut dropped, mb) {
-            (Some(buf), Some(m)) => {
-                for ((o, &p), &mm) in buf.iter_mut().zip(ph.iter()).zip(&m[hi * tt..]) {
-                    *o = p * mm;
-                }
-                buf
-            }
-            _ => ph,
-        };
+        let p_used = dropped_out(&mut dropped, ph, mb.map(|m| &m[hi * tt..(hi + 1) * tt]));
         // O = P'·V
-        let p = Operand {
-            data: p_used,
-            rs: t,
-            cs: 1,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            p,
-            &xb[vc..],
-            ld,
-            &mut ob[qc..],
-            d,
-            KRange::Lower,
-            false,
-            avx,
-        );
+        let p = Operand::rows(p_used, t);
+        dims.head_product(KRange::Lower)
+            .run(p, &xb[vc..], ld, &mut ob[qc..], d);
     }
 }
 
@@ -299,62 +358,23 @@ fn attn_bwd_body(
     mb: Option<&[f32]>,
     gxb: &mut [f32],
 ) {
-    let AttnDims {
-        t,
-        d,
-        hd,
-        n_head,
-        scale,
-        avx,
-    } = dims;
+    let AttnDims { t, d, hd, .. } = dims;
     let (tt, ld) = (t * t, 3 * d);
     let mut vt = vec![0.0f32; hd * t];
     let mut dp = vec![0.0f32; tt];
     let mut dropped = mb.map(|_| vec![0.0f32; tt]);
-    for hi in 0..n_head {
+    for hi in 0..dims.n_head {
         let (qc, kc, vc) = (hi * hd, d + hi * hd, 2 * d + hi * hd);
         let ph = &pb[hi * tt..(hi + 1) * tt];
         let mh = mb.map(|m| &m[hi * tt..(hi + 1) * tt]);
-        for j in 0..t {
-            for (c, &x) in xb[j * ld + vc..j * ld + vc + hd].iter().enumerate() {
-                vt[c * t + j] = x;
-            }
-        }
-        let p_used: &[f32] = match (&mut dropped, mh) {
-            (Some(buf), Some(m)) => {
-                for ((o, &p), &mm) in buf.iter_mut().zip(ph).zip(m) {
-                    *o = p * mm;
-                }
-                buf
-            }
-            _ => ph,
-        };
+        transpose_block(xb, ld, vc, hd, &mut vt);
+        let p_used = dropped_out(&mut dropped, ph, mh);
         // dV = P'ᵀ·dO: row j of dV sums over queries i >= j.
-        let pt = Operand {
-            data: p_used,
-            rs: 1,
-            cs: t,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            pt,
-            &gb[qc..],
-            d,
-            &mut gxb[vc..],
-            ld,
-            KRange::Upper,
-            false,
-            avx,
-        );
+        let pt = Operand::transposed(p_used, t);
+        dims.head_product(KRange::Upper)
+            .run(pt, &gb[qc..], d, &mut gxb[vc..], ld);
         // dP = dO·Vᵀ (lower triangle)
-        let go = Operand {
-            data: &gb[qc..],
-            rs: d,
-            cs: 1,
-        };
-        tile_gemm(t, t, hd, go, &vt, t, &mut dp, t, KRange::Full, true, avx);
+        dims.scores(Operand::rows(&gb[qc..], d), &vt, &mut dp);
         // dS = P ⊙ (dP ⊙ mask - rowsum(P ⊙ dP ⊙ mask)) · scale, zero above the diagonal.
         for (i, (dr, pr)) in dp.chunks_exact_mut(t).zip(ph.chunks_exact(t)).enumerate() {
             let (dl, pl) = (&mut dr[..=i], &pr[..=i]);
@@ -365,47 +385,16 @@ fn attn_bwd_body(
             }
             let s: f32 = dl.iter().zip(pl).map(|(&x, &p)| x * p).sum();
             for (x, &p) in dl.iter_mut().zip(pl) {
-                *x = p * (*x - s) * scale;
+                *x = p * (*x - s) * dims.scale;
             }
             dr[i + 1..].fill(0.0);
         }
         // dQ = dS·K ; dK = dSᵀ·Q
-        let ds = Operand {
-            data: &dp,
-            rs: t,
-            cs: 1,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            ds,
-            &xb[kc..],
-            ld,
-            &mut gxb[qc..],
-            ld,
-            KRange::Lower,
-            false,
-            avx,
-        );
-        let dst = Operand {
-            data: &dp,
-            rs: 1,
-            cs: t,
-        };
-        tile_gemm(
-            t,
-            hd,
-            t,
-            dst,
-            &xb[qc..],
-            ld,
-            &mut gxb[kc..],
-            ld,
-            KRange::Upper,
-            false,
-            avx,
-        );
+        let (ds, dst) = (Operand::rows(&dp, t), Operand::transposed(&dp, t));
+        dims.head_product(KRange::Lower)
+            .run(ds, &xb[kc..], ld, &mut gxb[qc..], ld);
+        dims.head_product(KRange::Upper)
+            .run(dst, &xb[qc..], ld, &mut gxb[kc..], ld);
     }
 }
 
@@ -585,7 +574,15 @@ mod tests {
                         rs: k,
                         cs: 1,
                     };
-                    tile_gemm(m, n, k, op, &b, n, &mut c, n, krange, false, avx);
+                    let gemm = TileGemm {
+                        m,
+                        n,
+                        kdim: k,
+                        krange,
+                        lower_only: false,
+                        avx,
+                    };
+                    gemm.run(op, &b, n, &mut c, n);
                     c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 };
                 let expected: Vec<u32> = naive.iter().map(|v| v.to_bits()).collect();

@@ -10,6 +10,7 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, IxDyn};
+use std::ops::Range;
 
 use crate::autograd::tensor::{Array, Tensor};
 
@@ -88,68 +89,64 @@ fn valid_range(n_in: usize, n_out: usize, stride: usize, off: isize) -> (usize, 
     (lo.min(hi), hi)
 }
 
-/// Unfolds `x` (`[n, c, h, w]`, row-major) into the `[c·kh·kw, n·oh·ow]` column matrix.
-fn im2col(x: &[f32], g: &Geom) -> Vec<f32> {
+/// Calls `f(col, input)` for every run of the column matrix that reads the input, in order of
+/// column-matrix row `(ci, ki, kj)`, image and output row: `col` is a range of the flat
+/// `[c·kh·kw, n·oh·ow]` columns (the valid output columns of one output row), `input` the range of
+/// the flat `[n, c, h, w]` input from that run's first tap to the end of its input row (the taps
+/// are `stride` apart in it).
+fn for_each_run(g: &Geom, mut f: impl FnMut(Range<usize>, Range<usize>)) {
     let (nl, l, hw) = (g.nl(), g.l(), g.h * g.w);
-    let mut cols = vec![0.0f32; g.k() * nl];
-    if nl == 0 {
-        return cols;
-    }
-    for (r, row) in cols.chunks_exact_mut(nl).enumerate() {
+    for r in 0..g.k() {
         let (ci, ki, (ylo, yhi), (xlo, xhi), x0) = g.row_plan(r);
         if xlo >= xhi {
             continue;
         }
-        for (b, dst_img) in row.chunks_exact_mut(l).enumerate() {
-            let plane = &x[(b * g.c + ci) * hw..][..hw];
+        for b in 0..g.n {
+            let (col0, plane) = (r * nl + b * l, (b * g.c + ci) * hw);
             for oy in ylo..yhi {
                 let iy = oy * g.stride + ki - g.pad;
-                let src = &plane[iy * g.w + x0..(iy + 1) * g.w];
-                let dst = &mut dst_img[oy * g.ow + xlo..oy * g.ow + xhi];
-                if g.stride == 1 {
-                    dst.copy_from_slice(&src[..dst.len()]);
-                } else {
-                    for (d, &s) in dst.iter_mut().zip(src.iter().step_by(g.stride)) {
-                        *d = s;
-                    }
-                }
+                let row = col0 + oy * g.ow;
+                f(
+                    row + xlo..row + xhi,
+                    plane + iy * g.w + x0..plane + (iy + 1) * g.w,
+                );
             }
         }
     }
+}
+
+/// Unfolds `x` (`[n, c, h, w]`, row-major) into the `[c·kh·kw, n·oh·ow]` column matrix.
+fn im2col(x: &[f32], g: &Geom) -> Vec<f32> {
+    let mut cols = vec![0.0f32; g.k() * g.nl()];
+    for_each_run(g, |c, i| {
+        let (dst, src) = (&mut cols[c], &x[i]);
+        if g.stride == 1 {
+            dst.copy_from_slice(&src[..dst.len()]);
+        } else {
+            for (d, &s) in dst.iter_mut().zip(src.iter().step_by(g.stride)) {
+                *d = s;
+            }
+        }
+    });
     cols
 }
 
 /// Folds a `[c·kh·kw, n·oh·ow]` column-matrix gradient back onto the input: the adjoint of
 /// [`im2col`] (overlapping taps add up). Returns `[n, c, h, w]` row-major.
 fn col2im(cols: &[f32], g: &Geom) -> Vec<f32> {
-    let (nl, l, hw) = (g.nl(), g.l(), g.h * g.w);
-    let mut dx = vec![0.0f32; g.n * g.c * hw];
-    if nl == 0 {
-        return dx;
-    }
-    for (r, row) in cols.chunks_exact(nl).enumerate() {
-        let (ci, ki, (ylo, yhi), (xlo, xhi), x0) = g.row_plan(r);
-        if xlo >= xhi {
-            continue;
-        }
-        for (b, src_img) in row.chunks_exact(l).enumerate() {
-            let plane = &mut dx[(b * g.c + ci) * hw..][..hw];
-            for oy in ylo..yhi {
-                let iy = oy * g.stride + ki - g.pad;
-                let dst = &mut plane[iy * g.w + x0..(iy + 1) * g.w];
-                let src = &src_img[oy * g.ow + xlo..oy * g.ow + xhi];
-                if g.stride == 1 {
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d += s;
-                    }
-                } else {
-                    for (d, &s) in dst.iter_mut().step_by(g.stride).zip(src) {
-                        *d += s;
-                    }
-                }
+    let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
+    for_each_run(g, |c, i| {
+        let (dst, src) = (&mut dx[i], &cols[c]);
+        if g.stride == 1 {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        } else {
+            for (d, &s) in dst.iter_mut().step_by(g.stride).zip(src) {
+                *d += s;
             }
         }
-    }
+    });
     dx
 }
 

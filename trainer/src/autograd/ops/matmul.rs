@@ -167,25 +167,23 @@ pub(crate) fn gemm_into(
         general_mat_mul(1.0, &a, &b, 0.0, &mut c);
         return;
     }
-    if n >= m {
-        let chunk = n.div_ceil(threads).max(MIN_SIDE);
-        let parts: Vec<_> = c
-            .axis_chunks_iter_mut(Axis(1), chunk)
-            .zip(b.axis_chunks_iter(Axis(1), chunk))
-            .collect();
-        parts
-            .into_par_iter()
-            .for_each(|(mut ci, bi)| general_mat_mul(1.0, &a, &bi, 0.0, &mut ci));
+    // Split the wider side of `c` into one block per thread, together with the operand that
+    // block reads from (columns of `b`, or rows of `a`).
+    let by_columns = n >= m;
+    let (axis, len, split) = if by_columns {
+        (Axis(1), n, b)
     } else {
-        let chunk = m.div_ceil(threads).max(MIN_SIDE);
-        let parts: Vec<_> = c
-            .axis_chunks_iter_mut(Axis(0), chunk)
-            .zip(a.axis_chunks_iter(Axis(0), chunk))
-            .collect();
-        parts
-            .into_par_iter()
-            .for_each(|(mut ci, ai)| general_mat_mul(1.0, &ai, &b, 0.0, &mut ci));
-    }
+        (Axis(0), m, a)
+    };
+    let chunk = len.div_ceil(threads).max(MIN_SIDE);
+    let parts: Vec<_> = c
+        .axis_chunks_iter_mut(axis, chunk)
+        .zip(split.axis_chunks_iter(axis, chunk))
+        .collect();
+    parts.into_par_iter().for_each(|(mut ci, si)| {
+        let (ai, bi) = if by_columns { (a, si) } else { (si, b) };
+        general_mat_mul(1.0, &ai, &bi, 0.0, &mut ci)
+    });
 }
 
 #[cfg(test)]

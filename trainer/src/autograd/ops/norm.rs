@@ -47,6 +47,68 @@ fn sum_rows(a: &[f32], d: usize) -> Array {
     Array::from_shape_vec(IxDyn(&[d]), acc).expect("[d]")
 }
 
+/// Normalises the rows (length `d`) of `xs`: with `(shift, r) = stats(row)`,
+/// `xhat = (x - shift)·r` and `y = xhat ⊙ w (+ b)`. Returns `(xhat, r per row, y)`, the two
+/// `[rows·d]`, `r` `[rows]`.
+fn normalize_rows(
+    xs: &[f32],
+    rows: usize,
+    d: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+    stats: impl Fn(&[f32]) -> (f32, f32),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut xhat = vec![0.0f32; rows * d];
+    let mut rs = vec![0.0f32; rows];
+    let mut out = vec![0.0f32; rows * d];
+    if d > 0 {
+        for (((xr, hr), yr), r) in xs
+            .chunks_exact(d)
+            .zip(xhat.chunks_exact_mut(d))
+            .zip(out.chunks_exact_mut(d))
+            .zip(rs.iter_mut())
+        {
+            let (shift, ri) = stats(xr);
+            *r = ri;
+            for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(w) {
+                *h = (v - shift) * *r;
+                *y = *h * wi;
+            }
+            if let Some(b) = b {
+                for (y, &bi) in yr.iter_mut().zip(b) {
+                    *y += bi;
+                }
+            }
+        }
+    }
+    (xhat, rs, out)
+}
+
+/// The input gradient of a row normalisation, `[rows, d]` shaped as `shape`: `row(g, xhat, dx, r)`
+/// fills each row of `dx` from the rows of the upstream gradient `g` and of `xhat`, and that
+/// row's `r`.
+fn rows_grad(
+    shape: &[usize],
+    g: &[f32],
+    xhat: &[f32],
+    rs: &[f32],
+    d: usize,
+    mut row: impl FnMut(&[f32], &[f32], &mut [f32], f32),
+) -> Array {
+    let mut dx = vec![0.0f32; xhat.len()];
+    if d > 0 {
+        for (((gr, hr), dr), &r) in g
+            .chunks_exact(d)
+            .zip(xhat.chunks_exact(d))
+            .zip(dx.chunks_exact_mut(d))
+            .zip(rs)
+        {
+            row(gr, hr, dr, r);
+        }
+    }
+    Array::from_shape_vec(IxDyn(shape), dx).expect("same shape")
+}
+
 impl Tensor {
     /// Layer normalisation over the last axis: for each row `x` of length `d`,
     /// `y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias`, with the biased variance
@@ -60,30 +122,11 @@ impl Tensor {
         let x = self.value();
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout");
-        let mut xhat = vec![0.0f32; rows * d];
-        let mut rstd = vec![0.0f32; rows];
-        let mut out = vec![0.0f32; rows * d];
-        if d > 0 {
-            for (((xr, hr), yr), r) in xs
-                .chunks_exact(d)
-                .zip(xhat.chunks_exact_mut(d))
-                .zip(out.chunks_exact_mut(d))
-                .zip(rstd.iter_mut())
-            {
-                let mean = xr.iter().sum::<f32>() / d as f32;
-                let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                *r = 1.0 / (var + eps).sqrt();
-                for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(&w) {
-                    *h = (v - mean) * *r;
-                    *y = *h * wi;
-                }
-                if let Some(b) = &b {
-                    for (y, &bi) in yr.iter_mut().zip(b) {
-                        *y += bi;
-                    }
-                }
-            }
-        }
+        let (xhat, rstd, out) = normalize_rows(xs, rows, d, &w, b.as_deref(), |xr| {
+            let mean = xr.iter().sum::<f32>() / d as f32;
+            let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            (mean, 1.0 / (var + eps).sqrt())
+        });
         drop(x);
         let value = Array::from_shape_vec(IxDyn(&shape), out).expect("same shape");
         let mut inputs = vec![self.clone(), weight.clone()];
@@ -93,28 +136,19 @@ impl Tensor {
             let g = g.as_slice().expect("standard layout");
             let gx = c.needs[0].then(|| {
                 // dx = rstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = g * w
-                let mut dx = vec![0.0f32; rows * d];
                 let mut dxh = vec![0.0f32; d];
-                if d > 0 {
-                    for (((gr, hr), dr), &r) in g
-                        .chunks_exact(d)
-                        .zip(xhat.chunks_exact(d))
-                        .zip(dx.chunks_exact_mut(d))
-                        .zip(&rstd)
-                    {
-                        let (mut m1, mut m2) = (0.0f32, 0.0f32);
-                        for (((t, &gi), &wi), &h) in dxh.iter_mut().zip(gr).zip(&w).zip(hr) {
-                            *t = gi * wi;
-                            m1 += *t;
-                            m2 += *t * h;
-                        }
-                        let (m1, m2) = (m1 / d as f32, m2 / d as f32);
-                        for ((o, &t), &h) in dr.iter_mut().zip(&dxh).zip(hr) {
-                            *o = r * (t - m1 - h * m2);
-                        }
+                rows_grad(&shape, g, &xhat, &rstd, d, |gr, hr, dr, r| {
+                    let (mut m1, mut m2) = (0.0f32, 0.0f32);
+                    for (((t, &gi), &wi), &h) in dxh.iter_mut().zip(gr).zip(&w).zip(hr) {
+                        *t = gi * wi;
+                        m1 += *t;
+                        m2 += *t * h;
                     }
-                }
-                Array::from_shape_vec(IxDyn(&shape), dx).expect("same shape")
+                    let (m1, m2) = (m1 / d as f32, m2 / d as f32);
+                    for ((o, &t), &h) in dr.iter_mut().zip(&dxh).zip(hr) {
+                        *o = r * (t - m1 - h * m2);
+                    }
+                })
             });
             let gw = c.needs[1].then(|| sum_rows_product(g, &xhat, d));
             let mut grads = vec![gx, gw];
@@ -135,24 +169,11 @@ impl Tensor {
         let x = self.value();
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout");
-        let mut xhat = vec![0.0f32; rows * d];
-        let mut rinv = vec![0.0f32; rows];
-        let mut out = vec![0.0f32; rows * d];
-        if d > 0 {
-            for (((xr, hr), yr), r) in xs
-                .chunks_exact(d)
-                .zip(xhat.chunks_exact_mut(d))
-                .zip(out.chunks_exact_mut(d))
-                .zip(rinv.iter_mut())
-            {
-                let ms = xr.iter().map(|&v| v * v).sum::<f32>() / d as f32;
-                *r = 1.0 / (ms + eps).sqrt();
-                for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(&w) {
-                    *h = v * *r;
-                    *y = *h * wi;
-                }
-            }
-        }
+        // `x - 0.0` is `x` exactly, so the shared `(x - shift)·r` is `x·r` here.
+        let (xhat, rinv, out) = normalize_rows(xs, rows, d, &w, None, |xr| {
+            let ms = xr.iter().map(|&v| v * v).sum::<f32>() / d as f32;
+            (0.0, 1.0 / (ms + eps).sqrt())
+        });
         drop(x);
         let value = Array::from_shape_vec(IxDyn(&shape), out).expect("same shape");
         Tensor::from_op(
@@ -164,27 +185,18 @@ impl Tensor {
                 let g = g.as_slice().expect("standard layout");
                 let gx = c.needs[0].then(|| {
                     // dx = r * (dxh - xhat * mean(dxh * xhat)), dxh = g * w
-                    let mut dx = vec![0.0f32; rows * d];
-                    if d > 0 {
-                        for (((gr, hr), dr), &r) in g
-                            .chunks_exact(d)
-                            .zip(xhat.chunks_exact(d))
-                            .zip(dx.chunks_exact_mut(d))
-                            .zip(&rinv)
-                        {
-                            let m2 = gr
-                                .iter()
-                                .zip(&w)
-                                .zip(hr)
-                                .map(|((&gi, &wi), &h)| gi * wi * h)
-                                .sum::<f32>()
-                                / d as f32;
-                            for (((o, &gi), &wi), &h) in dr.iter_mut().zip(gr).zip(&w).zip(hr) {
-                                *o = r * (gi * wi - h * m2);
-                            }
+                    rows_grad(&shape, g, &xhat, &rinv, d, |gr, hr, dr, r| {
+                        let m2 = gr
+                            .iter()
+                            .zip(&w)
+                            .zip(hr)
+                            .map(|((&gi, &wi), &h)| gi * wi * h)
+                            .sum::<f32>()
+                            / d as f32;
+                        for (((o, &gi), &wi), &h) in dr.iter_mut().zip(gr).zip(&w).zip(hr) {
+                            *o = r * (gi * wi - h * m2);
                         }
-                    }
-                    Array::from_shape_vec(IxDyn(&shape), dx).expect("same shape")
+                    })
                 });
                 let gw = c.needs[1].then(|| sum_rows_product(g, &xhat, d));
                 vec![gx, gw]
