@@ -1,10 +1,10 @@
 //! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
 //! caller-provided arena.
 
-use crate::format::{check_header, check_pixel_normalization, valid_scale};
+use crate::format::{check_pixel_normalization, decode_file, valid_scale};
 use crate::format::{
-    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
-    Requant, Shape, MAX_LAYERS, MAX_PAD,
+    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, QuantParams, Requant, Shape,
+    MAX_LAYERS, MAX_PAD,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -68,15 +68,11 @@ impl<'a> SequentialModel<'a> {
     /// model: input description, layer count, and for each layer its parameters, the chain of
     /// shapes and quantization, every slice length, and size overflow.
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        check_header(bytes)?;
-        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
-        if !rest.is_empty() {
-            return Err(Error::TrailingBytes { count: rest.len() });
-        }
-        let Body::Sequential(desc) = file.body else {
-            return Err(Error::WrongBody);
-        };
-        Self::from_parts(file.metadata, desc.input, desc.layers, bytes.len())
+        let (metadata, desc) = decode_file(bytes, |body| match body {
+            Body::Sequential(desc) => Some(desc),
+            _ => None,
+        })?;
+        Self::from_parts(metadata, desc.input, desc.layers, bytes.len())
     }
 
     fn from_parts(
@@ -183,13 +179,7 @@ impl<'a> SequentialModel<'a> {
         arena: &'b mut [i8],
         observe: impl FnMut(usize, &[i8]),
     ) -> Result<&'b [i8], Error> {
-        if input.len() != self.input_len() {
-            return Err(Error::InputLength {
-                expected: self.input_len(),
-                found: input.len(),
-            });
-        }
-        let (a, b) = self.split_arena(arena)?;
+        let (a, b) = self.split_arena(input.len(), arena)?;
         for (dst, &src) in a.iter_mut().zip(input) {
             *dst = src;
         }
@@ -204,13 +194,7 @@ impl<'a> SequentialModel<'a> {
         pixels: &[u8],
         arena: &'b mut [i8],
     ) -> Result<(usize, &'b [i8]), Error> {
-        if pixels.len() != self.input_len() {
-            return Err(Error::InputLength {
-                expected: self.input_len(),
-                found: pixels.len(),
-            });
-        }
-        let (a, b) = self.split_arena(arena)?;
+        let (a, b) = self.split_arena(pixels.len(), arena)?;
         for (q, &p) in a.iter_mut().zip(pixels) {
             *q = self.pixel_lut[p as usize];
         }
@@ -223,7 +207,19 @@ impl<'a> SequentialModel<'a> {
         self.pixel_lut[pixel as usize]
     }
 
-    fn split_arena<'b>(&self, arena: &'b mut [i8]) -> Result<(&'b mut [i8], &'b mut [i8]), Error> {
+    /// Checks an input of `input_len` values ([`Error::InputLength`]) and the arena
+    /// ([`Error::ArenaTooSmall`]), then splits the arena into the two activation buffers.
+    fn split_arena<'b>(
+        &self,
+        input_len: usize,
+        arena: &'b mut [i8],
+    ) -> Result<(&'b mut [i8], &'b mut [i8]), Error> {
+        if input_len != self.input_len() {
+            return Err(Error::InputLength {
+                expected: self.input_len(),
+                found: input_len,
+            });
+        }
         let need = self.arena_size();
         if arena.len() < need {
             return Err(Error::ArenaTooSmall {

@@ -227,41 +227,20 @@ unsafe extern "C" fn conv1_row_sat_4(args: *const Conv1Args) {
     )
 }
 
-/// `(a.lo, b.lo)`: `PKHBT d, a, b, LSL #16`.
-#[inline(always)]
-fn pack_lo_lo(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhbt {r}, {a}, {b}, lsl #16", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.lo, b.lo)`: `PKHBT d, a, b, LSL #16`.
+    fn pack_lo_lo(a, b) = "pkhbt {r}, {a}, {b}, lsl #16"
+);
 
-/// `(a.lo, b.hi)`: `PKHBT d, a, b`.
-#[inline(always)]
-fn pack_lo_hi(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhbt {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.lo, b.hi)`: `PKHBT d, a, b`.
+    fn pack_lo_hi(a, b) = "pkhbt {r}, {a}, {b}"
+);
 
-/// `(a.hi, b.hi)`: `PKHTB d, b, a, ASR #16`.
-#[inline(always)]
-fn pack_hi_hi(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhtb {r}, {b}, {a}, asr #16", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.hi, b.hi)`: `PKHTB d, b, a, ASR #16`.
+    fn pack_hi_hi(a, b) = "pkhtb {r}, {b}, {a}, asr #16"
+);
 
 /// Two int16 values as one word: `lo` in bits 0..16, `hi` in 16..32.
 #[inline(always)]

@@ -109,6 +109,23 @@ macro_rules! gemm_enter {
     };
 }
 
+/// Advances to the next pair of B rows and enters the K loop again; then the exit (label 90)
+/// that frees the frame and returns. The tail of every micro-kernel.
+#[rustfmt::skip]
+macro_rules! gemm_next_pair_or_exit {
+    () => {
+        concat!(
+            "ldr r9, [sp, #16]\n",
+            "add r1, r1, r9\n",
+            "str r1, [sp, #8]\n",
+            gemm_enter!(),
+            "90:\n",
+            "add sp, sp, #48\n",
+            "pop {{r4-r11, pc}}\n",
+        )
+    };
+}
+
 /// The K loop (label 20, exit 21), entered by `gemm_enter`.
 #[rustfmt::skip]
 macro_rules! gemm_loop {
@@ -196,13 +213,7 @@ macro_rules! gemm_rq_kernel {
             "mov r12, r11",
             "ldr r8, [r0, #28]",
             "mov lr, r8",
-            "ldr r9, [sp, #16]",
-            "add r1, r1, r9",
-            "str r1, [sp, #8]",
-            gemm_enter!(),
-            "90:",
-            "add sp, sp, #48",
-            "pop {{r4-r11, pc}}",
+            gemm_next_pair_or_exit!(),
         )
     };
 }
@@ -259,12 +270,6 @@ pub(super) unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
         "mov r12, #0",
         "mov r8, #0",
         "mov lr, #0",
-        "ldr r9, [sp, #16]",
-        "add r1, r1, r9",
-        "str r1, [sp, #8]",
-        gemm_enter!(),
-        "90:",
-        "add sp, sp, #48",
-        "pop {{r4-r11, pc}}",
+        gemm_next_pair_or_exit!(),
     )
 }
