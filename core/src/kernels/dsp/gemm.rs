@@ -20,6 +20,10 @@
 //! unrolled 4× with a Duff entry. All 14 allocatable registers are in use in the loop; the
 //! argument block is copied to the stack frame.
 
+use core::mem::MaybeUninit;
+
+use super::{sxtb16, sxtb16_ror8, word_i8};
+
 /// The argument block of the micro-kernels (copied to the stack by the kernel; offsets are
 /// hard-coded in the assembly).
 #[repr(C)]
@@ -216,6 +220,23 @@ macro_rules! gemm_rq_kernel {
             gemm_next_pair_or_exit!(),
         )
     };
+}
+
+/// Writes the interleaved pre-extended pair of rows `r0`, `r1` (same length, a multiple of 4)
+/// into `dst` (`r0.len()` words): the A operand of the micro-kernels.
+#[inline(always)]
+pub(super) fn extend_pair(dst: &mut [MaybeUninit<u32>], r0: &[i8], r1: &[i8]) {
+    for ((d, x0), x1) in dst
+        .chunks_exact_mut(4)
+        .zip(r0.chunks_exact(4))
+        .zip(r1.chunks_exact(4))
+    {
+        let (w0, w1) = (word_i8(x0), word_i8(x1));
+        d[0].write(sxtb16(w0));
+        d[1].write(sxtb16_ror8(w0));
+        d[2].write(sxtb16(w1));
+        d[3].write(sxtb16_ror8(w1));
+    }
 }
 
 /// Requantizing micro-kernel, any `act_min` (`act_max` must be 127).

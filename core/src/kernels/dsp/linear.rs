@@ -24,7 +24,7 @@
 //! docs of `dsp`). `n % 4 != 0` or `n > MAX_IN` uses the portable kernel.
 //!
 //! Also the single dot product [`dot_i8`]: both operands are read in place (any alignment) and
-//! sign-extended on the fly, 4 elements per step (`dot4`, shared with the attention's
+//! sign-extended on the fly, 4 elements per step (`dot4`, also the attention's
 //! `dot_i8_i8`):
 //!
 //! ```text
@@ -500,11 +500,7 @@ impl Rows {
 }
 
 /// [`crate::kernels::matvec_i32`] for Armv7E-M.
-pub(in crate::kernels) fn matvec_i32(
-    input: &[i8],
-    weights: &[u8],
-    output: &mut [i32],
-) -> Result<(), Error> {
+pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<(), Error> {
     check_matvec_i32(input, weights, output)?;
     matvec_i32_rows(input, weights, input.len(), output);
     Ok(())
@@ -570,7 +566,7 @@ fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, outpu
 }
 
 /// [`crate::kernels::linear()`] for Armv7E-M.
-pub(in crate::kernels) fn linear(
+pub fn linear(
     input: &[i8],
     weights: &[u8],
     stage: &OutputStage,
@@ -697,7 +693,7 @@ pub(super) unsafe extern "C" fn dot4(a: *const u8, b: *const u8, words: usize) -
 /// [`crate::kernels::dot_i8`] for Armv7E-M: whole words in assembly, the 0-3 trailing elements
 /// with the portable dot.
 #[inline]
-pub(in crate::kernels) fn dot_i8(x: &[i8], w: &[u8]) -> i32 {
+pub fn dot_i8(x: &[i8], w: &[u8]) -> i32 {
     let n = x.len().min(w.len());
     let words = n / 4;
     if words < 2 {

@@ -103,10 +103,11 @@ mod gemm;
 mod linear;
 mod pool;
 
-pub(super) use attention::{dot_i8_i8, qk_scores};
-pub(super) use conv2d::conv2d;
-pub(super) use linear::{dot_i8, linear, matvec_i32, matvec_i32_strided};
-pub(super) use pool::{max_pool2d, relu};
+pub use attention::qk_scores;
+pub use conv2d::conv2d;
+pub(super) use linear::matvec_i32_strided;
+pub use linear::{dot_i8, linear, matvec_i32};
+pub use pool::{max_pool2d, relu};
 
 use super::OutputStage;
 
