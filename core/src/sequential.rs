@@ -404,22 +404,9 @@ fn check_layer(
             let flat = to_usize(input.h)
                 .checked_mul(to_usize(input.w))
                 .ok_or(overflow)?;
-            if flat != 1 {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "linear input height*width (insert a Flatten)",
-                    expected: 1,
-                    found: flat,
-                });
-            }
-            if l.in_features != input.c {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "linear in_features",
-                    expected: to_usize(input.c),
-                    found: to_usize(l.in_features),
-                });
-            }
+            check_shape(i, "linear input height*width (insert a Flatten)", 1, flat)?;
+            let (expected, found) = (to_usize(input.c), to_usize(l.in_features));
+            check_shape(i, "linear in_features", expected, found)?;
             if l.out_features == 0 {
                 return Err(bad("out_features is 0"));
             }
@@ -434,14 +421,8 @@ fn check_layer(
             Ok((Shape::flat(l.out_features), l.requant.output))
         }
         Layer::Conv2d(c) => {
-            if c.in_channels != input.c {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "conv2d in_channels",
-                    expected: to_usize(input.c),
-                    found: to_usize(c.in_channels),
-                });
-            }
+            let (expected, found) = (to_usize(input.c), to_usize(c.in_channels));
+            check_shape(i, "conv2d in_channels", expected, found)?;
             if c.input_zero_point != quant.zero_point {
                 return Err(bad(
                     "conv2d input_zero_point differs from the previous output's zero point",
@@ -513,6 +494,22 @@ fn check_layer(
             Ok((input, quant))
         }
     }
+}
+
+/// [`Error::ShapeMismatch`] for `layer` unless `found == expected`.
+fn check_shape(
+    layer: usize,
+    what: &'static str,
+    expected: usize,
+    found: usize,
+) -> Result<(), Error> {
+    let mismatch = Error::ShapeMismatch {
+        layer,
+        what,
+        expected,
+        found,
+    };
+    (found == expected).then_some(()).ok_or(mismatch)
 }
 
 fn check_len(layer: usize, what: &'static str, expected: usize, bytes: &[u8]) -> Result<(), Error> {

@@ -47,13 +47,31 @@ pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<()
     Ok(())
 }
 
-/// [`matvec_i32`] over rows that are `stride` bytes apart: `output[o] = Σ_i input[i] *
-/// weights[o·stride + i]` (wrapping int32), e.g. the first `n` columns of a wider matrix.
+/// The input element of [`matvec_i32_strided`]: `i8` (activations) or `u8` (e.g. attention
+/// probabilities `0..=255`). Sealed: exactly these two.
+pub trait StridedInput: Copy + Into<i32> + sealed::Sealed {}
+
+impl StridedInput for i8 {}
+impl StridedInput for u8 {}
+
+mod sealed {
+    /// On Armv7E-M also how the DSP loop extends a word of inputs.
+    #[cfg(aka_dsp)]
+    pub trait Sealed: crate::kernels::dsp::FcInput {}
+    #[cfg(not(aka_dsp))]
+    pub trait Sealed {}
+    impl Sealed for i8 {}
+    impl Sealed for u8 {}
+}
+
+/// [`matvec_i32`] over rows that are `stride` bytes apart, with int8 or u8 inputs:
+/// `output[o] = Σ_i input[i] * weights[o·stride + i]` (int8/u8 × int8 → wrapping int32), e.g.
+/// the first `n` columns of a wider matrix.
 ///
 /// Shapes: `input` `[n]`, `n >= 1`; `stride >= n`; `weights` at least `(out − 1)·stride + n`
 /// bytes (extra bytes are ignored); `output` `[out]`. Errors ([`Error::KernelShape`]) otherwise.
-pub fn matvec_i32_strided(
-    input: &[i8],
+pub fn matvec_i32_strided<T: StridedInput>(
+    input: &[T],
     weights: &[u8],
     stride: usize,
     output: &mut [i32],
@@ -63,21 +81,10 @@ pub fn matvec_i32_strided(
     Ok(())
 }
 
-/// [`matvec_i32_strided`] with **u8** inputs (e.g. attention probabilities `0..=255`):
-/// `output[o] = Σ_i input[i] * weights[o·stride + i]` (u8 × int8 → wrapping int32). Shapes and
-/// errors as [`matvec_i32_strided`].
-pub fn matvec_i32_strided_u8(
-    input: &[u8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    check_matvec_i32_strided(input.len(), weights, stride, output)?;
-    strided_rows(input, weights, stride, output);
-    Ok(())
-}
+/// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
+pub use matvec_i32_strided as matvec_i32_strided_u8;
 
-/// The rows of [`matvec_i32_strided`] / [`matvec_i32_strided_u8`] (int8 or u8 inputs), shapes
+/// The rows of [`matvec_i32_strided`] (int8 or u8 inputs), shapes
 /// already checked; a row the weights do not cover (impossible after the check) gives 0. A
 /// zipped fold, which vectorizes on the host; also the DSP kernel's fallback.
 pub(crate) fn strided_rows<T: Copy + Into<i32>>(
@@ -95,8 +102,7 @@ pub(crate) fn strided_rows<T: Copy + Into<i32>>(
     }
 }
 
-/// The shape check shared by every implementation of [`matvec_i32_strided`] and
-/// [`matvec_i32_strided_u8`] (`n` inputs).
+/// The shape check shared by every implementation of [`matvec_i32_strided`] (`n` inputs).
 pub(crate) fn check_matvec_i32_strided(
     n: usize,
     weights: &[u8],
@@ -193,7 +199,7 @@ mod tests {
             }
         }
         assert_eq!(
-            matvec_i32_strided(&[], &[0; 4], 1, &mut [0; 1]),
+            matvec_i32_strided::<i8>(&[], &[0; 4], 1, &mut [0; 1]),
             Err(shape_error("matvec_i32_strided"))
         );
         assert_eq!(

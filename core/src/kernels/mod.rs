@@ -10,8 +10,8 @@
 //!   the same bytes as the portable kernels (checked on random shapes and values by the
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
-//! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`],
-//! [`matvec_i32_strided_u8`], [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
+//! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`] (int8 or
+//! u8 inputs), [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
@@ -68,43 +68,24 @@ pub mod portable {
 // `matvec_i32` run the fully connected loop (input sign-extended once, two rows per pass: about
 // 1.2 instructions per MAC); `dot_i8` is an `SXTB16`/`SMLAD` loop (about 2 instructions per
 // element plus a call; both operands are sign-extended on the fly, so for many rows against one
-// input prefer `linear`, which extends the input once).
+// input prefer `linear`, which extends the input once); `matvec_i32_strided` runs the same fully
+// connected loop when `n` and `stride` are multiples of 4 (u8 inputs zero-extended instead of
+// sign-extended).
+/// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
+pub use self::matvec_i32_strided as matvec_i32_strided_u8;
 #[cfg(aka_dsp)]
-pub use dsp::{conv2d, dot_i8, linear, matvec_i32, max_pool2d, qk_scores, relu};
+pub use dsp::{
+    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+};
+pub use linear::StridedInput;
 #[cfg(not(aka_dsp))]
-pub use portable::{conv2d, dot_i8, linear, matvec_i32, max_pool2d, qk_scores, relu};
+pub use portable::{
+    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+};
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
 /// ones.
 pub const DSP: bool = cfg!(aka_dsp);
-
-/// [`matvec_i32`] over rows `stride` bytes apart; see [`portable::matvec_i32_strided`]. On
-/// Armv7E-M the same fully connected loop (when `n` and `stride` are multiples of 4).
-pub fn matvec_i32_strided(
-    input: &[i8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::matvec_i32_strided(input, weights, stride, output);
-    #[cfg(not(aka_dsp))]
-    return portable::matvec_i32_strided(input, weights, stride, output);
-}
-
-/// [`matvec_i32_strided`] with u8 inputs; see [`portable::matvec_i32_strided_u8`]. On Armv7E-M
-/// the same fully connected loop (the inputs are zero-extended instead of sign-extended).
-pub fn matvec_i32_strided_u8(
-    input: &[u8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::matvec_i32_strided(input, weights, stride, output);
-    #[cfg(not(aka_dsp))]
-    return portable::matvec_i32_strided_u8(input, weights, stride, output);
-}
 
 /// `x` viewed as raw bytes, the way kernels take weights (read back as `b as i8`): e.g. the GPT's
 /// int8 V cache as the rows of [`matvec_i32_strided`]. (The crate's only `unsafe` outside the

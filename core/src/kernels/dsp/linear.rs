@@ -42,7 +42,7 @@ use super::{sxtb16, sxtb16_ror8, uxtb16, uxtb16_ror8, word_i8, zl2p1};
 use crate::kernels::linear::{
     check_linear, check_matvec_i32, check_matvec_i32_strided, strided_rows,
 };
-use crate::kernels::{portable, OutputStage};
+use crate::kernels::{portable, OutputStage, StridedInput};
 use crate::Error;
 
 /// Largest input length of the DSP path (the pre-extended input lives on the stack:
@@ -396,7 +396,7 @@ unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
 /// two pre-extended halfword-pair words `(x0, x2)`, `(x1, x3)` that match `SXTB16` of a weight
 /// word. int8 inputs are sign-extended, u8 inputs (the GPT's attention probabilities)
 /// zero-extended; `SMLAD` then multiplies them with the signed weights either way.
-pub(in crate::kernels) trait FcInput: Copy + Into<i32> {
+pub trait FcInput: Copy + Into<i32> {
     const ZERO: Self;
     /// Four inputs as a word (any alignment).
     fn word(x: &[Self]) -> u32;
@@ -506,9 +506,8 @@ pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<()
     Ok(())
 }
 
-/// [`crate::kernels::matvec_i32_strided`] and [`crate::kernels::matvec_i32_strided_u8`] for
-/// Armv7E-M (int8 or u8 inputs).
-pub(in crate::kernels) fn matvec_i32_strided<T: FcInput>(
+/// [`crate::kernels::matvec_i32_strided`] for Armv7E-M (int8 or u8 inputs).
+pub fn matvec_i32_strided<T: StridedInput>(
     input: &[T],
     weights: &[u8],
     stride: usize,

@@ -105,8 +105,8 @@ mod pool;
 
 pub use attention::qk_scores;
 pub use conv2d::conv2d;
-pub(super) use linear::matvec_i32_strided;
 pub use linear::{dot_i8, linear, matvec_i32};
+pub use linear::{matvec_i32_strided, FcInput};
 pub use pool::{max_pool2d, relu};
 
 use super::OutputStage;
