@@ -1,7 +1,7 @@
 //! 2-D convolution, NHWC activations, OHWI weights: geometry and the portable reference.
 
 use super::linear::dot_i8;
-use super::{is_hwc, shape_error, sum_i8, OutputStage};
+use super::{shape_error, sum_i8, OutputStage};
 use crate::Error;
 
 /// Geometry of a convolution: input `in_h x in_w x in_c` (NHWC), `out_c` filters of
@@ -117,12 +117,19 @@ pub(crate) fn check_conv2d(
 ) -> Result<(usize, usize), Error> {
     let err = || shape_error("conv2d");
     let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
+    let in_len = g
+        .in_h
+        .checked_mul(g.in_w)
+        .and_then(|n| n.checked_mul(g.in_c));
+    let out_len = out_h
+        .checked_mul(out_w)
+        .and_then(|n| n.checked_mul(g.out_c));
     let tap_row = g.kernel_w.checked_mul(g.in_c).ok_or_else(err)?; // weights per (o, ky)
     let filter = g.kernel_h.checked_mul(tap_row).ok_or_else(err)?; // weights per o
     if g.in_c == 0
         || g.out_c == 0
-        || !is_hwc(input, g.in_h, g.in_w, g.in_c)
-        || !is_hwc(output, out_h, out_w, g.out_c)
+        || in_len != Some(input.len())
+        || out_len != Some(output.len())
         || g.out_c.checked_mul(filter) != Some(weights.len())
         || !stage.fits(g.out_c)
     {

@@ -178,11 +178,6 @@ pub fn sum_i8(w: &[u8]) -> i32 {
         .fold(0i32, |acc, &w| acc.wrapping_add((w as i8) as i32))
 }
 
-/// True if `data` holds exactly an `[h][w][c]` image (the product not overflowing).
-fn is_hwc(data: &[i8], h: usize, w: usize, c: usize) -> bool {
-    h.checked_mul(w).and_then(|n| n.checked_mul(c)) == Some(data.len())
-}
-
 fn shape_error(kernel: &'static str) -> Error {
     Error::KernelShape { kernel }
 }

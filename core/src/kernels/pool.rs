@@ -1,6 +1,6 @@
 //! Max pooling: geometry and the portable reference.
 
-use super::{is_hwc, shape_error};
+use super::shape_error;
 use crate::Error;
 
 /// Geometry of a max-pool: input `in_h x in_w x channels` (NHWC), windows of
@@ -66,10 +66,14 @@ pub(crate) fn check_max_pool2d(
 ) -> Result<(usize, usize), Error> {
     let err = || shape_error("max_pool2d");
     let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
-    if g.channels == 0
-        || !is_hwc(input, g.in_h, g.in_w, g.channels)
-        || !is_hwc(output, out_h, out_w, g.channels)
-    {
+    let in_len = g
+        .in_h
+        .checked_mul(g.in_w)
+        .and_then(|n| n.checked_mul(g.channels));
+    let out_len = out_h
+        .checked_mul(out_w)
+        .and_then(|n| n.checked_mul(g.channels));
+    if g.channels == 0 || in_len != Some(input.len()) || out_len != Some(output.len()) {
         return Err(err());
     }
     Ok((out_h, out_w))
