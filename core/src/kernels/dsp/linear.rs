@@ -520,6 +520,7 @@ pub fn matvec_i32_strided<T: StridedInput>(
 
 /// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
 /// `weights`, `stride >= n = input.len() >= 1`).
+#[inline(never)]
 fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, output: &mut [i32]) {
     let n = input.len();
     let n_out = output.len();
