@@ -519,7 +519,9 @@ pub fn matvec_i32_strided<T: StridedInput>(
 }
 
 /// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
-/// `weights`, `stride >= n = input.len() >= 1`).
+/// `weights`, `stride >= n = input.len() >= 1`). Out of line: inlined into `matvec_i32` (its
+/// only int8 caller inside aka-core), it moved the firmware's other code (+1.7% instructions on
+/// the bench's row-by-row `dot_i8`).
 #[inline(never)]
 fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, output: &mut [i32]) {
     let n = input.len();
