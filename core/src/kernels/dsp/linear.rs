@@ -502,7 +502,7 @@ impl Rows {
 /// [`crate::kernels::matvec_i32`] for Armv7E-M.
 pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<(), Error> {
     check_matvec_i32(input, weights, output)?;
-    matvec_i32_rows(input, weights, input.len(), output);
+    matvec_i32_rows_i8(input, weights, input.len(), output);
     Ok(())
 }
 
@@ -518,11 +518,15 @@ pub fn matvec_i32_strided<T: StridedInput>(
     Ok(())
 }
 
-/// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
-/// `weights`, `stride >= n = input.len() >= 1`). Out of line: inlined into `matvec_i32` (its
-/// only int8 caller inside aka-core), it moved the firmware's other code (+1.7% instructions on
-/// the bench's row-by-row `dot_i8`).
+/// [`matvec_i32_rows`] for int8 inputs, out of line: inlined into `matvec_i32` (its only caller),
+/// it moved the firmware's other code (+1.7% instructions on the bench's row-by-row `dot_i8`).
 #[inline(never)]
+fn matvec_i32_rows_i8(input: &[i8], weights: &[u8], stride: usize, output: &mut [i32]) {
+    matvec_i32_rows(input, weights, stride, output);
+}
+
+/// `output[o] = Σ input·weights[o·stride..][..n]`, shapes checked by the caller (rows inside
+/// `weights`, `stride >= n = input.len() >= 1`).
 fn matvec_i32_rows<T: FcInput>(input: &[T], weights: &[u8], stride: usize, output: &mut [i32]) {
     let n = input.len();
     let n_out = output.len();
