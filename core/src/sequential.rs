@@ -1,10 +1,10 @@
 //! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
 //! caller-provided arena.
 
-use crate::format::{check_header, check_pixel_normalization, valid_scale};
+use crate::format::{check_pixel_normalization, decode_file, valid_scale};
 use crate::format::{
-    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
-    Requant, Shape, MAX_LAYERS, MAX_PAD,
+    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, QuantParams, Requant, Shape,
+    MAX_LAYERS, MAX_PAD,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -68,15 +68,11 @@ impl<'a> SequentialModel<'a> {
     /// model: input description, layer count, and for each layer its parameters, the chain of
     /// shapes and quantization, every slice length, and size overflow.
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        check_header(bytes)?;
-        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
-        if !rest.is_empty() {
-            return Err(Error::TrailingBytes { count: rest.len() });
-        }
-        let Body::Sequential(desc) = file.body else {
-            return Err(Error::WrongBody);
-        };
-        Self::from_parts(file.metadata, desc.input, desc.layers, bytes.len())
+        let (metadata, desc) = decode_file(bytes, |body| match body {
+            Body::Sequential(desc) => Some(desc),
+            _ => None,
+        })?;
+        Self::from_parts(metadata, desc.input, desc.layers, bytes.len())
     }
 
     fn from_parts(
@@ -183,13 +179,7 @@ impl<'a> SequentialModel<'a> {
         arena: &'b mut [i8],
         observe: impl FnMut(usize, &[i8]),
     ) -> Result<&'b [i8], Error> {
-        if input.len() != self.input_len() {
-            return Err(Error::InputLength {
-                expected: self.input_len(),
-                found: input.len(),
-            });
-        }
-        let (a, b) = self.split_arena(arena)?;
+        let (a, b) = self.split_arena(input.len(), arena)?;
         for (dst, &src) in a.iter_mut().zip(input) {
             *dst = src;
         }
@@ -204,13 +194,7 @@ impl<'a> SequentialModel<'a> {
         pixels: &[u8],
         arena: &'b mut [i8],
     ) -> Result<(usize, &'b [i8]), Error> {
-        if pixels.len() != self.input_len() {
-            return Err(Error::InputLength {
-                expected: self.input_len(),
-                found: pixels.len(),
-            });
-        }
-        let (a, b) = self.split_arena(arena)?;
+        let (a, b) = self.split_arena(pixels.len(), arena)?;
         for (q, &p) in a.iter_mut().zip(pixels) {
             *q = self.pixel_lut[p as usize];
         }
@@ -223,7 +207,19 @@ impl<'a> SequentialModel<'a> {
         self.pixel_lut[pixel as usize]
     }
 
-    fn split_arena<'b>(&self, arena: &'b mut [i8]) -> Result<(&'b mut [i8], &'b mut [i8]), Error> {
+    /// Checks an input of `input_len` values ([`Error::InputLength`]) and the arena
+    /// ([`Error::ArenaTooSmall`]), then splits the arena into the two activation buffers.
+    fn split_arena<'b>(
+        &self,
+        input_len: usize,
+        arena: &'b mut [i8],
+    ) -> Result<(&'b mut [i8], &'b mut [i8]), Error> {
+        if input_len != self.input_len() {
+            return Err(Error::InputLength {
+                expected: self.input_len(),
+                found: input_len,
+            });
+        }
         let need = self.arena_size();
         if arena.len() < need {
             return Err(Error::ArenaTooSmall {
@@ -408,22 +404,9 @@ fn check_layer(
             let flat = to_usize(input.h)
                 .checked_mul(to_usize(input.w))
                 .ok_or(overflow)?;
-            if flat != 1 {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "linear input height*width (insert a Flatten)",
-                    expected: 1,
-                    found: flat,
-                });
-            }
-            if l.in_features != input.c {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "linear in_features",
-                    expected: to_usize(input.c),
-                    found: to_usize(l.in_features),
-                });
-            }
+            check_shape(i, "linear input height*width (insert a Flatten)", 1, flat)?;
+            let (expected, found) = (to_usize(input.c), to_usize(l.in_features));
+            check_shape(i, "linear in_features", expected, found)?;
             if l.out_features == 0 {
                 return Err(bad("out_features is 0"));
             }
@@ -438,14 +421,8 @@ fn check_layer(
             Ok((Shape::flat(l.out_features), l.requant.output))
         }
         Layer::Conv2d(c) => {
-            if c.in_channels != input.c {
-                return Err(Error::ShapeMismatch {
-                    layer: i,
-                    what: "conv2d in_channels",
-                    expected: to_usize(input.c),
-                    found: to_usize(c.in_channels),
-                });
-            }
+            let (expected, found) = (to_usize(input.c), to_usize(c.in_channels));
+            check_shape(i, "conv2d in_channels", expected, found)?;
             if c.input_zero_point != quant.zero_point {
                 return Err(bad(
                     "conv2d input_zero_point differs from the previous output's zero point",
@@ -517,6 +494,22 @@ fn check_layer(
             Ok((input, quant))
         }
     }
+}
+
+/// [`Error::ShapeMismatch`] for `layer` unless `found == expected`.
+fn check_shape(
+    layer: usize,
+    what: &'static str,
+    expected: usize,
+    found: usize,
+) -> Result<(), Error> {
+    let mismatch = Error::ShapeMismatch {
+        layer,
+        what,
+        expected,
+        found,
+    };
+    (found == expected).then_some(()).ok_or(mismatch)
 }
 
 fn check_len(layer: usize, what: &'static str, expected: usize, bytes: &[u8]) -> Result<(), Error> {

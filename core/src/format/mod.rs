@@ -370,7 +370,7 @@ impl<'a> Body<'a> {
 
 /// Checks the magic bytes, then the format version, before anything else is decoded (shared by
 /// every body kind's loader).
-pub(crate) fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
+fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
     match bytes.get(..MAGIC.len()) {
         Some(magic) if magic == MAGIC => {}
         Some(_) => return Err(crate::Error::BadMagic),
@@ -385,6 +385,23 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
         });
     }
     Ok(())
+}
+
+/// Decodes a whole model file for a loader: header ([`check_header`]), postcard body
+/// ([`crate::Error::Truncated`] / [`crate::Error::Malformed`]), no trailing bytes
+/// ([`crate::Error::TrailingBytes`]), and the body kind `pick` accepts (else
+/// [`crate::Error::WrongBody`]). Returns the metadata and the picked body.
+pub(crate) fn decode_file<'a, T>(
+    bytes: &'a [u8],
+    pick: impl FnOnce(Body<'a>) -> Option<T>,
+) -> Result<(Metadata<'a>, T), crate::Error> {
+    check_header(bytes)?;
+    let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
+    if !rest.is_empty() {
+        return Err(crate::Error::TrailingBytes { count: rest.len() });
+    }
+    let body = pick(file.body).ok_or(crate::Error::WrongBody)?;
+    Ok((file.metadata, body))
 }
 
 /// A quantization scale the runtime accepts: finite and positive.

@@ -84,10 +84,8 @@ mod validate;
 pub use decoder::{Decoder, Generation};
 pub use state::GptState;
 
-use crate::format::check_header;
-use crate::format::{
-    Body, GptBlock, GptConfig, GptDesc, GptEval, Metadata, ModelFile, QMatrix, Task,
-};
+use crate::format::decode_file;
+use crate::format::{Body, GptBlock, GptConfig, GptDesc, GptEval, Metadata, QMatrix, Task};
 use crate::Error;
 use state::StateLayout;
 
@@ -127,15 +125,11 @@ impl<'a> GptModel<'a> {
     /// vocabulary, every array length against the configuration, every stored scale (finite and
     /// > 0), norm parameter and RoPE value (finite), and the state sizes (no overflow).
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        check_header(bytes)?;
-        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
-        if !rest.is_empty() {
-            return Err(Error::TrailingBytes { count: rest.len() });
-        }
-        let Body::Gpt(desc) = file.body else {
-            return Err(Error::WrongBody);
-        };
-        if file.metadata.task != Task::LanguageModel {
+        let (metadata, desc) = decode_file(bytes, |body| match body {
+            Body::Gpt(desc) => Some(desc),
+            _ => None,
+        })?;
+        if metadata.task != Task::LanguageModel {
             return Err(Error::GptParameter {
                 block: None,
                 what: "metadata task is not LanguageModel",
@@ -143,7 +137,7 @@ impl<'a> GptModel<'a> {
         }
         let dims = validate::check_desc(&desc)?;
         Ok(Self {
-            metadata: file.metadata,
+            metadata,
             desc,
             dims,
             file_size: bytes.len(),

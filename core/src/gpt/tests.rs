@@ -224,6 +224,12 @@ struct Buffers {
     c: Vec<i8>,
 }
 
+/// The model of [`owned`]`(cfg, seed)`, loaded from its (leaked) file bytes.
+fn model(cfg: GptConfig, seed: u64) -> GptModel<'static> {
+    let o = owned(cfg, seed);
+    GptModel::load(bytes_of(desc(&o)).leak()).unwrap()
+}
+
 fn buffers(m: &GptModel) -> Buffers {
     Buffers {
         f: vec![0.0; m.state_f32_len()],
@@ -234,9 +240,7 @@ fn buffers(m: &GptModel) -> Buffers {
 #[test]
 fn incremental_equals_recompute_for_every_config() {
     for (ci, cfg) in all_configs().into_iter().enumerate() {
-        let o = owned(cfg, ci as u64);
-        let bytes = bytes_of(desc(&o));
-        let m = GptModel::load(&bytes).unwrap();
+        let m = model(cfg, ci as u64);
         assert_eq!(m.state_size(), 4 * m.state_f32_len() + m.state_i8_len());
         let toks = [3u32, 0, 27, 28, 5, 5];
         let mut b = buffers(&m);
@@ -265,12 +269,10 @@ fn incremental_equals_recompute_for_every_config() {
 
 #[test]
 fn bad_token_context_full_and_small_state() {
-    let o = owned(
+    let m = model(
         config(GptPosition::Rope, GptNorm::RmsNorm, GptMlp::SwiGlu, true),
         1,
     );
-    let bytes = bytes_of(desc(&o));
-    let m = GptModel::load(&bytes).unwrap();
     let mut b = buffers(&m);
     let mut st = m.new_state(&mut b.f, &mut b.c).unwrap();
     assert_eq!(
@@ -372,7 +374,7 @@ fn decoder_slides_its_window() {
         dec.reset();
         assert!(dec.is_empty());
     }
-    let o = owned(
+    let m = model(
         config(
             GptPosition::Learned,
             GptNorm::LayerNorm,
@@ -381,8 +383,6 @@ fn decoder_slides_its_window() {
         ),
         3,
     );
-    let bytes = bytes_of(desc(&o));
-    let m = GptModel::load(&bytes).unwrap();
     let mut b = buffers(&m);
     let st = m.new_state(&mut b.f, &mut b.c).unwrap();
     let mut w = [0u32; 5];
@@ -419,12 +419,17 @@ fn vocabulary_encode_decode() {
         vocab_size: 28,
         ..config(GptPosition::Rope, GptNorm::LayerNorm, GptMlp::GeGlu, false)
     };
-    let o = owned(cfg, 5);
-    let bytes = bytes_of(desc(&o));
-    let m = GptModel::load(&bytes).unwrap();
+    let m = model(cfg, 5);
     assert_eq!(m.unknown_id(), None);
     let n = m.encode("a日z?", &mut out).unwrap();
     assert_eq!(&out[..n], &[1, 26]);
+}
+
+/// Applies `edit` to block `i` of `d`.
+fn edit_block<'a>(d: &mut GptDesc<'a>, i: usize, edit: impl Fn(&mut GptBlock<'a>)) {
+    let mut blocks: Vec<GptBlock> = d.blocks.as_slice().to_vec();
+    edit(&mut blocks[i]);
+    d.blocks = GptBlockList::from_slice(&blocks).unwrap();
 }
 
 #[test]
@@ -442,96 +447,37 @@ fn loader_rejects_inconsistent_descriptions() {
         let bytes = bytes_of(dsc);
         GptModel::load(&bytes).unwrap_err()
     };
-    assert!(matches!(
-        check(&|d| d.config.n_head = 3),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.d_model = 10),
-        Error::GptParameter { .. } | Error::GptLength { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.hidden = 13),
-        Error::GptLength { block: Some(0), .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.vocab_size = 29),
-        Error::BadVocab { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.vocab.unknown = None),
-        Error::BadVocab { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.vocab.chars = "ba"),
-        Error::BadVocab { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.n_layer = 3),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.position = GptPosition::Rope),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.tied_head = true),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.mlp = GptMlp::Gelu),
-        Error::GptParameter { block: Some(0), .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.norm = GptNorm::RmsNorm),
-        Error::GptParameter { block: Some(0), .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.norm_eps = 0.0),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.block_size = 0),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.config.d_model = u32::MAX),
-        Error::GptParameter { .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.head_in_scale = f32::NAN),
-        Error::GptParameter { .. }
-    ));
     let zero: &'static [u8] = f32s([0.0; 8]).leak();
     let nan_w: &'static [u8] = f32s([f32::NAN; 8]).leak();
-    assert!(matches!(
-        check(&|d| {
-            let mut blocks: Vec<GptBlock> = d.blocks.as_slice().to_vec();
-            blocks[1].v_scale = -1.0;
-            d.blocks = GptBlockList::from_slice(&blocks).unwrap();
-        }),
-        Error::GptParameter { block: Some(1), .. }
-    ));
-    assert!(matches!(
-        check(&|d| {
-            let mut blocks: Vec<GptBlock> = d.blocks.as_slice().to_vec();
-            blocks[1].wq.scales = zero;
-            d.blocks = GptBlockList::from_slice(&blocks).unwrap();
-        }),
-        Error::GptParameter { block: Some(1), .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.ln_f.weight = nan_w),
-        Error::GptParameter { block: None, .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.tok_emb.weights = &[]),
-        Error::GptLength { block: None, .. }
-    ));
-    assert!(matches!(
-        check(&|d| d.blocks = GptBlockList::new()),
-        Error::NoLayers
-    ));
+    // Each edit of a valid description, and the error the loader must give for it.
+    macro_rules! rejects {
+        ($($edit:expr => $expected:pat),+ $(,)?) => {$(
+            let err = check(&$edit);
+            assert!(matches!(err, $expected), "{}: {err:?}", stringify!($edit));
+        )+};
+    }
+    rejects! {
+        |d| d.config.n_head = 3 => Error::GptParameter { .. },
+        |d| d.config.d_model = 10 => Error::GptParameter { .. } | Error::GptLength { .. },
+        |d| d.config.hidden = 13 => Error::GptLength { block: Some(0), .. },
+        |d| d.config.vocab_size = 29 => Error::BadVocab { .. },
+        |d| d.vocab.unknown = None => Error::BadVocab { .. },
+        |d| d.vocab.chars = "ba" => Error::BadVocab { .. },
+        |d| d.config.n_layer = 3 => Error::GptParameter { .. },
+        |d| d.config.position = GptPosition::Rope => Error::GptParameter { .. },
+        |d| d.config.tied_head = true => Error::GptParameter { .. },
+        |d| d.config.mlp = GptMlp::Gelu => Error::GptParameter { block: Some(0), .. },
+        |d| d.config.norm = GptNorm::RmsNorm => Error::GptParameter { block: Some(0), .. },
+        |d| d.config.norm_eps = 0.0 => Error::GptParameter { .. },
+        |d| d.config.block_size = 0 => Error::GptParameter { .. },
+        |d| d.config.d_model = u32::MAX => Error::GptParameter { .. },
+        |d| d.head_in_scale = f32::NAN => Error::GptParameter { .. },
+        |d| edit_block(d, 1, |b| b.v_scale = -1.0) => Error::GptParameter { block: Some(1), .. },
+        |d| edit_block(d, 1, |b| b.wq.scales = zero) => Error::GptParameter { block: Some(1), .. },
+        |d| d.ln_f.weight = nan_w => Error::GptParameter { block: None, .. },
+        |d| d.tok_emb.weights = &[] => Error::GptLength { block: None, .. },
+        |d| d.blocks = GptBlockList::new() => Error::NoLayers,
+    }
     // Wrong task, wrong body.
     let bytes = postcard::to_stdvec(&ModelFile::new(
         Metadata {
@@ -556,12 +502,10 @@ fn loader_rejects_inconsistent_descriptions() {
 #[test]
 fn generation_is_the_push_sample_loop() {
     use crate::sample::{sample, Sampling};
-    let o = owned(
+    let m = model(
         config(GptPosition::Rope, GptNorm::RmsNorm, GptMlp::SwiGlu, false),
         7,
     );
-    let bytes = bytes_of(desc(&o));
-    let m = GptModel::load(&bytes).unwrap();
     let cfg = Sampling {
         temperature: 0.8,
         top_k: 5,
@@ -614,9 +558,7 @@ fn mac_counts() {
         (GptMlp::Gelu, 2 * (4 * 64 + 2 * 12 * 8) + 30 * 8),
         (GptMlp::SwiGlu, 2 * (4 * 64 + 3 * 12 * 8) + 30 * 8),
     ] {
-        let o = owned(config(GptPosition::Rope, GptNorm::RmsNorm, mlp, true), 8);
-        let bytes = bytes_of(desc(&o));
-        let m = GptModel::load(&bytes).unwrap();
+        let m = model(config(GptPosition::Rope, GptNorm::RmsNorm, mlp, true), 8);
         assert_eq!(m.weight_macs(), want);
         assert_eq!(m.attention_macs(0), 2 * 2 * 8);
         assert_eq!(m.attention_macs(5), 2 * 2 * 8 * 6);

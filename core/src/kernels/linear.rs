@@ -47,13 +47,31 @@ pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<()
     Ok(())
 }
 
-/// [`matvec_i32`] over rows that are `stride` bytes apart: `output[o] = Σ_i input[i] *
-/// weights[o·stride + i]` (wrapping int32), e.g. the first `n` columns of a wider matrix.
+/// The input element of [`matvec_i32_strided`]: `i8` (activations) or `u8` (e.g. attention
+/// probabilities `0..=255`). Sealed: exactly these two.
+pub trait StridedInput: Copy + Into<i32> + sealed::Sealed {}
+
+impl StridedInput for i8 {}
+impl StridedInput for u8 {}
+
+mod sealed {
+    /// On Armv7E-M also how the DSP loop extends a word of inputs.
+    #[cfg(aka_dsp)]
+    pub trait Sealed: crate::kernels::dsp::FcInput {}
+    #[cfg(not(aka_dsp))]
+    pub trait Sealed {}
+    impl Sealed for i8 {}
+    impl Sealed for u8 {}
+}
+
+/// [`matvec_i32`] over rows that are `stride` bytes apart, with int8 or u8 inputs:
+/// `output[o] = Σ_i input[i] * weights[o·stride + i]` (int8/u8 × int8 → wrapping int32), e.g.
+/// the first `n` columns of a wider matrix.
 ///
 /// Shapes: `input` `[n]`, `n >= 1`; `stride >= n`; `weights` at least `(out − 1)·stride + n`
 /// bytes (extra bytes are ignored); `output` `[out]`. Errors ([`Error::KernelShape`]) otherwise.
-pub fn matvec_i32_strided(
-    input: &[i8],
+pub fn matvec_i32_strided<T: StridedInput>(
+    input: &[T],
     weights: &[u8],
     stride: usize,
     output: &mut [i32],
@@ -63,21 +81,10 @@ pub fn matvec_i32_strided(
     Ok(())
 }
 
-/// [`matvec_i32_strided`] with **u8** inputs (e.g. attention probabilities `0..=255`):
-/// `output[o] = Σ_i input[i] * weights[o·stride + i]` (u8 × int8 → wrapping int32). Shapes and
-/// errors as [`matvec_i32_strided`].
-pub fn matvec_i32_strided_u8(
-    input: &[u8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    check_matvec_i32_strided(input.len(), weights, stride, output)?;
-    strided_rows(input, weights, stride, output);
-    Ok(())
-}
+/// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
+pub use matvec_i32_strided as matvec_i32_strided_u8;
 
-/// The rows of [`matvec_i32_strided`] / [`matvec_i32_strided_u8`] (int8 or u8 inputs), shapes
+/// The rows of [`matvec_i32_strided`] (int8 or u8 inputs), shapes
 /// already checked; a row the weights do not cover (impossible after the check) gives 0. A
 /// zipped fold, which vectorizes on the host; also the DSP kernel's fallback.
 pub(crate) fn strided_rows<T: Copy + Into<i32>>(
@@ -95,8 +102,7 @@ pub(crate) fn strided_rows<T: Copy + Into<i32>>(
     }
 }
 
-/// The shape check shared by every implementation of [`matvec_i32_strided`] and
-/// [`matvec_i32_strided_u8`] (`n` inputs).
+/// The shape check shared by every implementation of [`matvec_i32_strided`] (`n` inputs).
 pub(crate) fn check_matvec_i32_strided(
     n: usize,
     weights: &[u8],
@@ -154,81 +160,64 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    #[test]
-    fn matvec_i32_strided_reads_the_first_n_bytes_of_each_row() {
-        let mut rng = Rng::new(6);
+    /// `cases` random shapes of [`matvec_i32_strided`] (weights with 0 to 2 extra bytes) with
+    /// inputs from `input(rng, case)`, against a naive sum; and its two shape errors.
+    fn check_strided<T: StridedInput>(
+        rng: &mut Rng,
+        cases: u32,
+        input: impl Fn(&mut Rng, u32) -> T,
+    ) {
         let mut buf = [0u8; 20 * 24];
-        let mut x = [0i8; 20];
         let mut y = [0i32; 20];
-        for case in 0..300 {
+        for case in 0..cases {
             let n = 1 + rng.below(20) as usize;
             let stride = n + rng.below(5) as usize;
             let n_out = rng.below(20) as usize;
             for v in buf.iter_mut() {
                 *v = rng.next_u32() as u8;
             }
-            for v in x[..n].iter_mut() {
-                *v = rng.next_u32() as i8;
-            }
-            let len = if n_out == 0 {
-                0
-            } else {
-                (n_out - 1) * stride + n
+            let x: [T; 20] = core::array::from_fn(|_| input(rng, case));
+            let x = &x[..n];
+            let len = match n_out {
+                0 => 0,
+                _ => (n_out - 1) * stride + n,
             };
             let w = &buf[..len + rng.below(3) as usize];
-            matvec_i32_strided(&x[..n], w, stride, &mut y[..n_out]).unwrap();
+            matvec_i32_strided(x, w, stride, &mut y[..n_out]).unwrap();
             for o in 0..n_out {
                 let want: i64 = (0..n)
-                    .map(|i| x[i] as i64 * (buf[o * stride + i] as i8) as i64)
+                    .map(|i| Into::<i32>::into(x[i]) as i64 * (buf[o * stride + i] as i8) as i64)
                     .sum();
                 assert_eq!(y[o] as i64, want, "case {case} row {o}");
             }
             if n_out > 0 {
                 let err = Err(shape_error("matvec_i32_strided"));
                 assert_eq!(
-                    matvec_i32_strided(&x[..n], &w[..len - 1], stride, &mut y[..n_out]),
+                    matvec_i32_strided(x, &w[..len - 1], stride, &mut y[..n_out]),
                     err
                 );
-                assert_eq!(matvec_i32_strided(&x[..n], w, n - 1, &mut y[..n_out]), err);
+                assert_eq!(matvec_i32_strided(x, w, n - 1, &mut y[..n_out]), err);
             }
         }
+    }
+
+    #[test]
+    fn matvec_i32_strided_reads_the_first_n_bytes_of_each_row() {
+        let mut rng = Rng::new(6);
+        check_strided(&mut rng, 300, |rng, _| rng.next_u32() as i8);
+        // u8 inputs: the same rows, inputs read as 0..=255 (every fifth case all 255).
+        check_strided(&mut rng, 200, |rng, case| match case % 5 {
+            0 => 255u8,
+            _ => rng.next_u32() as u8,
+        });
         assert_eq!(
-            matvec_i32_strided(&[], &[0; 4], 1, &mut [0; 1]),
+            matvec_i32_strided::<i8>(&[], &[0; 4], 1, &mut [0; 1]),
             Err(shape_error("matvec_i32_strided"))
         );
         assert_eq!(
             crate::kernels::i8_as_bytes(&[-128, -1, 0, 1, 127]),
             &[0x80, 0xFF, 0, 1, 0x7F]
         );
-        // u8 inputs: the same rows, inputs read as 0..=255.
-        let mut u = [0u8; 20];
-        for case in 0..200 {
-            let n = 1 + rng.below(20) as usize;
-            let stride = n + rng.below(5) as usize;
-            let n_out = rng.below(20) as usize;
-            for v in buf.iter_mut() {
-                *v = rng.next_u32() as u8;
-            }
-            for v in u[..n].iter_mut() {
-                *v = if case % 5 == 0 {
-                    255
-                } else {
-                    rng.next_u32() as u8
-                };
-            }
-            let len = if n_out == 0 {
-                0
-            } else {
-                (n_out - 1) * stride + n
-            };
-            matvec_i32_strided_u8(&u[..n], &buf[..len], stride, &mut y[..n_out]).unwrap();
-            for o in 0..n_out {
-                let want: i64 = (0..n)
-                    .map(|i| u[i] as i64 * (buf[o * stride + i] as i8) as i64)
-                    .sum();
-                assert_eq!(y[o] as i64, want, "u8 case {case} row {o}");
-            }
-        }
     }
 
     #[test]

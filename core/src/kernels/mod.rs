@@ -10,8 +10,8 @@
 //!   the same bytes as the portable kernels (checked on random shapes and values by the
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
-//! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`],
-//! [`matvec_i32_strided_u8`], [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
+//! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`] (int8 or
+//! u8 inputs), [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
@@ -42,7 +42,8 @@ pub mod rope;
 mod dsp;
 
 pub use activation::argmax;
-pub use attention::{exp_f32, exp_minus, softmax_q, PROB_SCALE};
+// `softmax_f32` is the same code on every target (on a Cortex-M4F it runs on the FPU).
+pub use attention::{exp_f32, exp_minus, softmax_f32, softmax_q, PROB_SCALE};
 pub use conv2d::Conv2dGeometry;
 pub use norm::norm_q;
 pub use pool::Pool2dGeometry;
@@ -62,61 +63,29 @@ pub mod portable {
     pub use super::pool::max_pool2d;
 }
 
+// The entry points: the DSP kernel where one exists, with the portable kernel's definition,
+// shapes and errors (see [`portable`] for each one's documentation). On Armv7E-M: `linear` and
+// `matvec_i32` run the fully connected loop (input sign-extended once, two rows per pass: about
+// 1.2 instructions per MAC); `dot_i8` is an `SXTB16`/`SMLAD` loop (about 2 instructions per
+// element plus a call; both operands are sign-extended on the fly, so for many rows against one
+// input prefer `linear`, which extends the input once); `matvec_i32_strided` runs the same fully
+// connected loop when `n` and `stride` are multiples of 4 (u8 inputs zero-extended instead of
+// sign-extended).
+/// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
+pub use self::matvec_i32_strided as matvec_i32_strided_u8;
+#[cfg(aka_dsp)]
+pub use dsp::{
+    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+};
+pub use linear::StridedInput;
+#[cfg(not(aka_dsp))]
+pub use portable::{
+    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+};
+
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
 /// ones.
 pub const DSP: bool = cfg!(aka_dsp);
-
-/// Fully connected layer; see [`portable::linear`] for the definition and shapes.
-pub fn linear(
-    input: &[i8],
-    weights: &[u8],
-    stage: &OutputStage,
-    output: &mut [i8],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::linear(input, weights, stage, output);
-    #[cfg(not(aka_dsp))]
-    return portable::linear(input, weights, stage, output);
-}
-
-/// Fully connected accumulators without requantization (`int32` out); see
-/// [`portable::matvec_i32`] for the definition and shapes. On Armv7E-M the fully connected
-/// kernel's loop (input sign-extended once, two rows per pass: about 1.2 instructions per MAC),
-/// much faster than one [`dot_i8`] per row.
-pub fn matvec_i32(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::matvec_i32(input, weights, output);
-    #[cfg(not(aka_dsp))]
-    return portable::matvec_i32(input, weights, output);
-}
-
-/// [`matvec_i32`] over rows `stride` bytes apart; see [`portable::matvec_i32_strided`]. On
-/// Armv7E-M the same fully connected loop (when `n` and `stride` are multiples of 4).
-pub fn matvec_i32_strided(
-    input: &[i8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::matvec_i32_strided(input, weights, stride, output);
-    #[cfg(not(aka_dsp))]
-    return portable::matvec_i32_strided(input, weights, stride, output);
-}
-
-/// [`matvec_i32_strided`] with u8 inputs; see [`portable::matvec_i32_strided_u8`]. On Armv7E-M
-/// the same fully connected loop (the inputs are zero-extended instead of sign-extended).
-pub fn matvec_i32_strided_u8(
-    input: &[u8],
-    weights: &[u8],
-    stride: usize,
-    output: &mut [i32],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::matvec_i32_strided(input, weights, stride, output);
-    #[cfg(not(aka_dsp))]
-    return portable::matvec_i32_strided_u8(input, weights, stride, output);
-}
 
 /// `x` viewed as raw bytes, the way kernels take weights (read back as `b as i8`): e.g. the GPT's
 /// int8 V cache as the rows of [`matvec_i32_strided`]. (The crate's only `unsafe` outside the
@@ -126,50 +95,6 @@ pub fn i8_as_bytes(x: &[i8]) -> &[u8] {
     // SAFETY: `i8` and `u8` have the same size and alignment and every bit pattern is valid for
     // both; the result borrows `x` immutably for its whole lifetime.
     unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len()) }
-}
-
-/// 2-D convolution; see [`portable::conv2d`] for the definition and shapes.
-pub fn conv2d(
-    input: &[i8],
-    g: &Conv2dGeometry,
-    weights: &[u8],
-    stage: &OutputStage,
-    output: &mut [i8],
-) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::conv2d(input, g, weights, stage, output);
-    #[cfg(not(aka_dsp))]
-    return portable::conv2d(input, g, weights, stage, output);
-}
-
-/// Max pooling; see [`portable::max_pool2d`] for the definition and shapes.
-pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::max_pool2d(input, g, output);
-    #[cfg(not(aka_dsp))]
-    return portable::max_pool2d(input, g, output);
-}
-
-/// In-place ReLU; see [`portable::relu`].
-pub fn relu(x: &mut [i8], zero_point: i8) {
-    #[cfg(aka_dsp)]
-    dsp::relu(x, zero_point);
-    #[cfg(not(aka_dsp))]
-    portable::relu(x, zero_point);
-}
-
-/// Attention scores `Q·Kᵀ`; see [`portable::qk_scores`] for the definition and shapes.
-pub fn qk_scores(q: &[i8], k: &[i8], d: usize, scores: &mut [i32]) -> Result<(), Error> {
-    #[cfg(aka_dsp)]
-    return dsp::qk_scores(q, k, d, scores);
-    #[cfg(not(aka_dsp))]
-    return portable::qk_scores(q, k, d, scores);
-}
-
-/// In-place `f32` softmax; see [`portable::softmax_f32`]. The same code on every target (on a
-/// Cortex-M4F it runs on the FPU).
-pub fn softmax_f32(x: &mut [f32]) {
-    portable::softmax_f32(x)
 }
 
 use crate::quant::multiply_by_quantized_multiplier;
@@ -236,24 +161,12 @@ impl<'a> OutputStage<'a> {
     }
 }
 
-/// `Σ x[i] * w[i]` over the common length, int8 activations × int8 weights (stored as bytes) →
-/// wrapping int32. On Armv7E-M an `SXTB16`/`SMLAD` loop (about 2 instructions per element plus a
-/// call; both operands are sign-extended on the fly, so for many rows against one input prefer
-/// [`linear()`], which extends the input once); elsewhere [`portable::dot_i8`].
-#[inline]
-pub fn dot_i8(x: &[i8], w: &[u8]) -> i32 {
-    #[cfg(aka_dsp)]
-    return dsp::dot_i8(x, w);
-    #[cfg(not(aka_dsp))]
-    return linear::dot_i8(x, w);
-}
-
-/// `Σ a[i] * b[i]` over the common length, int8 × int8 → wrapping int32; dispatches like
-/// [`dot_i8`] (portable: [`portable::dot_i8_i8`]).
+/// `Σ a[i] * b[i]` over the common length, int8 × int8 → wrapping int32: on Armv7E-M
+/// [`dot_i8`] with `b` viewed as bytes (the same loop), elsewhere [`portable::dot_i8_i8`].
 #[inline]
 pub fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(aka_dsp)]
-    return dsp::dot_i8_i8(a, b);
+    return dsp::dot_i8(a, i8_as_bytes(b));
     #[cfg(not(aka_dsp))]
     return attention::dot_i8_i8(a, b);
 }

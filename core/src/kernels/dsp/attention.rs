@@ -1,55 +1,19 @@
-//! The attention kernels for Armv7E-M: `Q·Kᵀ` scores ([`qk_scores`]: the fully connected loop
-//! for one query, the 2×2 micro-kernel of [`super::gemm`] for several) and the single int8 ×
-//! int8 dot product ([`dot_i8_i8`], the `dot4` loop of [`super::linear`]).
+//! The attention kernel for Armv7E-M: `Q·Kᵀ` scores ([`qk_scores`]: the fully connected loop
+//! for one query, the 2×2 micro-kernel of [`super::gemm`] for several). (The single int8 × int8
+//! dot product is [`super::linear`]'s `dot_i8` with the second operand viewed as bytes.)
 
 use core::mem::MaybeUninit;
 
-use super::gemm::{gemm2x2_i32, GemmArgs};
-use super::linear::dot4;
-use super::{sxtb16, sxtb16_ror8, word_i8};
+use super::gemm::{extend_pair, gemm2x2_i32, GemmArgs};
 use crate::kernels::attention::check_qk_scores;
 use crate::kernels::portable;
 use crate::Error;
 
-/// [`crate::kernels::dot_i8_i8`] for Armv7E-M, like `dot_i8` (the same `dot4` loop).
-#[inline]
-pub(in crate::kernels) fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
-    let n = a.len().min(b.len());
-    let words = n / 4;
-    if words < 2 {
-        return portable::dot_i8_i8(a, b);
-    }
-    // SAFETY: words >= 1 and both slices hold at least 4·words bytes.
-    let acc = unsafe { dot4(a.as_ptr().cast(), b.as_ptr().cast(), words) };
-    acc.wrapping_add(portable::dot_i8_i8(&a[4 * words..n], &b[4 * words..n]))
-}
-
 /// Largest `d` of the DSP `qk_scores` (A buffer on the stack: `4 · MAX_D` bytes, uninitialised).
 const MAX_D: usize = 256;
 
-/// Writes the interleaved pre-extended pair of rows `r0`, `r1` (same length, a multiple of 4)
-/// into `dst` (`r0.len()` words).
-fn extend_pair(dst: &mut [MaybeUninit<u32>], r0: &[i8], r1: &[i8]) {
-    for ((d, x0), x1) in dst
-        .chunks_exact_mut(4)
-        .zip(r0.chunks_exact(4))
-        .zip(r1.chunks_exact(4))
-    {
-        let (w0, w1) = (word_i8(x0), word_i8(x1));
-        d[0].write(sxtb16(w0));
-        d[1].write(sxtb16_ror8(w0));
-        d[2].write(sxtb16(w1));
-        d[3].write(sxtb16_ror8(w1));
-    }
-}
-
 /// [`crate::kernels::qk_scores`] for Armv7E-M.
-pub(in crate::kernels) fn qk_scores(
-    q: &[i8],
-    k: &[i8],
-    d: usize,
-    scores: &mut [i32],
-) -> Result<(), Error> {
+pub fn qk_scores(q: &[i8], k: &[i8], d: usize, scores: &mut [i32]) -> Result<(), Error> {
     let (tq, tk) = check_qk_scores(q, k, d, scores)?;
     if tq == 1 {
         // One query (decoding): the keys are the rows of a matrix-vector product, which the

@@ -18,7 +18,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::gemm::{gemm2x2_rq_full, gemm2x2_rq_sat, GemmArgs};
+use super::gemm::{extend_pair, gemm2x2_rq_full, gemm2x2_rq_sat, GemmArgs};
 use super::{sxtb16, sxtb16_ror8, word_i8, FastRequant};
 use crate::kernels::conv2d::check_conv2d;
 use crate::kernels::{portable, Conv2dGeometry, OutputStage};
@@ -36,7 +36,7 @@ const MAX_W: usize = 128;
 const CHUNK1: usize = 32;
 
 /// [`crate::kernels::conv2d()`] for Armv7E-M.
-pub(in crate::kernels) fn conv2d(
+pub fn conv2d(
     input: &[i8],
     g: &Conv2dGeometry,
     weights: &[u8],
@@ -227,41 +227,20 @@ unsafe extern "C" fn conv1_row_sat_4(args: *const Conv1Args) {
     )
 }
 
-/// `(a.lo, b.lo)`: `PKHBT d, a, b, LSL #16`.
-#[inline(always)]
-fn pack_lo_lo(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhbt {r}, {a}, {b}, lsl #16", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.lo, b.lo)`: `PKHBT d, a, b, LSL #16`.
+    fn pack_lo_lo(a, b) = "pkhbt {r}, {a}, {b}, lsl #16"
+);
 
-/// `(a.lo, b.hi)`: `PKHBT d, a, b`.
-#[inline(always)]
-fn pack_lo_hi(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhbt {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.lo, b.hi)`: `PKHBT d, a, b`.
+    fn pack_lo_hi(a, b) = "pkhbt {r}, {a}, {b}"
+);
 
-/// `(a.hi, b.hi)`: `PKHTB d, b, a, ASR #16`.
-#[inline(always)]
-fn pack_hi_hi(a: u32, b: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("pkhtb {r}, {b}, {a}, asr #16", r = lateout(reg) r, a = in(reg) a,
-            b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `(a.hi, b.hi)`: `PKHTB d, b, a, ASR #16`.
+    fn pack_hi_hi(a, b) = "pkhtb {r}, {b}, {a}, asr #16"
+);
 
 /// Two int16 values as one word: `lo` in bits 0..16, `hi` in 16..32.
 #[inline(always)]
@@ -413,17 +392,7 @@ fn fill_patches(
         let (Some(a), Some(b)) = (band_row.get(s0..s0 + seg), band_row.get(s1..s1 + seg)) else {
             return;
         };
-        for ((d, a), b) in d
-            .chunks_exact_mut(4)
-            .zip(a.chunks_exact(4))
-            .zip(b.chunks_exact(4))
-        {
-            let (w0, w1) = (word_i8(a), word_i8(b));
-            d[0].write(sxtb16(w0));
-            d[1].write(sxtb16_ror8(w0));
-            d[2].write(sxtb16(w1));
-            d[3].write(sxtb16_ror8(w1));
-        }
+        extend_pair(d, a, b);
     }
 }
 

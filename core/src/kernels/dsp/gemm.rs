@@ -20,6 +20,10 @@
 //! unrolled 4× with a Duff entry. All 14 allocatable registers are in use in the loop; the
 //! argument block is copied to the stack frame.
 
+use core::mem::MaybeUninit;
+
+use super::{sxtb16, sxtb16_ror8, word_i8};
+
 /// The argument block of the micro-kernels (copied to the stack by the kernel; offsets are
 /// hard-coded in the assembly).
 #[repr(C)]
@@ -105,6 +109,23 @@ macro_rules! gemm_enter {
             "ldr r0, [sp]\n",
             "ldr r3, [sp, #4]\n",
             "ldr pc, [sp, #24]\n",
+        )
+    };
+}
+
+/// Advances to the next pair of B rows and enters the K loop again; then the exit (label 90)
+/// that frees the frame and returns. The tail of every micro-kernel.
+#[rustfmt::skip]
+macro_rules! gemm_next_pair_or_exit {
+    () => {
+        concat!(
+            "ldr r9, [sp, #16]\n",
+            "add r1, r1, r9\n",
+            "str r1, [sp, #8]\n",
+            gemm_enter!(),
+            "90:\n",
+            "add sp, sp, #48\n",
+            "pop {{r4-r11, pc}}\n",
         )
     };
 }
@@ -196,15 +217,26 @@ macro_rules! gemm_rq_kernel {
             "mov r12, r11",
             "ldr r8, [r0, #28]",
             "mov lr, r8",
-            "ldr r9, [sp, #16]",
-            "add r1, r1, r9",
-            "str r1, [sp, #8]",
-            gemm_enter!(),
-            "90:",
-            "add sp, sp, #48",
-            "pop {{r4-r11, pc}}",
+            gemm_next_pair_or_exit!(),
         )
     };
+}
+
+/// Writes the interleaved pre-extended pair of rows `r0`, `r1` (same length, a multiple of 4)
+/// into `dst` (`r0.len()` words): the A operand of the micro-kernels.
+#[inline(always)]
+pub(super) fn extend_pair(dst: &mut [MaybeUninit<u32>], r0: &[i8], r1: &[i8]) {
+    for ((d, x0), x1) in dst
+        .chunks_exact_mut(4)
+        .zip(r0.chunks_exact(4))
+        .zip(r1.chunks_exact(4))
+    {
+        let (w0, w1) = (word_i8(x0), word_i8(x1));
+        d[0].write(sxtb16(w0));
+        d[1].write(sxtb16_ror8(w0));
+        d[2].write(sxtb16(w1));
+        d[3].write(sxtb16_ror8(w1));
+    }
 }
 
 /// Requantizing micro-kernel, any `act_min` (`act_max` must be 127).
@@ -259,12 +291,6 @@ pub(super) unsafe extern "C" fn gemm2x2_i32(args: *const GemmArgs) {
         "mov r12, #0",
         "mov r8, #0",
         "mov lr, #0",
-        "ldr r9, [sp, #16]",
-        "add r1, r1, r9",
-        "str r1, [sp, #8]",
-        gemm_enter!(),
-        "90:",
-        "add sp, sp, #48",
-        "pop {{r4-r11, pc}}",
+        gemm_next_pair_or_exit!(),
     )
 }

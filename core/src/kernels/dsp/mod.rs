@@ -77,45 +77,52 @@
 //! 1 KB (`d` up to 256). Larger shapes use the portable kernels.
 #![allow(unsafe_code)]
 
+/// Defines `#[inline(always)] fn name(a: u32, ...) -> u32` as the one register-only instruction
+/// `asm` (output operand `{r}`, inputs named like the arguments), with the options `pure,
+/// nomem, nostack, preserves_flags`: e.g. `asm_op!(/** doc */ fn sxtb16(x) = "sxtb16 {r}, {x}");`.
+macro_rules! asm_op {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident),+) = $asm:literal) => {
+        $(#[$attr])*
+        #[inline(always)]
+        fn $name($($arg: u32),+) -> u32 {
+            let r: u32;
+            // SAFETY: one register-only instruction of Armv7E-M (this module only exists
+            // there): no memory, stack or flags are touched.
+            unsafe {
+                core::arch::asm!($asm, r = lateout(reg) r, $($arg = in(reg) $arg,)+
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            r
+        }
+    };
+}
+
 mod attention;
 mod conv2d;
 mod gemm;
 mod linear;
 mod pool;
 
-pub(super) use attention::{dot_i8_i8, qk_scores};
-pub(super) use conv2d::conv2d;
-pub(super) use linear::{dot_i8, linear, matvec_i32, matvec_i32_strided};
-pub(super) use pool::{max_pool2d, relu};
+pub use attention::qk_scores;
+pub use conv2d::conv2d;
+pub use linear::{dot_i8, linear, matvec_i32};
+pub use linear::{matvec_i32_strided, FcInput};
+pub use pool::{max_pool2d, relu};
 
 use super::OutputStage;
 
 /// Largest `e = -shift` of the fast requantization (see the module docs).
 const MAX_FAST_E: i32 = 22;
 
-/// `SXTB16 x`: the sign-extended bytes 0 and 2 of `x` as two halfwords.
-#[inline(always)]
-fn sxtb16(x: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M (this module only exists there).
-    unsafe {
-        core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `SXTB16 x`: the sign-extended bytes 0 and 2 of `x` as two halfwords.
+    fn sxtb16(x) = "sxtb16 {r}, {x}"
+);
 
-/// `SXTB16 x, ROR #8`: the sign-extended bytes 1 and 3 of `x` as two halfwords.
-#[inline(always)]
-fn sxtb16_ror8(x: u32) -> u32 {
-    let r: u32;
-    // SAFETY: a register-only instruction of Armv7E-M.
-    unsafe {
-        core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    r
-}
+asm_op!(
+    /// `SXTB16 x, ROR #8`: the sign-extended bytes 1 and 3 of `x` as two halfwords.
+    fn sxtb16_ror8(x) = "sxtb16 {r}, {x}, ror #8"
+);
 
 /// `UXTB16 x`: the zero-extended bytes 0 and 2 of `x` as two halfwords.
 #[inline(always)]

@@ -23,11 +23,7 @@ fn store(y: &mut [i8], v: u32) {
 
 /// [`crate::kernels::max_pool2d`] for Armv7E-M: channels in groups of 4 (a multiple of 4
 /// channels; otherwise the portable kernel).
-pub(in crate::kernels) fn max_pool2d(
-    input: &[i8],
-    g: &Pool2dGeometry,
-    output: &mut [i8],
-) -> Result<(), Error> {
+pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result<(), Error> {
     let (_, out_w) = check_max_pool2d(input, g, output)?;
     let c = g.channels;
     if !c.is_multiple_of(4) {
@@ -85,7 +81,7 @@ pub(in crate::kernels) fn max_pool2d(
 }
 
 /// [`crate::kernels::relu`] for Armv7E-M: 4 bytes at a time.
-pub(in crate::kernels) fn relu(x: &mut [i8], zero_point: i8) {
+pub fn relu(x: &mut [i8], zero_point: i8) {
     let z = u32::from_ne_bytes([zero_point as u8; 4]);
     let mut words = x.chunks_exact_mut(4);
     for w in &mut words {
