@@ -475,3 +475,22 @@ fn eval_only(args: &GptArgs, data: &TextDataset) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate leaves the default run, and nanoGPT's shakespeare_char size, well inside a
+    /// laptop's memory, and grows with the attention maps' `block²`.
+    #[test]
+    fn training_estimate_is_sane() {
+        let gib = |c: &GptConfig, b| training_bytes(c, b) / (1u64 << 30) as f64;
+        let default = GptConfig::sized(2, 4, 64, 64, 65);
+        assert!(gib(&default, 32) < 0.5, "{}", gib(&default, 32));
+        let nano = GptConfig::sized(6, 6, 384, 256, 65);
+        assert!(gib(&nano, 64) < 16.0, "{}", gib(&nano, 64));
+        let long = GptConfig::sized(2, 4, 64, 1_000_000_000, 65);
+        assert!(gib(&long, 32) > 1e9);
+        assert!(training_bytes(&long, 32).is_finite());
+    }
+}
