@@ -64,6 +64,11 @@ fn gpt_refuses_zero_sizes_counts_and_threads() {
         (&["--batch-size", "0"], CLAP, &["'0'", "--batch-size"]),
         (&["--eval-interval", "0"], CLAP, &["'0'", "--eval-interval"]),
         (&["--threads", "0"], CLAP, &["'0'", "--threads"]),
+        (
+            &["--threads", "100000"],
+            CLAP,
+            &["'100000'", "--threads", "1..=1024"],
+        ),
         (&["--max-vocab", "1"], CLAP, &["'1'", "--max-vocab"]),
         (
             &["--max-memory-gib", "0"],
@@ -219,6 +224,7 @@ fn mnist_refuses_bad_arguments_before_training() {
             (&["--epochs", "0"], CLAP, &["'0'", "--epochs"]),
             (&["--batch-size", "0"], CLAP, &["'0'", "--batch-size"]),
             (&["--threads", "0"], CLAP, &["'0'", "--threads"]),
+            (&["--threads", "1025"], CLAP, &["'1025'", "--threads"]),
             // These two used to fail only after a whole epoch and a checkpoint.
             (&["--calibration", "0"], CLAP, &["'0'", "--calibration"]),
             (

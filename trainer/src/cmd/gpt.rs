@@ -114,7 +114,7 @@ pub struct GptArgs {
     #[arg(long)]
     no_export: bool,
     /// Worker threads [default: all cores].
-    #[arg(long, value_parser = super::at_least_1())]
+    #[arg(long, value_parser = super::threads())]
     threads: Option<usize>,
     /// Prompt of the sample printed at the end.
     #[arg(long, default_value = "\n")]

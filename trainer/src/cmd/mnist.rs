@@ -81,7 +81,7 @@ pub struct MnistArgs {
     #[arg(long)]
     no_chart: bool,
     /// Worker threads for matrix products and convolutions [default: all cores].
-    #[arg(long, value_parser = super::at_least_1())]
+    #[arg(long, value_parser = super::threads())]
     threads: Option<usize>,
     /// Do not quantize and export OUT/model.aka after training.
     #[arg(long)]

@@ -13,6 +13,14 @@ pub fn at_least_1() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// Most worker threads `--threads` accepts (100,000 made rayon's pool set-up hang).
+pub const MAX_THREADS: u64 = 1024;
+
+/// A clap value parser for `--threads`: 1 to [`MAX_THREADS`].
+pub fn threads() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS)
+}
+
 /// Errors with "`flag` `value`: `rule`" unless `ok`.
 pub fn check(ok: bool, flag: &str, value: impl Display, rule: &str) -> anyhow::Result<()> {
     anyhow::ensure!(ok, "{flag} {value}: {rule}");
