@@ -188,7 +188,7 @@ fn gpt_refuses_sizes_that_do_not_fit_memory_or_data() {
                 REFUSED,
                 &[
                     "--layers 8 --heads 4 --dim 512 --block 256 --batch-size 64",
-                    "more than the 1.0 GiB allowed",
+                    "of memory, more than the 1.0 GiB allowed",
                     "--max-memory-gib",
                 ],
             ),
@@ -266,5 +266,45 @@ fn mnist_resume_with_nan_lr_leaves_the_checkpoint() {
     assert!(stderr.contains("--lr NaN: "), "{stderr}");
     assert_eq!(std::fs::read(&ck).unwrap(), b"the previous checkpoint");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// `gpt --eval-only --batch-size 100000000` used to abort on allocation (exit 134); the batch is
+/// now checked against the memory estimate with the checkpoint's sizes before any is drawn.
+#[test]
+fn gpt_eval_only_refuses_a_batch_that_does_not_fit() {
+    let out = temp_path("eval-only-batch");
+    let quick = [
+        "--steps",
+        "1",
+        "--eval-batches",
+        "1",
+        "--sample-chars",
+        "0",
+        "--no-export",
+    ];
+    let o = trainer("gpt", &out, &quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = std::fs::read(out.join("checkpoint.bin")).unwrap();
+    let o = trainer(
+        "gpt",
+        &out,
+        &[
+            "--eval-only",
+            "--batch-size",
+            "100000000",
+            "--max-memory-gib",
+            "64",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(REFUSED), "{stderr}");
+    for needle in [
+        "the checkpoint's model, --layers 2 --heads 4 --dim 64 --block 64 --batch-size 100000000",
+        "more than the 64.0 GiB allowed: reduce --batch-size",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert_eq!(std::fs::read(out.join("checkpoint.bin")).unwrap(), before);
     let _ = std::fs::remove_dir_all(out);
 }

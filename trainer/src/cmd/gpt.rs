@@ -250,7 +250,9 @@ impl GptArgs {
     }
 
     /// Refuses `config` trained on batches of `batch` when [`training_bytes`] exceeds
-    /// `--max-memory-gib` (default: the machine's physical memory).
+    /// `--max-memory-gib` (default: the machine's physical memory). With `--eval-only` the sizes
+    /// are the checkpoint's and only `--batch-size` can be reduced (the estimate, for training,
+    /// is above what evaluation needs).
     fn check_memory(&self, config: &GptConfig, batch: usize) -> anyhow::Result<()> {
         let limit = match self.max_memory_gib {
             Some(g) => g as f64 * (1u64 << 30) as f64,
@@ -260,11 +262,16 @@ impl GptArgs {
             },
         };
         let need = training_bytes(config, batch);
+        let (sizes, reduce) = if self.eval_only {
+            ("the checkpoint's model, ", "--batch-size")
+        } else {
+            ("", "--block, --batch-size or --dim")
+        };
         anyhow::ensure!(
             need <= limit,
-            "--layers {} --heads {} --dim {} --block {} --batch-size {} (vocab {}) needs about \
-             {} to train, more than the {} allowed: reduce --block, --batch-size or --dim, or \
-             raise --max-memory-gib",
+            "{sizes}--layers {} --heads {} --dim {} --block {} --batch-size {} (vocab {}) needs \
+             about {} of memory, more than the {} allowed: reduce {reduce}, or raise \
+             --max-memory-gib",
             config.n_layer,
             config.n_head,
             config.d_model,
