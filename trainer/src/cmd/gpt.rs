@@ -244,16 +244,22 @@ impl GptArgs {
             // The vocabulary is at least 1 token (at most --max-vocab): a lower bound for now,
             // checked again with the data's.
             let vocab = self.max_vocab.unwrap_or(1);
-            self.check_memory(&self.config(vocab), self.batch_size)?;
+            self.check_memory(&self.config(vocab), self.batch_size, false)?;
         }
         Ok(())
     }
 
-    /// Refuses `config` trained on batches of `batch` when [`training_bytes`] exceeds
+    /// Refuses `config` trained on batches of `batch` (`vocab_known`: `config.vocab_size` is the
+    /// data's, not a lower bound) when [`training_bytes`] exceeds
     /// `--max-memory-gib` (default: the machine's physical memory). With `--eval-only` the sizes
     /// are the checkpoint's and only `--batch-size` can be reduced (the estimate, for training,
     /// is above what evaluation needs).
-    fn check_memory(&self, config: &GptConfig, batch: usize) -> anyhow::Result<()> {
+    fn check_memory(
+        &self,
+        config: &GptConfig,
+        batch: usize,
+        vocab_known: bool,
+    ) -> anyhow::Result<()> {
         let limit = match self.max_memory_gib {
             Some(g) => g as f64 * (1u64 << 30) as f64,
             None => match super::physical_memory() {
@@ -269,7 +275,7 @@ impl GptArgs {
         };
         anyhow::ensure!(
             need <= limit,
-            "{sizes}--layers {} --heads {} --dim {} --block {} --batch-size {} (vocab {}) needs \
+            "{sizes}--layers {} --heads {} --dim {} --block {} --batch-size {} (vocab {}{}) needs \
              about {} of memory, more than the {} allowed: reduce {reduce}, or raise \
              --max-memory-gib",
             config.n_layer,
@@ -277,6 +283,7 @@ impl GptArgs {
             config.d_model,
             config.block_size,
             batch,
+            if vocab_known { "" } else { "at least " },
             config.vocab_size,
             super::gib(need),
             super::gib(limit)
@@ -343,7 +350,7 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     let vocab_size = data.tokenizer().vocab_size();
     let config = args.config(vocab_size);
     config.validate()?;
-    args.check_memory(&config, args.batch_size)?;
+    args.check_memory(&config, args.batch_size, true)?;
     let model = Gpt::new(config.clone(), &mut Rng::new(args.seed));
     println!(
         "data: {} ({} train / {} val tokens, vocab {})",
@@ -459,7 +466,7 @@ fn eval_only(args: &GptArgs, data: &TextDataset) -> anyhow::Result<()> {
         args.out.display(),
         args.data.display()
     );
-    args.check_memory(model.config(), args.batch_size)?;
+    args.check_memory(model.config(), args.batch_size, true)?;
     println!("{} (step {})", model.describe(), ck.step);
     let block = model.config().block_size;
     let (batches, block) =
