@@ -38,22 +38,22 @@ macro_rules! variant_parser {
 #[derive(clap::Args)]
 pub struct GptArgs {
     /// Transformer blocks.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 2)]
     layers: usize,
     /// Attention heads per block (must divide --dim).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 4)]
     heads: usize,
     /// Model width.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 64)]
     dim: usize,
     /// Context length in characters.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 64)]
     block: usize,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 2000)]
     steps: usize,
     /// Sequences per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 32)]
     batch_size: usize,
     /// Peak learning rate (warmup, then cosine decay to lr/10).
     #[arg(long, default_value_t = 1e-3)]
@@ -77,7 +77,7 @@ pub struct GptArgs {
     #[arg(long, default_value_os_t = default_data())]
     data: PathBuf,
     /// Keep the N-1 most frequent chars plus an unknown token [default: all chars].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
     max_vocab: Option<usize>,
     /// Position encoding.
     #[arg(long, default_value = "learned", value_parser = variant_parser!(GptPosition))]
@@ -95,7 +95,7 @@ pub struct GptArgs {
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
     /// Evaluate, chart and checkpoint every N steps (and at the end).
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 250)]
     eval_interval: usize,
     /// Validation batches per evaluation.
     #[arg(long, default_value_t = 20)]
@@ -114,7 +114,7 @@ pub struct GptArgs {
     #[arg(long)]
     no_export: bool,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads())]
     threads: Option<usize>,
     /// Prompt of the sample printed at the end.
     #[arg(long, default_value = "\n")]
@@ -128,6 +128,10 @@ pub struct GptArgs {
     /// Sample among the K most likely characters (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
+    /// Refuse a run whose estimated training memory (parameters, optimizer state, activations
+    /// and gradients) exceeds this many GiB [default: the machine's physical memory].
+    #[arg(long, value_name = "GIB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_memory_gib: Option<u64>,
 }
 
 /// `data/tinyshakespeare/input.txt` of this checkout, wherever cargo is run from.
@@ -163,8 +167,166 @@ struct Summary<'a> {
     command: String,
 }
 
+impl GptArgs {
+    /// The model the flags ask for, with `vocab_size` tokens.
+    fn config(&self, vocab_size: usize) -> GptConfig {
+        GptConfig {
+            dropout: self.dropout,
+            ..GptConfig::sized(self.layers, self.heads, self.dim, self.block, vocab_size).variant(
+                self.position,
+                self.norm,
+                self.mlp,
+                !self.untied,
+            )
+        }
+    }
+
+    /// Checks every flag that clap's value parsers do not (cross-field rules, floats, the memory
+    /// estimate with the smallest vocabulary the data could give), before anything is read.
+    fn validate(&self) -> anyhow::Result<()> {
+        use super::check;
+        check(
+            self.dim.is_multiple_of(self.heads),
+            "--heads",
+            self.heads,
+            &format!("must divide --dim {}", self.dim),
+        )?;
+        check(
+            self.position != GptPosition::Rope || (self.dim / self.heads).is_multiple_of(2),
+            "--dim",
+            self.dim,
+            &format!(
+                "--position rope needs an even head width, and --dim / --heads = {} / {} = {}",
+                self.dim,
+                self.heads,
+                self.dim / self.heads
+            ),
+        )?;
+        super::check_lr(self.lr)?;
+        check(
+            (0.0..=1.0).contains(&self.min_lr_ratio),
+            "--min-lr-ratio",
+            self.min_lr_ratio,
+            "must be in [0, 1]",
+        )?;
+        check(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "--weight-decay",
+            self.weight_decay,
+            "must be a finite number of at least 0",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.beta2),
+            "--beta2",
+            self.beta2,
+            "must be in [0, 1)",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.dropout),
+            "--dropout",
+            self.dropout,
+            "must be in [0, 1)",
+        )?;
+        check(
+            self.temperature.is_finite() && self.temperature >= 0.0,
+            "--temperature",
+            self.temperature,
+            "must be a finite number of at least 0 (0: greedy)",
+        )?;
+        if self.eval_only {
+            check(
+                self.eval_batches >= 1,
+                "--eval-batches",
+                self.eval_batches,
+                "--eval-only needs at least 1 validation batch",
+            )?;
+        } else {
+            // The vocabulary is at least 1 token (at most --max-vocab): a lower bound for now,
+            // checked again with the data's.
+            let vocab = self.max_vocab.unwrap_or(1);
+            self.check_memory(&self.config(vocab), self.batch_size, false)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `config` trained on batches of `batch` (`vocab_known`: `config.vocab_size` is the
+    /// data's, not a lower bound) when [`training_bytes`] exceeds
+    /// `--max-memory-gib` (default: the machine's physical memory). With `--eval-only` the sizes
+    /// are the checkpoint's and only `--batch-size` can be reduced (the estimate, for training,
+    /// is above what evaluation needs).
+    fn check_memory(
+        &self,
+        config: &GptConfig,
+        batch: usize,
+        vocab_known: bool,
+    ) -> anyhow::Result<()> {
+        let limit = match self.max_memory_gib {
+            Some(g) => g as f64 * (1u64 << 30) as f64,
+            None => match super::physical_memory() {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+        };
+        let need = training_bytes(config, batch);
+        let (sizes, reduce) = if self.eval_only {
+            ("the checkpoint's model, ", "--batch-size")
+        } else {
+            ("", "--block, --batch-size or --dim")
+        };
+        anyhow::ensure!(
+            need <= limit,
+            "{sizes}--layers {} --heads {} --dim {} --block {} --batch-size {} (vocab {}{}) needs \
+             about {} of memory, more than the {} allowed: reduce {reduce}, or raise \
+             --max-memory-gib",
+            config.n_layer,
+            config.n_head,
+            config.d_model,
+            config.block_size,
+            batch,
+            if vocab_known { "" } else { "at least " },
+            config.vocab_size,
+            super::gib(need),
+            super::gib(limit)
+        );
+        Ok(())
+    }
+}
+
+/// A rough upper estimate, in bytes, of the memory that training `config` on batches of `batch`
+/// sequences takes: parameters with their gradients and AdamW's two moments, plus every block's
+/// saved activations and their gradients (the `[batch, heads, block, block]` attention maps
+/// among them) and the logits. In `f64`, so that absurd sizes do not overflow.
+pub fn training_bytes(config: &GptConfig, batch: usize) -> f64 {
+    let (l, h, d) = (
+        config.n_layer as f64,
+        config.n_head as f64,
+        config.d_model as f64,
+    );
+    let (t, v, b) = (
+        config.block_size as f64,
+        config.vocab_size as f64,
+        batch as f64,
+    );
+    let heads = if config.tied_head { 1.0 } else { 2.0 };
+    let position = if config.position == GptPosition::Learned {
+        t * d
+    } else {
+        0.0
+    };
+    // Attention 4·d², the widest MLP (SwiGLU) 3·4·d², norms and biases.
+    let parameters = heads * v * d + position + l * (16.0 * d * d + 16.0 * d);
+    // Activations and their gradients at the peak. Measured peak RSS (debug build, `--steps 2`)
+    // against this estimate: 1.2 / 1.8 GiB for `--layers 4 --dim 256 --heads 8 --block 256
+    // --batch-size 32`; 1.0 / 2.4 GiB for `--layers 2 --dim 128 --block 1024 --batch-size 16`,
+    // 1.8 / 2.4 GiB with `--dropout 0.1 --mlp swiglu --untied`.
+    let per_block = 24.0 * b * t * d + 4.0 * b * h * t * t;
+    let floats = 4.0 * parameters + l * per_block + 3.0 * b * t * v;
+    4.0 * floats
+}
+
 /// Runs `aka-trainer gpt`.
 pub fn run(args: GptArgs) -> anyhow::Result<()> {
+    args.validate()?;
     aka_trainer::set_threads(args.threads)?;
     let wall = Instant::now();
     let data = TextDataset::load_with_max_vocab(&args.data, args.max_vocab)
@@ -172,17 +334,23 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     if args.eval_only {
         return eval_only(&args, &data);
     }
+    let train_tokens = data.split(aka_trainer::data::Split::Train).len();
+    super::check(
+        args.block <= data.max_block(aka_trainer::data::Split::Train),
+        "--block",
+        args.block,
+        &format!(
+            "the training split of {} has {train_tokens} tokens, too few for blocks of {} \
+             (at most {})",
+            args.data.display(),
+            args.block,
+            data.max_block(aka_trainer::data::Split::Train)
+        ),
+    )?;
     let vocab_size = data.tokenizer().vocab_size();
-    let config = GptConfig {
-        dropout: args.dropout,
-        ..GptConfig::sized(args.layers, args.heads, args.dim, args.block, vocab_size).variant(
-            args.position,
-            args.norm,
-            args.mlp,
-            !args.untied,
-        )
-    };
+    let config = args.config(vocab_size);
     config.validate()?;
+    args.check_memory(&config, args.batch_size, true)?;
     let model = Gpt::new(config.clone(), &mut Rng::new(args.seed));
     println!(
         "data: {} ({} train / {} val tokens, vocab {})",
@@ -298,6 +466,7 @@ fn eval_only(args: &GptArgs, data: &TextDataset) -> anyhow::Result<()> {
         args.out.display(),
         args.data.display()
     );
+    args.check_memory(model.config(), args.batch_size, true)?;
     println!("{} (step {})", model.describe(), ck.step);
     let block = model.config().block_size;
     let (batches, block) =
@@ -323,4 +492,23 @@ fn eval_only(args: &GptArgs, data: &TextDataset) -> anyhow::Result<()> {
         println!("{}{}", args.prompt, text);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate leaves the default run, and nanoGPT's shakespeare_char size, well inside a
+    /// laptop's memory, and grows with the attention maps' `block²`.
+    #[test]
+    fn training_estimate_is_sane() {
+        let gib = |c: &GptConfig, b| training_bytes(c, b) / (1u64 << 30) as f64;
+        let default = GptConfig::sized(2, 4, 64, 64, 65);
+        assert!(gib(&default, 32) < 0.5, "{}", gib(&default, 32));
+        let nano = GptConfig::sized(6, 6, 384, 256, 65);
+        assert!(gib(&nano, 64) < 16.0, "{}", gib(&nano, 64));
+        let long = GptConfig::sized(2, 4, 64, 1_000_000_000, 65);
+        assert!(gib(&long, 32) > 1e9);
+        assert!(training_bytes(&long, 32).is_finite());
+    }
 }

@@ -50,10 +50,10 @@ pub struct MnistArgs {
     #[arg(long, value_enum, default_value = "mlp")]
     model: ModelKind,
     /// Passes over the 60,000 training images.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 1)]
     epochs: usize,
     /// Images per optimizer step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = super::at_least_1(), default_value_t = 64)]
     batch_size: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
@@ -81,15 +81,16 @@ pub struct MnistArgs {
     #[arg(long)]
     no_chart: bool,
     /// Worker threads for matrix products and convolutions [default: all cores].
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads())]
     threads: Option<usize>,
     /// Do not quantize and export OUT/model.aka after training.
     #[arg(long)]
     no_export: bool,
     /// Training images used to calibrate the int8 activation ranges.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = super::at_least_1())]
     calibration: usize,
-    /// Calibrate ranges to the P-th percentile (e.g. 99.99) instead of the min/max.
+    /// Calibrate ranges to the P-th percentile, in (50, 100] (e.g. 99.99), instead of the
+    /// min/max.
     #[arg(long, value_name = "P")]
     calibration_percentile: Option<f32>,
 }
@@ -120,7 +121,25 @@ struct Summary<'a> {
     export: Option<ExportSummary>,
 }
 
+impl MnistArgs {
+    /// Checks every flag that clap's value parsers do not, before anything is read.
+    fn validate(&self) -> anyhow::Result<()> {
+        super::check_lr(self.lr)?;
+        if let Some(p) = self.calibration_percentile {
+            // The same range as the export's own check (`export::sequential::quantize`).
+            super::check(
+                p > 50.0 && p <= 100.0,
+                "--calibration-percentile",
+                p,
+                "must be in (50, 100]",
+            )?;
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: MnistArgs) -> anyhow::Result<()> {
+    args.validate()?;
     aka_trainer::set_threads(args.threads)?;
     let wall = Instant::now();
     let mut data = Mnist::load(&args.data)
