@@ -20,7 +20,10 @@ fn head_of_512_matches_the_float_model() {
     let model = train(data, config, 40, 3);
     let e = export(&model, data, 2);
     let m = aka_core::GptModel::load(&e.bytes).unwrap();
-    assert_eq!(m.config().d_model as usize / m.config().n_head as usize, 512);
+    assert_eq!(
+        m.config().d_model as usize / m.config().n_head as usize,
+        512
+    );
     let rel = e.int8.loss() / e.float.loss() - 1.0;
     let agree = e.int8.agreement(&e.float);
     println!(

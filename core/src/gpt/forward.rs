@@ -173,7 +173,7 @@ impl GptModel<'_> {
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
                 let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
-                // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
+                                                                   // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
                 let mut c0 = 0;
                 while c0 < hd {
                     let cn = (hd - c0).min(ACC_ROWS);
