@@ -49,10 +49,10 @@ impl Limits {
             Model::Sequential(m) => {
                 // The input image at the model's size is allocated too (<= half the arena).
                 let arena = u64::try_from(m.arena_size()).ok();
-                ("arena", arena, m.work(), "inference")
+                ("an arena", arena, m.work(), "inference")
             }
             Model::Gpt(m) => (
-                "run state",
+                "a run state",
                 u64::try_from(m.state_size()).ok(),
                 m.work_per_token(),
                 "token",
@@ -62,12 +62,12 @@ impl Limits {
         match bytes {
             Some(b) if b <= max_bytes => {}
             Some(b) => bail!(
-                "{name}: the model needs a {what} of {b} bytes ({} MiB), above the limit of {} MiB \
+                "{name}: the model needs {what} of {b} bytes ({} MiB), above the limit of {} MiB \
                  (raise it with --max-arena-mib)",
                 b.div_ceil(MIB),
                 self.max_arena_mib
             ),
-            None => bail!("{name}: the model's {what} size overflows"),
+            None => bail!("{name}: the size of {what} overflows"),
         }
         match work {
             Some(w) if w <= self.max_ops => Ok(()),

@@ -30,6 +30,10 @@ impl TempDir {
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.0.join(name);
         std::fs::write(&p, bytes).expect("write");
+        // AKA_CRAFTED_DIR=dir keeps a copy of each crafted file (for reproducing by hand).
+        if let Some(keep) = std::env::var_os("AKA_CRAFTED_DIR") {
+            let _ = std::fs::write(Path::new(&keep).join(name), bytes);
+        }
         p
     }
 }
@@ -147,7 +151,7 @@ fn a_pool_with_too_much_work_is_refused_before_running() {
     assert_refused(
         &["run", p(&f), "--mnist-index", "0", "--max-arena-mib", "1"],
         &[
-            "arena of 33554432 bytes",
+            "an arena of 33554432 bytes",
             "limit of 1 MiB",
             "--max-arena-mib",
         ],
@@ -167,7 +171,7 @@ fn a_huge_input_is_refused_before_allocating() {
     assert_refused(
         &["run", p(&f), "--mnist-index", "0"],
         &[
-            "arena of 8589934592 bytes",
+            "an arena of 8589934592 bytes",
             "limit of 256 MiB",
             "--max-arena-mib",
         ],
@@ -263,4 +267,27 @@ fn a_label_outside_the_model_is_an_error() {
         &["run", p(&f), "--mnist-index", "1", "--data", p(&data)],
         &["test image 1 has label 113", "4 classes (0..=3)"],
     );
+}
+
+#[test]
+fn a_gpt_is_checked_against_the_same_limits() {
+    let gpt = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/models/gpt.aka");
+    let bytes = std::fs::read(gpt).expect("committed model");
+    let m = aka_core::gpt::GptModel::load(&bytes).expect("loads");
+    let work = m.work_per_token().expect("small");
+    assert!(work > m.weight_macs(), "{work}");
+    assert_refused(
+        &["run", gpt, "--tokens", "1", "--max-ops", "1000"],
+        &[
+            &format!("declares {work} operations per token"),
+            "limit of 1000",
+            "--max-ops",
+        ],
+    );
+    assert_refused(
+        &["run", gpt, "--tokens", "1", "--max-arena-mib", "0"],
+        &["a run state of", "limit of 0 MiB", "--max-arena-mib"],
+    );
+    let o = aka(&["run", gpt, "--tokens", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
