@@ -409,7 +409,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let macs = m.weight_macs();
     let per_pos = 2u64
         .checked_mul(u64::from(c.n_layer))
-        .and_then(|n| n.checked_mul(u64::try_from(d).ok()?));
+        .and_then(|n| n.checked_mul(u64::from(d)));
     let _ = writeln!(
         out,
         "compute       {} weight MACs per token (q, k, v, o, MLP, head); attention adds {} per position attended (up to {} at full context)",
