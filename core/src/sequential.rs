@@ -58,6 +58,36 @@ impl LayerInfo<'_, '_> {
             _ => 0,
         }
     }
+
+    /// [`Self::macs`] with checked arithmetic: `None` if the product overflows `u64`.
+    pub fn checked_macs(&self) -> Option<u64> {
+        let o = self.output;
+        match self.layer {
+            Layer::Linear(l) => u64::from(l.in_features).checked_mul(u64::from(l.out_features)),
+            Layer::Conv2d(c) => [o.h, o.w, o.c, c.kernel_h, c.kernel_w, c.in_channels]
+                .iter()
+                .try_fold(1u64, |p, &v| p.checked_mul(u64::from(v))),
+            _ => Some(0),
+        }
+    }
+
+    /// The work this layer declares per inference, in operations (checked; `None` on `u64`
+    /// overflow): its [MACs](Self::checked_macs) plus one element operation per output value
+    /// (requantization, ReLU), or per window tap for a max pool (`out_len · kernel_h ·
+    /// kernel_w`); 0 for `Flatten`. A bound a caller can refuse before running.
+    pub fn work(&self) -> Option<u64> {
+        let out_len = u64::from(self.output.h)
+            .checked_mul(u64::from(self.output.w))?
+            .checked_mul(u64::from(self.output.c))?;
+        let elems = match self.layer {
+            Layer::Flatten => 0,
+            Layer::MaxPool2d(p) => out_len
+                .checked_mul(u64::from(p.kernel_h))?
+                .checked_mul(u64::from(p.kernel_w))?,
+            _ => out_len,
+        };
+        self.checked_macs()?.checked_add(elems)
+    }
 }
 
 impl<'a> SequentialModel<'a> {
@@ -364,6 +394,21 @@ impl<'a> SequentialModel<'a> {
             .fold(0u64, |s, info| s.saturating_add(info.macs()))
     }
 
+    /// [`Self::macs`] with checked arithmetic: `None` if the sum overflows `u64`.
+    pub fn checked_macs(&self) -> Option<u64> {
+        self.layer_infos()
+            .try_fold(0u64, |s, info| s.checked_add(info.checked_macs()?))
+    }
+
+    /// The work one inference declares, in operations (checked; `None` on `u64` overflow): one
+    /// per input value (quantization) plus every layer's [`LayerInfo::work`]. Bounded only by the
+    /// file's shapes, so a caller running untrusted files can refuse it before running.
+    pub fn work(&self) -> Option<u64> {
+        let input = u64::try_from(self.input_len()).ok()?;
+        self.layer_infos()
+            .try_fold(input, |s, info| s.checked_add(info.work()?))
+    }
+
     /// Total weights + biases.
     pub fn param_count(&self) -> usize {
         self.layers().iter().map(Layer::param_count).sum()
@@ -444,6 +489,14 @@ fn check_layer(
             let (out_h, out_w) = g
                 .output_hw()
                 .ok_or(bad("kernel larger than the padded input"))?;
+            if c.pad_h > input.h || c.pad_w > input.w {
+                return Err(bad("padding larger than the input"));
+            }
+            // The padded input is >= the kernel > the padding, so this does not overflow.
+            let (padded_h, padded_w) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+            if g.stride_h > padded_h || g.stride_w > padded_w {
+                return Err(bad("stride larger than the padded input"));
+            }
             let filter = g
                 .kernel_h
                 .checked_mul(g.kernel_w)
@@ -473,6 +526,9 @@ fn check_layer(
             let (out_h, out_w) = pool_geometry(p, input)
                 .output_hw()
                 .ok_or(bad("pool kernel larger than the input"))?;
+            if p.stride_h > input.h || p.stride_w > input.w {
+                return Err(bad("pool stride larger than the input"));
+            }
             let out = Shape::new(
                 u32::try_from(out_h).map_err(|_| overflow)?,
                 u32::try_from(out_w).map_err(|_| overflow)?,

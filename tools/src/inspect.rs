@@ -11,6 +11,12 @@ use aka_core::SequentialModel;
 use crate::model::Model;
 
 /// `1234567` → `"1,234,567"`.
+/// [`thousands`] of a checked count, or `"overflow"` when it does not fit in a `u64`.
+pub fn count(n: Option<u64>) -> String {
+    n.map_or_else(|| "overflow".to_string(), thousands)
+}
+
+/// `1234567` -> `"1,234,567"`.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
@@ -401,12 +407,20 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
         thousands(4 * v as u64)
     );
     let macs = m.weight_macs();
+    let per_pos = 2u64
+        .checked_mul(u64::from(c.n_layer))
+        .and_then(|n| n.checked_mul(u64::from(d)));
     let _ = writeln!(
         out,
         "compute       {} weight MACs per token (q, k, v, o, MLP, head); attention adds {} per position attended (up to {} at full context)",
         thousands(macs),
-        thousands(2 * c.n_layer as u64 * d as u64),
+        count(per_pos),
         thousands(m.attention_macs(m.block_size().saturating_sub(1)))
+    );
+    let _ = writeln!(
+        out,
+        "work          {} operations per token at full context (MACs + element operations; `aka run` refuses more than --max-ops)",
+        count(m.work_per_token())
     );
     out
 }
@@ -498,20 +512,26 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
         "#", "layer", "input", "output", "params", "flash B", "MACs", "details",
     ];
     let mut rows: Vec<[String; 8]> = Vec::new();
-    let (mut params, mut flash, mut macs) = (0u64, 0u64, 0u64);
+    // Checked sums (`None`: overflow); the shapes come from an untrusted file.
+    let (mut params, mut flash, mut macs) = (Some(0u64), Some(0u64), Some(0u64));
+    let add = |s: Option<u64>, v: Option<u64>| s?.checked_add(v?);
     for info in m.layer_infos() {
-        let mac = info.macs();
-        params += info.params as u64;
-        flash += info.param_bytes as u64;
-        macs += mac;
+        let mac = info.checked_macs();
+        let (p, b) = (
+            u64::try_from(info.params).ok(),
+            u64::try_from(info.param_bytes).ok(),
+        );
+        params = add(params, p);
+        flash = add(flash, b);
+        macs = add(macs, mac);
         rows.push([
             info.index.to_string(),
             info.layer.name().to_string(),
             info.input.to_string(),
             info.output.to_string(),
-            thousands(info.params as u64),
-            thousands(info.param_bytes as u64),
-            thousands(mac),
+            count(p),
+            count(b),
+            count(mac),
             details(info.layer),
         ]);
     }
@@ -520,9 +540,9 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
         "total".into(),
         String::new(),
         String::new(),
-        thousands(params),
-        thousands(flash),
-        thousands(macs),
+        count(params),
+        count(flash),
+        count(macs),
         String::new(),
     ]);
     let mut widths = headers.map(str::len);
@@ -566,9 +586,14 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
     let _ = writeln!(
         out,
         "arena (RAM)   {} bytes (two ping-pong buffers of the largest activation)",
-        thousands(m.arena_size() as u64)
+        count(u64::try_from(m.arena_size()).ok())
     );
-    let _ = writeln!(out, "compute       {} MACs per inference", thousands(macs));
+    let _ = writeln!(out, "compute       {} MACs per inference", count(macs));
+    let _ = writeln!(
+        out,
+        "work          {} operations per inference (MACs + element operations; `aka run` refuses more than --max-ops)",
+        count(m.work())
+    );
     out
 }
 

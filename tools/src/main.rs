@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aka_tools::input::{self, looks_inverted};
+use aka_tools::limits::{self, Limits};
 use aka_tools::model::{self, Model};
 use aka_tools::{inspect, run};
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,24 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The caps on what one command reads, allocates and runs (model files are untrusted).
+#[derive(Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Largest model file read, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = limits::DEFAULT_MAX_FILE_MIB)]
+    max_file_mib: u64,
+    /// Largest arena (sequential models) or run state (GPT) allocated by `run`, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = limits::DEFAULT_MAX_ARENA_MIB)]
+    max_arena_mib: u64,
+    /// Most operations (MACs + element operations) a model may declare per inference (per token
+    /// for a GPT) for `run`.
+    #[arg(long, global = true, value_name = "N", default_value_t = limits::DEFAULT_MAX_OPS)]
+    max_ops: u64,
 }
 
 #[derive(Subcommand)]
@@ -131,9 +150,14 @@ fn usage_error(kind: clap::error::ErrorKind, message: String) -> ! {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let limits = Limits {
+        max_file_mib: cli.limits.max_file_mib,
+        max_arena_mib: cli.limits.max_arena_mib,
+        max_ops: cli.limits.max_ops,
+    };
     let result = match cli.command {
-        Command::Inspect { file } => cmd_inspect(&file),
-        Command::Run(args) => cmd_run(&args),
+        Command::Inspect { file } => cmd_inspect(&file, &limits),
+        Command::Run(args) => cmd_run(&args, &limits),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,14 +172,14 @@ fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn cmd_inspect(file: &Path) -> anyhow::Result<()> {
-    let model = model::open(file)?;
+fn cmd_inspect(file: &Path, limits: &Limits) -> anyhow::Result<()> {
+    let model = model::open(file, limits.max_file_bytes())?;
     print!("{}", inspect::describe(&model, &display_name(file)));
     Ok(())
 }
 
-fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
-    let model = model::open(&args.file)?;
+fn cmd_run(args: &RunArgs, limits: &Limits) -> anyhow::Result<()> {
+    let model = model::open(&args.file, limits.max_file_bytes())?;
     let (given, other) = match &model {
         Model::Sequential(_) => (args.gpt.given(), "--image PATH or --mnist-index N"),
         Model::Gpt(_) => (
@@ -174,6 +198,7 @@ fn cmd_run(args: &RunArgs) -> anyhow::Result<()> {
             ),
         );
     }
+    limits.check_run(&model, &display_name(&args.file))?;
     match &model {
         Model::Sequential(m) => run_sequential(m, args),
         Model::Gpt(m) => run_gpt(m, args),
@@ -270,6 +295,17 @@ fn run_sequential(m: &aka_core::SequentialModel<'_>, args: &RunArgs) -> anyhow::
                 .unwrap_or_else(input::default_mnist_dir);
             let set = input::load_test_set(&data)?;
             let (img, label) = set.get(index)?;
+            // A label the model cannot output is not a true label for it.
+            let classes = m.output_len();
+            if usize::from(label) >= classes {
+                anyhow::bail!(
+                    "{}: test image {index} has label {label}, outside the model's {classes} classes \
+                     (0..={}): this data set does not go with {}",
+                    data.display(),
+                    classes.saturating_sub(1),
+                    args.file.display()
+                );
+            }
             (
                 img,
                 Some(label),

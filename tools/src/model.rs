@@ -31,9 +31,24 @@ impl Model<'_> {
     }
 }
 
-/// Reads a whole model file.
-pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
+/// Reads a whole model file of at most `max_bytes` bytes, through a bounded reader (so a device
+/// or a pipe that never ends, `/dev/zero`, fails as soon as the limit is passed).
+pub fn read(path: &Path, max_bytes: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        anyhow::bail!(
+            "{}: larger than the model file limit of {} MiB (raise it with --max-file-mib)",
+            path.display(),
+            max_bytes.div_ceil(1 << 20)
+        );
+    }
+    Ok(bytes)
 }
 
 /// Loads and validates `bytes` with aka-core, whatever the body kind.
@@ -48,9 +63,9 @@ pub fn load(bytes: &[u8]) -> Result<Model<'_>, aka_core::Error> {
     }
 }
 
-/// [`read`] then [`load`], with the path in the error message. The bytes are leaked so that the
+/// [`read`] (at most `max_bytes`) then [`load`], with the path in the error message. The bytes are leaked so that the
 /// model can borrow them for the rest of the (short-lived) command.
-pub fn open(path: &Path) -> anyhow::Result<Model<'static>> {
-    let bytes: &'static [u8] = Vec::leak(read(path)?);
+pub fn open(path: &Path, max_bytes: u64) -> anyhow::Result<Model<'static>> {
+    let bytes: &'static [u8] = Vec::leak(read(path, max_bytes)?);
     load(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -173,26 +173,33 @@ impl GptModel<'_> {
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
                 let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
-                let vh = vl.get(off * dm.block..).unwrap_or(&[]); // rows off.. of [d][block]
-                let sums = &mut acc[..hd.min(ACC_ROWS)];
-                if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
-                    // Unreachable after load (shapes as above); the row-by-row definition.
-                    for (i, y) in sums.iter_mut().enumerate() {
-                        let at = (off + i) * dm.block;
-                        let vt = vl.get(at..at + n4).unwrap_or(&[]);
-                        *y = p4
-                            .iter()
-                            .zip(vt)
-                            .fold(0i32, |s, (&p, &v)| s.wrapping_add(p as i32 * v as i32));
+                                                                   // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
+                let mut c0 = 0;
+                while c0 < hd {
+                    let cn = (hd - c0).min(ACC_ROWS);
+                    let (lo, hi) = (off + c0, off + c0 + cn);
+                    let vh = vl.get(lo * dm.block..).unwrap_or(&[]); // rows lo.. of [d][block]
+                    let sums = &mut acc[..cn];
+                    if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
+                        // Unreachable after load (shapes as above); the row-by-row definition.
+                        for (i, y) in sums.iter_mut().enumerate() {
+                            let at = (lo + i) * dm.block;
+                            let vt = vl.get(at..at + n4).unwrap_or(&[]);
+                            *y = p4
+                                .iter()
+                                .zip(vt)
+                                .fold(0i32, |s, (&p, &v)| s.wrapping_add(p as i32 * v as i32));
+                        }
                     }
-                }
-                for (o, &v) in a
-                    .get_mut(off..off + hd)
-                    .unwrap_or(&mut [])
-                    .iter_mut()
-                    .zip(sums.iter())
-                {
-                    *o = quantize(v as f32, pv_mult);
+                    for (o, &v) in a
+                        .get_mut(lo..hi)
+                        .unwrap_or(&mut [])
+                        .iter_mut()
+                        .zip(sums.iter())
+                    {
+                        *o = quantize(v as f32, pv_mult);
+                    }
+                    c0 = hi - off;
                 }
             }
             // Output projection, added to the residual: x += Wo·a.

@@ -249,6 +249,45 @@ impl<'a> GptModel<'a> {
             .saturating_add(v.saturating_mul(d))
     }
 
+    /// The work one token declares at full context, in operations (checked; `None` on `u64`
+    /// overflow): the weight MACs ([`Self::weight_macs`]), the attention MACs at position
+    /// `block_size - 1` ([`Self::attention_macs`]), and the element operations: per layer
+    /// `8·d + 2·hidden + 2·n_head·block_size` (norms, requantizations, residuals, softmax), then
+    /// `2·d + vocab` (final norm, logits). Bounded only by the file's configuration, so a caller
+    /// running untrusted files can refuse it before allocating a state.
+    pub fn work_per_token(&self) -> Option<u64> {
+        let dm = &self.dims;
+        let u = |v: usize| u64::try_from(v).ok();
+        let (d, h, v, b, nh, nl) = (
+            u(dm.d)?,
+            u(dm.hidden)?,
+            u(dm.vocab)?,
+            u(dm.block)?,
+            u(dm.n_head)?,
+            u(dm.n_layer)?,
+        );
+        let mlp_mats: u64 = if self.desc.config.mlp.is_gated() {
+            3
+        } else {
+            2
+        };
+        let weight = d
+            .checked_mul(d)?
+            .checked_mul(4)?
+            .checked_add(mlp_mats.checked_mul(h)?.checked_mul(d)?)?;
+        let attention = d.checked_mul(b)?.checked_mul(2)?;
+        let elems = d
+            .checked_mul(8)?
+            .checked_add(h.checked_mul(2)?)?
+            .checked_add(nh.checked_mul(b)?.checked_mul(2)?)?;
+        let per_layer = weight.checked_add(attention)?.checked_add(elems)?;
+        let head = v
+            .checked_mul(d)?
+            .checked_add(v)?
+            .checked_add(d.checked_mul(2)?)?;
+        nl.checked_mul(per_layer)?.checked_add(head)
+    }
+
     /// Attention multiply-accumulates (q·k and P·V, all heads, all layers) of a token at
     /// position `pos` (saturating): `2 · n_layer · d · (pos + 1)`.
     pub fn attention_macs(&self, pos: usize) -> u64 {
