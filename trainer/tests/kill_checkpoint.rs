@@ -1,13 +1,15 @@
-//! Kill during a checkpoint write (issue 11): `aka-trainer gpt` is killed with SIGKILL at
-//! pseudo-random moments (seeded, so the delays are the same on every run; where they land
-//! depends on the machine), many of them inside a checkpoint or chart write, because with
-//! `--eval-interval 1` a tiny model spends most of its wall time writing and `fsync`ing them.
+//! Kill during a checkpoint write (issue 11): `aka-trainer gpt` and `aka-trainer mnist` are
+//! killed with SIGKILL at pseudo-random moments (seeded, so the delays are the same on every run;
+//! where they land depends on the machine), many of them inside a checkpoint or chart write: with
+//! an evaluation and a checkpoint every step (GPT) or every 2-step epoch (MNIST), tiny jobs spend
+//! most of their wall time writing and `fsync`ing them.
 //!
 //! After every kill, `OUT/checkpoint.bin` is either absent (no save yet) or a complete checkpoint
 //! that is exactly the previous one (same bytes) or a newer one that continues it (later step,
-//! the same loss history up to the previous step). Temporary files left by a kill are never
-//! taken for the checkpoint, and a `--resume` run from whatever is on disk exits 0 and ends with
-//! a valid checkpoint at its target step whose history continues the killed run's checkpoint.
+//! the same loss and evaluation history up to the previous step). Temporary files left by a kill
+//! are never taken for the checkpoint, and a `--resume` run from whatever is on disk (leftovers
+//! present) exits 0, says where it resumed, and ends with a valid checkpoint at its target whose
+//! history continues the killed run's checkpoint.
 //! No timing is asserted: timing only decides where the kills land.
 
 use std::path::{Path, PathBuf};
@@ -17,15 +19,21 @@ use std::time::{Duration, Instant};
 use aka_core::rng::Rng;
 use aka_trainer::train::Checkpoint;
 
-/// Kill/resume rounds.
+/// Kill/resume rounds per job.
 const ROUNDS: usize = 24;
-/// Kills land uniformly in `0..MAX_DELAY_MS` after the start (startup, data loading and the
-/// first saves included).
+/// Odd rounds kill within `0..SHORT_DELAY_MS` of the start (startup, data loading, the first
+/// saves), even ones within `0..MAX_DELAY_MS`.
+const SHORT_DELAY_MS: u32 = 60;
+/// See [`SHORT_DELAY_MS`].
 const MAX_DELAY_MS: u32 = 400;
-/// `--steps` of the killed runs: more than they can reach before the kill.
+/// Length (`--steps` / `--epochs`) of the killed runs: more than they can reach before the kill.
 const LONG_RUN: usize = 100_000;
-/// Steps each `--resume` run adds after a kill.
-const RESUME_STEPS: usize = 3;
+/// Steps / epochs each `--resume` run adds after a kill.
+const RESUME_MORE: usize = 2;
+/// MNIST training images (a batch of 32, so 2 steps per epoch).
+const MNIST_TRAIN: u32 = 64;
+/// MNIST optimizer steps per epoch.
+const MNIST_STEPS_PER_EPOCH: usize = 2;
 
 /// A fresh (absent) path under the temp dir for `name`.
 fn temp_path(name: &str) -> PathBuf {
@@ -44,34 +52,38 @@ fn write_text(path: &Path) {
     std::fs::write(path, text.join(" ")).unwrap();
 }
 
-/// `aka-trainer gpt --resume` on a tiny model that evaluates, charts and checkpoints every step.
-fn gpt(data: &Path, out: &Path, steps: usize) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_aka-trainer"));
-    c.arg("gpt")
-        .args(["--data", data.to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap()])
-        .args([
-            "--layers", "1", "--heads", "1", "--dim", "16", "--block", "16",
-        ])
-        .args([
-            "--batch-size",
-            "4",
-            "--eval-interval",
-            "1",
-            "--eval-batches",
-            "1",
-        ])
-        .args(["--warmup", "2", "--steps", &steps.to_string()])
-        .args([
-            "--no-export",
-            "--sample-chars",
-            "0",
-            "--threads",
-            "1",
-            "--resume",
-        ])
-        .env("RUST_BACKTRACE", "0");
-    c
+/// A random MNIST-format data set (raw IDX files) of `train` and `test` images in `dir`.
+fn write_random_mnist(dir: &Path, train: u32, test: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(5);
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = Vec::new();
+        images.extend_from_slice(&0x0803u32.to_be_bytes());
+        for d in [n, 28, 28] {
+            images.extend_from_slice(&d.to_be_bytes());
+        }
+        images.extend((0..n * 784).map(|_| rng.below(256) as u8));
+        let mut labels = Vec::new();
+        labels.extend_from_slice(&0x0801u32.to_be_bytes());
+        labels.extend_from_slice(&n.to_be_bytes());
+        labels.extend((0..n).map(|i| (i % 10) as u8));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+}
+
+/// One trainer job under test.
+struct Job {
+    /// For messages and the temp dir.
+    name: &'static str,
+    /// `aka-trainer ... --resume --out OUT` running to `target` (steps or epochs).
+    command: Box<dyn Fn(&Path, usize) -> Command>,
+    /// Progress of a checkpoint in the unit of `target`.
+    units: fn(&Checkpoint) -> usize,
+    /// What the resumed run prints about the checkpoint `PATH` it continued from at `units`.
+    resumed: fn(&Path, usize) -> String,
+    /// Whether the checkpoint holds a GPT (else a Sequential model).
+    gpt: bool,
 }
 
 /// Names of the temporary files in `dir` (`.NAME.PID.N.tmp`, left by killed writers).
@@ -87,15 +99,14 @@ fn temp_files(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Loads `path` and checks it is a complete checkpoint of the run: format, a loss for every
-/// step, the evaluation of `step` last, finite parameters.
-fn load_complete(path: &Path, what: &str) -> Checkpoint {
+/// Loads `path` and checks it is a complete checkpoint of `job`: format, a loss for every step,
+/// the evaluation of `step` last, the right model kind, finite parameters of the stated shapes.
+fn load_complete(path: &Path, job: &Job, what: &str) -> Checkpoint {
     let ck = Checkpoint::load(path).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     assert_eq!(ck.format, Checkpoint::FORMAT, "{what}");
     assert!(ck.step >= 1, "{what}: step {}", ck.step);
     assert_eq!(ck.log.step_loss.len(), ck.step, "{what}: losses");
     assert_eq!(ck.log.evals.last().map(|e| e.step), Some(ck.step), "{what}");
-    assert!(ck.gpt_config().is_some(), "{what}: not a GPT");
     assert!(!ck.params.is_empty(), "{what}: no parameters");
     for p in &ck.params {
         assert_eq!(
@@ -106,7 +117,12 @@ fn load_complete(path: &Path, what: &str) -> Checkpoint {
         );
         assert!(p.data.iter().all(|v| v.is_finite()), "{what}: {}", p.name);
     }
-    ck.gpt().unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    if job.gpt {
+        ck.gpt().unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    } else {
+        assert!(ck.gpt_config().is_none(), "{what}: a GPT");
+        assert!(ck.pixel_norm().is_some(), "{what}: no pixel normalization");
+    }
     ck
 }
 
@@ -132,36 +148,37 @@ fn assert_continues(new: &Checkpoint, old: &Checkpoint, what: &str) {
     );
 }
 
-#[test]
-fn sigkill_never_loses_or_corrupts_the_checkpoint() {
+/// Runs the kill/resume rounds of `job` with data already in `dir`.
+fn kill_and_resume(job: &Job, dir: &Path) {
     let t0 = Instant::now();
-    let dir = temp_path("gpt");
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("text.txt");
-    write_text(&data);
     let out = dir.join("run");
     let ck_path = out.join(Checkpoint::FILE);
-
     let mut rng = Rng::new(2026);
     // The checkpoint on disk after the last round (None: none yet), and its bytes.
     let mut last: Option<(Checkpoint, Vec<u8>)> = None;
-    let (mut saved_before_kill, mut unchanged, mut in_ck_write, mut in_other_write) = (0, 0, 0, 0);
+    let (mut newer, mut unchanged, mut in_ck_write, mut in_other_write) = (0, 0, 0, 0);
     for round in 0..ROUNDS {
-        let delay = rng.below(MAX_DELAY_MS);
-        let what = format!("round {round} (kill after {delay} ms)");
+        let max = if round % 2 == 1 {
+            SHORT_DELAY_MS
+        } else {
+            MAX_DELAY_MS
+        };
+        let delay = rng.below(max);
+        let what = format!("{} round {round} (kill after {delay} ms)", job.name);
         let temps_before = temp_files(&out);
 
-        let mut child = gpt(&data, &out, LONG_RUN)
+        let mut child = (job.command)(&out, LONG_RUN)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("aka-trainer starts");
         std::thread::sleep(Duration::from_millis(delay.into()));
-        // SIGKILL on Unix; an error only if it already exited, which it cannot have here.
+        // SIGKILL on Unix.
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "{what}: the run finished: {status}");
 
+        // A temporary file the kill left behind tells which write it interrupted.
         let new_temps: Vec<String> = temp_files(&out)
             .into_iter()
             .filter(|t| !temps_before.contains(t))
@@ -176,7 +193,7 @@ fn sigkill_never_loses_or_corrupts_the_checkpoint() {
         // What is on disk is the previous checkpoint or a complete newer one that continues it.
         let on_disk = if ck_path.exists() {
             let bytes = std::fs::read(&ck_path).unwrap();
-            let ck = load_complete(&ck_path, &what);
+            let ck = load_complete(&ck_path, job, &what);
             match &last {
                 Some((prev, prev_bytes)) if ck.step == prev.step => {
                     assert_eq!(&bytes, prev_bytes, "{what}: same step, other bytes");
@@ -184,9 +201,9 @@ fn sigkill_never_loses_or_corrupts_the_checkpoint() {
                 }
                 Some((prev, _)) => {
                     assert_continues(&ck, prev, &what);
-                    saved_before_kill += 1;
+                    newer += 1;
                 }
-                None => saved_before_kill += 1,
+                None => newer += 1,
             }
             Some((ck, bytes))
         } else {
@@ -194,27 +211,27 @@ fn sigkill_never_loses_or_corrupts_the_checkpoint() {
             None
         };
 
-        // `--resume` continues from it (leftover temporary files present) to a few more steps.
-        let target = on_disk.as_ref().map_or(0, |(ck, _)| ck.step) + RESUME_STEPS;
-        let o = gpt(&data, &out, target).output().expect("aka-trainer runs");
+        // `--resume` continues from it (leftover temporary files present) a little further.
+        let from = on_disk.as_ref().map_or(0, |(ck, _)| (job.units)(ck));
+        let target = from + RESUME_MORE;
+        let o = (job.command)(&out, target)
+            .output()
+            .expect("aka-trainer runs");
         let stdout = String::from_utf8_lossy(&o.stdout);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
             o.status.success(),
             "{what}: resume failed: {stdout}\n{stderr}"
         );
-        let resumed = load_complete(&ck_path, &format!("{what}, resumed"));
-        assert_eq!(resumed.step, target, "{what}: resumed to the wrong step");
-        assert_eq!(resumed.total_steps, target, "{what}");
+        let resumed = load_complete(&ck_path, job, &format!("{what}, resumed"));
+        assert_eq!(
+            (job.units)(&resumed),
+            target,
+            "{what}: resumed to the wrong point"
+        );
         if let Some((ck, _)) = &on_disk {
-            assert!(
-                stdout.contains(&format!(
-                    "resumed from {} at step {}",
-                    ck_path.display(),
-                    ck.step
-                )),
-                "{what}: {stdout}"
-            );
+            let said = (job.resumed)(&ck_path, from);
+            assert!(stdout.contains(&said), "{what}: {said:?} not in {stdout}");
             assert_continues(&resumed, ck, &format!("{what}, resumed"));
         }
         let bytes = std::fs::read(&ck_path).unwrap();
@@ -223,14 +240,80 @@ fn sigkill_never_loses_or_corrupts_the_checkpoint() {
 
     let leftovers = temp_files(&out);
     eprintln!(
-        "{ROUNDS} kills in {:.1?}: {saved_before_kill} after a new save, {unchanged} with the \
-         previous checkpoint unchanged, {in_ck_write} inside a checkpoint write, {in_other_write} \
-         inside another write (chart); final step {}; leftover temp files: {leftovers:?}",
+        "{}: {ROUNDS} kills in {:.1?}: {newer} found a newer checkpoint, {unchanged} the previous \
+         one unchanged; {in_ck_write} landed inside a checkpoint write, {in_other_write} inside \
+         another write (chart); final step {}; {} leftover temp files",
+        job.name,
         t0.elapsed(),
         last.as_ref().map_or(0, |(ck, _)| ck.step),
+        leftovers.len()
     );
-    // The leftovers never replaced the checkpoint (it loaded after every kill); they are not
-    // reused either: every writer names its own.
-    assert!(leftovers.iter().all(|t| t != Checkpoint::FILE));
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn gpt_sigkill_never_loses_or_corrupts_the_checkpoint() {
+    let dir = temp_path("gpt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("text.txt");
+    write_text(&data);
+    let job = Job {
+        name: "gpt",
+        command: Box::new(move |out, steps| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_aka-trainer"));
+            c.arg("gpt")
+                .args(["--data", data.to_str().unwrap()])
+                .args(["--out", out.to_str().unwrap()])
+                .args([
+                    "--layers", "1", "--heads", "1", "--dim", "16", "--block", "16",
+                ])
+                .args([
+                    "--batch-size",
+                    "4",
+                    "--eval-interval",
+                    "1",
+                    "--eval-batches",
+                    "1",
+                ])
+                .args(["--warmup", "2", "--steps", &steps.to_string()])
+                .args([
+                    "--no-export",
+                    "--sample-chars",
+                    "0",
+                    "--threads",
+                    "1",
+                    "--resume",
+                ])
+                .env("RUST_BACKTRACE", "0");
+            c
+        }),
+        units: |ck| ck.step,
+        resumed: |path, step| format!("resumed from {} at step {step}", path.display()),
+        gpt: true,
+    };
+    kill_and_resume(&job, &dir);
+}
+
+#[test]
+fn mnist_sigkill_never_loses_or_corrupts_the_checkpoint() {
+    let dir = temp_path("mnist");
+    let data = dir.join("data");
+    write_random_mnist(&data, MNIST_TRAIN, 16);
+    let job = Job {
+        name: "mnist",
+        command: Box::new(move |out, epochs| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_aka-trainer"));
+            c.arg("mnist")
+                .args(["--data", data.to_str().unwrap()])
+                .args(["--out", out.to_str().unwrap()])
+                .args(["--batch-size", "32", "--epochs", &epochs.to_string()])
+                .args(["--no-export", "--threads", "1", "--resume"])
+                .env("RUST_BACKTRACE", "0");
+            c
+        }),
+        units: |ck| ck.step / MNIST_STEPS_PER_EPOCH,
+        resumed: |path, epoch| format!("resumed from {} after epoch {epoch}", path.display()),
+        gpt: false,
+    };
+    kill_and_resume(&job, &dir);
 }
