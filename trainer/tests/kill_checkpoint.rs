@@ -76,8 +76,11 @@ fn write_random_mnist(dir: &Path, train: u32, test: u32) {
 struct Job {
     /// For messages and the temp dir.
     name: &'static str,
-    /// `aka-trainer ... --resume --out OUT` running to `target` (steps or epochs).
-    command: Box<dyn Fn(&Path, usize) -> Command>,
+    /// The data set (text file or IDX directory).
+    data: PathBuf,
+    /// `aka-trainer ... --data DATA --out OUT --resume` running to `target` (steps or epochs),
+    /// as `command(DATA, OUT, target)`.
+    command: fn(&Path, &Path, usize) -> Command,
     /// Progress of a checkpoint in the unit of `target`.
     units: fn(&Checkpoint) -> usize,
     /// What the resumed run prints about the checkpoint `PATH` it continued from at `units`.
@@ -167,7 +170,7 @@ fn kill_and_resume(job: &Job, dir: &Path) {
         let what = format!("{} round {round} (kill after {delay} ms)", job.name);
         let temps_before = temp_files(&out);
 
-        let mut child = (job.command)(&out, LONG_RUN)
+        let mut child = (job.command)(&job.data, &out, LONG_RUN)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -214,7 +217,7 @@ fn kill_and_resume(job: &Job, dir: &Path) {
         // `--resume` continues from it (leftover temporary files present) a little further.
         let from = on_disk.as_ref().map_or(0, |(ck, _)| (job.units)(ck));
         let target = from + RESUME_MORE;
-        let o = (job.command)(&out, target)
+        let o = (job.command)(&job.data, &out, target)
             .output()
             .expect("aka-trainer runs");
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -259,7 +262,8 @@ fn gpt_sigkill_never_loses_or_corrupts_the_checkpoint() {
     write_text(&data);
     let job = Job {
         name: "gpt",
-        command: Box::new(move |out, steps| {
+        data,
+        command: |data, out, steps| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_aka-trainer"));
             c.arg("gpt")
                 .args(["--data", data.to_str().unwrap()])
@@ -286,7 +290,7 @@ fn gpt_sigkill_never_loses_or_corrupts_the_checkpoint() {
                 ])
                 .env("RUST_BACKTRACE", "0");
             c
-        }),
+        },
         units: |ck| ck.step,
         resumed: |path, step| format!("resumed from {} at step {step}", path.display()),
         gpt: true,
@@ -301,7 +305,8 @@ fn mnist_sigkill_never_loses_or_corrupts_the_checkpoint() {
     write_random_mnist(&data, MNIST_TRAIN, 16);
     let job = Job {
         name: "mnist",
-        command: Box::new(move |out, epochs| {
+        data,
+        command: |data, out, epochs| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_aka-trainer"));
             c.arg("mnist")
                 .args(["--data", data.to_str().unwrap()])
@@ -310,7 +315,7 @@ fn mnist_sigkill_never_loses_or_corrupts_the_checkpoint() {
                 .args(["--no-export", "--threads", "1", "--resume"])
                 .env("RUST_BACKTRACE", "0");
             c
-        }),
+        },
         units: |ck| ck.step / MNIST_STEPS_PER_EPOCH,
         resumed: |path, epoch| format!("resumed from {} after epoch {epoch}", path.display()),
         gpt: false,
