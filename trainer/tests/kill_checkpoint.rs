@@ -74,7 +74,7 @@ fn write_random_mnist(dir: &Path, train: u32, test: u32) {
 
 /// One trainer job under test.
 struct Job {
-    /// For messages and the temp dir.
+    /// For messages.
     name: &'static str,
     /// The data set (text file or IDX directory).
     data: PathBuf,
