@@ -2,42 +2,13 @@
 //! MNIST test images and image files, and bad input gives a message and a non-zero exit status,
 //! never a panic.
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{aka, stderr, stdout};
+use common::{aka, p, stderr, stdout, TempDir};
 
 use aka_core::SequentialModel;
 use aka_tests::{mnist, quick, Kind};
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("aka-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("write");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// Fails with a message and status 1, without panicking.
 #[track_caller]

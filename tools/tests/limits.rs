@@ -8,45 +8,13 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{aka, stderr, stdout};
+use common::{aka, p, stderr, stdout, TempDir};
 
 use aka_core::format::{
     Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, ModelFile, QuantParams,
     Requant, SequentialDesc, Shape,
 };
 use aka_core::{SequentialModel, Task};
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("aka-limits-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("write");
-        // AKA_CRAFTED_DIR=dir keeps a copy of each crafted file (for reproducing by hand).
-        if let Some(keep) = std::env::var_os("AKA_CRAFTED_DIR") {
-            let _ = std::fs::write(Path::new(&keep).join(name), bytes);
-        }
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 const GREY: QuantParams = QuantParams {
     scale: 1.0 / 255.0,

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use aka_core::rng::Rng;
 use aka_trainer::train::Checkpoint;
 
+mod common;
+use common::write_random_mnist;
+
 /// Kill/resume rounds per job.
 const ROUNDS: usize = 24;
 /// Odd rounds kill within `0..SHORT_DELAY_MS` of the start (startup, data loading, the first
@@ -50,26 +53,6 @@ fn write_text(path: &Path) {
         .map(|_| words[rng.below(words.len() as u32) as usize])
         .collect();
     std::fs::write(path, text.join(" ")).unwrap();
-}
-
-/// A random MNIST-format data set (raw IDX files) of `train` and `test` images in `dir`.
-fn write_random_mnist(dir: &Path, train: u32, test: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = Rng::new(5);
-    for (prefix, n) in [("train", train), ("t10k", test)] {
-        let mut images = Vec::new();
-        images.extend_from_slice(&0x0803u32.to_be_bytes());
-        for d in [n, 28, 28] {
-            images.extend_from_slice(&d.to_be_bytes());
-        }
-        images.extend((0..n * 784).map(|_| rng.below(256) as u8));
-        let mut labels = Vec::new();
-        labels.extend_from_slice(&0x0801u32.to_be_bytes());
-        labels.extend_from_slice(&n.to_be_bytes());
-        labels.extend((0..n).map(|i| (i % 10) as u8));
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
-    }
 }
 
 /// One trainer job under test.

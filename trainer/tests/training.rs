@@ -10,7 +10,7 @@ use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module};
 use aka_trainer::train::{train, Checkpoint, History, Progress, Splits, Subset, TrainConfig};
 
 mod common;
-use common::{temp_dir, weights};
+use common::{temp_dir, weights, write_random_mnist};
 
 fn mnist() -> Mnist {
     Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"))
@@ -207,38 +207,6 @@ fn resume_checks_the_pixel_normalization() {
     let h = run(&data, 2, true).unwrap();
     assert_eq!(h.epochs.len(), 2);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// An MNIST-format directory of 28x28 random images (`train` + `test` images).
-fn write_random_mnist(dir: &Path, train: u32, test: u32) -> Vec<u8> {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = Rng::new(5);
-    let mut train_pixels = Vec::new();
-    for (prefix, n) in [("train", train), ("t10k", test)] {
-        let mut images = Vec::new();
-        images.extend_from_slice(&0x0803u32.to_be_bytes());
-        for d in [n, 28, 28] {
-            images.extend_from_slice(&d.to_be_bytes());
-        }
-        // Mostly dark, like digits: pixel = (random byte)^2 / 255.
-        let pixels: Vec<u8> = (0..n * 784)
-            .map(|_| {
-                let r = rng.below(256);
-                (r * r / 255) as u8
-            })
-            .collect();
-        images.extend_from_slice(&pixels);
-        if prefix == "train" {
-            train_pixels = pixels;
-        }
-        let mut labels = Vec::new();
-        labels.extend_from_slice(&0x0801u32.to_be_bytes());
-        labels.extend_from_slice(&n.to_be_bytes());
-        labels.extend((0..n).map(|i| (i % 10) as u8));
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
-    }
-    train_pixels
 }
 
 /// `aka-trainer mnist` standardizes with the data set's own training-pixel statistics and records

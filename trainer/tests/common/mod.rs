@@ -1,6 +1,11 @@
-//! Helpers shared by the training integration tests (`training.rs`, `gpt_train.rs`).
+//! Helpers shared by the training integration tests (`training.rs`, `gpt_train.rs`,
+//! `kill_checkpoint.rs`).
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use aka_core::rng::Rng;
 
 use aka_trainer::nn::Module;
 
@@ -23,4 +28,36 @@ pub fn weights(model: &dyn Module) -> Vec<Vec<u32>> {
         .iter()
         .map(|(_, p)| p.value().iter().map(|v| v.to_bits()).collect())
         .collect()
+}
+
+/// An MNIST-format directory of 28x28 random images (`train` + `test` images).
+pub fn write_random_mnist(dir: &Path, train: u32, test: u32) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(5);
+    let mut train_pixels = Vec::new();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = Vec::new();
+        images.extend_from_slice(&0x0803u32.to_be_bytes());
+        for d in [n, 28, 28] {
+            images.extend_from_slice(&d.to_be_bytes());
+        }
+        // Mostly dark, like digits: pixel = (random byte)^2 / 255.
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|_| {
+                let r = rng.below(256);
+                (r * r / 255) as u8
+            })
+            .collect();
+        images.extend_from_slice(&pixels);
+        if prefix == "train" {
+            train_pixels = pixels;
+        }
+        let mut labels = Vec::new();
+        labels.extend_from_slice(&0x0801u32.to_be_bytes());
+        labels.extend_from_slice(&n.to_be_bytes());
+        labels.extend((0..n).map(|i| (i % 10) as u8));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+    train_pixels
 }
