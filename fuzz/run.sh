@@ -29,7 +29,6 @@ fi
 cd "$here" || exit 2
 bash "$here/seed.sh" || exit 2
 mkdir -p logs regressions
-jobs_flag="-fork=0"
 status=0
 summary=()
 for t in "${targets[@]}"; do
