@@ -2,7 +2,8 @@
 # Fuzzing campaign for aka (issue 11): runs every cargo-fuzz target for SECONDS each and prints
 # executions, exec/s and crashes per target.
 #
-#   bash fuzz/run.sh SECONDS [TARGET...]     (default targets: sequential gpt inspect)
+#   bash fuzz/run.sh SECONDS [TARGET...]       (default targets: sequential gpt inspect)
+#   bash fuzz/run.sh --runs N [TARGET...]      (each target until N executions, no time limit)
 #
 # Needs the nightly toolchain (`rustup run nightly`) and cargo-fuzz
 # (`cargo install cargo-fuzz --locked`). The seed corpora are made at run time from the committed
@@ -12,8 +13,17 @@
 # toolchain is missing.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-secs="${1:-60}"
-shift || true
+runs_goal=0
+if [ "${1:-}" = "--runs" ]; then
+    runs_goal="${2:?--runs needs a count}"
+    case "$runs_goal" in ''|*[!0-9]*) echo "fuzz: --runs needs a whole number, got '$runs_goal'" >&2; exit 2;; esac
+    secs=0
+    shift 2
+else
+    secs="${1:-60}"
+    case "$secs" in ''|*[!0-9]*) echo "fuzz: SECONDS must be a whole number, got '$secs'" >&2; exit 2;; esac
+    shift || true
+fi
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(sequential gpt inspect)
 
@@ -40,12 +50,18 @@ for t in "${targets[@]}"; do
         summary+=("$t: BUILD FAILED")
         continue
     fi
-    echo "== $t: fuzzing for ${secs}s" >&2
+    if [ "$runs_goal" -gt 0 ]; then
+        limit=(-runs="$runs_goal")
+        echo "== $t: fuzzing for $runs_goal executions" >&2
+    else
+        limit=(-max_total_time="$secs")
+        echo "== $t: fuzzing for ${secs}s" >&2
+    fi
     mkdir -p "corpus/$t" "artifacts/$t"
     start=$(date +%s)
     # -rss_limit_mb / -timeout: an input that allocates > 2 GiB or runs > 10 s is a finding.
     cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        "${limit[@]}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" >"logs/$t.log" 2>&1
     rc=$?
     wall=$(( $(date +%s) - start ))
@@ -55,7 +71,7 @@ for t in "${targets[@]}"; do
     [ -z "$runs" ] && runs=$(grep -Eo '^#[0-9]+' "logs/$t.log" | tail -1 | tr -d '#')
     [ -z "$runs" ] && runs=0
     rate=$(grep -Eo 'exec/s: *[0-9]+' "logs/$t.log" | tail -1 | grep -Eo '[0-9]+$')
-    [ -z "$rate" ] && rate=$(( runs / (secs > 0 ? secs : 1) ))
+    [ -z "$rate" ] && rate=$(( runs / (wall > 0 ? wall : 1) ))
     crashes=0
     for f in artifacts/"$t"/*; do
         [ -e "$f" ] || continue
@@ -67,6 +83,10 @@ for t in "${targets[@]}"; do
     summary+=("$(printf '%-10s runs=%-10s exec/s=%-8s wall=%ss crashes=%s corpus=%s' \
         "$t" "$runs" "$rate" "$wall" "$crashes" "$(ls "corpus/$t" | wc -l)")")
 done
-echo "== fuzz summary (${secs}s per target)"
+if [ "$runs_goal" -gt 0 ]; then
+    echo "== fuzz summary ($runs_goal executions per target)"
+else
+    echo "== fuzz summary (${secs}s per target)"
+fi
 printf '%s\n' "${summary[@]}"
 exit "$status"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Seed corpora for the fuzz targets, made from the committed models (firmware/models/*.aka):
 # each whole file, truncations (header only, half, all but the last byte) and a few edited
-# copies (single byte flips in the header and the body). Written to fuzz/seeds/TARGET/
+# copies (single byte flips in the header and the body), plus the crafted files in fuzz/crafted/.
+# Written to fuzz/seeds/TARGET/
 # (not committed; regenerated on every run).
 set -eu
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +23,9 @@ for m in "$models"/*.aka; do
         printf '\xff' | dd of="$here/seeds/all/$b.flip$off" bs=1 seek="$off" conv=notrunc status=none
     done
 done
+# Small crafted files (absurd but well-formed shapes, from tools/tests/limits.rs:
+# `AKA_CRAFTED_DIR=$PWD/fuzz/crafted cargo test -p aka-tools --test limits`).
+cp "$here/crafted/"*.aka "$here/seeds/all/"
 for t in sequential gpt inspect; do
     mkdir -p "$here/seeds/$t"
     cp "$here/seeds/all/"* "$here/seeds/$t/"
