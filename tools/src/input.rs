@@ -64,18 +64,35 @@ pub fn looks_inverted(img: &GreyImage) -> bool {
 }
 
 /// Reads a PNG or netpbm (PGM/PPM/PBM) file as 8-bit grey, alpha composited over black.
-pub fn read_image(path: &Path) -> anyhow::Result<GreyImage> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    if reader.format().is_none() {
+///
+/// The size in the file's header is checked against `max_pixels` before anything is decoded
+/// (a 100-byte PNG can declare 4 billion pixels; `--max-image-mpix` raises the cap).
+pub fn read_image(path: &Path, max_pixels: u64) -> anyhow::Result<GreyImage> {
+    let open = || -> anyhow::Result<image::ImageReader<_>> {
+        let reader = image::ImageReader::open(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?
+            .with_guessed_format()
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if reader.format().is_none() {
+            bail!(
+                "{}: not a PNG or PGM/PPM/PBM image (unrecognised content)",
+                path.display()
+            );
+        }
+        Ok(reader)
+    };
+    let (w, h) = open()?
+        .into_dimensions()
+        .with_context(|| format!("{}: cannot read the image header", path.display()))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
         bail!(
-            "{}: not a PNG or PGM/PPM/PBM image (unrecognised content)",
+            "{}: the image is {w}x{h} = {pixels} pixels, above the limit of {max_pixels} \
+             (raise it with --max-image-mpix)",
             path.display()
         );
     }
-    let img = reader
+    let img = open()?
         .decode()
         .with_context(|| format!("{}: cannot decode the image", path.display()))?;
     let la = img.to_luma_alpha8();

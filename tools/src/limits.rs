@@ -12,6 +12,9 @@ pub const DEFAULT_MAX_FILE_MIB: u64 = 64;
 pub const DEFAULT_MAX_ARENA_MIB: u64 = 256;
 /// Default `--max-ops`: at most 10^11 declared operations per inference (or per GPT token).
 pub const DEFAULT_MAX_OPS: u64 = 100_000_000_000;
+/// Default `--max-image-mpix`: `--image` files up to 64 million pixels (8000 x 8000), checked
+/// from the header before decoding.
+pub const DEFAULT_MAX_IMAGE_MPIX: u64 = 64;
 
 const MIB: u64 = 1 << 20;
 
@@ -24,6 +27,8 @@ pub struct Limits {
     pub max_arena_mib: u64,
     /// Most declared operations per inference or token (`--max-ops`).
     pub max_ops: u64,
+    /// Largest `--image` decoded, in millions of pixels (`--max-image-mpix`).
+    pub max_image_mpix: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +37,7 @@ impl Default for Limits {
             max_file_mib: DEFAULT_MAX_FILE_MIB,
             max_arena_mib: DEFAULT_MAX_ARENA_MIB,
             max_ops: DEFAULT_MAX_OPS,
+            max_image_mpix: DEFAULT_MAX_IMAGE_MPIX,
         }
     }
 }
@@ -40,6 +46,11 @@ impl Limits {
     /// The file cap in bytes (saturating).
     pub fn max_file_bytes(&self) -> u64 {
         self.max_file_mib.saturating_mul(MIB)
+    }
+
+    /// The image cap in pixels (saturating).
+    pub fn max_image_pixels(&self) -> u64 {
+        self.max_image_mpix.saturating_mul(1_000_000)
     }
 
     /// Refuses a model whose arena/state or declared work is above the caps, before anything is

@@ -50,6 +50,9 @@ struct LimitArgs {
     /// for a GPT) for `run`.
     #[arg(long, global = true, value_name = "N", default_value_t = limits::DEFAULT_MAX_OPS)]
     max_ops: u64,
+    /// Largest `--image` decoded by `run`, in millions of pixels (checked from the file header).
+    #[arg(long, global = true, value_name = "MPIX", default_value_t = limits::DEFAULT_MAX_IMAGE_MPIX)]
+    max_image_mpix: u64,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         max_file_mib: cli.limits.max_file_mib,
         max_arena_mib: cli.limits.max_arena_mib,
         max_ops: cli.limits.max_ops,
+        max_image_mpix: cli.limits.max_image_mpix,
     };
     let result = match cli.command {
         Command::Inspect { file } => cmd_inspect(&file, &limits),
@@ -200,7 +204,7 @@ fn cmd_run(args: &RunArgs, limits: &Limits) -> anyhow::Result<()> {
     }
     limits.check_run(&model, &display_name(&args.file))?;
     match &model {
-        Model::Sequential(m) => run_sequential(m, args),
+        Model::Sequential(m) => run_sequential(m, args, limits),
         Model::Gpt(m) => run_gpt(m, args),
     }
 }
@@ -262,10 +266,14 @@ fn run_gpt(m: &aka_core::gpt::GptModel<'_>, args: &RunArgs) -> anyhow::Result<()
     Ok(())
 }
 
-fn run_sequential(m: &aka_core::SequentialModel<'_>, args: &RunArgs) -> anyhow::Result<()> {
+fn run_sequential(
+    m: &aka_core::SequentialModel<'_>,
+    args: &RunArgs,
+    limits: &Limits,
+) -> anyhow::Result<()> {
     let (img, truth, source) = match (&args.sequential.image, args.sequential.mnist_index) {
         (Some(path), _) => {
-            let mut img = input::read_image(path)?;
+            let mut img = input::read_image(path, limits.max_image_pixels())?;
             if args.sequential.invert {
                 img.invert();
             } else if looks_inverted(&img) {

@@ -259,3 +259,67 @@ fn a_gpt_is_checked_against_the_same_limits() {
     let o = aka(&["run", gpt, "--tokens", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// CRC-32 (IEEE, reflected), as in a PNG chunk trailer.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A valid 1x1 grey PNG whose IHDR then says `w x h` (CRC fixed up): the pixel data is tiny, the
+/// declared size is not.
+fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::GrayImage::from_raw(1, 1, vec![200])
+        .expect("1x1")
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .expect("encode");
+    // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), ... CRC after 13 bytes.
+    assert_eq!(&bytes[12..16], b"IHDR");
+    bytes[16..20].copy_from_slice(&w.to_be_bytes());
+    bytes[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn image_sizes_are_checked_from_the_header_before_decoding() {
+    let dir = TempDir::new("image");
+    let model = dir.file("four.aka", &file(2, 2, 1, &[Layer::Flatten]));
+    // The PNG builder makes a file the decoder accepts: at its real size it classifies.
+    let small = dir.file("small.png", &png_declaring(1, 1));
+    let o = aka(&["run", p(&model), "--image", p(&small)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 100000 x 100000 grey: 10^10 pixels declared in a ~70-byte PNG.
+    let png = dir.file("huge.png", &png_declaring(100_000, 100_000));
+    assert_refused(
+        &["run", p(&model), "--image", p(&png)],
+        &[
+            "huge.png",
+            "100000x100000 = 10000000000 pixels",
+            "limit of 64000000",
+            "--max-image-mpix",
+        ],
+    );
+    // The same for a netpbm header; a raised limit gets past the check to the decoder, which
+    // finds the data missing.
+    let pgm = dir.file("huge.pgm", b"P5\n20000 20000\n255\n\x00\x00");
+    assert_refused(
+        &["run", p(&model), "--image", p(&pgm)],
+        &["20000x20000 = 400000000 pixels", "--max-image-mpix"],
+    );
+    assert_refused(
+        &["run", p(&model), "--image", p(&pgm), "--max-image-mpix", "400"],
+        &["huge.pgm: cannot decode the image"],
+    );
+}

@@ -14,6 +14,10 @@
 //!   writers target the same destination, the last rename wins.
 //! - If `path` is a symbolic link, the link itself is replaced by a regular file.
 //! - The new file gets default permissions (those of `File::create`), not the old file's.
+//! - A process killed in the middle of a write (SIGKILL, power loss) leaves its temporary file
+//!   behind. After each successful write, temporary files in the same directory whose writer
+//!   process is gone are removed ([`remove_dead_temps`]; on Linux, where `/proc` tells which
+//!   processes are alive; elsewhere they are left alone).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -42,8 +46,54 @@ where
     if result.is_err() {
         // Best effort: the temp file may not exist (e.g. the directory is missing).
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_dead_temps(path.parent().unwrap_or(Path::new("")));
     }
     result
+}
+
+/// Removes the temporary files (`.<name>.<pid>.<counter>.tmp`) in `dir` that were left by
+/// writers that no longer run, and returns their names. Best effort: errors are ignored.
+/// Only on Linux (`/proc/<pid>` tells whether a process is alive); elsewhere nothing is removed.
+pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let proc_fs = Path::new("/proc/self");
+    if !cfg!(target_os = "linux") || !proc_fs.exists() {
+        return removed;
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_writer_pid(&name) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    removed
+}
+
+/// The writer's pid if `name` is one of our temporary files: `.<name>.<pid>.<counter>.tmp`.
+fn temp_writer_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(3, '.');
+    let counter = parts.next()?;
+    let pid = parts.next()?;
+    let stem = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (!stem.is_empty() && digits(counter) && digits(pid))
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 /// Atomically writes `value` as pretty-printed JSON (a run's `summary.json`).
@@ -177,6 +227,52 @@ mod tests {
             let p = dir.join("no/such/dir/file.bin");
             assert!(write_atomic(&p, b"x").is_err());
             assert_eq!(entries(dir), Vec::<String>::new());
+        });
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_path(Path::new("dir/checkpoint.bin")).unwrap();
+        let name = t.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(temp_writer_pid(&name), Some(std::process::id()));
+        assert_eq!(temp_writer_pid(".a.b.c.12.3.tmp"), Some(12));
+        for other in [
+            "checkpoint.bin",
+            ".checkpoint.bin.tmp",
+            ".12.3.tmp",
+            ".x.12.tmp",
+            ".x.12.3",
+            "x.12.3.tmp",
+            ".x.1a.3.tmp",
+            ".x.12..tmp",
+        ] {
+            assert_eq!(temp_writer_pid(other), None, "{other}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn temps_of_dead_writers_are_removed_by_the_next_write() {
+        in_temp_dir("dead", |dir| {
+            // A process that has exited: its pid is no longer in /proc.
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let dead = child.id();
+            child.wait().unwrap();
+            assert!(!Path::new("/proc").join(dead.to_string()).exists());
+            let ours = format!(".chart.svg.{}.7.tmp", std::process::id());
+            let left = [
+                format!(".checkpoint.bin.{dead}.0.tmp"),
+                format!(".chart.svg.{dead}.3.tmp"),
+            ];
+            let keep = [ours.clone(), "notes.tmp".to_string(), ".x.1.tmp".to_string()];
+            for n in left.iter().chain(&keep) {
+                fs::write(dir.join(n), b"partial").unwrap();
+            }
+            write_atomic(dir.join("checkpoint.bin"), b"complete").unwrap();
+            let mut expected: Vec<String> = keep.to_vec();
+            expected.push("checkpoint.bin".into());
+            expected.sort();
+            assert_eq!(entries(dir), expected);
         });
     }
 

@@ -9,7 +9,8 @@
 //! the same loss and evaluation history up to the previous step). Temporary files left by a kill
 //! are never taken for the checkpoint, and a `--resume` run from whatever is on disk (leftovers
 //! present) exits 0, says where it resumed, and ends with a valid checkpoint at its target whose
-//! history continues the killed run's checkpoint.
+//! history continues the killed run's checkpoint. On Linux, that resumed run also removes the
+//! temporary files of the killed writer: none are left after it.
 //! No timing is asserted: timing only decides where the kills land.
 
 use std::path::{Path, PathBuf};
@@ -219,6 +220,11 @@ fn kill_and_resume(job: &Job, dir: &Path) {
             let said = (job.resumed)(&ck_path, from);
             assert!(stdout.contains(&said), "{what}: {said:?} not in {stdout}");
             assert_continues(&resumed, ck, &format!("{what}, resumed"));
+        }
+        // The resumed run removed what the killed writer left (its pid is gone).
+        if cfg!(target_os = "linux") {
+            let temps = temp_files(&out);
+            assert!(temps.is_empty(), "{what}: left after the resume: {temps:?}");
         }
         let bytes = std::fs::read(&ck_path).unwrap();
         last = Some((resumed, bytes));
