@@ -319,7 +319,14 @@ fn image_sizes_are_checked_from_the_header_before_decoding() {
         &["20000x20000 = 400000000 pixels", "--max-image-mpix"],
     );
     assert_refused(
-        &["run", p(&model), "--image", p(&pgm), "--max-image-mpix", "400"],
+        &[
+            "run",
+            p(&model),
+            "--image",
+            p(&pgm),
+            "--max-image-mpix",
+            "400",
+        ],
         &["huge.pgm: cannot decode the image"],
     );
 }

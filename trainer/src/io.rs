@@ -74,10 +74,9 @@ pub fn remove_dead_temps(dir: &Path) -> Vec<String> {
         let Some(pid) = temp_writer_pid(&name) else {
             continue;
         };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
-            if fs::remove_file(entry.path()).is_ok() {
-                removed.push(name);
-            }
+        let dead = pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists();
+        if dead && fs::remove_file(entry.path()).is_ok() {
+            removed.push(name);
         }
     }
     removed
@@ -264,7 +263,11 @@ mod tests {
                 format!(".checkpoint.bin.{dead}.0.tmp"),
                 format!(".chart.svg.{dead}.3.tmp"),
             ];
-            let keep = [ours.clone(), "notes.tmp".to_string(), ".x.1.tmp".to_string()];
+            let keep = [
+                ours.clone(),
+                "notes.tmp".to_string(),
+                ".x.1.tmp".to_string(),
+            ];
             for n in left.iter().chain(&keep) {
                 fs::write(dir.join(n), b"partial").unwrap();
             }
