@@ -26,9 +26,18 @@ enum Command {
     Gpt(cmd::gpt::GptArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Runs the command; an error is printed as `error: ` and its causes on one line (like `aka`,
+/// without a backtrace), with exit status 1.
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::Mnist(args) => cmd::mnist::run(args),
         Command::Gpt(args) => cmd::gpt::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
