@@ -11,7 +11,7 @@
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
 //! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`] (int8 or
-//! u8 inputs), [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
+//! u8 inputs), [`linear_s4()`] and [`matvec_i32_s4`] (packed int4 weights), [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
@@ -33,6 +33,7 @@ pub mod activation;
 pub mod attention;
 pub mod conv2d;
 pub mod linear;
+pub mod linear_s4;
 pub mod norm;
 pub mod pool;
 pub mod quantize;
@@ -60,6 +61,7 @@ pub mod portable {
     pub use super::linear::{
         dot_i8, linear, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8,
     };
+    pub use super::linear_s4::{linear_s4, matvec_i32_s4};
     pub use super::pool::max_pool2d;
 }
 
@@ -75,12 +77,15 @@ pub mod portable {
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
 #[cfg(aka_dsp)]
 pub use dsp::{
-    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+    conv2d, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided, max_pool2d,
+    qk_scores, relu,
 };
 pub use linear::StridedInput;
+pub use linear_s4::{s4_row_bytes, s4_weight};
 #[cfg(not(aka_dsp))]
 pub use portable::{
-    conv2d, dot_i8, linear, matvec_i32, matvec_i32_strided, max_pool2d, qk_scores, relu,
+    conv2d, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided, max_pool2d,
+    qk_scores, relu,
 };
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
