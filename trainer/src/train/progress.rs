@@ -3,7 +3,8 @@
 //!
 //! Two layouts, after the [`Cadence`]: per epoch (a bar per epoch, lines ten times an epoch with
 //! the running mean loss and samples/s) and per step (one bar for the run, lines five times an
-//! evaluation interval with the last loss, the last validation loss and ms/step).
+//! evaluation interval with the last loss, the last validation loss and the step it was measured
+//! at, and ms/step).
 
 use std::io::IsTerminal as _;
 use std::time::Instant;
@@ -136,18 +137,20 @@ impl Reporter {
             }
             Cadence::Steps { .. } => {
                 let ms = self.run_train_secs * 1e3 / (step - self.run_start_step) as f64;
-                let last_val = log.evals.last().map_or(f32::NAN, |e| e.loss);
+                // The last validation loss says at which step it was measured: between
+                // evaluations it is not current.
+                let last_val = log.evals.last().map_or(String::new(), |e| {
+                    format!(" (val {:.4} at step {})", e.loss, e.step)
+                });
                 if let Some(bar) = &self.bar {
                     bar.set_position(step as u64);
-                    bar.set_message(format!(
-                        "loss {loss:.4} · val {last_val:.4} · {ms:.1} ms/step"
-                    ));
+                    bar.set_message(format!("loss {loss:.4}{last_val} · {ms:.1} ms/step"));
                 } else if self.print_lines
                     && (step.is_multiple_of(self.line_every) || step == self.end)
                 {
                     let eta = (self.end - step) as f64 * ms / 1e3;
                     println!(
-                        "step {step}/{} loss {loss:.4} val {last_val:.4} {ms:.1} ms/step eta {eta:.0}s",
+                        "step {step}/{} loss {loss:.4}{last_val} {ms:.1} ms/step eta {eta:.0}s",
                         self.end
                     );
                 }
