@@ -79,8 +79,7 @@ are the issue's, measured the same way. Weights are word-aligned except in the r
 otherwise (model files store them at any alignment). The int4 rows (\`linear_s4\`, packed
 weights, two per byte) compare with CMSIS-NN's \`arm_fully_connected_s4\` at the int4 issue's
 4.94 and 5.26 instructions per MAC (commit 99f736a, gcc 12.2 -Ofast): the counts in that column
-are those ratios times the MACs. aka's int4 requantization still runs in Rust (~110
-instructions per output row), which is what the small 128->384 row pays for.
+are those ratios times the MACs.
 
 | kernel and shape | work | CMSIS-NN instructions | CMSIS-NN per unit | aka instructions | aka per unit | goal per unit | CMSIS-NN / aka | portable instructions |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|

@@ -287,7 +287,7 @@ fn check_linear_s4(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
         act_max: hi,
     };
     let (x, w) = (&b.x[..n_in], &b.w[align..align + row * n_out]);
-    t.on_dsp_path(n_in.is_multiple_of(8) && n_in <= 1024);
+    t.on_dsp_path(n_in.is_multiple_of(8) && n_in <= 1024 && hi == 127);
     b.y_dsp[..n_out].fill(0x55);
     b.y_ref[..n_out].fill(0x2a);
     let r1 = kernels::linear_s4(x, w, &stage, &mut b.y_dsp[..n_out]);

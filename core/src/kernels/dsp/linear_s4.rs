@@ -28,12 +28,13 @@
 //!
 //! The DSP path needs `n % 8 == 0` (so every row is whole weight words; rows may start at any
 //! alignment: `LDR` may be unaligned on Armv7-M) and `n <= MAX_IN`; other shapes use the
-//! portable kernel. Requantization is the fast output stage of the module docs of `dsp` (in Rust, once per
-//! output row), or the portable one for channels it does not cover.
+//! portable kernel. The output stage is the int8 kernel's assembly (`fc_outputs!`: the fast requantization of
+//! the module docs of `dsp`, or its exact generic path per output); `act_max != 127` uses the
+//! portable kernel.
 
 use core::mem::MaybeUninit;
 
-use super::FastRequant;
+use super::zl2p1;
 use crate::kernels::linear_s4::{check_linear_s4, check_matvec_i32_s4, s4_row_bytes};
 use crate::kernels::{portable, OutputStage};
 use crate::Error;
@@ -42,20 +43,29 @@ use crate::Error;
 /// bytes, uninitialised).
 const MAX_IN: usize = 1024;
 
-/// Rows per call of [`s4_rows2`] (its int32 results live on the stack); even.
-const CHUNK: usize = 32;
-
-/// The argument block of [`s4_rows2`]; offsets are hard-coded in the assembly.
+/// The argument block of the `s4_rows2_*` kernels. The offsets are hard-coded in the assembly;
+/// the requantizing ones (mult, shift, out, zl2p1, lo, bias, out_end, zp, act_min, act_max) are
+/// those of the int8 kernel's `FcArgs`, whose output stage this kernel reuses.
 #[repr(C)]
 struct S4Args {
-    x: *const u32,     // 0   pre-extended input (4 words per 8 inputs)
-    p0: *const u8,     // 4   first row of the next pair (advanced by the kernel)
-    p1_off: usize,     // 8   second row = p0 + p1_off: the row length, or 0 (one row, twice)
-    words: usize,      // 12  weight words per row (>= 1); overwritten with the input's end
-    acc0: i32,         // 16  scratch: row 0's sum
-    acc1: i32,         // 20  scratch: row 1's sum
-    out: *mut i32,     // 24  sums, two per pair (advanced by the kernel)
-    out_end: *mut i32, // 28
+    mult: *const u8,   // 0   advanced by the kernel
+    shift: *const u8,  // 4   advanced by the kernel
+    out: *mut u8,      // 8   int8 (or int32 for `s4_rows2_i32`) outputs, advanced
+    zl2p1: i32,        // 12  2 * (zp - act_min) + 1 (or 2 * zp + 1 for `sat`)
+    lo: i32,           // 16  act_min
+    bias: *const u8,   // 20  advanced by the kernel
+    out_end: *mut u8,  // 24
+    x: *const u32,     // 28  pre-extended input (4 words per 8 inputs)
+    x_end: usize,      // 32  set by the kernel
+    p1_off: usize,     // 36  second row of a pair = first + p1_off: the row length, or 0
+    sum0: i32,         // 40  scratch
+    sum1: i32,         // 44  scratch
+    words: usize,      // 48  weight words per row (>= 1)
+    _unused: [u32; 3], // 52
+    zp: i32,           // 64
+    act_min: i32,      // 68
+    act_max: i32,      // 72
+    p0: *const u8,     // 76  first row of the next pair (advanced by the kernel)
 }
 
 /// One step: 8 inputs × 2 rows, 19 instructions.
@@ -86,75 +96,102 @@ macro_rules! s4_step {
     };
 }
 
-/// `Σ x·w` of each row, two rows per pass, for `(out_end - out) / 2` pairs of rows back to back
-/// from `p0` (see the module docs).
+/// The kernel: `(out_end - out) / 2` pairs of rows back to back from `p0` (`/ 8` for `i32`),
+/// each summed in blocks of up to 256 inputs, started at the biases (`i32`: at 0), then
+/// requantized by the int8 kernel's output stage (`fc_outputs!`, `fc_slow!`).
+macro_rules! s4_kernel {
+    ($v:ident) => {
+        core::arch::naked_asm!(
+            "push {{r4-r11, lr}}",
+            "mov lr, r0",
+            "ldr r0, [lr, #28]",
+            "ldr r12, [lr, #48]",
+            "add r12, r0, r12, lsl #4",
+            "str r12, [lr, #32]", // end of the input
+            // A pair of rows.
+            "20:",
+            fc_init!($v),
+            "strd r11, r12, [lr, #40]",
+            "mov.w r3, #0xF000F000",
+            "ldr r1, [lr, #76]",
+            "ldr r2, [lr, #36]",
+            "add r2, r1, r2",
+            "ldr r0, [lr, #28]",
+            // A block of up to 32 words (256 inputs).
+            "10:",
+            "mov.w r10, #0",
+            "mov.w r11, #0",
+            "ldr r12, [lr, #32]",
+            "sub r9, r12, r0",
+            "cmp r9, #512",
+            "it hi",
+            "movhi r9, #512",
+            "add r12, r0, r9", // end of the block
+            "tst r9, #16",     // an odd number of words: one step first
+            "beq 2f",
+            s4_step!(),
+            "cmp r0, r12",
+            "beq 3f",
+            "2:",
+            s4_step!(),
+            s4_step!(),
+            "cmp r0, r12",
+            "bne 2b",
+            "3:",
+            // sum += block / 4096 (exact), for both rows.
+            "ldr r9, [lr, #40]",
+            "add r9, r9, r10, asr #12",
+            "str r9, [lr, #40]",
+            "ldr r9, [lr, #44]",
+            "add r9, r9, r11, asr #12",
+            "str r9, [lr, #44]",
+            "ldr r12, [lr, #32]",
+            "cmp r0, r12",
+            "bne 10b",
+            // The next pair starts where row 1 ended; requantize and store this one.
+            "str r2, [lr, #76]",
+            "ldrd r11, r12, [lr, #40]",
+            fc_outputs!($v),
+            "ldr r0, [lr, #24]",
+            "cmp r5, r0",
+            "bne 20b",
+            "pop {{r4-r11, pc}}",
+            fc_slow!($v),
+        )
+    };
+}
+
+/// Requantized int8 outputs, any `act_min` (`act_max == 127`).
 ///
 /// # Safety
 ///
-/// `args.words >= 1`; `args.x` 4-aligned and readable for `16 · words` bytes; every pair's rows
-/// (`p0 + 2k · r` and `+ p1_off`, `r = 4 · words` bytes each, any alignment) readable, for
-/// `k < pairs = (out_end - out) / 2 >= 1`; `args.out` 4-aligned and writable for `2 · pairs` int32.
+/// As [`s4_rows2_sat`].
 #[unsafe(naked)]
-unsafe extern "C" fn s4_rows2(args: *mut S4Args) {
-    core::arch::naked_asm!(
-        "push {{r4-r11, lr}}",
-        "mov lr, r0",
-        "ldr r0, [lr, #0]",
-        "ldr r12, [lr, #12]",
-        "add r12, r0, r12, lsl #4",
-        "str r12, [lr, #12]", // end of the input
-        "mov.w r3, #0xF000F000",
-        // A pair of rows.
-        "20:",
-        "ldr r1, [lr, #4]",
-        "ldr r2, [lr, #8]",
-        "add r2, r1, r2",
-        "ldr r0, [lr, #0]",
-        "mov.w r9, #0",
-        "str r9, [lr, #16]",
-        "str r9, [lr, #20]",
-        // A block of up to 32 words (256 inputs).
-        "10:",
-        "mov.w r10, #0",
-        "mov.w r11, #0",
-        "ldr r12, [lr, #12]",
-        "sub r9, r12, r0",
-        "cmp r9, #512",
-        "it hi",
-        "movhi r9, #512",
-        "add r12, r0, r9", // end of the block
-        "tst r9, #16",     // an odd number of words: one step first
-        "beq 2f",
-        s4_step!(),
-        "cmp r0, r12",
-        "beq 3f",
-        "2:",
-        s4_step!(),
-        s4_step!(),
-        "cmp r0, r12",
-        "bne 2b",
-        "3:",
-        // sum += block / 4096 (exact), for both rows.
-        "ldr r9, [lr, #16]",
-        "add r9, r9, r10, asr #12",
-        "str r9, [lr, #16]",
-        "ldr r9, [lr, #20]",
-        "add r9, r9, r11, asr #12",
-        "str r9, [lr, #20]",
-        "ldr r12, [lr, #12]",
-        "cmp r0, r12",
-        "bne 10b",
-        // Store the pair's sums; the next pair starts where row 1 ended.
-        "str r2, [lr, #4]",
-        "ldr r9, [lr, #24]",
-        "ldrd r10, r11, [lr, #16]",
-        "strd r10, r11, [r9], #8",
-        "str r9, [lr, #24]",
-        "ldr r10, [lr, #28]",
-        "cmp r9, r10",
-        "bne 20b",
-        "pop {{r4-r11, pc}}",
-    )
+unsafe extern "C" fn s4_rows2_full(args: *mut S4Args) {
+    s4_kernel!(full)
+}
+
+/// Requantized int8 outputs, `act_min == -128` (`act_max == 127`).
+///
+/// # Safety
+///
+/// `args.words >= 1`; `args.x` 4-aligned and readable for `16 · words` bytes; for each of the
+/// `pairs = (out_end - out) / 2 >= 1` pairs `k`, rows `p0 + 2k · r` and `+ p1_off`
+/// (`r = 4 · words` bytes each, any alignment) readable; `bias`, `mult`, `shift` readable for
+/// `2 · pairs` int32 (any alignment); `out..out_end` writable.
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows2_sat(args: *mut S4Args) {
+    s4_kernel!(sat)
+}
+
+/// int32 sums without bias (`out` points to int32, `(out_end - out) / 8` pairs).
+///
+/// # Safety
+///
+/// As [`s4_rows2_sat`] without the per-channel arrays, with `out..out_end` 4-aligned int32.
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows2_i32(args: *mut S4Args) {
+    s4_kernel!(i32)
 }
 
 /// Pre-extends `input` (`n % 8 == 0`, `n <= MAX_IN`) into the halfword pairs of the module docs.
@@ -168,51 +205,28 @@ fn extend(input: &[i8], xbuf: &mut [MaybeUninit<u32>; MAX_IN / 2]) {
     }
 }
 
-/// Calls `f(o, sums)` for runs of up to [`CHUNK`] rows from row `o`, with
-/// `sums[k] = Σ_i input[i]·w[o + k][i]` (wrapping). Shapes checked by the caller; `n % 8 == 0`,
-/// `8 <= n <= MAX_IN`.
-fn rows(input: &[i8], weights: &[u8], n_out: usize, mut f: impl FnMut(usize, &[i32])) {
-    let n = input.len();
-    let row_bytes = s4_row_bytes(n);
-    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
-    extend(input, &mut xbuf);
-    let mut sums = [0i32; CHUNK];
-    let mut o = 0;
-    while o < n_out {
-        let len = CHUNK.min(n_out - o);
-        let even = len & !1;
-        let mut args = S4Args {
-            x: xbuf.as_ptr().cast(),
-            p0: weights.as_ptr().wrapping_add(o * row_bytes),
-            p1_off: row_bytes,
-            words: n / 8,
-            acc0: 0,
-            acc1: 0,
-            out: sums.as_mut_ptr(),
-            out_end: sums.as_mut_ptr().wrapping_add(even),
-        };
-        if even > 0 {
-            // SAFETY: n / 8 >= 1 words; `xbuf` is 4-aligned with its first n / 2 words written
-            // by `extend` (4 per 8 inputs), of which the kernel reads 16 · (n / 8) = 2n bytes;
-            // rows o..o + even (< n_out) are `row_bytes = n / 2 = 4 · words` bytes each inside
-            // `weights` (checked: n_out · row_bytes bytes); it writes sums[..even].
-            unsafe { s4_rows2(&mut args) };
-        }
-        if len > even {
-            // The last row of an odd run, as both rows of a pair (len <= CHUNK - 1 here, so
-            // sums[even..even + 2] exists).
-            args.x = xbuf.as_ptr().cast();
-            args.p0 = weights.as_ptr().wrapping_add((o + even) * row_bytes);
-            args.p1_off = 0;
-            args.words = n / 8;
-            args.out = sums.as_mut_ptr().wrapping_add(even);
-            args.out_end = sums.as_mut_ptr().wrapping_add(even + 2);
-            // SAFETY: as above for the single row o + even < n_out, read twice; it writes
-            // sums[even..even + 2].
-            unsafe { s4_rows2(&mut args) };
-        }
-        f(o, &sums[..len]);
-        o += len;
+/// The argument block for rows of `input` (pre-extended into `xbuf`), first row `row0`, no
+/// outputs or parameters yet.
+fn args(xbuf: &[MaybeUninit<u32>], row0: *const u8, n: usize) -> S4Args {
+    S4Args {
+        mult: core::ptr::null(),
+        shift: core::ptr::null(),
+        out: core::ptr::null_mut(),
+        zl2p1: 0,
+        lo: 0,
+        bias: core::ptr::null(),
+        out_end: core::ptr::null_mut(),
+        x: xbuf.as_ptr().cast(),
+        x_end: 0,
+        p1_off: s4_row_bytes(n),
+        sum0: 0,
+        sum1: 0,
+        words: n / 8,
+        _unused: [0; 3],
+        zp: 0,
+        act_min: 0,
+        act_max: 0,
+        p0: row0,
     }
 }
 
@@ -225,27 +239,64 @@ pub fn linear_s4(
 ) -> Result<(), Error> {
     check_linear_s4(input, weights, stage, output)?;
     let n = input.len();
-    if !n.is_multiple_of(8) || n > MAX_IN {
+    let n_out = output.len();
+    if !n.is_multiple_of(8) || n > MAX_IN || stage.act_max != i8::MAX || n_out == 0 {
         return portable::linear_s4(input, weights, stage, output);
     }
-    let n_out = output.len();
-    // The fast output stage where the channel allows it (see `dsp`'s module docs), else the
-    // portable one.
-    let full = stage.act_min != i8::MIN;
-    let zl = stage.zero_point as i32 - if full { stage.act_min as i32 } else { 0 };
-    let lo = stage.act_min as i32;
-    let mut channels = stage.channels();
-    let mut outputs = output.iter_mut();
-    rows(input, weights, n_out, |_, sums| {
-        // `sums` first: it ends the zip before an output or a channel is taken.
-        for ((&acc, y), ch) in sums.iter().zip(&mut outputs).zip(&mut channels) {
-            let acc = ch.bias.wrapping_add(acc);
-            *y = match FastRequant::new(ch.multiplier, ch.shift, zl, stage.act_max) {
-                Some(f) => f.apply(acc, full, lo),
-                None => stage.requantize(acc, ch),
-            };
-        }
-    });
+    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
+    extend(input, &mut xbuf);
+    let sat = stage.act_min == i8::MIN;
+    let kernel = if sat { s4_rows2_sat } else { s4_rows2_full };
+    let mut a = S4Args {
+        mult: stage.multipliers.as_ptr(),
+        shift: stage.shifts.as_ptr(),
+        out: output.as_mut_ptr().cast(),
+        zl2p1: if sat {
+            2 * stage.zero_point as i32 + 1
+        } else {
+            zl2p1(stage)
+        },
+        lo: stage.act_min as i32,
+        bias: stage.bias.as_ptr(),
+        zp: stage.zero_point as i32,
+        act_min: stage.act_min as i32,
+        act_max: stage.act_max as i32,
+        ..args(&xbuf, weights.as_ptr(), n)
+    };
+    let even = n_out & !1;
+    if even > 0 {
+        a.out_end = output.as_mut_ptr().wrapping_add(even).cast();
+        // SAFETY: n / 8 >= 1 words; `xbuf` is 4-aligned with its first n / 2 words written by
+        // `extend`, of which the kernel reads 16 · (n / 8) = 2n bytes; rows 0..even (< n_out)
+        // are `n / 2 = 4 · words` bytes each, back to back inside `weights` (checked:
+        // n_out · n / 2 bytes); `bias`/`multipliers`/`shifts` hold n_out int32 each (checked),
+        // the kernel reads `even` of each and writes output[..even].
+        unsafe { kernel(&mut a) };
+    }
+    if n_out % 2 == 1 {
+        // The last row alone, as both rows of a pair, with its per-channel parameters
+        // duplicated and the second output discarded.
+        let o = n_out - 1;
+        let dup = |p: &[u8]| -> [u8; 8] {
+            let mut d = [0u8; 8];
+            d[..4].copy_from_slice(&p[4 * o..4 * o + 4]);
+            d[4..].copy_from_slice(&p[4 * o..4 * o + 4]);
+            d
+        };
+        let (bias, mult, shift) = (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts));
+        let mut out2 = [0i8; 2];
+        a.mult = mult.as_ptr();
+        a.shift = shift.as_ptr();
+        a.bias = bias.as_ptr();
+        a.out = out2.as_mut_ptr().cast();
+        a.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
+        a.p0 = weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+        a.p1_off = 0;
+        // SAFETY: as above for the single row `o` (read twice), with 2 int32 of each parameter
+        // in the local arrays and 2 writable output bytes.
+        unsafe { kernel(&mut a) };
+        output[o] = out2[0];
+    }
     Ok(())
 }
 
@@ -253,11 +304,31 @@ pub fn linear_s4(
 pub fn matvec_i32_s4(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result<(), Error> {
     check_matvec_i32_s4(input, weights, output)?;
     let n = input.len();
-    if !n.is_multiple_of(8) || n > MAX_IN {
+    let n_out = output.len();
+    if !n.is_multiple_of(8) || n > MAX_IN || n_out == 0 {
         return portable::matvec_i32_s4(input, weights, output);
     }
-    rows(input, weights, output.len(), |o, sums| {
-        output[o..o + sums.len()].copy_from_slice(sums);
-    });
+    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
+    extend(input, &mut xbuf);
+    let mut a = args(&xbuf, weights.as_ptr(), n);
+    let even = n_out & !1;
+    if even > 0 {
+        a.out = output.as_mut_ptr().cast();
+        a.out_end = output.as_mut_ptr().wrapping_add(even).cast();
+        // SAFETY: as in `linear_s4` for rows 0..even, without per-channel arrays; it writes
+        // output[..even] (int32, 4-aligned).
+        unsafe { s4_rows2_i32(&mut a) };
+    }
+    if n_out % 2 == 1 {
+        let o = n_out - 1;
+        let mut out2 = [0i32; 2];
+        a.out = out2.as_mut_ptr().cast();
+        a.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
+        a.p0 = weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+        a.p1_off = 0;
+        // SAFETY: as above for the single row `o` (read twice) into 2 local int32.
+        unsafe { s4_rows2_i32(&mut a) };
+        output[o] = out2[0];
+    }
     Ok(())
 }

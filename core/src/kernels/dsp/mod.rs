@@ -6,7 +6,7 @@
 //! | kernel | method | instructions (`-icount`) |
 //! |---|---|---|
 //! | [`linear`], [`matvec_i32`] | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDRD` (weights), 8 `SXTB16`, 8 `SMLAD` | 1.19 per MAC + ~25 per output (~5 for `matvec_i32`) |
-//! | [`linear_s4`], [`matvec_i32_s4`] (int4 weights) | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDR` (16 nibbles), 8 `AND` (nibbles to the top of halfwords, no sign extension), 8 `SMLAD` | 1.32 per MAC (784 → 576, `matvec_i32_s4`) + ~110 per output for the requantization (in Rust, not yet in the assembly) |
+//! | [`linear_s4`], [`matvec_i32_s4`] (int4 weights) | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDR` (16 nibbles), 8 `AND` (nibbles to the top of halfwords, no sign extension), 8 `SMLAD` | 1.25 per MAC + ~25 per output (the int8 kernel's requantization) |
 //! | [`conv2d`], 1 input channel, 3×3 | direct: halfword-pair band per output row, 5 multiplies per channel against pre-extended weights | ~15 per output + ~10 per pixel |
 //! | [`conv2d`], `in_c % 4 == 0` | im2col of 2 pixels + 2×2 micro-kernel (2 pixels × 2 filters, filters read in place): 15 per 16 MACs | 0.94 per MAC + ~15 per output + im2col |
 //! | [`qk_scores`] | the same micro-kernel (2 query rows × 2 key rows) | 0.94 per MAC + ~6 per score |
@@ -101,6 +101,7 @@ macro_rules! asm_op {
 mod attention;
 mod conv2d;
 mod gemm;
+#[macro_use]
 mod linear;
 mod linear_s4;
 mod pool;
@@ -186,45 +187,6 @@ impl FastRequant {
             c: (2 * zl + 1) << e, // |511 << 22| < 2^31
             e,
         })
-    }
-}
-
-asm_op!(
-    /// `SMMLAR x, m, a`: bits 63..32 of `(a << 32) + x·m + 2^31`.
-    fn smmlar(x, m, a) = "smmlar {r}, {x}, {m}, {a}"
-);
-
-asm_op!(
-    /// `QADD a, b`: the saturating sum.
-    fn qadd(a, b) = "qadd {r}, {a}, {b}"
-);
-
-asm_op!(
-    /// `SSAT x, #8`: `x` clamped to `-128..=127`.
-    fn ssat8(x) = "ssat {r}, #8, {x}"
-);
-
-asm_op!(
-    /// `USAT x, #31`: `x` clamped to `0..=2^31 - 1`.
-    fn usat31(x) = "usat {r}, #31, {x}"
-);
-
-impl FastRequant {
-    /// The fast output stage of the module docs on accumulator `x` (bias included), in Rust:
-    /// `zl` of [`Self::new`] was `zp` if `act_min == -128` (`full == false`), else
-    /// `zp - act_min` (`full`, with `lo = act_min`).
-    #[inline(always)]
-    fn apply(&self, x: i32, full: bool, lo: i32) -> i8 {
-        let (x, m2) = (x as u32, self.m2 as u32);
-        let s = smmlar(x, m2, x & ((self.m2 >> 31) as u32));
-        let nudge = self.c.wrapping_add(s as i32 >> 31) >> 1;
-        let t = (qadd(s, nudge as u32) as i32) >> self.e;
-        let t = if full {
-            qadd(usat31(t as u32), lo as u32)
-        } else {
-            t as u32
-        };
-        ssat8(t) as i32 as i8
     }
 }
 
