@@ -134,6 +134,15 @@ to the portable kernels.
   any load; with the loads and the loop the floor of this loop is ~1.19 per MAC. Small layers
   add ~25 instructions per output row and ~2 per input (sign extension), hence 1.41–1.49 at 128
   inputs or 10 outputs.
+* **Fully connected, int4 weights** (`linear_s4`, `matvec_i32_s4`). No nibble is sign-extended:
+  `AND` of a weight word (8 nibbles, low first) shifted left by 0, 4, 8, 12 with `0xF000F000`
+  leaves two nibbles in the top bits of the two halfwords, i.e. `4096·w` as signed halfwords,
+  and `SMLAD` multiplies them with the input pre-extended in the matching pairs
+  (`(x3, x7)`, `(x2, x6)`, `(x1, x5)`, `(x0, x4)`). Per 8 inputs × 2 rows: one `LDM`, 2 `LDR`, 8
+  `AND`, 8 `SMLAD` = 19 instructions per 16 MACs, the same as int8 with half the weight bytes.
+  The sums are `4096×` too large, so blocks of 256 inputs (at most `2^30`) are added to the
+  row's accumulator shifted right by 12 (exact). The output stage is the int8 kernel's. CMSIS-NN
+  unpacks and sign-extends nibbles (39 instructions per 8 MACs).
 * **Convolution 3×3, 1 input channel** (direct). Per output row the three input rows are laid
   out once as halfword pairs, `B[x] = {(r0[x], r1[x]), (r2[x], r2[x+1])}`, so one `LDM` of 5
   words is a whole 3×3 window. Per channel: `LDM` of the bias and 5 pre-extended weight pairs, 4
