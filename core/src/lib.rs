@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! `aka-core`: the `no_std`, no-heap int8 runtime of aka.
 //!
 //! Everything here runs on a Cortex-M microcontroller and on the host with bit-identical integer
