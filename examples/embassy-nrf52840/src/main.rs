@@ -56,7 +56,10 @@ async fn classify() {
     let need = model.arena_size();
     if need > ARENA_LEN {
         // Only if the model changed after the build: build.rs sizes ARENA_LEN from this file.
-        return error!("arena too small: the model needs {=usize} bytes, ARENA_LEN is {=usize}; rebuild", need, ARENA_LEN);
+        return error!(
+            "arena too small: the model needs {=usize} bytes, ARENA_LEN is {=usize}; rebuild",
+            need, ARENA_LEN
+        );
     }
     info!(
         "model: {=usize} bytes, {=usize} layers, {=usize} parameters; arena {=usize} bytes",
@@ -79,7 +82,10 @@ async fn classify() {
         };
         let us = start.elapsed().as_micros();
         correct += usize::from(class == usize::from(label));
-        info!("image {=usize}: label {=u8}, predicted {=usize}, {=u64} us", i, label, class, us);
+        info!(
+            "image {=usize}: label {=u8}, predicted {=usize}, {=u64} us",
+            i, label, class, us
+        );
         Timer::after_millis(100).await; // let the LED task (and anything else) run
     }
     info!("accuracy: {=usize}/{=usize}", correct, LABELS.len());
