@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Embedding checks (issue 16): the embassy example builds (release) from a clean clone and its
 # size is printed; aka-core packages and passes `cargo publish --dry-run`; the core README's
-# doctests run; aka-core builds with its MSRV if that toolchain is installed.
+# doctests run; aka-core builds with its MSRV if that toolchain is installed (host: check;
+# thumbv7em with the DSP kernels: a release build).
 #
 # Installs nothing: it needs what .ci/run installs (the pinned toolchain with the
 # thumbv7em-none-eabihf target, arm-none-eabi-size and flip-link from firmware/install-tools.sh)
@@ -39,7 +40,7 @@ echo "== aka-core MSRV ($msrv)"
 if rustup run "$msrv.0" rustc --version >/dev/null 2>&1; then
     # A separate target dir: the pinned toolchain's artifacts stay untouched.
     export CARGO_TARGET_DIR=target/msrv
-    cargo "+$msrv.0" build -p aka-core --locked
+    cargo "+$msrv.0" check -p aka-core --locked
     if rustup target list --installed --toolchain "$msrv.0" | grep -qx thumbv7em-none-eabihf; then
         cargo "+$msrv.0" build -p aka-core --locked --release --target thumbv7em-none-eabihf --features defmt
     else
