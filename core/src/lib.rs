@@ -1,4 +1,3 @@
-#![doc = include_str!("../README.md")]
 //! `aka-core`: the `no_std`, no-heap int8 runtime of aka.
 //!
 //! Everything here runs on a Cortex-M microcontroller and on the host with bit-identical integer
@@ -38,6 +37,7 @@
 //!     Ok(class)
 //! }
 //! ```
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(unsafe_code)]
 
