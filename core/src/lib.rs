@@ -37,6 +37,7 @@
 //!     Ok(class)
 //! }
 //! ```
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![deny(unsafe_code)]
 
