@@ -4,9 +4,10 @@
 # doctests run; aka-core builds with its MSRV if that toolchain is installed (host: check;
 # thumbv7em with the DSP kernels: a release build).
 #
-# Installs nothing: it needs what .ci/run installs (the pinned toolchain with the
-# thumbv7em-none-eabihf target, arm-none-eabi-size and flip-link from firmware/install-tools.sh)
-# and network access to crates.io (the example's dependencies, the publish dry run).
+# Needs what .ci/run installs (the pinned toolchain with the thumbv7em-none-eabihf target,
+# arm-none-eabi-size and flip-link from firmware/install-tools.sh) and network access to crates.io
+# (the example's dependencies, the publish dry run). It installs the MSRV toolchain (minimal
+# profile + thumbv7em) if rustup can; if not, the MSRV check says SKIPPED.
 # probe-rs is only the example's runner, not needed to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,9 @@ cargo publish --dry-run -p aka-core
 
 msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' core/Cargo.toml)
 echo "== aka-core MSRV ($msrv)"
+if ! rustup run "$msrv.0" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$msrv.0" --profile minimal --target thumbv7em-none-eabihf || true
+fi
 if rustup run "$msrv.0" rustc --version >/dev/null 2>&1; then
     # A separate target dir: the pinned toolchain's artifacts stay untouched.
     export CARGO_TARGET_DIR=target/msrv
