@@ -180,6 +180,7 @@ fn norm_name(n: GptNorm) -> &'static str {
 fn mlp_name(m: GptMlp) -> &'static str {
     match m {
         GptMlp::Gelu => "GELU (tanh approximation)",
+        GptMlp::GeluErf => "GELU (exact, erf)",
         GptMlp::SwiGlu => "SwiGLU (gated)",
         GptMlp::GeGlu => "GeGLU (gated)",
     }

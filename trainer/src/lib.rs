@@ -15,6 +15,7 @@ pub mod chart;
 pub mod data;
 pub mod export;
 pub mod gpt;
+pub mod interop;
 pub mod io;
 pub mod nn;
 pub mod optim;

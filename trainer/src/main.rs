@@ -24,6 +24,11 @@ enum Command {
     Mnist(cmd::mnist::MnistArgs),
     /// Train a character-level GPT on a text file (default: the bundled tinyshakespeare).
     Gpt(cmd::gpt::GptArgs),
+    /// Import a model trained elsewhere (PyTorch, as safetensors) and export it for aka-core.
+    #[command(subcommand)]
+    Import(cmd::interop::ImportCommand),
+    /// Write a GPT checkpoint as safetensors in nanoGPT's layout, plus vocab.json (for PyTorch).
+    ExportSafetensors(cmd::interop::ExportSafetensorsArgs),
 }
 
 /// Runs the command; an error is printed as `error: ` and its causes on one line (like `aka`,
@@ -32,6 +37,8 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Mnist(args) => cmd::mnist::run(args),
         Command::Gpt(args) => cmd::gpt::run(args),
+        Command::Import(command) => cmd::interop::import(command),
+        Command::ExportSafetensors(args) => cmd::interop::export_safetensors(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

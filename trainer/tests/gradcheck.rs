@@ -95,6 +95,7 @@ fn elementwise_activations() {
     check(&[x.clone()], |t| t[0].sigmoid()).unwrap();
     check(&[x.clone()], |t| t[0].tanh()).unwrap();
     check(&[x.clone()], |t| t[0].gelu()).unwrap();
+    check(&[x.clone()], |t| t[0].gelu_erf()).unwrap();
     check(&[x.clone()], |t| t[0].silu()).unwrap();
     check(&[x.clone()], |t| t[0].exp()).unwrap();
     let pos = x.mapv(|v| v.abs() + 0.5);
@@ -126,6 +127,14 @@ fn activation_forward_values() {
     )
     .unwrap();
     assert_close(&x.gelu().value(), &want, 1e-5);
+    // Exact GELU x·Φ(x) (PyTorch's nn.GELU()), from the normal CDF: Φ(-3) = 0.0013498980,
+    // Φ(-1) = 0.1586552539, Φ(1) = 0.8413447461, Φ(2) = 0.9772498681.
+    let erf_want = Array::from_shape_vec(
+        IxDyn(&[5]),
+        vec![-0.004_049_694, -0.158_655_25, 0.0, 0.841_344_75, 1.954_499_7],
+    )
+    .unwrap();
+    assert_close(&x.gelu_erf().value(), &erf_want, 1e-6);
     let silu = Array::from_shape_vec(
         IxDyn(&[5]),
         vec![-0.142_277_36, -0.268_941_43, 0.0, 0.731_058_6, 1.761_594_2],

@@ -49,6 +49,10 @@ pub enum GptMlp {
     SwiGlu,
     /// `w2 · (gelu(w1 · x) ⊙ (w3 · x))`.
     GeGlu,
+    /// `w2 · gelu(w1 · x)` with the exact GELU `x · Φ(x)` (erf; PyTorch's `nn.GELU()`, nanoGPT).
+    /// The runtime is the same as [`GptMlp::Gelu`]'s: the activation is the block's table.
+    /// New in this version of the format, appended: files without it read as before.
+    GeluErf,
 }
 
 impl GptMlp {
@@ -56,11 +60,17 @@ impl GptMlp {
     pub fn is_gated(self) -> bool {
         matches!(self, GptMlp::SwiGlu | GptMlp::GeGlu)
     }
+
+    /// True for the plain (ungated) GELU variants, whose activation table holds the input of
+    /// `w2` directly.
+    pub fn is_plain_gelu(self) -> bool {
+        matches!(self, GptMlp::Gelu | GptMlp::GeluErf)
+    }
 }
 
 named_variants!(GptPosition { Learned = "learned", Rope = "rope" });
 named_variants!(GptNorm { LayerNorm = "layernorm", RmsNorm = "rmsnorm" });
-named_variants!(GptMlp { Gelu = "gelu", SwiGlu = "swiglu", GeGlu = "geglu" });
+named_variants!(GptMlp { Gelu = "gelu", SwiGlu = "swiglu", GeGlu = "geglu", GeluErf = "gelu-erf" });
 
 /// GPT hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use super::state::StateLayout;
 use super::{Dims, UNKNOWN_CHAR};
 use crate::format::valid_scale;
 use crate::format::{
-    GptBlock, GptConfig, GptDesc, GptMlp, GptNorm, GptPosition, NormParams, QMatrix, ACT_LUT_LEN,
+    GptBlock, GptConfig, GptDesc, GptNorm, GptPosition, NormParams, QMatrix, ACT_LUT_LEN,
     MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
 };
 use crate::kernels::quantize::le_f32;
@@ -167,7 +167,7 @@ fn check_block(
         }
     }
     check_len(b, "act_lut", ACT_LUT_LEN, blk.act_lut)?;
-    if cfg.mlp == GptMlp::Gelu && blk.mlp_act_scale != blk.mlp_hidden_scale {
+    if cfg.mlp.is_plain_gelu() && blk.mlp_act_scale != blk.mlp_hidden_scale {
         return Err(param(
             b,
             "GELU MLP: mlp_act_scale must equal mlp_hidden_scale",

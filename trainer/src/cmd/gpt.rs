@@ -135,7 +135,7 @@ pub struct GptArgs {
 }
 
 /// `data/tinyshakespeare/input.txt` of this checkout, wherever cargo is run from.
-fn default_data() -> PathBuf {
+pub fn default_data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt")
 }
 

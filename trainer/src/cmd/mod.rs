@@ -4,6 +4,7 @@
 //! single-value ranges by clap's value parsers ([`at_least_1`]), everything else by each
 //! command's `validate()`, called first thing. Refusals name the flag and the value.
 pub mod gpt;
+pub mod interop;
 pub mod mnist;
 
 use std::fmt::Display;

@@ -395,7 +395,7 @@ pub fn encode_gpt(
     let head = model.lm_head.as_ref().map(matrix);
 
     // For GELU the table's values are the input of w2: one scale for both.
-    let act_scale = |s: &[f32; 9]| if cfg.mlp == GptMlp::Gelu { s[8] } else { s[7] };
+    let act_scale = |s: &[f32; 9]| if cfg.mlp.is_plain_gelu() { s[8] } else { s[7] };
     let luts: Vec<Vec<u8>> = scales
         .blocks
         .iter()
@@ -451,7 +451,8 @@ pub fn encode_gpt(
 }
 
 /// The MLP activation as aka-core's table: `lut[q as u8] = Q(act(s_gate · q), s_act)` for every
-/// int8 `q`, where `act` is the trainer's GELU (tanh approximation) or SiLU evaluated in `f64`,
+/// int8 `q`, where `act` is the trainer's GELU (tanh approximation, or exact for
+/// [`GptMlp::GeluErf`]) or SiLU evaluated in `f64`,
 /// and `Q` is aka-core's [`aka_core::kernels::quantize`] with `1 / s_act`.
 pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
     let inv = 1.0 / s_act;
@@ -464,6 +465,7 @@ pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
                     0.5 * g * (1.0 + (k * (g + 0.044_715 * g * g * g)).tanh())
                 }
                 GptMlp::SwiGlu => g / (1.0 + (-g).exp()),
+                GptMlp::GeluErf => 0.5 * g * (1.0 + libm::erf(g / std::f64::consts::SQRT_2)),
             };
             aka_core::kernels::quantize(a as f32, inv) as u8
         })

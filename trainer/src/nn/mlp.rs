@@ -37,7 +37,8 @@ impl Mlp {
             &[d, hidden],
             Init::Normal(resid_std),
         );
-        let w3 = (kind != GptMlp::Gelu)
+        let w3 = kind
+            .is_gated()
             .then(|| params.take(format!("{prefix}.w3"), &[hidden, d], Init::Normal(INIT_STD)));
         Self { kind, w1, w2, w3 }
     }
@@ -46,6 +47,7 @@ impl Mlp {
     pub(crate) fn forward(&self, x: &Tensor, pass: &mut Pass) -> Tensor {
         pass.emit("mlp_in", |p| p.rows(x)); // [b, t, d]
         let hidden = match &self.w3 {
+            None if self.kind == GptMlp::GeluErf => x.linear(&self.w1, None).gelu_erf(), // [b·t, hidden]
             None => x.linear(&self.w1, None).gelu(), // [b·t, hidden]
             Some(w3) => {
                 let ug = x.linear_cat(&[&self.w1, w3]); // [b·t, 2·hidden] = [w1·x | w3·x]
@@ -64,6 +66,7 @@ impl Mlp {
             let act = match self.kind {
                 GptMlp::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
                 GptMlp::Gelu | GptMlp::GeGlu => gate.gelu(), // [b·t, hidden]
+                GptMlp::GeluErf => gate.gelu_erf(),          // [b·t, hidden]
             };
             pass.emit("mlp_gate", |p| p.rows(&gate)); // [b, t, hidden]
             pass.emit("mlp_act", |p| p.rows(&act)); // [b, t, hidden]

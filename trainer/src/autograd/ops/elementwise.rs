@@ -234,6 +234,26 @@ impl Tensor {
         activation(self, false)
     }
 
+    /// The exact GELU `x · Φ(x) = x/2 · (1 + erf(x/√2))` (PyTorch's `nn.GELU()`), elementwise,
+    /// with `libm`'s `erf` in `f64`; gradient `Φ(x) + x · φ(x)`.
+    pub fn gelu_erf(&self) -> Tensor {
+        let xv = self.value();
+        let (y, dy): (Vec<f32>, Vec<f32>) = xv
+            .iter()
+            .map(|&x| {
+                let x = f64::from(x);
+                let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                ((x * cdf) as f32, (cdf + x * pdf) as f32)
+            })
+            .unzip();
+        let shape = xv.shape().to_vec();
+        drop(xv);
+        Tensor::from_op("gelu_erf", array(&shape, y), vec![self.clone()], move |c| {
+            vec![Some(array(&shape, mul_vec(&std_slice(c.grad), &dy)))]
+        })
+    }
+
     /// SiLU (swish) `x · sigmoid(x)`, elementwise, with the vectorised
     /// [`super::math::exp_fast`].
     pub fn silu(&self) -> Tensor {
