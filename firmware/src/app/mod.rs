@@ -6,6 +6,7 @@
 //! Both print machine-readable lines (prefixed `MNIST|` / `GPT|`) next to the human ones; the
 //! host test `tests/tests/device.rs` parses them and compares with aka-core on the host.
 
+pub mod chat;
 pub mod gpt;
 pub mod mnist;
 
