@@ -141,7 +141,11 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, CommandError<'_>> {
         "temperature" => "/temperature",
         "top-k" => "/top-k",
         "seed" => "/seed",
-        _ => return Err(CommandError::Unknown(line.split_whitespace().next().unwrap_or(line))),
+        _ => {
+            return Err(CommandError::Unknown(
+                line.split_whitespace().next().unwrap_or(line),
+            ))
+        }
     };
     let Some(value) = value else {
         return Err(CommandError::MissingValue(cmd));
@@ -155,16 +159,30 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, CommandError<'_>> {
         expected,
     };
     let command = match cmd {
-        "/tokens" => Command::Tokens(value.parse().map_err(|_| bad("a whole number 0..=4294967295"))?),
+        "/tokens" => Command::Tokens(
+            value
+                .parse()
+                .map_err(|_| bad("a whole number 0..=4294967295"))?,
+        ),
         "/temperature" => {
-            let t: f32 = value.parse().map_err(|_| bad("a number >= 0 (0 = greedy)"))?;
+            let t: f32 = value
+                .parse()
+                .map_err(|_| bad("a number >= 0 (0 = greedy)"))?;
             if !t.is_finite() || t < 0.0 {
                 return Err(bad("a finite number >= 0 (0 = greedy)"));
             }
             Command::Temperature(t)
         }
-        "/top-k" => Command::TopK(value.parse().map_err(|_| bad("a whole number 0..=4294967295 (0 = all)"))?),
-        _ => Command::Seed(value.parse().map_err(|_| bad("a whole number 0..=18446744073709551615"))?),
+        "/top-k" => Command::TopK(
+            value
+                .parse()
+                .map_err(|_| bad("a whole number 0..=4294967295 (0 = all)"))?,
+        ),
+        _ => Command::Seed(
+            value
+                .parse()
+                .map_err(|_| bad("a whole number 0..=18446744073709551615"))?,
+        ),
     };
     Ok(Line::Command(command))
 }
@@ -187,7 +205,10 @@ impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LineError::TooLong { len, max } => {
-                write!(f, "line of {len} bytes is longer than the {max}-byte buffer: ignored")
+                write!(
+                    f,
+                    "line of {len} bytes is longer than the {max}-byte buffer: ignored"
+                )
             }
             LineError::NotUtf8 => f.write_str("line is not valid UTF-8: ignored"),
         }
@@ -281,7 +302,8 @@ mod tests {
     #[test]
     fn line_ends() {
         let got = collect::<16>(b"a\nb\r\nc\rd\n\n");
-        let got: heapless::Vec<&str, 16> = got.iter().map(|l| l.as_ref().unwrap().as_str()).collect();
+        let got: heapless::Vec<&str, 16> =
+            got.iter().map(|l| l.as_ref().unwrap().as_str()).collect();
         assert_eq!(got.as_slice(), ["a", "b", "c", "d", ""]);
     }
 

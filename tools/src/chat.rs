@@ -53,7 +53,12 @@ pub struct ChatArgs {
     #[arg(long, value_name = "PORT")]
     pub serial: Option<String>,
     /// Baud rate of --serial.
-    #[arg(long, value_name = "BAUD", default_value_t = 115_200, requires = "serial")]
+    #[arg(
+        long,
+        value_name = "BAUD",
+        default_value_t = 115_200,
+        requires = "serial"
+    )]
     pub baud: u32,
     /// Tokens (chars) generated per prompt: sent as `/tokens N` [device default: 100].
     #[arg(long, value_name = "N")]
@@ -380,7 +385,11 @@ fn build_firmware(model: Option<&Path>, max_file_bytes: u64) -> anyhow::Result<P
             || key.starts_with("RUSTC")
             || matches!(
                 key,
-                "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTUP_TOOLCHAIN" | "AKA_MODEL_DIR" | "AKA_GPT_MODEL"
+                "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "AKA_MODEL_DIR"
+                    | "AKA_GPT_MODEL"
             )
         {
             cmd.env_remove(key);
@@ -427,30 +436,36 @@ impl Qemu {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("aka-chat-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("aka-chat-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let sock = dir.join("uart0.sock");
         let stderr = std::fs::File::create(dir.join("qemu.stderr"))?;
         let mut cmd = Command::new("qemu-system-arm");
-        cmd.args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0"])
-            .args(["-display", "none", "-monitor", "none"])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=uart0,path={},server=on,wait=on",
-                sock.display()
-            ))
-            .args(["-serial", "chardev:uart0"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .arg("-kernel")
-            .arg(elf)
-            .stdin(Stdio::null())
-            .stderr(stderr)
-            .stdout(if log.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
+        cmd.args([
+            "-machine",
+            "mps2-an386",
+            "-cpu",
+            "cortex-m4",
+            "-icount",
+            "shift=0",
+        ])
+        .args(["-display", "none", "-monitor", "none"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=uart0,path={},server=on,wait=on",
+            sock.display()
+        ))
+        .args(["-serial", "chardev:uart0"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .stdout(if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
