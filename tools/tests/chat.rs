@@ -354,3 +354,53 @@ fn qemu_one_prompt() {
     ]);
     assert_eq!(o.stdout, run.stdout);
 }
+
+/// The context contract the firmware relies on, on the host: continuing a finished
+/// `Generation` through `into_parts` with `[last token, next prompt…]` gives what one
+/// generation over the whole history gives (same seed), window slides included.
+#[test]
+fn continuing_a_generation_equals_one_over_the_history() {
+    use aka_core::gpt::{Decoder, Generation};
+    use aka_core::rng::Rng;
+    let model = aka_tools::model::open(MODEL.as_ref(), 1 << 30).unwrap();
+    let aka_tools::model::Model::Gpt(m) = model else {
+        panic!("gpt.aka is a GPT")
+    };
+    let sampling = Settings::default().sampling;
+    let mut f = vec![0f32; m.state_f32_len()];
+    let mut kv = vec![0i8; m.state_i8_len()];
+    let mut window = vec![0u32; m.block_size()];
+    let mut scratch = vec![0f32; m.vocab_size()];
+    let state = m.new_state(&mut f, &mut kv).unwrap();
+    let dec = Decoder::new(&m, state, &mut window).unwrap();
+    let encode = |s: &str| -> Vec<u32> { s.chars().map(|c| m.char_id(c).unwrap()).collect() };
+    let decode =
+        |ids: &[u32]| -> String { ids.iter().map(|&t| m.decode_token(t).unwrap()).collect() };
+
+    let mut g = Generation::new(
+        dec,
+        &encode("JULIET:"),
+        sampling,
+        Rng::new(1),
+        &mut scratch,
+        50,
+    )
+    .unwrap();
+    let first: Vec<u32> = g.by_ref().map(Result::unwrap).collect();
+    let (dec, rng, scratch, last) = g.into_parts();
+    assert_eq!(last, first.last().copied());
+    let mut ids = vec![last.unwrap()];
+    ids.extend(encode("ROMEO:"));
+    let g = Generation::new(dec, &ids, sampling, rng, scratch, 80).unwrap();
+    let second: Vec<u32> = g.map(Result::unwrap).collect();
+
+    let history = format!("JULIET:{}ROMEO:", decode(&first));
+    let settings = Settings {
+        prompt: history.clone(),
+        tokens: 80,
+        seed: 1,
+        ..Settings::default()
+    };
+    let whole = generate_string(&m, &settings).unwrap();
+    assert_eq!(decode(&second), whole[history.len()..]);
+}
