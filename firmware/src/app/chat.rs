@@ -30,7 +30,7 @@ use embedded_io::{Read, Write};
 use heapless::Vec;
 
 use super::gpt::{F32_LEN, I8_LEN, SAMPLING, SEED, TOKENS, VOCAB_MAX, WINDOW_LEN};
-use crate::{Board, Counter};
+use crate::{Board, Counter, Unit};
 
 /// Prompt ids: a full line of one-byte chars plus the carried-over last token.
 const IDS_MAX: usize = LINE_MAX + 1;
@@ -322,6 +322,17 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
                 (step_total - slide_total) / plain.max(1) + send_total / sent.max(1),
                 unit
             );
+            if Counter::UNIT == Unit::Cycles {
+                let per_token =
+                    (step_total - slide_total) / plain.max(1) + send_total / sent.max(1);
+                let tps_x10 = u64::from(counter.hz()) * 10 / per_token.max(1);
+                defmt::info!(
+                    "{=u64}.{=u64} tokens/s at {=u32} MHz (without slides)",
+                    tps_x10 / 10,
+                    tps_x10 % 10,
+                    counter.hz() / 1_000_000
+                );
+            }
             port.status(
                 chat::OK,
                 format_args!(

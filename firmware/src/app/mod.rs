@@ -1,5 +1,5 @@
-//! Application code shared by the model-running binaries (`mnist`, `gpt`): embedding model
-//! files, checksums, and the two demos themselves.
+//! Application code shared by the model-running binaries (`mnist`, `gpt`, `chat`): embedding
+//! model files, checksums, and the apps themselves.
 //!
 //! The binaries are thin: they embed the files (so the library and the other binaries build
 //! without them) and call [`mnist::run`] / [`gpt::run`].
