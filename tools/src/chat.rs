@@ -13,7 +13,8 @@
 //! prompt is exactly `aka run`'s (`printf 'ROMEO:\n' | aka chat --qemu --tokens 50` prints what
 //! `aka run firmware/models/gpt.aka --prompt ROMEO: --tokens 50` prints); on a terminal the typed
 //! line is already on screen and a `> ` prompt is shown on stderr. Status lines (command
-//! replies, notes, refusals) go to stderr. The exit status is 0 at the end of input, 1 if the
+//! replies, notes, refusals) go to stderr. A line with a `\r` inside is not sent (the device
+//! would take it as two lines) and counts as refused. The exit status is 0 at the end of input, 1 if the
 //! device refused a line or on an error (QEMU that does not start, a port that does not open, a
 //! device that closes the line or stays silent for `--timeout` seconds).
 //!
@@ -159,6 +160,12 @@ fn converse(session: &mut Session<Box<dyn Link>>, args: &ChatArgs) -> anyhow::Re
         while matches!(line.last(), Some(b'\n' | b'\r')) {
             line.pop();
         }
+        if line.contains(&b'\r') {
+            // The device ends a line at a `\r` too: this would be two lines, two replies.
+            refused += 1;
+            eprintln!("aka chat: a line with a carriage return inside is not sent");
+            continue;
+        }
         let text = String::from_utf8_lossy(&line);
         let command = text.starts_with('/') && !text.starts_with("//");
         let mut out = stdout.lock();
@@ -195,7 +202,7 @@ fn converse(session: &mut Session<Box<dyn Link>>, args: &ChatArgs) -> anyhow::Re
         }
     }
     if refused > 0 {
-        bail!("the device refused {refused} line(s) (see above)");
+        bail!("{refused} line(s) refused (see above)");
     }
     Ok(())
 }

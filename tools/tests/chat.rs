@@ -291,7 +291,7 @@ fn reference(prompt: &str) -> String {
 #[ignore = "needs qemu-system-arm, flip-link and the thumbv7em-none-eabihf target (bash firmware/install-tools.sh)"]
 fn qemu_session_equals_aka_run() {
     let long = "z".repeat(aka_core::chat::LINE_MAX + 1);
-    let input = format!("/top-k many\n{long}\nROMEO:\n/reset\nJULIET:\nROMEO:\n");
+    let input = format!("/top-k many\n{long}\nbad\rline\nROMEO:\n/reset\nJULIET:\nROMEO:\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_aka"))
         .args(["chat", "--qemu", "--tokens", "50", "--seed", "1"])
         .stdin(Stdio::piped())
@@ -320,14 +320,16 @@ fn qemu_session_equals_aka_run() {
     assert_eq!(out, format!("{romeo}\n{juliet}\n{third}\n"), "{err}");
     assert_eq!(romeo.chars().count(), "ROMEO:".len() + 50);
 
-    // The bad lines were refused with a message each, and the session went on.
+    // The bad lines were refused with a message each (the one with a `\r` by the host), and
+    // the session went on.
     assert!(err.contains("device: error: /top-k \"many\""), "{err}");
     assert!(
         err.contains("129 bytes is longer than the 128-byte buffer"),
         "{err}"
     );
     assert!(err.contains("device: ok reset"), "{err}");
-    assert!(err.contains("refused 2 line(s)"), "{err}");
+    assert!(err.contains("carriage return inside is not sent"), "{err}");
+    assert!(err.contains("3 line(s) refused"), "{err}");
     assert_eq!(
         o.status.code(),
         Some(1),
