@@ -88,6 +88,14 @@ pub fn run(args: &ChatArgs, max_file_bytes: u64) -> anyhow::Result<()> {
                 if !elf.is_file() {
                     bail!("--elf {}: no such file", elf.display());
                 }
+                let mut magic = [0u8; 4];
+                let is_elf = std::fs::File::open(elf)
+                    .and_then(|mut f| f.read_exact(&mut magic))
+                    .is_ok()
+                    && magic == *b"\x7fELF";
+                if !is_elf {
+                    bail!("--elf {}: not an ELF file", elf.display());
+                }
                 elf.clone()
             }
             None => build_firmware(args.model.as_deref(), max_file_bytes)?,
@@ -99,7 +107,7 @@ pub fn run(args: &ChatArgs, max_file_bytes: u64) -> anyhow::Result<()> {
                 Box::new(stream)
             }
             Err(e) => {
-                q.stop();
+                q.stop(false);
                 return Err(e);
             }
         }
@@ -114,11 +122,19 @@ pub fn run(args: &ChatArgs, max_file_bytes: u64) -> anyhow::Result<()> {
         Box::new(p)
     };
     let mut session = Session::new(link, timeout);
-    let result = converse(&mut session, args);
+    let result = if qemu.is_some() {
+        // The firmware announces itself once it runs: a QEMU that cannot run it fails here,
+        // even with no input.
+        session
+            .wait_ready(&mut std::io::stderr())
+            .and_then(|()| converse(&mut session, args))
+    } else {
+        converse(&mut session, args)
+    };
     if let Some(q) = qemu {
-        let status = q.stop();
+        let ended = q.stop(result.is_err());
         if result.is_err() {
-            if let Some(msg) = status {
+            if let Some(msg) = ended {
                 return result.with_context(|| msg);
             }
         }
@@ -326,6 +342,26 @@ impl<L: Read + Write> Session<L> {
         self.read_reply(text, log)
     }
 
+    /// Waits for the `ready` line the firmware sends after reset (anything before it is
+    /// dropped) and writes it to `log`.
+    pub fn wait_ready(&mut self, log: &mut dyn Write) -> anyhow::Result<()> {
+        let ready = [&[MARKER], protocol::READY.as_bytes()].concat();
+        let mut line = Vec::new();
+        loop {
+            match self.byte()? {
+                b'\n' => {
+                    if let Some(rest) = line.strip_prefix(ready.as_slice()) {
+                        let rest = String::from_utf8_lossy(rest);
+                        writeln!(log, "device: ready{rest}")?;
+                        return Ok(());
+                    }
+                    line.clear();
+                }
+                b => line.push(b),
+            }
+        }
+    }
+
     /// Reads up to a final status line (see [`Session::exchange`]).
     pub fn read_reply(
         &mut self,
@@ -518,9 +554,10 @@ impl Qemu {
         std::fs::read_to_string(self.dir.join("qemu.stderr"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| !l.contains("QEMU waiting for connection"))
+            .filter(|l| !l.contains("QEMU waiting for connection") && !l.trim().is_empty())
+            .take(1) // a CPU lockup adds a register dump
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("; ")
     }
 
     /// Connects to UART0 (QEMU starts the firmware then).
@@ -545,13 +582,33 @@ impl Qemu {
     }
 
     /// Stops QEMU (and the log decoder); returns a description of how QEMU ended if it had
-    /// exited by itself (e.g. a firmware panic).
-    fn stop(mut self) -> Option<String> {
+    /// exited by itself (e.g. a firmware panic). `failed`: the session failed, so give QEMU a
+    /// moment to finish exiting (it closes the socket before it exits).
+    fn stop(mut self, failed: bool) -> Option<String> {
+        if failed {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2)
+                && matches!(self.child.try_wait(), Ok(None))
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let ended = match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!(
-                "QEMU exited with {status} (101 = firmware panic, 102 = HardFault) {}",
-                self.stderr()
-            )),
+            Ok(Some(status)) => {
+                let meaning = match status.code() {
+                    Some(101) => " (firmware panic)",
+                    Some(102) => " (HardFault)",
+                    Some(103) => " (unhandled exception)",
+                    _ => "",
+                };
+                let err = self.stderr();
+                let err = if err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err}")
+                };
+                Some(format!("QEMU exited with {status}{meaning}{err}"))
+            }
             _ => None,
         };
         let _ = self.child.kill();

@@ -271,6 +271,35 @@ fn qemu_flag_errors() {
     assert!(stderr(&o).contains("needs a GPT model"), "{}", stderr(&o));
 }
 
+/// A file QEMU cannot run: a clear error and exit status 1, even with no input (the host waits
+/// for the firmware's `ready` line), never a hang or a panic. Without QEMU installed the error
+/// says so instead.
+#[test]
+fn qemu_that_cannot_run_the_firmware() {
+    let dir = common::TempDir::new("chat-bad-elf");
+    let not_elf = dir.file("not.elf", b"not an ELF file");
+    let o = aka(&["chat", "--qemu", "--elf", not_elf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not an ELF file"), "{}", stderr(&o));
+    // ELF magic, then garbage: QEMU loads it as a raw image and locks up at once.
+    let elf = dir.file("bad.elf", b"\x7fELFgarbage-garbage-garbage");
+    let o = Command::new(env!("CARGO_BIN_EXE_aka"))
+        .args(["chat", "--qemu", "--timeout", "10", "--elf"])
+        .arg(&elf)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs aka");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: QEMU exited with")
+            || err.contains("qemu-system-arm not found")
+            || err.contains("no answer from the device"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// `aka run MODEL --prompt P --tokens 50 --seed 1` as a string (prompt included, no newline).
 fn reference(prompt: &str) -> String {
     let model = aka_tools::model::open(MODEL.as_ref(), 1 << 30).unwrap();
