@@ -31,7 +31,7 @@ for board in qemu nrf52840 stm32f411; do
     check "clippy $board" 0 cargo clippy --release "${features[@]}" --all-targets -- -D warnings
     check "build $board" 0 cargo build --release "${features[@]}"
     if command -v arm-none-eabi-size >/dev/null; then
-        arm-none-eabi-size target/thumbv7em-none-eabihf/release/{hello,mnist,gpt}
+        arm-none-eabi-size target/thumbv7em-none-eabihf/release/{hello,mnist,gpt,chat}
     fi
     # The MNIST MLP (~465 KB) instead of the default CNN: fits qemu and nrf52840, not the
     # stm32f411's 512 KiB next to the test images (that board runs the CNN).

@@ -41,6 +41,8 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "chat")]
+pub mod chat;
 mod error;
 pub mod format;
 pub mod gpt;

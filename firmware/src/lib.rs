@@ -29,7 +29,7 @@ mod fault;
 pub mod hal;
 
 pub use counter::{Counter, Span, Unit};
-pub use hal::{Delay, Led};
+pub use hal::{Delay, Led, Serial};
 
 /// Exit codes the firmware reports to the host (QEMU's exit status, `probe-rs run`'s error).
 pub mod exit_code {

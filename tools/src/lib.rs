@@ -8,6 +8,7 @@
 //! * [`run`]: classify one image on the host with aka-core and format the scores;
 //! * [`generate`]: generate text with a GPT model on the host, exactly as the firmware does.
 
+pub mod chat;
 pub mod generate;
 pub mod input;
 pub mod inspect;

@@ -6,6 +6,7 @@
 //! aka run runs/mnist-mlp/model.aka --image digit.png [--invert]
 //! aka inspect firmware/models/gpt.aka
 //! aka run firmware/models/gpt.aka --prompt "ROMEO:" --tokens 200 --temperature 0.8 --top-k 40 --seed 1
+//! aka chat --qemu --tokens 50                                # the `chat` firmware (see aka_tools::chat)
 //! ```
 //!
 //! `run` on a GPT model streams the prompt and then each generated char to stdout as it is
@@ -65,6 +66,9 @@ enum Command {
     /// Run a model with aka-core on the host: classify one image (sequential models) or
     /// generate text (GPT models).
     Run(RunArgs),
+    /// Talk to the `chat` firmware over its serial line: in QEMU (--qemu) or on a board
+    /// (--serial PORT). Each line of stdin is a prompt or a /command.
+    Chat(aka_tools::chat::ChatArgs),
 }
 
 #[derive(Args)]
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { file } => cmd_inspect(&file, &limits),
         Command::Run(args) => cmd_run(&args, &limits),
+        Command::Chat(args) => aka_tools::chat::run(&args, limits.max_file_bytes()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

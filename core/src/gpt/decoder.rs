@@ -176,6 +176,18 @@ impl<'m, 'a, 's> Generation<'m, 'a, 's> {
         &self.dec
     }
 
+    /// Ends the generation and gives back what it holds, so that a caller can continue the same
+    /// text (the `chat` firmware feeds the next prompt into the same decoder): the decoder, the
+    /// RNG in its current state, the scratch, and the last id yielded, which is **not yet in the
+    /// decoder's window** (the next decode step would have pushed it first); `None` if nothing
+    /// was yielded (then every prompt id is in the window). Feeding `[last, next prompt…]` to a
+    /// new [`Generation`] with this decoder and RNG gives the text that one generation over the
+    /// whole history (each push followed by one sample) would give.
+    pub fn into_parts(self) -> (Decoder<'m, 'a, 's>, Rng, &'s mut [f32], Option<u32>) {
+        let last = self.stepping.then_some(self.next);
+        (self.dec, self.rng, self.scratch, last)
+    }
+
     fn step(&mut self) -> Result<u32, Error> {
         if self.stepping {
             let logits = self.dec.push(self.next)?;

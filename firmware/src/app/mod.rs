@@ -1,11 +1,12 @@
-//! Application code shared by the model-running binaries (`mnist`, `gpt`): embedding model
-//! files, checksums, and the two demos themselves.
+//! Application code shared by the model-running binaries (`mnist`, `gpt`, `chat`): embedding
+//! model files, checksums, and the apps themselves.
 //!
 //! The binaries are thin: they embed the files (so the library and the other binaries build
 //! without them) and call [`mnist::run`] / [`gpt::run`].
 //! Both print machine-readable lines (prefixed `MNIST|` / `GPT|`) next to the human ones; the
 //! host test `tests/tests/device.rs` parses them and compares with aka-core on the host.
 
+pub mod chat;
 pub mod gpt;
 pub mod mnist;
 

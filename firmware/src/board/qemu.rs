@@ -104,3 +104,47 @@ pub(crate) fn led_set(on: bool) {
         FPGAIO_LED0.write_volatile(if on { v | 1 } else { v & !1 });
     }
 }
+
+// UART0 of the MPS2 (CMSDK APB UART at 0x4000_4000 on AN385/AN386): QEMU connects it to its
+// first `-serial` backend. Registers: DATA (+0x00), STATE (+0x04: bit 0 TX full, bit 1 RX full),
+// CTRL (+0x08: bit 0 TX enable, bit 1 RX enable), BAUDDIV (+0x10, >= 16).
+const UART0: usize = 0x4000_4000;
+const UART_DATA: *mut u32 = UART0 as *mut u32;
+const UART_STATE: *mut u32 = (UART0 + 0x04) as *mut u32;
+const UART_CTRL: *mut u32 = (UART0 + 0x08) as *mut u32;
+const UART_BAUDDIV: *mut u32 = (UART0 + 0x10) as *mut u32;
+const STATE_TX_FULL: u32 = 1 << 0;
+const STATE_RX_FULL: u32 = 1 << 1;
+
+pub(crate) fn uart_init() {
+    // SAFETY: CMSDK UART0 registers of mps2-an386; `hal::Serial::take` (the only caller) runs
+    // this once and its `Serial` is then the only user. 25 MHz / 16 (QEMU ignores the rate).
+    unsafe {
+        UART_BAUDDIV.write_volatile(16);
+        UART_CTRL.write_volatile(0b11);
+    }
+}
+
+/// A received byte, if one is waiting.
+pub(crate) fn uart_read() -> Option<u8> {
+    // SAFETY: as in `uart_init`; reading DATA takes the byte and clears RX full.
+    unsafe {
+        if UART_STATE.read_volatile() & STATE_RX_FULL == 0 {
+            return None;
+        }
+        Some(UART_DATA.read_volatile() as u8)
+    }
+}
+
+/// Sends one byte (waits while the transmit buffer is full).
+pub(crate) fn uart_write(byte: u8) {
+    uart_flush();
+    // SAFETY: as in `uart_init`.
+    unsafe { UART_DATA.write_volatile(u32::from(byte)) }
+}
+
+/// Waits until the transmit buffer is empty.
+pub(crate) fn uart_flush() {
+    // SAFETY: as in `uart_init`; STATE is read-only here.
+    while unsafe { UART_STATE.read_volatile() } & STATE_TX_FULL != 0 {}
+}

@@ -35,3 +35,61 @@ pub(crate) fn led_set(on: bool) {
         });
     }
 }
+
+// USART2 on PA2 (TX) / PA3 (RX), AF7: the NUCLEO's ST-LINK virtual COM port. 115200 8N1 on the
+// 16 MHz HSI (APB1 = 16 MHz after reset): USARTDIV = 16e6 / (16 * 115200) = 8.68 -> mantissa 8,
+// fraction 11/16 (0.5 % off). Registers: SR (+0x00: RXNE bit 5, TC bit 6, TXE bit 7), DR (+0x04),
+// BRR (+0x08), CR1 (+0x0C: UE bit 13, TE bit 3, RE bit 2).
+const RCC_APB1ENR: *mut u32 = 0x4002_3840 as *mut u32;
+const GPIOA_AFRL: *mut u32 = 0x4002_0020 as *mut u32;
+const USART2: usize = 0x4000_4400;
+const USART_SR: *mut u32 = USART2 as *mut u32;
+const USART_DR: *mut u32 = (USART2 + 0x04) as *mut u32;
+const USART_BRR: *mut u32 = (USART2 + 0x08) as *mut u32;
+const USART_CR1: *mut u32 = (USART2 + 0x0C) as *mut u32;
+const SR_RXNE: u32 = 1 << 5;
+const SR_TC: u32 = 1 << 6;
+const SR_TXE: u32 = 1 << 7;
+
+pub(crate) fn uart_init() {
+    // SAFETY: RCC, GPIOA and USART2 registers of the STM32F411; read-modify-write of the clock
+    // enable bits and of PA2/PA3's mode and alternate-function fields only. Called once, by
+    // `hal::Serial::take`.
+    unsafe {
+        RCC_AHB1ENR.write_volatile(RCC_AHB1ENR.read_volatile() | 1); // GPIOA
+        RCC_APB1ENR.write_volatile(RCC_APB1ENR.read_volatile() | (1 << 17)); // USART2
+        cortex_m::asm::dsb();
+        let moder = GPIOA_MODER.read_volatile() & !(0b1111 << 4);
+        GPIOA_MODER.write_volatile(moder | (0b1010 << 4)); // PA2, PA3: alternate function
+        let afrl = GPIOA_AFRL.read_volatile() & !(0xFF << 8);
+        GPIOA_AFRL.write_volatile(afrl | (0x77 << 8)); // AF7 = USART2
+        USART_BRR.write_volatile((8 << 4) | 11);
+        USART_CR1.write_volatile((1 << 13) | (1 << 3) | (1 << 2));
+    }
+}
+
+/// A received byte, if one is waiting (reading SR then DR also clears an overrun).
+pub(crate) fn uart_read() -> Option<u8> {
+    // SAFETY: USART2 registers, used only through `hal::Serial`.
+    unsafe {
+        if USART_SR.read_volatile() & SR_RXNE == 0 {
+            return None;
+        }
+        Some(USART_DR.read_volatile() as u8)
+    }
+}
+
+/// Sends one byte (waits for the transmit data register to be empty).
+pub(crate) fn uart_write(byte: u8) {
+    // SAFETY: as in `uart_read`.
+    unsafe {
+        while USART_SR.read_volatile() & SR_TXE == 0 {}
+        USART_DR.write_volatile(u32::from(byte));
+    }
+}
+
+/// Waits until the last byte has left the shift register.
+pub(crate) fn uart_flush() {
+    // SAFETY: as in `uart_read`.
+    while unsafe { USART_SR.read_volatile() } & SR_TC == 0 {}
+}
