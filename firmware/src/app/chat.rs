@@ -269,8 +269,7 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
             });
             let mut generation = unwrap!(generation);
             let prefill = span.saturating_sub(overhead).count;
-            let (mut step_total, mut steps, mut min, mut max) = (0u64, 0u64, u64::MAX, 0u64);
-            let (mut slide_total, mut slides) = (0u64, 0u64);
+            let mut stats = super::DecodeStats::default();
             let (mut send_total, mut sent) = (0u64, 0u64);
             loop {
                 let (stepping, sliding) = (generation.will_step(), generation.will_slide());
@@ -278,16 +277,7 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
                 let Some(next) = next else { break };
                 let next = unwrap!(next);
                 if stepping {
-                    let c = span.saturating_sub(overhead).count;
-                    step_total += c;
-                    steps += 1;
-                    if sliding {
-                        slide_total += c;
-                        slides += 1;
-                    } else {
-                        min = min.min(c);
-                        max = max.max(c);
-                    }
+                    stats.record(span.saturating_sub(overhead).count, sliding);
                 }
                 let s = unwrap!(model.decode_token(next));
                 let ((), span) = counter.measure(|| port.text(s));
@@ -298,20 +288,20 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
             let window = generation.decoder().len();
             let (d, r, s, last) = generation.into_parts();
             (dec, rng, scratch, pending) = (d, r, s, last);
-            let plain = steps - slides;
+            let per_step = stats.plain_mean();
             let unit = Counter::UNIT.name();
             defmt::info!(
                 "answer: {=u64} tokens; prompt {=u64} {=str}; per decode step {=u64} {=str} (mean of {=u64} steps without a slide: model + sampling; min {=u64}, max {=u64}); {=u64} slides, {=u64} {=str} each",
                 sent,
                 prefill,
                 unit,
-                (step_total - slide_total) / plain.max(1),
+                per_step,
                 unit,
-                plain,
-                if plain > 0 { min } else { 0 },
-                max,
-                slides,
-                slide_total / slides.max(1),
+                stats.plain(),
+                stats.plain_min(),
+                stats.max,
+                stats.slides,
+                stats.slide_total / stats.slides.max(1),
                 unit
             );
             defmt::info!(
@@ -319,12 +309,11 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
                 send_total / sent.max(1),
                 unit,
                 sent,
-                (step_total - slide_total) / plain.max(1) + send_total / sent.max(1),
+                per_step + send_total / sent.max(1),
                 unit
             );
             if Counter::UNIT == Unit::Cycles {
-                let per_token =
-                    (step_total - slide_total) / plain.max(1) + send_total / sent.max(1);
+                let per_token = per_step + send_total / sent.max(1);
                 let tps_x10 = u64::from(counter.hz()) * 10 / per_token.max(1);
                 defmt::info!(
                     "{=u64}.{=u64} tokens/s at {=u32} MHz (without slides)",

@@ -186,8 +186,7 @@ pub fn run(board: &Board, bytes: &[u8]) {
     lines.push(PROMPT);
     let mut hash: u32 = 0x811c_9dc5;
     let mut text_bytes = 0usize;
-    let (mut total, mut min, mut max, mut steps) = (0u64, u64::MAX, 0u64, 0u64);
-    let (mut slide_total, mut slide_steps) = (0u64, 0u64);
+    let mut stats = super::DecodeStats::default();
     loop {
         // One decode step (except for the first token, already picked by the prefill): the
         // previous token through the model (sliding the window when it is full) and the
@@ -197,16 +196,7 @@ pub fn run(board: &Board, bytes: &[u8]) {
         let Some(next) = next else { break };
         let next = unwrap!(next);
         if stepping {
-            let c = span.saturating_sub(overhead).count;
-            total += c;
-            steps += 1;
-            if slides {
-                slide_total += c;
-                slide_steps += 1;
-            } else {
-                min = min.min(c);
-                max = max.max(c);
-            }
+            stats.record(span.saturating_sub(overhead).count, slides);
         }
         let s = unwrap!(model.decode_token(next));
         for &byte in s.as_bytes() {
@@ -223,25 +213,24 @@ pub fn run(board: &Board, bytes: &[u8]) {
         text_bytes,
         hash
     );
-    let plain = steps - slide_steps;
-    let mean = (total - slide_total) / plain.max(1);
+    let mean = stats.plain_mean();
     defmt::info!(
         "per token: {=u64} {=str} (mean of {=u64} decode steps: model + sampling; min {=u64}, max {=u64}; overhead {=u64} subtracted)",
         mean,
         Counter::UNIT.name(),
-        plain,
-        min,
-        max,
+        stats.plain(),
+        stats.plain_min(),
+        stats.max,
         overhead.count
     );
     defmt::info!(
         "window slides: {=u64} steps of {=u64} {=str} each (re-run the last {=usize} tokens); mean over all {=u64} steps {=u64} {=str}",
-        slide_steps,
-        slide_total / slide_steps.max(1),
+        stats.slides,
+        stats.slide_total / stats.slides.max(1),
         Counter::UNIT.name(),
         model.block_size() / 2,
-        steps,
-        total / steps.max(1),
+        stats.steps,
+        stats.total / stats.steps.max(1),
         Counter::UNIT.name()
     );
     if Counter::UNIT == Unit::Cycles {

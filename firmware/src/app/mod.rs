@@ -10,6 +10,70 @@ pub mod chat;
 pub mod gpt;
 pub mod mnist;
 
+/// Counts of the GPT's decode steps (`gpt` and `chat`): steps that slide the window (re-run the
+/// last half of the context) are kept apart from plain ones, whose mean is the per-token figure.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeStats {
+    /// Sum over every step.
+    pub total: u64,
+    /// Number of steps.
+    pub steps: u64,
+    /// Sum over the steps that slid the window.
+    pub slide_total: u64,
+    /// Number of those.
+    pub slides: u64,
+    /// Fewest and most counts of a plain step (`u64::MAX`, 0 before any).
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Default for DecodeStats {
+    fn default() -> Self {
+        Self {
+            total: 0,
+            steps: 0,
+            slide_total: 0,
+            slides: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl DecodeStats {
+    /// Adds one step of `count` (instructions or cycles); `slid`: it slid the window.
+    pub fn record(&mut self, count: u64, slid: bool) {
+        self.total += count;
+        self.steps += 1;
+        if slid {
+            self.slide_total += count;
+            self.slides += 1;
+        } else {
+            self.min = self.min.min(count);
+            self.max = self.max.max(count);
+        }
+    }
+
+    /// Steps without a slide.
+    pub fn plain(&self) -> u64 {
+        self.steps - self.slides
+    }
+
+    /// Mean count of a step without a slide (0 without any).
+    pub fn plain_mean(&self) -> u64 {
+        (self.total - self.slide_total) / self.plain().max(1)
+    }
+
+    /// Fewest count of a plain step (0 without any).
+    pub fn plain_min(&self) -> u64 {
+        if self.plain() > 0 {
+            self.min
+        } else {
+            0
+        }
+    }
+}
+
 /// Bytes with 4-byte alignment, for `include_bytes!` data:
 /// `static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!("…"));` then `&MODEL.0` (aka-core reads model files at any
 /// alignment, but word-aligned weights let the DSP kernels use aligned loads where the file's

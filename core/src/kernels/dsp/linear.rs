@@ -622,13 +622,7 @@ pub fn linear(
         // The last row alone: run it as both rows of a pair, with its per-channel parameters
         // duplicated and the second output discarded.
         let o = n_out - 1;
-        let dup = |a: &[u8]| -> [u8; 8] {
-            let mut d = [0u8; 8];
-            d[..4].copy_from_slice(&a[4 * o..4 * o + 4]);
-            d[4..].copy_from_slice(&a[4 * o..4 * o + 4]);
-            d
-        };
-        let (bias, mult, shift) = (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts));
+        let (bias, mult, shift) = last_row_params(stage, o);
         let mut out2 = [0i8; 2];
         let row = weights.as_ptr().wrapping_add(o * n + rows.head);
         args.mult = mult.as_ptr();
@@ -644,6 +638,18 @@ pub fn linear(
         output[o] = out2[0];
     }
     Ok(())
+}
+
+/// Row `o`'s bias, multiplier and shift, each twice (8 bytes): the parameters of a pair of rows
+/// that is the last row of an odd count run twice.
+pub(super) fn last_row_params(stage: &OutputStage, o: usize) -> ([u8; 8], [u8; 8], [u8; 8]) {
+    let dup = |a: &[u8]| -> [u8; 8] {
+        let mut d = [0u8; 8];
+        d[..4].copy_from_slice(&a[4 * o..4 * o + 4]);
+        d[4..].copy_from_slice(&a[4 * o..4 * o + 4]);
+        d
+    };
+    (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts))
 }
 
 // ---- single dot product ----

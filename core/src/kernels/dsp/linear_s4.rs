@@ -34,6 +34,7 @@
 
 use core::mem::MaybeUninit;
 
+use super::linear::last_row_params;
 use super::zl2p1;
 use crate::kernels::linear_s4::{check_linear_s4, check_matvec_i32_s4, s4_row_bytes};
 use crate::kernels::{portable, OutputStage};
@@ -277,13 +278,7 @@ pub fn linear_s4(
         // The last row alone, as both rows of a pair, with its per-channel parameters
         // duplicated and the second output discarded.
         let o = n_out - 1;
-        let dup = |p: &[u8]| -> [u8; 8] {
-            let mut d = [0u8; 8];
-            d[..4].copy_from_slice(&p[4 * o..4 * o + 4]);
-            d[4..].copy_from_slice(&p[4 * o..4 * o + 4]);
-            d
-        };
-        let (bias, mult, shift) = (dup(stage.bias), dup(stage.multipliers), dup(stage.shifts));
+        let (bias, mult, shift) = last_row_params(stage, o);
         let mut out2 = [0i8; 2];
         a.mult = mult.as_ptr();
         a.shift = shift.as_ptr();
