@@ -4,7 +4,6 @@
 # with REL_DIR/DEBUG_DIR holding `aka` and `aka-trainer` (release and debug builds of the commit to
 # test, e.g. an older one in a git worktree). Each command runs under `ulimit -v 4 GiB` and
 # `timeout 30`; prints the exit code, the time and the first lines of output. Run from the root.
-# REL_DIR/DEBUG_DIR hold aka and aka-trainer; run from a checkout (data/, fuzz/crafted).
 set -u
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 rel="$1"; dbg="$2"; out="$3"
