@@ -3,7 +3,7 @@
 #
 #   mnist-cnn.aka          aka-trainer mnist --model cnn --epochs 5   (~53 KB, fits every board)
 #   mnist-mlp.aka          aka-trainer mnist --model mlp --epochs 3   (~465 KB, qemu/nrf52840)
-#   gpt.aka                aka-trainer gpt --steps 5000 (2 layers, 4 heads, 64 dims, context 64)
+#   gpt.aka                aka-trainer gpt --steps 5000 --lr 1e-3 (2 layers, 4 heads, 64 dims, context 64)
 #   mnist-test-images.u8   the first N (100) MNIST test images, N x 784 raw u8 pixels
 #   mnist-test-labels.u8   their labels, N raw u8
 #
@@ -45,7 +45,8 @@ cargo run --release -p aka-trainer -- mnist --model mlp --epochs 3 --seed 0 --no
 cp "$runs/mnist-mlp/model.aka" "$models/mnist-mlp.aka"
 
 gpt_steps=${GPT_STEPS:-5000}
-cargo run --release -p aka-trainer -- gpt --steps "$gpt_steps" --seed 0 --out "$runs/gpt"
+# --lr 1e-3: the committed gpt.aka predates the 3e-3 default.
+cargo run --release -p aka-trainer -- gpt --steps "$gpt_steps" --seed 0 --lr 1e-3 --out "$runs/gpt"
 if [[ ! -f $runs/gpt/model.aka ]]; then
     # An `aka-trainer gpt` that writes no int8 file (before fda7614): export the checkpoint with the
     # trainer's library (aka_trainer::export::gpt::export_gpt, default calibration/evaluation)
@@ -82,7 +83,7 @@ RS
     cp Cargo.lock "$exp/Cargo.lock"
     cargo run --release --manifest-path "$exp/Cargo.toml" --target-dir target/gpt-export -- \
         "$runs/gpt" data/tinyshakespeare/input.txt \
-        "aka-trainer gpt --steps $gpt_steps --seed 0 --out $runs/gpt"
+        "aka-trainer gpt --steps $gpt_steps --seed 0 --lr 1e-3 --out $runs/gpt"
 fi
 cp "$runs/gpt/model.aka" "$models/gpt.aka"
 
