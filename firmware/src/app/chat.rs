@@ -29,7 +29,7 @@ use defmt::unwrap;
 use embedded_io::{Read, Write};
 use heapless::Vec;
 
-use super::gpt::{F32_LEN, I8_LEN, SAMPLING, SEED, TOKENS, VOCAB_MAX, WINDOW_LEN};
+use super::gpt::{Buffers, F32_LEN, I8_LEN, SAMPLING, SEED, TOKENS, VOCAB_MAX, WINDOW_LEN};
 use crate::{Board, Counter, Unit};
 
 /// Prompt ids: a full line of one-byte chars plus the carried-over last token.
@@ -37,19 +37,7 @@ const IDS_MAX: usize = LINE_MAX + 1;
 /// Bytes taken from the port per `read`.
 const READ_CHUNK: usize = 32;
 
-struct Buffers {
-    f: [f32; F32_LEN],
-    kv: [i8; I8_LEN],
-    window: [u32; WINDOW_LEN],
-    scratch: [f32; VOCAB_MAX],
-}
-
-static mut BUFFERS: Buffers = Buffers {
-    f: [0.0; F32_LEN],
-    kv: [0; I8_LEN],
-    window: [0; WINDOW_LEN],
-    scratch: [0.0; VOCAB_MAX],
-};
+static mut BUFFERS: Buffers = Buffers::new();
 
 /// The current settings (changed by the commands).
 #[derive(Clone, Copy)]

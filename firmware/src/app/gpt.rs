@@ -53,19 +53,28 @@ const PROMPT_MAX: usize = 32;
 /// Bytes per streamed line.
 const LINE_LEN: usize = 96;
 
-struct Buffers {
-    f: [f32; F32_LEN],
-    kv: [i8; I8_LEN],
-    window: [u32; WINDOW_LEN],
-    scratch: [f32; VOCAB_MAX],
+/// The GPT's run state, decoder window and sampling scratch (also the `chat` app's), sized by the
+/// constants above; each app keeps one in a `static`.
+pub(crate) struct Buffers {
+    pub(crate) f: [f32; F32_LEN],
+    pub(crate) kv: [i8; I8_LEN],
+    pub(crate) window: [u32; WINDOW_LEN],
+    pub(crate) scratch: [f32; VOCAB_MAX],
 }
 
-static mut BUFFERS: Buffers = Buffers {
-    f: [0.0; F32_LEN],
-    kv: [0; I8_LEN],
-    window: [0; WINDOW_LEN],
-    scratch: [0.0; VOCAB_MAX],
-};
+impl Buffers {
+    /// All zero.
+    pub(crate) const fn new() -> Self {
+        Self {
+            f: [0.0; F32_LEN],
+            kv: [0; I8_LEN],
+            window: [0; WINDOW_LEN],
+            scratch: [0.0; VOCAB_MAX],
+        }
+    }
+}
+
+static mut BUFFERS: Buffers = Buffers::new();
 
 /// Collects UTF-8 text and logs it a line at a time.
 struct Lines {
