@@ -117,7 +117,7 @@ notes() {
 ## What each kernel does, and where the bounds are
 
 All assembly lives in `core/src/kernels/dsp/` (naked functions, selected at compile time for
-`thumbv7em-*`); every result is bit-identical to the portable kernel, which `src/bin/dsp_check.rs`
+`thumbv7em-*`); every result is bit-identical to the portable kernel, which `src/bin/dsp_check/`
 checks on thousands of random cases (run by `ci.sh`). Shapes the assembly does not cover fall back
 to the portable kernels.
 

@@ -1,0 +1,80 @@
+//! The int4 fully connected kernels (`linear_s4`, `matvec_i32_s4`) against the portable ones.
+
+use aka_core::kernels::{self, portable, OutputStage};
+use aka_core::rng::Rng;
+
+use super::{fill_channels, fill_x, rand_act, Bufs, Tally, C_CAP, W_CAP};
+
+/// int4 weights: random bytes (every byte is two valid nibbles), or all -8, or all 7.
+fn fill_w_s4(rng: &mut Rng, w: &mut [u8]) {
+    let mode = rng.below(5);
+    for v in w.iter_mut() {
+        *v = match mode {
+            0 => 0x88,
+            1 => 0x77,
+            _ => rng.next_u32() as u8,
+        };
+    }
+}
+
+/// `linear_s4` and `matvec_i32_s4`: lengths that are multiples of 8 (the DSP path, up to 1024:
+/// several 256-input blocks, odd and even word counts), odd and any other lengths (both nibbles,
+/// the padding nibble), odd and even row counts, weights at any alignment.
+pub(crate) fn check_linear_s4(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    let n_in = match rng.below(4) {
+        0 => 8 * (1 + rng.below(128) as usize),
+        1 => 8 * (1 + rng.below(8) as usize),
+        2 => 1 + 2 * rng.below(40) as usize,
+        _ => 1 + rng.below(700) as usize,
+    };
+    let row = n_in.div_ceil(2);
+    let n_out = 1 + rng.below(((W_CAP - 3) / row).min(C_CAP).min(40) as u32) as usize;
+    let align = rng.below(4) as usize;
+    fill_w_s4(rng, &mut b.w[align..align + row * n_out]);
+    fill_x(rng, &mut b.x[..n_in]);
+    let c = n_out * 4;
+    fill_channels(
+        rng,
+        n_in,
+        &mut b.bias[..c],
+        &mut b.mult[..c],
+        &mut b.shift[..c],
+    );
+    let (zp, lo, hi) = rand_act(rng);
+    let stage = OutputStage {
+        bias: &b.bias[..c],
+        multipliers: &b.mult[..c],
+        shifts: &b.shift[..c],
+        zero_point: zp,
+        act_min: lo,
+        act_max: hi,
+    };
+    let (x, w) = (&b.x[..n_in], &b.w[align..align + row * n_out]);
+    t.on_dsp_path(n_in.is_multiple_of(8) && n_in <= 1024 && hi == 127);
+    b.y_dsp[..n_out].fill(0x55);
+    b.y_ref[..n_out].fill(0x2a);
+    let r1 = kernels::linear_s4(x, w, &stage, &mut b.y_dsp[..n_out]);
+    let r2 = portable::linear_s4(x, w, &stage, &mut b.y_ref[..n_out]);
+    b.s_dsp[..n_out].fill(0x5555);
+    b.s_ref[..n_out].fill(0x2a2a);
+    let r3 = kernels::matvec_i32_s4(x, w, &mut b.s_dsp[..n_out]);
+    let r4 = portable::matvec_i32_s4(x, w, &mut b.s_ref[..n_out]);
+    let ok = r1 == r2
+        && r1.is_ok()
+        && b.y_dsp[..n_out] == b.y_ref[..n_out]
+        && r3 == r4
+        && r3.is_ok()
+        && b.s_dsp[..n_out] == b.s_ref[..n_out];
+    if !ok {
+        defmt::error!(
+            "linear_s4 {=usize}x{=usize} align {=usize} zp {=i8} act {=i8}..{=i8}",
+            n_in,
+            n_out,
+            align,
+            zp,
+            lo,
+            hi
+        );
+    }
+    t.check(ok, "linear_s4", case);
+}
