@@ -19,7 +19,7 @@
 use aka_core::format::QuantParams;
 use aka_core::quant::quantize_multiplier;
 use anyhow::ensure;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::mnist::PixelNorm;
 
@@ -100,6 +100,171 @@ pub fn quantize_rows(w: &[f32], rows: usize) -> QuantWeights {
         max_abs_error,
         max_rel_error,
     }
+}
+
+/// Largest int4 weight value; int4 weights are two's-complement nibbles in `[-8, 7]`.
+pub const INT4_MAX: i32 = 7;
+/// Smallest int4 weight value.
+pub const INT4_MIN: i32 = -8;
+/// Clip ratios `α` the int4 clipping search tries: `1.00, 0.99, ..., 0.50`.
+pub const INT4_CLIP_STEPS: usize = 51;
+
+/// The weight precision of a layer or matrix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightBits {
+    /// int8 per row, `s = max|w| / 127` ([`quantize_rows`]).
+    #[default]
+    Int8,
+    /// int4 per row with the clipping search ([`quantize_rows_int4`]).
+    Int4,
+}
+
+impl WeightBits {
+    /// `"int8"` / `"int4"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightBits::Int8 => "int8",
+            WeightBits::Int4 => "int4",
+        }
+    }
+}
+
+impl std::str::FromStr for WeightBits {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "int8" => Ok(WeightBits::Int8),
+            "int4" => Ok(WeightBits::Int4),
+            _ => Err(format!("unknown weight type {s:?} (int8 or int4)")),
+        }
+    }
+}
+
+/// How an int4 row scale is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int4Scale {
+    /// `s = max|w| / 7`: nothing is clipped.
+    Max,
+    /// `s = α · max|w| / 7` with `α` in `1.00, 0.99, ..., 0.50` ([`INT4_CLIP_STEPS`]) chosen per
+    /// row to minimize `Σ (w - s·q)²` (the first, i.e. largest, `α` on ties): clips the rare
+    /// large weights to resolve the many small ones better. This is the exporter's choice
+    /// (measured in docs/RESULTS.md, "int4 weights (issue 12)").
+    Search,
+}
+
+/// Quantizes the weights by `bits` the way the exporters do: [`quantize_rows`] for int8,
+/// [`quantize_rows_int4`] with [`Int4Scale::Search`] for int4.
+pub fn quantize_rows_as(w: &[f32], rows: usize, bits: WeightBits) -> QuantWeights {
+    match bits {
+        WeightBits::Int8 => quantize_rows(w, rows),
+        WeightBits::Int4 => quantize_rows_int4(w, rows, Int4Scale::Search),
+    }
+}
+
+/// `s · q` of every weight: what the quantized weights stand for.
+pub fn dequantize(qw: &QuantWeights) -> Vec<f32> {
+    let k = qw.q.len() / qw.scales.len().max(1);
+    qw.q.chunks_exact(k.max(1))
+        .zip(&qw.scales)
+        .flat_map(|(row, &s)| row.iter().map(move |&q| q as f32 * s))
+        .collect()
+}
+
+/// The int4 values of one row at `scale`: `clamp(round(w / scale), -8, 7)` (round half away
+/// from zero), into `q`; returns `Σ (w - scale·q)²`.
+fn int4_row(row: &[f32], scale: f32, q: &mut Vec<i8>) -> f64 {
+    let mut sse = 0.0f64;
+    for &v in row {
+        let qv = (v / scale)
+            .round()
+            .clamp(INT4_MIN as f32, INT4_MAX as f32);
+        let e = (v - qv * scale) as f64;
+        sse += e * e;
+        q.push(qv as i8);
+    }
+    sse
+}
+
+/// Quantizes a `[rows][w.len() / rows]` matrix to int4 per row, symmetric (zero point 0):
+/// `q = clamp(round(w / s), -8, 7)` with `s` from `scale` ([`Int4Scale`]); an all-zero or
+/// non-finite row gets scale 1, as in [`quantize_rows`].
+///
+/// Panics unless `rows > 0` divides `w.len()`.
+pub fn quantize_rows_int4(w: &[f32], rows: usize, scale: Int4Scale) -> QuantWeights {
+    assert!(
+        rows > 0 && w.len().is_multiple_of(rows),
+        "{} weights in {rows} rows",
+        w.len()
+    );
+    let k = w.len() / rows;
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(rows);
+    let (mut max_abs_error, mut max_rel_error) = (0.0f32, 0.0f32);
+    let mut trial = Vec::with_capacity(k);
+    for row in w.chunks_exact(k.max(1)).take(rows) {
+        let max_abs = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let s = if max_abs > 0.0 && max_abs.is_finite() {
+            let full = max_abs / INT4_MAX as f32;
+            match scale {
+                Int4Scale::Max => full,
+                Int4Scale::Search => {
+                    let mut best = (f64::INFINITY, full);
+                    for i in 0..INT4_CLIP_STEPS {
+                        let s = full * (1.0 - 0.01 * i as f32);
+                        trial.clear();
+                        let sse = int4_row(row, s, &mut trial);
+                        if sse < best.0 {
+                            best = (sse, s);
+                        }
+                    }
+                    best.1
+                }
+            }
+        } else {
+            1.0
+        };
+        let start = q.len();
+        int4_row(row, s, &mut q);
+        let err = row
+            .iter()
+            .zip(&q[start..])
+            .fold(0.0f32, |m, (&v, &qv)| m.max((v - qv as f32 * s).abs()));
+        max_abs_error = max_abs_error.max(err);
+        if max_abs > 0.0 && max_abs.is_finite() {
+            max_rel_error = max_rel_error.max(err / max_abs);
+        }
+        scales.push(s);
+    }
+    QuantWeights {
+        q,
+        scales,
+        max_abs_error,
+        max_rel_error,
+    }
+}
+
+/// What per-group quantization would give (an experiment, not a file format): every row of
+/// `[rows][k]` is cut into groups of `group` values along the row (the last one shorter if
+/// `group` does not divide `k`; `None`: whole rows), each group quantized on its own by `bits`
+/// ([`quantize_rows_as`]), and the dequantized values returned.
+pub fn fake_quantize_groups(
+    w: &[f32],
+    rows: usize,
+    group: Option<usize>,
+    bits: WeightBits,
+) -> Vec<f32> {
+    assert!(rows > 0 && w.len().is_multiple_of(rows));
+    let k = w.len() / rows;
+    let g = group.unwrap_or(k).clamp(1, k.max(1));
+    let mut out = Vec::with_capacity(w.len());
+    for row in w.chunks_exact(k.max(1)) {
+        for chunk in row.chunks(g) {
+            out.extend(dequantize(&quantize_rows_as(chunk, 1, bits)));
+        }
+    }
+    out
 }
 
 /// Quantization of the model input under pixel normalization `norm`: [`activation_quant`] of the
@@ -232,5 +397,62 @@ mod tests {
         let odd = quantize_rows(&[f32::INFINITY, 1.0], 1);
         assert_eq!(odd.scales, [1.0]);
         assert_eq!(odd.q, [127, 1]);
+    }
+
+    #[test]
+    fn int4_rows_round_half_away_and_clamp() {
+        // Max scaling: s = 0.7 / 7 = 0.1; 0.35 / 0.1 = 3.5 rounds away from zero to 4 (3.4999..
+        // in f32 is fine either way, so use exactly representable halves).
+        let w = [0.7, -0.7, 0.25, -0.25, 0.0, 0.05];
+        let qw = quantize_rows_int4(&w, 1, Int4Scale::Max);
+        assert_eq!(qw.scales, [0.7 / 7.0]);
+        assert_eq!(qw.q[..2], [7, -7]);
+        assert!(qw.q.iter().all(|&q| (-8..=7).contains(&q)));
+        let s = 2.0f32; // halves are exact at scale 2
+        let w = [14.0, 3.0, -3.0, 5.0, -5.0, 1.0];
+        let qw = quantize_rows_int4(&w, 1, Int4Scale::Max);
+        assert_eq!(qw.scales, [s]);
+        assert_eq!(qw.q, [7, 2, -2, 3, -3, 1]); // 1.5 -> 2, -1.5 -> -2, 2.5 -> 3, 0.5 -> 1
+        // Zero and non-finite rows get scale 1.
+        let z = quantize_rows_int4(&[0.0; 4], 2, Int4Scale::Search);
+        assert_eq!(z.scales, [1.0, 1.0]);
+        assert_eq!(z.q, [0; 4]);
+    }
+
+    #[test]
+    fn int4_search_never_worse_and_clips_outliers() {
+        // One outlier and many small weights: clipping the outlier resolves the rest better.
+        let mut w = vec![1.0f32];
+        w.extend((0..63).map(|i| ((i as f32 * 0.37).sin()) * 0.2));
+        let sse = |qw: &QuantWeights| -> f64 {
+            w.iter()
+                .zip(dequantize(qw))
+                .map(|(&a, b)| ((a - b) as f64).powi(2))
+                .sum()
+        };
+        let max = quantize_rows_int4(&w, 1, Int4Scale::Max);
+        let search = quantize_rows_int4(&w, 1, Int4Scale::Search);
+        assert!(sse(&search) < sse(&max), "{} vs {}", sse(&search), sse(&max));
+        assert!(search.scales[0] < max.scales[0]);
+        assert!(search.q.iter().all(|&q| (-8..=7).contains(&q)));
+        // Uniform weights: the search can still only be as good or better.
+        let u: Vec<f32> = (0..32).map(|i| i as f32 / 31.0 - 0.5).collect();
+        let a = dequantize(&quantize_rows_int4(&u, 1, Int4Scale::Max));
+        let b = dequantize(&quantize_rows_int4(&u, 1, Int4Scale::Search));
+        let e = |d: &[f32]| -> f64 { u.iter().zip(d).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum() };
+        assert!(e(&b) <= e(&a));
+    }
+
+    #[test]
+    fn groups_of_whole_rows_equal_rows() {
+        let w: Vec<f32> = (0..96).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
+        let rows = dequantize(&quantize_rows_as(&w, 2, WeightBits::Int4));
+        assert_eq!(fake_quantize_groups(&w, 2, None, WeightBits::Int4), rows);
+        let g = fake_quantize_groups(&w, 2, Some(32), WeightBits::Int4);
+        let first = dequantize(&quantize_rows_as(&w[..32], 1, WeightBits::Int4));
+        assert_eq!(g[..32], first[..]);
+        // 48 is cut 32 + 16.
+        let tail = dequantize(&quantize_rows_as(&w[32..48], 1, WeightBits::Int4));
+        assert_eq!(g[32..48], tail[..]);
     }
 }

@@ -1,7 +1,7 @@
 //! Causal multi-head self-attention.
 
 use super::gpt::{Pass, INIT_STD};
-use super::{Init, ParamSource};
+use super::{qat, Init, ParamSource};
 use crate::autograd::Tensor;
 
 /// Causal multi-head self-attention with separate bias-free projections, all `[d, d]`
@@ -57,7 +57,8 @@ impl Attention {
         let (t, h) = (pass.t, self.n_head);
         let d = x.shape()[1];
         pass.emit("attn_in", |p| p.rows(x)); // [b, t, d]
-        let mut qkv = x.linear_cat(&[&self.wq, &self.wk, &self.wv]); // [b·t, 3d] = [q | k | v]
+        let (wq, wk, wv) = (qat::weight(&self.wq), qat::weight(&self.wk), qat::weight(&self.wv));
+        let mut qkv = x.linear_cat(&[&wq, &wk, &wv]); // [b·t, 3d] = [q | k | v]
         if self.rope {
             qkv = qkv.rope_rows(t, d / h, 2 * d, 0); // q and k rotated
         }
@@ -70,6 +71,6 @@ impl Attention {
             pass.emit("attn_probs", |_| Tensor::new(probs)); // [b, h, t, t]
         }
         pass.emit("attn_out", |p| p.rows(&att)); // [b, t, d]
-        att.linear(&self.wo, None) // [b·t, d]
+        att.linear(&qat::weight(&self.wo), None) // [b·t, d]
     }
 }

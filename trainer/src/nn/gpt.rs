@@ -464,7 +464,7 @@ impl Gpt {
         pass.layer = None;
         let hf = self.ln_f.forward(&x); // [b·t, d]
         pass.emit("head_in", |p| p.rows(&hf)); // [b, t, d]
-        hf.linear(self.head(), None) // [b·t, vocab]
+        hf.linear(&super::qat::weight(self.head()), None) // [b·t, vocab]
     }
 
     /// A one-line description: sizes, variants and parameter count.

@@ -35,6 +35,6 @@ impl Linear {
 
     /// `x: [n, in] -> [n, out]` (more leading axes are flattened and restored).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        x.linear(&super::qat::weight(&self.weight), self.bias.as_ref())
     }
 }

@@ -3,7 +3,7 @@
 pub use aka_core::format::GptMlp;
 
 use super::gpt::{Pass, INIT_STD};
-use super::{Init, ParamSource};
+use super::{qat, Init, ParamSource};
 use crate::autograd::{GateAct, Tensor};
 
 /// The feed-forward network on rows `x: [b·t, d]`, bias-free:
@@ -46,11 +46,12 @@ impl Mlp {
     /// `x: [b·t, d] -> [b·t, d]`. Taps `mlp_in`, `mlp_gate`, `mlp_act`, `mlp_hidden`.
     pub(crate) fn forward(&self, x: &Tensor, pass: &mut Pass) -> Tensor {
         pass.emit("mlp_in", |p| p.rows(x)); // [b, t, d]
+        let w1 = qat::weight(&self.w1);
         let hidden = match &self.w3 {
-            None if self.kind == GptMlp::GeluErf => x.linear(&self.w1, None).gelu_erf(), // [b·t, hidden]
-            None => x.linear(&self.w1, None).gelu(), // [b·t, hidden]
+            None if self.kind == GptMlp::GeluErf => x.linear(&w1, None).gelu_erf(), // [b·t, hidden]
+            None => x.linear(&w1, None).gelu(), // [b·t, hidden]
             Some(w3) => {
-                let ug = x.linear_cat(&[&self.w1, w3]); // [b·t, 2·hidden] = [w1·x | w3·x]
+                let ug = x.linear_cat(&[&w1, &qat::weight(w3)]); // [b·t, 2·hidden] = [w1·x | w3·x]
                 let act = if self.kind == GptMlp::SwiGlu {
                     GateAct::Silu
                 } else {
@@ -62,7 +63,7 @@ impl Mlp {
         if pass.tapping() {
             // What the int8 runtime quantizes inside the MLP: the up-projection (the index of
             // its activation table) and the activation (the table's values).
-            let gate = x.linear(&self.w1, None); // [b·t, hidden]
+            let gate = x.linear(&w1, None); // [b·t, hidden]
             let act = match self.kind {
                 GptMlp::SwiGlu => gate.mul(&gate.sigmoid()), // [b·t, hidden]
                 GptMlp::Gelu | GptMlp::GeGlu => gate.gelu(), // [b·t, hidden]
@@ -72,6 +73,6 @@ impl Mlp {
             pass.emit("mlp_act", |p| p.rows(&act)); // [b, t, hidden]
         }
         pass.emit("mlp_hidden", |p| p.rows(&hidden)); // [b, t, hidden]
-        hidden.linear(&self.w2, None) // [b·t, d]
+        hidden.linear(&qat::weight(&self.w2), None) // [b·t, d]
     }
 }

@@ -22,6 +22,7 @@
 //! | `block.rs` | [`Block`] (pre-norm transformer block) |
 //! | `sequential.rs` | [`Sequential`], [`Layer`], [`Flatten`], [`ReLU`], [`Dropout`], the MNIST models |
 //! | `gpt.rs` | [`GptConfig`], [`Gpt`] |
+//! | `qat.rs` | the fake-quantization hook of quantization-aware training ([`qat::weight`]) |
 
 use aka_core::rng::Rng;
 use ndarray::IxDyn;
@@ -35,6 +36,7 @@ pub mod gpt;
 mod linear;
 mod mlp;
 mod norm;
+pub mod qat;
 mod sequential;
 
 pub use attention::Attention;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     argmax, fit, shuffled, Cadence, Checkpoint, FitConfig, Log, MeanLoss, Metrics, ModelSpec,
-    Progress, Task,
+    Progress, Qat, QatSteps, Task,
 };
 use crate::autograd::{no_grad, Array, Tensor};
 use crate::data::mnist::PixelNorm;
@@ -101,6 +101,10 @@ pub struct TrainConfig {
     pub progress: Progress,
     /// Batch size for the test-set evaluation (default 1000).
     pub eval_batch_size: usize,
+    /// Quantization-aware fine-tuning after the `epochs` (default `None`). The steps continue
+    /// the epochs' count; with `resume`, a checkpoint at the end of the float epochs continues
+    /// into them.
+    pub qat: Option<QatSteps>,
 }
 
 impl Default for TrainConfig {
@@ -118,6 +122,7 @@ impl Default for TrainConfig {
             resume: false,
             progress: Progress::Auto,
             eval_batch_size: 1000,
+            qat: None,
         }
     }
 }
@@ -308,8 +313,9 @@ pub fn train(
     let mut task =
         Classification::new(data, config.loss, config.batch_size, config.eval_batch_size)?;
     let steps_per_epoch = task.steps_per_epoch();
+    let float_steps = config.epochs * steps_per_epoch;
     let fit_config = FitConfig {
-        steps: config.epochs * steps_per_epoch,
+        steps: float_steps + config.qat.as_ref().map_or(0, |q| q.steps),
         stop_at: None,
         optimizer: config.optimizer,
         schedule: config.schedule,
@@ -323,6 +329,11 @@ pub fn train(
         out_dir: config.out_dir.clone(),
         resume: config.resume,
         progress: config.progress,
+        qat: config.qat.as_ref().map(|q| Qat {
+            start: float_steps,
+            weights: q.weights.clone(),
+            lr_scale: q.lr_scale,
+        }),
     };
     let log = fit(model, &mut task, &fit_config)?;
     if let (Some(dir), true) = (&config.out_dir, config.show_chart) {

@@ -18,7 +18,8 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    fit, Cadence, Checkpoint, FitConfig, Log, MeanLoss, Metrics, ModelSpec, Progress, Task,
+    fit, Cadence, Checkpoint, FitConfig, Log, MeanLoss, Metrics, ModelSpec, Progress, Qat, QatSteps,
+    Task,
 };
 use crate::autograd::{no_grad, Tensor};
 use crate::data::text::{CharTokenizer, Split, TextDataset};
@@ -93,6 +94,9 @@ pub struct GptTrainConfig {
     pub progress: Progress,
     /// Generate a sample at the end (default `Some(SampleConfig::default())`).
     pub sample: Option<SampleConfig>,
+    /// Quantization-aware fine-tuning after the `steps` (default `None`), at the schedule's
+    /// final learning rate (times `lr_scale`); the schedule still spans `steps`.
+    pub qat: Option<QatSteps>,
 }
 
 impl Default for GptTrainConfig {
@@ -114,6 +118,7 @@ impl Default for GptTrainConfig {
             stop_at: None,
             progress: Progress::Auto,
             sample: Some(SampleConfig::default()),
+            qat: None,
         }
     }
 }
@@ -349,7 +354,7 @@ pub fn train_gpt(
         config.seed,
     )?;
     let fit_config = FitConfig {
-        steps: config.steps,
+        steps: config.steps + config.qat.as_ref().map_or(0, |q| q.steps),
         stop_at: config.stop_at,
         optimizer: config.optimizer(),
         schedule: config.schedule(),
@@ -362,6 +367,11 @@ pub fn train_gpt(
         out_dir: config.out_dir.clone(),
         resume: config.resume,
         progress: config.progress,
+        qat: config.qat.as_ref().map(|q| Qat {
+            start: config.steps,
+            weights: q.weights.clone(),
+            lr_scale: q.lr_scale,
+        }),
     };
     let log = fit(model, &mut task, &fit_config)?;
     let mut history = GptHistory::from_log(&log);

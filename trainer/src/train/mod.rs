@@ -19,6 +19,8 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use crate::autograd::Tensor;
+use crate::export::quantize::WeightBits;
+use crate::nn::qat::with_fake_quant;
 use crate::nn::{Ctx, Module};
 use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, OptimizerConfig};
 
@@ -122,6 +124,35 @@ pub struct FitConfig {
     pub resume: bool,
     /// Progress display.
     pub progress: Progress,
+    /// Quantization-aware fine-tuning at the end of the run (`None`: float training only).
+    pub qat: Option<Qat>,
+}
+
+/// Quantization-aware fine-tuning in [`fit`]: from 0-based step `start` on, every forward pass
+/// (training and evaluation) sees `weights` fake-quantized exactly as the exporter quantizes
+/// them ([`crate::nn::qat`]), gradients pass straight through to the float weights, and the
+/// learning rate is scaled by `lr_scale`. Evaluations at steps after `start` are of the
+/// fake-quantized model; the checkpoint keeps the float weights.
+#[derive(Clone, Debug)]
+pub struct Qat {
+    /// The first fake-quantized step (the float steps before it are unchanged).
+    pub start: usize,
+    /// The weights to fake-quantize, each with its precision.
+    pub weights: Vec<(Tensor, WeightBits)>,
+    /// Factor on the scheduled learning rate during those steps.
+    pub lr_scale: f32,
+}
+
+/// Quantization-aware fine-tuning after the float training of [`train`] or [`train_gpt`]:
+/// `steps` more steps with `weights` fake-quantized (see [`Qat`]).
+#[derive(Clone, Debug)]
+pub struct QatSteps {
+    /// Extra steps after the float training.
+    pub steps: usize,
+    /// The weights to fake-quantize, each with its precision.
+    pub weights: Vec<(Tensor, WeightBits)>,
+    /// Factor on the learning rate during those steps.
+    pub lr_scale: f32,
 }
 
 /// A mean of losses weighted by example counts, summed in `f64`.
@@ -353,6 +384,17 @@ pub fn fit<T: Task>(model: &T::Model, task: &mut T, config: &FitConfig) -> anyho
         }
     }
 
+    // The fake-quantized weights for training step `s` (0-based) / the evaluation after `s`
+    // steps: none before the QAT start.
+    let none: &[(Tensor, WeightBits)] = &[];
+    let fq_train = |s: usize| match &config.qat {
+        Some(q) if s >= q.start => q.weights.as_slice(),
+        _ => none,
+    };
+    let fq_eval = |s: usize| match &config.qat {
+        Some(q) if s > q.start => q.weights.as_slice(),
+        _ => none,
+    };
     let mut reporter = progress::Reporter::new(config.progress, cadence, config.steps, step, end);
     if matches!(cadence, Cadence::Steps { .. }) && step == 0 && log.evals.is_empty() {
         if let Some(m) = task.evaluate(model) {
@@ -394,12 +436,17 @@ pub fn fit<T: Task>(model: &T::Model, task: &mut T, config: &FitConfig) -> anyho
         reporter.step_started(step);
         let t0 = Instant::now();
         optimizer.zero_grad();
-        let (loss, examples) = task.train_loss(model, step, &mut ctx);
+        let (loss, examples) =
+            with_fake_quant(fq_train(step), || task.train_loss(model, step, &mut ctx));
         loss.backward();
         if let Some(max_norm) = config.clip_grad_norm {
             clip_grad_norm(optimizer.params(), max_norm);
         }
-        optimizer.step(config.schedule.lr(config.optimizer.lr(), step as u64));
+        let lr_scale = match &config.qat {
+            Some(q) if step >= q.start => q.lr_scale,
+            _ => 1.0,
+        };
+        optimizer.step(config.schedule.lr(config.optimizer.lr(), step as u64) * lr_scale);
         let l = loss.item();
         drop(loss);
         step += 1;
@@ -418,7 +465,7 @@ pub fn fit<T: Task>(model: &T::Model, task: &mut T, config: &FitConfig) -> anyho
 
         let eval_now = step.is_multiple_of(interval) || step == config.steps;
         if eval_now {
-            if let Some(m) = task.evaluate(model) {
+            if let Some(m) = with_fake_quant(fq_eval(step), || task.evaluate(model)) {
                 let e = log.record(step, m);
                 reporter.evaluated(&e, Some(l));
             }

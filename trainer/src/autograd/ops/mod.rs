@@ -15,6 +15,7 @@
 //! - `rope`: rotary position embedding (tables and rotation).
 //! - `attention`: fused multi-head causal attention.
 //! - `loss`: cross-entropy and mean squared error.
+//! - `quant`: fake quantization with a straight-through gradient (quantization-aware training).
 //!
 //! Work split across the rayon pool is arranged so that each output element is computed by the
 //! same sequence of operations whatever the split: results do not depend on the thread count.
@@ -60,6 +61,7 @@ mod embedding;
 mod loss;
 mod matmul;
 mod norm;
+mod quant;
 mod reduce;
 mod rope;
 mod shape;
