@@ -17,12 +17,13 @@ use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{Mnist, PixelNorm};
-use aka_trainer::export::quantize::Calibration;
+use aka_trainer::export::quantize::{Calibration, WeightBits};
+use aka_trainer::export::sequential::quantize::weight_plan;
 use aka_trainer::export::sequential::{export_classifier, ExportConfig, QuantConfig};
 use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::nn::{mnist_cnn, mnist_mlp, Module, Sequential};
 use aka_trainer::optim::OptimizerConfig;
-use aka_trainer::train::{train, Loss, Progress, Splits, TrainConfig};
+use aka_trainer::train::{train, Loss, Progress, QatSteps, Splits, TrainConfig};
 use anyhow::Context as _;
 use clap::ValueEnum;
 use serde::Serialize;
@@ -93,6 +94,35 @@ pub struct MnistArgs {
     /// min/max.
     #[arg(long, value_name = "P")]
     calibration_percentile: Option<f32>,
+    /// Weight precision of the exported file: int8, or int4 (packed, one scale per output
+    /// channel; about half the flash).
+    #[arg(long, value_enum, default_value = "int8")]
+    weights: WeightBits,
+    /// Layers (indices in the model summary) kept int8 with `--weights int4`, e.g. `0,5`.
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    int8_layers: Vec<usize>,
+    /// Quantization-aware fine-tuning: N more optimizer steps after the float epochs with the
+    /// weights fake-quantized exactly as exported (`--weights`, `--int8-layers`) and
+    /// straight-through gradients. Prints and records the post-training quantization (PTQ)
+    /// figures before them next to the final ones. The checkpoint keeps float weights.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    qat_steps: usize,
+    /// Learning rate of the QAT steps as a fraction of `--lr`.
+    #[arg(long, default_value_t = 0.1, value_name = "F")]
+    qat_lr_scale: f32,
+}
+
+/// Post-training quantization next to quantization-aware training, in `summary.json`.
+#[derive(Serialize)]
+struct QatSummary {
+    steps: usize,
+    lr_scale: f32,
+    /// Percent: the float model after the epochs (before QAT).
+    ptq_float_accuracy: f64,
+    /// Percent, aka-core: that model quantized directly (PTQ).
+    ptq_quantized_accuracy: f64,
+    /// Percent, aka-core: the file exported after QAT (also `export.quantized_accuracy`).
+    qat_quantized_accuracy: f64,
 }
 
 /// `data/mnist` of this checkout, wherever cargo is run from.
@@ -116,15 +146,24 @@ struct Summary<'a> {
     wall_seconds: f64,
     history: &'a aka_trainer::train::History,
     command: String,
-    /// The int8 export (absent with `--no-export`).
+    /// The export (absent with `--no-export`).
     #[serde(skip_serializing_if = "Option::is_none")]
     export: Option<ExportSummary>,
+    /// PTQ vs QAT (with `--qat-steps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qat: Option<QatSummary>,
 }
 
 impl MnistArgs {
     /// Checks every flag that clap's value parsers do not, before anything is read.
     fn validate(&self) -> anyhow::Result<()> {
         super::check_lr(self.lr)?;
+        super::check(
+            self.qat_lr_scale.is_finite() && self.qat_lr_scale > 0.0,
+            "--qat-lr-scale",
+            self.qat_lr_scale,
+            "must be positive",
+        )?;
         if let Some(p) = self.calibration_percentile {
             // The same range as the export's own check (`export::sequential::quantize`).
             super::check(
@@ -165,6 +204,9 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         ModelKind::Cnn => mnist_cnn(&mut rng),
     };
     print!("{}", model.summary(&[1, 1, 28, 28]));
+    let quant = quant_config(&args);
+    // Checks --int8-layers before training; the weights QAT fake-quantizes.
+    let plan = weight_plan(&model, &quant)?;
 
     let optimizer = match args.optimizer {
         OptimizerKind::Adam => OptimizerConfig::adam(args.lr),
@@ -183,20 +225,69 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         progress: Progress::Auto,
         ..TrainConfig::default()
     };
-    let history = train(
-        &model,
-        &Splits {
-            train: &data.train,
-            test: &data.test,
-        },
-        &config,
-    )?;
+    let splits = Splits {
+        train: &data.train,
+        test: &data.test,
+    };
+    let mut history = train(&model, &splits, &config)?;
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut ptq = None;
+    if args.qat_steps > 0 {
+        if !args.no_export {
+            let e = export_classifier(
+                &model,
+                &data.train,
+                &data.test,
+                &export_config(&args, &command),
+            )?;
+            println!(
+                "PTQ ({}): float {:.2}%, quantized {:.2}% (aka-core)",
+                args.weights.name(),
+                e.float.accuracy(),
+                e.int8.accuracy()
+            );
+            ptq = Some((e.float.accuracy(), e.int8.accuracy()));
+        }
+        println!(
+            "QAT: {} steps with the weights fake-quantized ({}), lr {} x {}",
+            args.qat_steps,
+            args.weights.name(),
+            args.lr,
+            args.qat_lr_scale
+        );
+        let qat = TrainConfig {
+            resume: true,
+            qat: Some(QatSteps {
+                steps: args.qat_steps,
+                weights: plan,
+                lr_scale: args.qat_lr_scale,
+            }),
+            ..config
+        };
+        history = train(&model, &splits, &qat)?;
+    }
     let export = if args.no_export {
         None
     } else {
         Some(export(&args, &model, &data, &out, &command)?)
+    };
+    let qat = match (&export, ptq) {
+        (Some(e), Some((float, quantized))) => {
+            println!(
+                "PTQ vs QAT ({}): float {float:.2}%, PTQ {quantized:.2}%, QAT {:.2}%",
+                args.weights.name(),
+                e.quantized_accuracy
+            );
+            Some(QatSummary {
+                steps: args.qat_steps,
+                lr_scale: args.qat_lr_scale,
+                ptq_float_accuracy: float,
+                ptq_quantized_accuracy: quantized,
+                qat_quantized_accuracy: e.quantized_accuracy,
+            })
+        }
+        _ => None,
     };
 
     let summary = Summary {
@@ -213,6 +304,7 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
         history: &history,
         command,
         export,
+        qat,
     };
     let summary_path = out.join("summary.json");
     aka_trainer::io::write_json(&summary_path, &summary)?;
@@ -224,6 +316,30 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The export's quantization settings from the flags.
+fn quant_config(args: &MnistArgs) -> QuantConfig {
+    QuantConfig {
+        samples: args.calibration,
+        method: match args.calibration_percentile {
+            Some(p) => Calibration::Percentile(p),
+            None => Calibration::MinMax,
+        },
+        seed: args.seed,
+        weights: args.weights,
+        int8_layers: args.int8_layers.clone(),
+        ..QuantConfig::default()
+    }
+}
+
+/// The export settings from the flags.
+fn export_config(args: &MnistArgs, command: &str) -> ExportConfig {
+    ExportConfig {
+        quant: quant_config(args),
+        metadata: ExportMetadata::digits(args.seed, command),
+        eval_batch_size: 1000,
+    }
+}
+
 /// Quantizes, writes `out/model.aka`, evaluates it with aka-core and prints the report.
 fn export(
     args: &MnistArgs,
@@ -233,21 +349,10 @@ fn export(
     command: &str,
 ) -> anyhow::Result<ExportSummary> {
     let started = Instant::now();
-    let config = ExportConfig {
-        quant: QuantConfig {
-            samples: args.calibration,
-            method: match args.calibration_percentile {
-                Some(p) => Calibration::Percentile(p),
-                None => Calibration::MinMax,
-            },
-            seed: args.seed,
-            ..QuantConfig::default()
-        },
-        metadata: ExportMetadata::digits(args.seed, command),
-        eval_batch_size: 1000,
-    };
+    let config = export_config(args, command);
     println!(
-        "int8 export: calibrating on {} training images",
+        "{} export: calibrating on {} training images",
+        args.weights.name(),
         args.calibration.min(data.train.len())
     );
     let exported = export_classifier(model, &data.train, &data.test, &config)?;

@@ -34,9 +34,9 @@ use anyhow::{bail, ensure};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::quantize::{quantize_rows, Calibration};
+use super::quantize::{quantize_rows_as, Calibration, WeightBits};
 use super::{
-    encode_aligned, f32_bytes, i8_bytes, u32_of, BodySummary, Evaluation, ExportMetadata,
+    encode_aligned, f32_bytes, u32_of, weight_bytes, BodySummary, Evaluation, ExportMetadata,
     ExportSummary, Observer,
 };
 use crate::autograd::{no_grad, Tensor};
@@ -141,15 +141,18 @@ pub struct GptExported {
     pub state_size: usize,
     /// `GptModel::param_bytes()`.
     pub param_bytes: usize,
+    /// Which matrices are int4.
+    pub weights: GptWeights,
 }
 
 impl GptExported {
     /// A few lines for the terminal.
     pub fn report(&self) -> String {
         format!(
-            "int8 GPT: {} bytes ({} of parameters), run state {} bytes\n\
-             validation ({} positions): float loss {:.4}, int8 loss {:.4} ({:+.2}%), \
-             top-1 agreement {:.2}%, top-1 accuracy float {:.2}% / int8 {:.2}%",
+            "quantized GPT, {}: {} bytes ({} of parameters), run state {} bytes\n\
+             validation ({} positions): float loss {:.4}, quantized loss {:.4} ({:+.2}%), \
+             top-1 agreement {:.2}%, top-1 accuracy float {:.2}% / quantized {:.2}%",
+            self.weights.describe(),
             self.bytes.len(),
             self.param_bytes,
             self.state_size,
@@ -172,6 +175,7 @@ impl GptExported {
             (&self.float, &self.int8),
             self.calibration,
             self.calibration_samples,
+            self.weights.weights,
             BodySummary::Gpt(GptSummary {
                 state_bytes: self.state_size,
                 val_tokens: self.val_tokens,
@@ -273,20 +277,93 @@ pub fn calibrate(
     })
 }
 
+/// Which GPT matrices are int4: `weights` for every projection (`wq wk wv wo w1 w2 w3`) and an
+/// untied `lm_head`, except the roles in `int8`. The embeddings (and so a tied head) are
+/// always int8.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GptWeights {
+    /// The precision of the matrices not kept int8.
+    pub weights: WeightBits,
+    /// Roles kept int8 (`"wq"`, ..., `"w3"`, `"lm_head"`), in every block.
+    pub int8: Vec<String>,
+}
+
+/// The roles a [`GptWeights`] rule can name.
+pub const MATRIX_ROLES: [&str; 8] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3", "lm_head"];
+
+impl GptWeights {
+    /// Checks that every `int8` role is one of [`MATRIX_ROLES`].
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for r in &self.int8 {
+            ensure!(
+                MATRIX_ROLES.contains(&r.as_str()),
+                "unknown matrix {r:?} (one of {})",
+                MATRIX_ROLES.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The precision of matrices of `role`.
+    pub fn bits_of(&self, role: &str) -> WeightBits {
+        if self.int8.iter().any(|r| r == role) {
+            WeightBits::Int8
+        } else {
+            self.weights
+        }
+    }
+
+    /// Every projection (and an untied head) of `model` with its precision: what the exporter
+    /// quantizes per row and quantization-aware training fake-quantizes.
+    pub fn plan(&self, model: &Gpt) -> Vec<(Tensor, WeightBits)> {
+        let mut out = Vec::new();
+        for b in &model.blocks {
+            let a = &b.attn;
+            for (role, t) in [("wq", &a.wq), ("wk", &a.wk), ("wv", &a.wv), ("wo", &a.wo)] {
+                out.push((t.clone(), self.bits_of(role)));
+            }
+            out.push((b.mlp.w1.clone(), self.bits_of("w1")));
+            out.push((b.mlp.w2.clone(), self.bits_of("w2")));
+            if let Some(w3) = &b.mlp.w3 {
+                out.push((w3.clone(), self.bits_of("w3")));
+            }
+        }
+        if let Some(h) = &model.lm_head {
+            out.push((h.clone(), self.bits_of("lm_head")));
+        }
+        out
+    }
+
+    /// One line for the terminal, e.g. `int4 weights (wo, w2 kept int8; embeddings int8)`.
+    pub fn describe(&self) -> String {
+        match (self.weights, self.int8.is_empty()) {
+            (WeightBits::Int8, _) => "int8 weights".into(),
+            (WeightBits::Int4, true) => "int4 weights (embeddings and a tied head int8)".into(),
+            (WeightBits::Int4, false) => format!(
+                "int4 weights ({} kept int8; embeddings and a tied head int8)",
+                self.int8.join(", ")
+            ),
+        }
+    }
+}
+
+/// A quantized matrix: `(weight bytes, f32 LE row scales, precision)`.
+type Mat = (Vec<u8>, Vec<u8>, WeightBits);
+
 /// Owned arrays of a quantized block (borrowed by the encoded `GptBlock`).
 struct BlockBytes {
     ln1: (Vec<u8>, Option<Vec<u8>>),
     ln2: (Vec<u8>, Option<Vec<u8>>),
-    wq: (Vec<u8>, Vec<u8>),
-    wk: (Vec<u8>, Vec<u8>),
-    wv: (Vec<u8>, Vec<u8>),
-    wo: (Vec<u8>, Vec<u8>),
-    w1: (Vec<u8>, Vec<u8>),
-    w2: (Vec<u8>, Vec<u8>),
-    w3: Option<(Vec<u8>, Vec<u8>)>,
+    wq: Mat,
+    wk: Mat,
+    wv: Mat,
+    wo: Mat,
+    w1: Mat,
+    w2: Mat,
+    w3: Option<Mat>,
 }
 
-fn qm(m: &(Vec<u8>, Vec<u8>)) -> QMatrix<'_> {
+fn qm(m: &Mat) -> QMatrix<'_> {
     QMatrix {
         pad: &[],
         weights: &m.0,
@@ -312,10 +389,11 @@ fn norm_bytes(n: &Norm) -> (Vec<u8>, Option<Vec<u8>>) {
     )
 }
 
-/// A `[rows, cols]` weight as `(int8 bytes, f32 LE row scales)` ([`quantize_rows`]).
-fn matrix(t: &Tensor) -> (Vec<u8>, Vec<u8>) {
-    let qw = quantize_rows(&values(t), t.shape()[0]);
-    (i8_bytes(&qw.q), f32_bytes(&qw.scales))
+/// A `[rows, cols]` weight quantized per row at precision `bits` ([`quantize_rows_as`]).
+fn matrix(t: &Tensor, bits: WeightBits) -> Mat {
+    let rows = t.shape()[0];
+    let qw = quantize_rows_as(&values(t), rows, bits);
+    (weight_bytes(&qw.q, rows, bits), f32_bytes(&qw.scales), bits)
 }
 
 /// Encodes `model` with `tokenizer`'s vocabulary, activation `scales` and evaluation figures as
@@ -328,7 +406,9 @@ pub fn encode_gpt(
     scales: &ActScales,
     eval: GptEval,
     meta: &ExportMetadata,
+    weights: &GptWeights,
 ) -> anyhow::Result<Vec<u8>> {
+    weights.validate()?;
     let cfg = model.config();
     ensure!(
         tokenizer.vocab_size() == cfg.vocab_size,
@@ -367,8 +447,10 @@ pub fn encode_gpt(
         norm_eps: cfg.norm_eps,
     };
 
-    let tok = matrix(&model.tok_emb);
-    let pos = model.pos_emb.as_ref().map(matrix);
+    let int8 = |t: &Tensor| matrix(t, WeightBits::Int8);
+    let m = |t: &Tensor, role: &str| matrix(t, weights.bits_of(role));
+    let tok = int8(&model.tok_emb);
+    let pos = model.pos_emb.as_ref().map(int8);
     let rope = (cfg.position == GptPosition::Rope).then(|| {
         let (c, s) = Tensor::rope_tables(0, cfg.block_size, cfg.head_dim());
         (
@@ -382,17 +464,17 @@ pub fn encode_gpt(
         .map(|b| BlockBytes {
             ln1: norm_bytes(&b.ln1),
             ln2: norm_bytes(&b.ln2),
-            wq: matrix(&b.attn.wq),
-            wk: matrix(&b.attn.wk),
-            wv: matrix(&b.attn.wv),
-            wo: matrix(&b.attn.wo),
-            w1: matrix(&b.mlp.w1),
-            w2: matrix(&b.mlp.w2),
-            w3: b.mlp.w3.as_ref().map(matrix),
+            wq: m(&b.attn.wq, "wq"),
+            wk: m(&b.attn.wk, "wk"),
+            wv: m(&b.attn.wv, "wv"),
+            wo: m(&b.attn.wo, "wo"),
+            w1: m(&b.mlp.w1, "w1"),
+            w2: m(&b.mlp.w2, "w2"),
+            w3: b.mlp.w3.as_ref().map(|w| m(w, "w3")),
         })
         .collect();
     let ln_f = norm_bytes(&model.ln_f);
-    let head = model.lm_head.as_ref().map(matrix);
+    let head = model.lm_head.as_ref().map(|h| m(h, "lm_head"));
 
     // For GELU the table's values are the input of w2: one scale for both.
     let act_scale = |s: &[f32; 9]| if cfg.mlp.is_plain_gelu() { s[8] } else { s[7] };
@@ -591,6 +673,19 @@ pub fn export_gpt(
     eval: &EvalConfig,
     meta: &ExportMetadata,
 ) -> anyhow::Result<GptExported> {
+    export_gpt_weights(model, data, calib, eval, meta, &GptWeights::default())
+}
+
+/// [`export_gpt`] with the matrices' precision chosen by `weights` (int8 for
+/// `GptWeights::default()`).
+pub fn export_gpt_weights(
+    model: &Gpt,
+    data: &TextDataset,
+    calib: &CalibConfig,
+    eval: &EvalConfig,
+    meta: &ExportMetadata,
+    weights: &GptWeights,
+) -> anyhow::Result<GptExported> {
     let tokenizer = data.tokenizer();
     let scales = calibrate(model, data, calib)?;
     let (batches, block) = validation_batches(
@@ -612,7 +707,7 @@ pub fn export_gpt(
         int8_accuracy: f32::NAN,
         ..meta.clone()
     };
-    let draft = encode_gpt(model, tokenizer, &scales, GptEval::UNKNOWN, &meta)?;
+    let draft = encode_gpt(model, tokenizer, &scales, GptEval::UNKNOWN, &meta, weights)?;
     let int8 = evaluate_int8(&draft, &batches, eval.batch_size, block)
         .map_err(|e| anyhow::anyhow!("running the exported GPT with aka-core: {e}"))?;
     let val_tokens = batches.len() * eval.batch_size * block;
@@ -624,7 +719,7 @@ pub fn export_gpt(
     };
     meta.float_accuracy = float.accuracy() as f32;
     meta.int8_accuracy = int8.accuracy() as f32;
-    let bytes = encode_gpt(model, tokenizer, &scales, figures, &meta)?;
+    let bytes = encode_gpt(model, tokenizer, &scales, figures, &meta, weights)?;
     let loaded = GptModel::load(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (state_size, param_bytes) = (loaded.state_size(), loaded.param_bytes());
     Ok(GptExported {
@@ -637,6 +732,7 @@ pub fn export_gpt(
         val_tokens,
         state_size,
         param_bytes,
+        weights: weights.clone(),
     })
 }
 

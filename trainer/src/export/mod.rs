@@ -28,7 +28,7 @@ use anyhow::{ensure, Context as _};
 use serde::Serialize;
 
 use crate::autograd::Array;
-use quantize::{Calibration, PERCENTILE_MAX_VALUES};
+use quantize::{Calibration, WeightBits, PERCENTILE_MAX_VALUES};
 
 /// File extension of aka model files.
 pub const EXTENSION: &str = "aka";
@@ -109,6 +109,30 @@ pub(crate) fn u32_of(v: usize, what: &str) -> anyhow::Result<u32> {
 /// `[n]` int8 values as `n` bytes.
 pub(crate) fn i8_bytes(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
+}
+
+/// `[rows][cols]` weight values as the file stores them at precision `bits`: int8, one byte
+/// each; int4 ([`quantize::INT4_MIN`]`..=`[`quantize::INT4_MAX`]), each row packed into
+/// `cols.div_ceil(2)` bytes, value `c` in the low nibble of byte `c / 2` when `c` is even, the
+/// high nibble when odd (two's complement; an odd row's last high nibble is 0).
+pub fn weight_bytes(q: &[i8], rows: usize, bits: WeightBits) -> Vec<u8> {
+    match bits {
+        WeightBits::Int8 => i8_bytes(q),
+        WeightBits::Int4 => {
+            let cols = q.len() / rows.max(1);
+            let per_row = cols.div_ceil(2);
+            let mut out = vec![0u8; per_row * rows];
+            for (row, dst) in q
+                .chunks_exact(cols.max(1))
+                .zip(out.chunks_exact_mut(per_row.max(1)))
+            {
+                for (i, &v) in row.iter().enumerate() {
+                    dst[i / 2] |= ((v as u8) & 0x0F) << (4 * (i % 2));
+                }
+            }
+            out
+        }
+    }
 }
 
 /// `[n]` int32 values as `4 n` little-endian bytes.
@@ -349,8 +373,14 @@ pub struct ExportSummary {
     pub param_bytes: usize,
     /// Percent: top-1 accuracy of the float model (test images / validation positions).
     pub float_accuracy: f64,
-    /// Percent, aka-core on the host.
+    /// Percent, aka-core on the host (the quantized file, int8 or int4 weights; kept under this
+    /// name for existing readers, the same as `quantized_accuracy`).
     pub int8_accuracy: f64,
+    /// `"int8"` or `"int4"`: the weight precision asked for (`--weights`; some layers may be
+    /// kept int8, see the per-layer reports).
+    pub weights: WeightBits,
+    /// Percent, aka-core on the host: the quantized file's top-1 accuracy.
+    pub quantized_accuracy: f64,
     /// Percent of predictions where int8 and float agree.
     pub top1_agreement: f64,
     /// How activation ranges were calibrated.
@@ -379,6 +409,7 @@ impl ExportSummary {
         (float, int8): (&Evaluation, &Evaluation),
         calibration: Calibration,
         calibration_samples: usize,
+        weights: WeightBits,
         body: BodySummary,
     ) -> Self {
         Self {
@@ -387,6 +418,8 @@ impl ExportSummary {
             param_bytes,
             float_accuracy: float.accuracy(),
             int8_accuracy: int8.accuracy(),
+            weights,
+            quantized_accuracy: int8.accuracy(),
             top1_agreement: int8.agreement(float),
             calibration,
             calibration_samples,

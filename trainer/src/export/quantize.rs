@@ -110,7 +110,7 @@ pub const INT4_MIN: i32 = -8;
 pub const INT4_CLIP_STEPS: usize = 51;
 
 /// The weight precision of a layer or matrix.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightBits {
     /// int8 per row, `s = max|w| / 127` ([`quantize_rows`]).
@@ -177,9 +177,7 @@ pub fn dequantize(qw: &QuantWeights) -> Vec<f32> {
 fn int4_row(row: &[f32], scale: f32, q: &mut Vec<i8>) -> f64 {
     let mut sse = 0.0f64;
     for &v in row {
-        let qv = (v / scale)
-            .round()
-            .clamp(INT4_MIN as f32, INT4_MAX as f32);
+        let qv = (v / scale).round().clamp(INT4_MIN as f32, INT4_MAX as f32);
         let e = (v - qv * scale) as f64;
         sse += e * e;
         q.push(qv as i8);
@@ -413,7 +411,7 @@ mod tests {
         let qw = quantize_rows_int4(&w, 1, Int4Scale::Max);
         assert_eq!(qw.scales, [s]);
         assert_eq!(qw.q, [7, 2, -2, 3, -3, 1]); // 1.5 -> 2, -1.5 -> -2, 2.5 -> 3, 0.5 -> 1
-        // Zero and non-finite rows get scale 1.
+                                                // Zero and non-finite rows get scale 1.
         let z = quantize_rows_int4(&[0.0; 4], 2, Int4Scale::Search);
         assert_eq!(z.scales, [1.0, 1.0]);
         assert_eq!(z.q, [0; 4]);
@@ -432,14 +430,24 @@ mod tests {
         };
         let max = quantize_rows_int4(&w, 1, Int4Scale::Max);
         let search = quantize_rows_int4(&w, 1, Int4Scale::Search);
-        assert!(sse(&search) < sse(&max), "{} vs {}", sse(&search), sse(&max));
+        assert!(
+            sse(&search) < sse(&max),
+            "{} vs {}",
+            sse(&search),
+            sse(&max)
+        );
         assert!(search.scales[0] < max.scales[0]);
         assert!(search.q.iter().all(|&q| (-8..=7).contains(&q)));
         // Uniform weights: the search can still only be as good or better.
         let u: Vec<f32> = (0..32).map(|i| i as f32 / 31.0 - 0.5).collect();
         let a = dequantize(&quantize_rows_int4(&u, 1, Int4Scale::Max));
         let b = dequantize(&quantize_rows_int4(&u, 1, Int4Scale::Search));
-        let e = |d: &[f32]| -> f64 { u.iter().zip(d).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum() };
+        let e = |d: &[f32]| -> f64 {
+            u.iter()
+                .zip(d)
+                .map(|(&x, &y)| ((x - y) as f64).powi(2))
+                .sum()
+        };
         assert!(e(&b) <= e(&a));
     }
 

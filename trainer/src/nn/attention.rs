@@ -57,7 +57,11 @@ impl Attention {
         let (t, h) = (pass.t, self.n_head);
         let d = x.shape()[1];
         pass.emit("attn_in", |p| p.rows(x)); // [b, t, d]
-        let (wq, wk, wv) = (qat::weight(&self.wq), qat::weight(&self.wk), qat::weight(&self.wv));
+        let (wq, wk, wv) = (
+            qat::weight(&self.wq),
+            qat::weight(&self.wk),
+            qat::weight(&self.wv),
+        );
         let mut qkv = x.linear_cat(&[&wq, &wk, &wv]); // [b·t, 3d] = [q | k | v]
         if self.rope {
             qkv = qkv.rope_rows(t, d / h, 2 * d, 0); // q and k rotated

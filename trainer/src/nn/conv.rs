@@ -41,7 +41,12 @@ impl Conv2d {
 
     /// `x: [n, c_in, h, w] -> [n, c_out, oh, ow]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&super::qat::weight(&self.weight), self.bias.as_ref(), self.stride, self.padding)
+        x.conv2d(
+            &super::qat::weight(&self.weight),
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
     }
 }
 

@@ -49,7 +49,7 @@ impl Mlp {
         let w1 = qat::weight(&self.w1);
         let hidden = match &self.w3 {
             None if self.kind == GptMlp::GeluErf => x.linear(&w1, None).gelu_erf(), // [b·t, hidden]
-            None => x.linear(&w1, None).gelu(), // [b·t, hidden]
+            None => x.linear(&w1, None).gelu(),                                     // [b·t, hidden]
             Some(w3) => {
                 let ug = x.linear_cat(&[&w1, &qat::weight(w3)]); // [b·t, 2·hidden] = [w1·x | w3·x]
                 let act = if self.kind == GptMlp::SwiGlu {

@@ -18,8 +18,8 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    fit, Cadence, Checkpoint, FitConfig, Log, MeanLoss, Metrics, ModelSpec, Progress, Qat, QatSteps,
-    Task,
+    fit, Cadence, Checkpoint, FitConfig, Log, MeanLoss, Metrics, ModelSpec, Progress, Qat,
+    QatSteps, Task,
 };
 use crate::autograd::{no_grad, Tensor};
 use crate::data::text::{CharTokenizer, Split, TextDataset};

@@ -22,7 +22,11 @@ impl Tensor {
             let v = self.value();
             let values = std_slice(&v);
             let q = quantize(&values);
-            assert_eq!(q.len(), values.len(), "fake_quant: the quantizer changed the length");
+            assert_eq!(
+                q.len(),
+                values.len(),
+                "fake_quant: the quantizer changed the length"
+            );
             q
         };
         Tensor::from_op("fake_quant", array(&shape, q), vec![self.clone()], |c| {

@@ -240,6 +240,7 @@ impl Exported {
             (&self.float, &self.int8),
             self.quantized.calibration,
             self.quantized.calibration_samples,
+            self.quantized.weights,
             BodySummary::Sequential(SequentialSummary {
                 arena_bytes: self.arena_size,
                 macs_per_inference: self.macs,
@@ -268,14 +269,16 @@ impl Exported {
         );
         let _ = writeln!(
             s,
-            "int8 accuracy    {:6.2}% ({} / {n}, aka-core on the host)",
+            "{} accuracy    {:6.2}% ({} / {n}, aka-core on the host)",
+            self.quantized.weights.name(),
             self.int8.accuracy(),
             self.int8.correct
         );
         let _ = writeln!(
             s,
-            "top-1 agreement  {:6.2}% (int8 vs float)",
-            self.int8.agreement(&self.float)
+            "top-1 agreement  {:6.2}% ({} vs float)",
+            self.int8.agreement(&self.float),
+            self.quantized.weights.name()
         );
         let _ = writeln!(
             s,

@@ -14,7 +14,7 @@
 //!   built at load). Without normalization (mean 0, std 1, `--no-normalize`) this is scale
 //!   `1/255`, zero point `-128` ([`crate::export::quantize::INPUT_SCALE`],
 //!   [`crate::export::quantize::INPUT_ZERO_POINT`]), i.e. `q = p - 128`.
-//! * **Weights** ([`quantize_rows`]): int8, symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
+//! * **Weights** ([`quantize_rows_as`]): int8 (or int4, [`QuantConfig::weights`]), symmetric, **per output channel**: `s_w[o] = max|W[o]| / 127`,
 //!   `q = clamp(round(w / s_w[o]), -127, 127)`, zero point 0 (an all-zero channel gets scale 1).
 //!   The maximum quantization error per layer is reported, absolute and relative to the
 //!   channel's `max|W[o]|` ([`LayerReport`]).
@@ -50,8 +50,8 @@ use serde::Serialize;
 use crate::autograd::{no_grad, Tensor};
 use crate::data::mnist::ImageSet;
 use crate::export::quantize::{
-    activation_quant, fold_bias, input_quant, quantize_rows, requant, Calibration, QRequant,
-    QuantWeights,
+    activation_quant, fold_bias, input_quant, quantize_rows_as, requant, Calibration, QRequant,
+    QuantWeights, WeightBits,
 };
 use crate::export::{u32_of, Observer};
 use crate::nn::{self, Ctx, Sequential};
@@ -69,6 +69,10 @@ pub struct QuantConfig {
     pub seed: u64,
     /// Images per calibration forward pass (default 250).
     pub batch_size: usize,
+    /// Weight precision of every Linear/Conv2d layer (default int8), except `int8_layers`.
+    pub weights: WeightBits,
+    /// Float-model indices of Linear/Conv2d layers kept at int8 whatever `weights` says.
+    pub int8_layers: Vec<usize>,
 }
 
 impl Default for QuantConfig {
@@ -78,8 +82,57 @@ impl Default for QuantConfig {
             method: Calibration::MinMax,
             seed: 0,
             batch_size: 250,
+            weights: WeightBits::Int8,
+            int8_layers: Vec::new(),
         }
     }
+}
+
+impl QuantConfig {
+    /// The weight precision of float layer `index`.
+    pub fn bits_of(&self, index: usize) -> WeightBits {
+        if self.int8_layers.contains(&index) {
+            WeightBits::Int8
+        } else {
+            self.weights
+        }
+    }
+}
+
+/// The Linear and Conv2d weights of `model` with their float-layer index, in order: what
+/// [`QuantConfig::weights`] and `int8_layers` apply to (and what quantization-aware training
+/// fake-quantizes).
+pub fn weight_layers(model: &Sequential) -> Vec<(usize, Tensor)> {
+    model
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| match l {
+            nn::Layer::Linear(l) => Some((i, l.weight.clone())),
+            nn::Layer::Conv2d(c) => Some((i, c.weight.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`weight_layers`] with the precision `config` gives each; errors if an `int8_layers` index
+/// is not a Linear/Conv2d layer.
+pub fn weight_plan(
+    model: &Sequential,
+    config: &QuantConfig,
+) -> anyhow::Result<Vec<(Tensor, WeightBits)>> {
+    let layers = weight_layers(model);
+    for &i in &config.int8_layers {
+        ensure!(
+            layers.iter().any(|(j, _)| *j == i),
+            "--int8-layers: layer {i} is not a Linear or Conv2d layer (those are {:?})",
+            layers.iter().map(|(j, _)| *j).collect::<Vec<_>>()
+        );
+    }
+    Ok(layers
+        .into_iter()
+        .map(|(i, t)| (t, config.bits_of(i)))
+        .collect())
 }
 
 /// An int8 fully connected layer.
@@ -87,8 +140,11 @@ impl Default for QuantConfig {
 pub struct QLinear {
     pub in_features: usize,
     pub out_features: usize,
-    /// `[out][in]`, input columns already in aka-core's (NHWC-flattened) order.
+    /// `[out][in]`, input columns already in aka-core's (NHWC-flattened) order; int4 values
+    /// (`-8..=7`, unpacked) when `weight_bits` is int4.
     pub weights: Vec<i8>,
+    /// The weights' precision.
+    pub weight_bits: WeightBits,
     /// Bias with the input zero point folded in.
     pub bias: Vec<i32>,
     pub requant: QRequant,
@@ -105,8 +161,10 @@ pub struct QConv2d {
     pub padding: usize,
     /// Zero point of the input activations.
     pub input_zero_point: i8,
-    /// OHWI `[out][kh][kw][in]`.
+    /// OHWI `[out][kh][kw][in]` (unpacked int4 values when `weight_bits` is int4).
     pub weights: Vec<i8>,
+    /// The weights' precision.
+    pub weight_bits: WeightBits,
     /// Bias with the input zero point folded in (over the whole kernel).
     pub bias: Vec<i32>,
     pub requant: QRequant,
@@ -146,6 +204,8 @@ pub struct LayerReport {
     pub description: String,
     /// Whether a following ReLU was fused.
     pub relu_fused: bool,
+    /// The weights' precision.
+    pub weights: WeightBits,
     /// `max |w - s_w * q|` over all weights.
     pub max_abs_error: f32,
     /// `max over channels of max|w - s_w * q| / max|W[o]|` (at most `1/254` by construction).
@@ -165,8 +225,9 @@ impl fmt::Display for LayerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<34} max |w - ŵ| {:.3e} ({:.3}% of channel max), out range [{:.3}, {:.3}] -> scale {:.5} zp {}",
+            "{:<34} {} max |w - ŵ| {:.3e} ({:.3}% of channel max), out range [{:.3}, {:.3}] -> scale {:.5} zp {}",
             self.description,
+            self.weights.name(),
             self.max_abs_error,
             self.max_rel_error * 100.0,
             self.calibrated_min,
@@ -190,6 +251,8 @@ pub struct QuantizedModel {
     pub calibration: Calibration,
     /// Number of calibration images actually used.
     pub calibration_samples: usize,
+    /// The weight precision asked for ([`QuantConfig::weights`]).
+    pub weights: WeightBits,
 }
 
 impl QuantizedModel {
@@ -323,7 +386,8 @@ pub fn quantize(
                 let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
                 let w: Vec<f32> = w.iter().copied().collect();
                 let b = bias_values(layer.bias.as_ref(), out_f);
-                let qw = quantize_weights(&w, out_f, float_index)?;
+                let bits = config.bits_of(float_index);
+                let qw = quantize_weights(&w, out_f, float_index, bits)?;
                 let bias = fold_bias(&b, &qw, quant, float_index)?;
                 let requant = requant(quant, &qw.scales, output, relu, float_index)?;
                 let weights = match permute {
@@ -343,7 +407,7 @@ pub fn quantize(
                         if relu { " + ReLU" } else { "" }
                     ),
                     relu,
-                    &qw,
+                    (&qw, bits),
                     (lo, hi),
                     quant,
                     output,
@@ -352,6 +416,7 @@ pub fn quantize(
                     in_features: in_f,
                     out_features: out_f,
                     weights,
+                    weight_bits: bits,
                     bias,
                     requant,
                 }));
@@ -370,7 +435,8 @@ pub fn quantize(
                 let (co, ci, kh, kw) = (s[0], s[1], s[2], s[3]);
                 let w: Vec<f32> = w.iter().copied().collect();
                 let b = bias_values(layer.bias.as_ref(), co);
-                let qw = quantize_weights(&w, co, float_index)?;
+                let bits = config.bits_of(float_index);
+                let qw = quantize_weights(&w, co, float_index, bits)?;
                 let bias = fold_bias(&b, &qw, quant, float_index)?;
                 let requant = requant(quant, &qw.scales, output, relu, float_index)?;
                 let weights = oihw_to_ohwi(&qw.q, co, ci, kh, kw);
@@ -385,7 +451,7 @@ pub fn quantize(
                     layers.len(),
                     description,
                     relu,
-                    &qw,
+                    (&qw, bits),
                     (lo, hi),
                     quant,
                     output,
@@ -399,6 +465,7 @@ pub fn quantize(
                     padding: layer.padding,
                     input_zero_point: quant.zero_point,
                     weights,
+                    weight_bits: bits,
                     bias,
                     requant,
                 }));
@@ -418,6 +485,7 @@ pub fn quantize(
         reports,
         calibration: config.method,
         calibration_samples: indices.len(),
+        weights: config.weights,
     })
 }
 
@@ -604,8 +672,13 @@ fn range_of(ranges: &[(usize, (f32, f32))], capture: usize) -> anyhow::Result<(f
         .with_context(|| format!("no calibration range for layer {capture}"))
 }
 
-/// [`quantize_rows`] of `[channels][k]` float weights, which must be finite.
-fn quantize_weights(w: &[f32], channels: usize, layer: usize) -> anyhow::Result<QuantWeights> {
+/// [`quantize_rows_as`] of `[channels][k]` float weights, which must be finite.
+fn quantize_weights(
+    w: &[f32],
+    channels: usize,
+    layer: usize,
+    bits: WeightBits,
+) -> anyhow::Result<QuantWeights> {
     ensure!(
         channels > 0 && w.len().is_multiple_of(channels) && !w.is_empty(),
         "layer {layer}: empty weights"
@@ -616,7 +689,7 @@ fn quantize_weights(w: &[f32], channels: usize, layer: usize) -> anyhow::Result<
             i / (w.len() / channels)
         );
     }
-    Ok(quantize_rows(w, channels))
+    Ok(quantize_rows_as(w, channels, bits))
 }
 
 fn bias_values(bias: Option<&Tensor>, channels: usize) -> Vec<f32> {
@@ -671,7 +744,7 @@ fn report(
     export_index: usize,
     description: String,
     relu_fused: bool,
-    qw: &QuantWeights,
+    (qw, weights): (&QuantWeights, WeightBits),
     (lo, hi): (f32, f32),
     input: QuantParams,
     output: QuantParams,
@@ -683,6 +756,7 @@ fn report(
         export_index,
         description,
         relu_fused,
+        weights,
         max_abs_error: qw.max_abs_error,
         max_rel_error: qw.max_rel_error,
         weight_scale_min: smin,
