@@ -179,7 +179,38 @@ fn gpt(dir: &Path, data: &Path) -> anyhow::Result<()> {
         restore(&weights, saved);
         println!("{:<26} val loss {loss:.4}  weight error {rel:.2e}", v.name);
     }
+    // Sensitivity: int4 rows (the exporter's quantization) everywhere but one role kept int8.
+    let int4 = VARIANTS[3];
+    for role in ["wq", "wk", "wv", "wo", "w1", "w2", "w3", "lm_head"] {
+        let keep = |n: &str| n.ends_with(&format!(".{role}")) || n == role;
+        let (int8_w, int4_w): (Vec<_>, Vec<_>) = model
+            .parameters()
+            .into_iter()
+            .filter(|(n, _)| weights.iter().any(|w| w.same(&model_param(&model, n))))
+            .partition(|(n, _)| keep(n));
+        if int8_w.is_empty() {
+            continue;
+        }
+        let int8_w: Vec<Tensor> = int8_w.into_iter().map(|(_, t)| t).collect();
+        let int4_w: Vec<Tensor> = int4_w.into_iter().map(|(_, t)| t).collect();
+        let (s8, _) = apply(&int8_w, VARIANTS[1]);
+        let (s4, _) = apply(&int4_w, int4);
+        let loss = gpt_eval(&model, &batches, 32, block);
+        restore(&int8_w, s8);
+        restore(&int4_w, s4);
+        println!("int4 rows, {role:<7} int8      val loss {loss:.4}");
+    }
     Ok(())
+}
+
+/// The parameter of `model` named `name`.
+fn model_param(model: &impl Module, name: &str) -> Tensor {
+    model
+        .parameters()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .expect("a parameter of the model")
 }
 
 fn main() -> anyhow::Result<()> {

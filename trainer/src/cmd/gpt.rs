@@ -12,14 +12,15 @@ use std::time::Instant;
 
 use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
+use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig, GptWeights};
+use aka_trainer::export::quantize::WeightBits;
 use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::gpt::{generate, Gpt, GptConfig, GptMlp, GptNorm, GptPosition, Sampling};
 use aka_trainer::nn::Module;
 use aka_trainer::train::language_model::{
     evaluate, load_trained, train_gpt, validation_batches, GptHistory, GptTrainConfig, SampleConfig,
 };
-use aka_trainer::train::Progress;
+use aka_trainer::train::{Progress, QatSteps};
 use anyhow::Context as _;
 use serde::Serialize;
 
@@ -134,6 +135,32 @@ pub struct GptArgs {
     /// and gradients) exceeds this many GiB [default: the machine's physical memory].
     #[arg(long, value_name = "GIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_memory_gib: Option<u64>,
+    /// Weight precision of the exported projections (wq wk wv wo w1 w2 w3, an untied head):
+    /// int8, or int4 (packed, one scale per output row). The embeddings, and so a tied head,
+    /// stay int8.
+    #[arg(long, value_enum, default_value = "int8")]
+    weights: WeightBits,
+    /// Matrices kept int8 with `--weights int4`, by role in every block (`wq,wk,wv,wo,w1,w2,w3,
+    /// lm_head`), e.g. `w2`.
+    #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
+    int8_matrices: Vec<String>,
+    /// Quantization-aware fine-tuning: N more steps after --steps at the schedule's final
+    /// learning rate, with the matrices fake-quantized exactly as exported and
+    /// straight-through gradients. Prints and records the PTQ figures next to the final ones.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    qat_steps: usize,
+}
+
+/// Post-training quantization next to quantization-aware training, in `summary.json`.
+#[derive(Serialize)]
+struct QatSummary {
+    steps: usize,
+    /// The float model after --steps (before QAT), on the export's validation batches.
+    ptq_float_val_loss: f64,
+    /// That model quantized directly (PTQ), as run by aka-core.
+    ptq_quantized_val_loss: f64,
+    /// The file exported after QAT (also `export.quantized_val_loss`).
+    qat_quantized_val_loss: f64,
 }
 
 /// `data/tinyshakespeare/input.txt` of this checkout, wherever cargo is run from.
@@ -164,12 +191,23 @@ struct Summary<'a> {
     wall_seconds: f64,
     sample_prompt: &'a str,
     sample: Option<&'a str>,
-    /// The int8 export's figures (`None` with --no-export).
+    /// The export's figures (`None` with --no-export).
     export: Option<ExportSummary>,
+    /// PTQ vs QAT (with `--qat-steps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qat: Option<QatSummary>,
     command: String,
 }
 
 impl GptArgs {
+    /// Which matrices the export makes int4.
+    fn gpt_weights(&self) -> GptWeights {
+        GptWeights {
+            weights: self.weights,
+            int8: self.int8_matrices.clone(),
+        }
+    }
+
     /// The model the flags ask for, with `vocab_size` tokens.
     fn config(&self, vocab_size: usize) -> GptConfig {
         GptConfig {
@@ -187,6 +225,7 @@ impl GptArgs {
     /// estimate with the smallest vocabulary the data could give), before anything is read.
     fn validate(&self) -> anyhow::Result<()> {
         use super::check;
+        self.gpt_weights().validate()?;
         check(
             self.dim.is_multiple_of(self.heads),
             "--heads",
@@ -394,26 +433,93 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
         }),
         ..GptTrainConfig::default()
     };
-    let history: GptHistory = train_gpt(&model, &data, &train_config)?;
+    let mut history: GptHistory = train_gpt(&model, &data, &train_config)?;
 
-    // ---- int8 export: calibrate, quantize, check with aka-core, write OUT/model.aka ------------
+    // ---- export: calibrate, quantize, check with aka-core, write OUT/model.aka -----------------
+    let weights = args.gpt_weights();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let meta = ExportMetadata::language_model(args.seed, command);
+    let eval = EvalConfig {
+        seed: args.seed,
+        ..EvalConfig::default()
+    };
+    let export_now = || {
+        export_gpt_weights(
+            &model,
+            &data,
+            &CalibConfig::default(),
+            &eval,
+            &meta,
+            &weights,
+        )
+    };
+    let mut ptq = None;
+    if args.qat_steps > 0 {
+        if !args.no_export {
+            let e = export_now()?;
+            println!(
+                "PTQ ({}): float val loss {:.4}, quantized {:.4} (aka-core)",
+                weights.describe(),
+                e.float.loss(),
+                e.int8.loss()
+            );
+            ptq = Some((e.float.loss(), e.int8.loss()));
+        }
+        println!(
+            "QAT: {} steps with the matrices fake-quantized ({})",
+            args.qat_steps,
+            weights.describe()
+        );
+        let qat = GptTrainConfig {
+            resume: true,
+            sample: None,
+            qat: Some(QatSteps {
+                steps: args.qat_steps,
+                weights: weights.plan(&model),
+                lr_scale: 1.0,
+            }),
+            ..train_config
+        };
+        let after = train_gpt(&model, &data, &qat)?;
+        history = GptHistory {
+            sample: history.sample.take(),
+            ..after
+        };
+    }
     let export = if args.no_export {
         None
     } else {
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
-        let meta = ExportMetadata::language_model(args.seed, command);
-        let eval = EvalConfig {
-            seed: args.seed,
-            ..EvalConfig::default()
-        };
-        let exported = export_gpt(&model, &data, &CalibConfig::default(), &eval, &meta)?;
+        let exported = export_now()?;
         let path = args
             .out
             .join(format!("model.{}", aka_trainer::export::EXTENSION));
         aka_trainer::export::write(&path, &exported.bytes)?;
-        println!("{}\nint8 model: {}", exported.report(), path.display());
-        Some(exported.summary(&path))
+        println!("{}\nmodel: {}", exported.report(), path.display());
+        Some(exported)
     };
+    let qat = match (&export, ptq) {
+        (Some(e), Some((float, quantized))) => {
+            println!(
+                "PTQ vs QAT ({}): float {float:.4}, PTQ {quantized:.4}, QAT {:.4} (val loss)",
+                weights.describe(),
+                e.int8.loss()
+            );
+            Some(QatSummary {
+                steps: args.qat_steps,
+                ptq_float_val_loss: float,
+                ptq_quantized_val_loss: quantized,
+                qat_quantized_val_loss: e.int8.loss(),
+            })
+        }
+        _ => None,
+    };
+    let export = export.map(|e| {
+        e.summary(
+            &args
+                .out
+                .join(format!("model.{}", aka_trainer::export::EXTENSION)),
+        )
+    });
 
     let summary = Summary {
         config: &config,
@@ -437,6 +543,7 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
         sample_prompt: &args.prompt,
         sample: history.sample.as_deref(),
         export,
+        qat,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let summary_path = args.out.join("summary.json");

@@ -354,7 +354,7 @@ pub fn fit<T: Task>(model: &T::Model, task: &mut T, config: &FitConfig) -> anyho
                     .load_state(ck.optimizer)
                     .map_err(anyhow::Error::msg)?;
                 let schedule_spans_run = matches!(config.schedule, LrSchedule::WarmupCosine { .. });
-                if ck.total_steps != config.steps && schedule_spans_run {
+                if ck.total_steps != config.steps && schedule_spans_run && config.qat.is_none() {
                     say(format!(
                         "note: checkpoint was for {} steps, continuing to {} (the LR schedule changes)",
                         ck.total_steps, config.steps
