@@ -289,6 +289,7 @@ struct BlockBytes {
 fn qm(m: &(Vec<u8>, Vec<u8>)) -> QMatrix<'_> {
     QMatrix {
         pad: &[],
+        weight_type: aka_core::format::WeightType::Int8,
         weights: &m.0,
         scales: &m.1,
     }
