@@ -88,7 +88,7 @@ impl fmt::Display for Error {
         match *self {
             Error::BadMagic => write!(f, "not an aka model file (bad magic bytes)"),
             Error::UnsupportedVersion { found, supported } => {
-                write!(f, "model format version {found} is not supported (this runtime reads version {supported})")
+                write!(f, "model format version {found} is not supported (this runtime reads version {supported}; re-export the model from its checkpoint with the matching aka-trainer)")
             }
             Error::Truncated => write!(f, "model file is truncated"),
             Error::Malformed => write!(f, "model file is malformed (postcard decode error)"),

@@ -4,7 +4,7 @@
 use crate::format::{check_pixel_normalization, decode_file, valid_scale};
 use crate::format::{
     Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, QuantParams, Requant, Shape,
-    MAX_LAYERS, MAX_PAD,
+    WeightType, MAX_LAYERS, MAX_PAD,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -284,18 +284,21 @@ impl<'a> SequentialModel<'a> {
             match layer {
                 Layer::Linear(l) => {
                     let y = next.get_mut(..out_len).ok_or(too_small)?;
-                    kernels::linear(x, l.weights, &stage(l.bias, &l.requant), y)?;
+                    let stage = stage(l.bias, &l.requant);
+                    match l.weight_type {
+                        WeightType::Int8 => kernels::linear(x, l.weights, &stage, y)?,
+                        WeightType::Int4 => kernels::linear_s4(x, l.weights, &stage, y)?,
+                    }
                     core::mem::swap(&mut cur, &mut next);
                 }
                 Layer::Conv2d(c) => {
                     let y = next.get_mut(..out_len).ok_or(too_small)?;
-                    kernels::conv2d(
-                        x,
-                        &conv_geometry(c, in_shape),
-                        c.weights,
-                        &stage(c.bias, &c.requant),
-                        y,
-                    )?;
+                    let conv = match c.weight_type {
+                        WeightType::Int8 => kernels::conv2d,
+                        WeightType::Int4 => kernels::conv2d_s4,
+                    };
+                    let g = conv_geometry(c, in_shape);
+                    conv(x, &g, c.weights, &stage(c.bias, &c.requant), y)?;
                     core::mem::swap(&mut cur, &mut next);
                 }
                 Layer::MaxPool2d(p) => {
@@ -456,11 +459,14 @@ fn check_layer(
                 return Err(bad("out_features is 0"));
             }
             let (n_in, n_out) = (to_usize(l.in_features), to_usize(l.out_features));
-            let w_len = n_out.checked_mul(n_in).ok_or(overflow)?;
+            let w_len = l.weight_type.matrix_bytes(n_out, n_in).ok_or(overflow)?;
             if l.pad.len() > MAX_PAD {
                 return Err(bad("more than 3 padding bytes before the weights"));
             }
             check_len(i, "weights", w_len, l.weights)?;
+            if !l.weight_type.padding_is_zero(l.weights, n_in) {
+                return Err(bad("an int4 row's padding nibble is not 0"));
+            }
             check_len(i, "bias", n_out.checked_mul(4).ok_or(overflow)?, l.bias)?;
             check_requant(i, &l.requant, n_out)?;
             Ok((Shape::flat(l.out_features), l.requant.output))
@@ -502,11 +508,17 @@ fn check_layer(
                 .checked_mul(g.kernel_w)
                 .and_then(|n| n.checked_mul(g.in_c))
                 .ok_or(overflow)?;
-            let w_len = g.out_c.checked_mul(filter).ok_or(overflow)?;
+            let w_len = c
+                .weight_type
+                .matrix_bytes(g.out_c, filter)
+                .ok_or(overflow)?;
             if c.pad.len() > MAX_PAD {
                 return Err(bad("more than 3 padding bytes before the weights"));
             }
             check_len(i, "weights", w_len, c.weights)?;
+            if !c.weight_type.padding_is_zero(c.weights, filter) {
+                return Err(bad("an int4 row's padding nibble is not 0"));
+            }
             check_len(i, "bias", g.out_c.checked_mul(4).ok_or(overflow)?, c.bias)?;
             check_requant(i, &c.requant, g.out_c)?;
             let out = Shape::new(

@@ -746,6 +746,7 @@ fn size_overflow_is_an_error() {
         in_features: u32::MAX,
         out_features: u32::MAX,
         pad: &[],
+        weight_type: aka_core::format::WeightType::Int8,
         weights: &four,
         bias: &four,
         requant: aka_core::format::Requant {
@@ -867,7 +868,7 @@ fn errors_display() {
             supported: 1
         }
         .to_string(),
-        "model format version 2 is not supported (this runtime reads version 1)"
+        "model format version 2 is not supported (this runtime reads version 1; re-export the model from its checkpoint with the matching aka-trainer)"
     );
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use aka_core::format::{
-    GptMlp, GptNorm, GptPosition, Layer, Metadata, NormParams, QMatrix, QuantParams,
+    GptMlp, GptNorm, GptPosition, Layer, Metadata, NormParams, QMatrix, QuantParams, WeightType,
 };
 use aka_core::gpt::GptModel;
 use aka_core::SequentialModel;
@@ -124,27 +124,54 @@ struct Tensor {
     int8: u64,
     f32s: u64,
     note: String,
+    /// A weight matrix's type, rows and columns (`None` for the other tensors).
+    matrix: Option<(WeightType, u64, u64)>,
 }
 
 fn qmatrix(block: &str, name: &str, rows: u32, cols: u32, m: &QMatrix<'_>, note: &str) -> Tensor {
+    let wt = m.weight_type;
     Tensor {
         block: block.into(),
         name: name.into(),
         shape: format!("{rows}x{cols}"),
-        params: m.weights.len() as u64,
+        params: rows as u64 * cols as u64,
         int8: m.weights.len() as u64,
         f32s: m.scales.len() as u64,
         note: if note.is_empty() {
-            "int8 + f32 scale per row".into()
+            format!("{wt} + f32 scale per row")
         } else {
-            format!("int8 + f32 scale per row, {note}")
+            format!("{wt} + f32 scale per row, {note}")
         },
+        matrix: Some((wt, rows as u64, cols as u64)),
     }
+}
+
+/// The `weights` line: which weight types the file uses, and the flash that its int4 matrices
+/// save against the same matrices in int8 (`(type, rows, cols)` per weight matrix).
+fn weights_line(out: &mut String, matrices: impl IntoIterator<Item = (WeightType, u64, u64)>) {
+    let (mut int4, mut total, mut saved) = (0usize, 0usize, 0u64);
+    for (wt, rows, cols) in matrices {
+        total += 1;
+        if wt == WeightType::Int4 {
+            int4 += 1;
+            saved = saved.saturating_add(rows.saturating_mul(cols / 2));
+        }
+    }
+    let _ = if int4 == 0 {
+        writeln!(out, "weights       int8 ({total} matrices)")
+    } else {
+        writeln!(
+            out,
+            "weights       int4 in {int4} of {total} matrices (per-row scales), int8 in the rest: {} bytes of flash saved against int8",
+            thousands(saved)
+        )
+    };
 }
 
 fn norm(block: &str, name: &str, d: u32, n: &NormParams<'_>) -> Tensor {
     let bytes = n.param_bytes() as u64;
     Tensor {
+        matrix: None,
         block: block.into(),
         name: name.into(),
         shape: if n.bias.is_some() {
@@ -267,6 +294,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     if let Some(r) = &desc.rope {
         let hd2 = d / c.n_head.max(1) / 2;
         tensors.push(Tensor {
+            matrix: None,
             block: String::new(),
             name: "rope cos, sin".into(),
             shape: format!("2x{b}x{hd2}"),
@@ -293,6 +321,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
             tensors.push(qmatrix(&n, "w3", h, d, w3, ""));
         }
         tensors.push(Tensor {
+            matrix: None,
             block: n.clone(),
             name: "act_lut".into(),
             shape: blk.act_lut.len().to_string(),
@@ -319,12 +348,12 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let vocab_bytes = m.vocab_chars().len() as u64;
     let mut rows: Vec<Vec<String>> = Vec::new();
     let (mut params, mut int8, mut f32s) = (0u64, 0u64, 0u64);
-    let mut int8_weights = 0u64; // int8 bytes of trained tensors (not the activation tables)
+    let mut weights = 0u64; // weights of the matrices (not the norms or the activation tables)
     for t in &tensors {
         params += t.params;
         int8 += t.int8;
-        if t.params > 0 {
-            int8_weights += t.int8;
+        if t.matrix.is_some() {
+            weights += t.params;
         }
         f32s += t.f32s;
         rows.push(vec![
@@ -365,7 +394,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
             "tensor",
             "shape",
             "params",
-            "int8 B",
+            "weight B",
             "f32 B",
             "flash B",
             "stored as",
@@ -377,16 +406,17 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "parameters    {} ({} int8 weights + {} f32 norm values)",
+        "parameters    {} ({} weights + {} f32 norm values)",
         thousands(params),
-        thousands(int8_weights),
-        thousands(params - int8_weights)
+        thousands(weights),
+        thousands(params.saturating_sub(weights))
     );
+    weights_line(&mut out, tensors.iter().filter_map(|t| t.matrix));
     flash_line(
         &mut out,
         m.file_size(),
         m.param_bytes(),
-        "int8 weights, f32 scales/norms/tables, vocab",
+        "int8/int4 weights, f32 scales/norms/tables, vocab",
     );
     let kv = m.kv_cache_size();
     let _ = writeln!(
@@ -458,9 +488,10 @@ fn dims(a: u32, b: u32) -> String {
 /// Layer-specific details for the table's last column.
 fn details(layer: &Layer<'_>) -> String {
     match layer {
-        Layer::Linear(l) => requant_details(&l.requant),
+        Layer::Linear(l) => format!("{} weights, {}", l.weight_type, requant_details(&l.requant)),
         Layer::Conv2d(c) => format!(
-            "{}x{} stride {} pad {}, {}",
+            "{} weights, {}x{} stride {} pad {}, {}",
+            c.weight_type,
             c.kernel_h,
             c.kernel_w,
             dims(c.stride_h, c.stride_w),
@@ -578,11 +609,21 @@ pub fn describe_sequential(m: &SequentialModel<'_>, file_name: &str) -> String {
         line(&mut out, &t);
     }
     let _ = writeln!(out);
+    weights_line(
+        &mut out,
+        m.layer_infos().filter_map(|info| {
+            let wt = info.layer.weight_type()?;
+            // `params` = rows x cols weights + one bias per row (output channel).
+            let rows = info.output.c as u64;
+            let cols = (info.params as u64).saturating_sub(rows) / rows.max(1);
+            Some((wt, rows, cols))
+        }),
+    );
     flash_line(
         &mut out,
         m.file_size(),
         m.param_bytes(),
-        "int8 weights, int32 bias/multipliers/shifts",
+        "int8/int4 weights, int32 bias/multipliers/shifts",
     );
     let _ = writeln!(
         out,

@@ -55,6 +55,7 @@ fn conv1x1<'a>(c: u32, weights: &'a [u8], per_channel: &'a [u8], zeros: &'a [u8]
         pad_w: 0,
         input_zero_point: GREY.zero_point,
         pad: &[],
+        weight_type: aka_core::format::WeightType::Int8,
         weights,
         bias: zeros,
         requant: Requant {

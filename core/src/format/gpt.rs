@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FixedList, ListItem};
+use super::{FixedList, ListItem, WeightType};
 
 /// Capacity of a [`GptBlockList`]: the most transformer blocks a GPT file may have.
 pub const MAX_GPT_LAYERS: usize = 8;
@@ -109,9 +109,11 @@ pub struct GptVocab<'a> {
     pub unknown: Option<u32>,
 }
 
-/// An int8 matrix with one f32 scale per row: `real[r][c] = scale[r] * q[r][c]`
+/// A quantized matrix with one f32 scale per row: `real[r][c] = scale[r] * q[r][c]`
 /// (symmetric, zero point 0). Used for the projections (`[out][in]`, PyTorch layout: row = output
-/// channel) and the embedding tables (`[rows][d]`).
+/// channel) and the embedding tables (`[rows][d]`). The projections (`wq wk wv wo w1 w3 w2`) and
+/// an untied `lm_head` may be [`WeightType::Int4`]; the embedding tables (`tok_emb`, `pos_emb`,
+/// hence a tied head) are int8.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QMatrix<'a> {
     /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes, chosen by the exporter so that `weights` starts at a
@@ -119,7 +121,9 @@ pub struct QMatrix<'a> {
     /// firmware embeds it), every row is then word-aligned when `cols % 4 == 0`, which saves the
     /// DSP loop its unaligned head and tail words.
     pub pad: &'a [u8],
-    /// int8, `rows * cols` bytes, row-major.
+    /// How `weights` stores its values.
+    pub weight_type: WeightType,
+    /// Row-major, `rows * weight_type.row_bytes(cols)` bytes.
     pub weights: &'a [u8],
     /// f32 LE, `rows * 4` bytes, each finite and > 0.
     pub scales: &'a [u8],
@@ -129,6 +133,7 @@ impl QMatrix<'_> {
     /// An empty matrix (placeholder in fixed-capacity arrays).
     pub const EMPTY: QMatrix<'static> = QMatrix {
         pad: &[],
+        weight_type: WeightType::Int8,
         weights: &[],
         scales: &[],
     };
@@ -261,7 +266,7 @@ impl GptBlock<'_> {
 }
 
 impl<'a> GptDesc<'a> {
-    /// Calls `f` on every int8 matrix in file order: `tok_emb`, `pos_emb`, per block `wq wk wv
+    /// Calls `f` on every matrix in file order: `tok_emb`, `pos_emb`, per block `wq wk wv
     /// wo w1 w3 w2`, `lm_head` (the order in which the exporter pads them, see [`QMatrix::pad`]).
     pub fn for_each_matrix_mut(&mut self, mut f: impl FnMut(&mut QMatrix<'a>)) {
         f(&mut self.tok_emb);

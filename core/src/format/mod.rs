@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ModelFile
-//! ├─ header:   Header { magic: *b"AKA\x01"-style 4 raw bytes, version: u16 (varint) }
+//! ├─ header:   Header { magic: *b"AKAM" (4 raw bytes), version: u16 (varint, 3) }
 //! ├─ metadata: Metadata { task, labels, accuracies, seed, train_command }
 //! └─ body:     Body::Sequential(SequentialDesc { input: InputDesc { shape, quant, pixel_mean, pixel_std }, layers: LayerList })
 //!            | Body::Gpt(GptDesc { config, vocab, tok_emb, pos_emb?, rope?, blocks, ln_f, head_in_scale, lm_head?, eval })
@@ -18,7 +18,8 @@
 //! Every weight/bias/requantization array is a `&[u8]` borrowed from the file (postcard writes
 //! a varint length then the raw bytes), so on a microcontroller the model stays in flash:
 //!
-//! * int8 arrays (weights): one byte per value, read as `b as i8` (two's complement);
+//! * weights: int8, one byte per value, read as `b as i8` (two's complement), or packed int4,
+//!   two values per byte, low nibble first: see [`WeightType`] for the one definition;
 //! * int32 arrays (bias, multipliers, shifts): 4 bytes per value, **little-endian**.
 //!
 //! The exporter builds the same structs and calls `postcard::to_stdvec(&file)`.
@@ -35,7 +36,75 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"AKAM";
 /// The format version written by this crate and the only one it reads.
-pub const VERSION: u16 = 2;
+///
+/// Version 3 added [`WeightType`] (int8 or packed int4 weights) to every weight array
+/// ([`Linear`], [`Conv2d`], [`QMatrix`]). Version 2 files are refused with
+/// [`crate::Error::UnsupportedVersion`]: re-export them from their checkpoint with this version's
+/// `aka-trainer`.
+pub const VERSION: u16 = 3;
+
+/// How a weight array stores its values (new in format version 3). Both are symmetric (zero
+/// point 0) with **one scale per output row** (output channel): for [`Linear`] and [`Conv2d`]
+/// the scale is folded into the per-channel requantization, for [`QMatrix`] it is the per-row
+/// f32 scale. Per-row scales (a group size of one whole row) were chosen by measurement: see
+/// `docs/RESULTS.md#int4-weights-issue-12`.
+///
+/// A weight matrix has `rows` rows of `cols` values (a Linear: `out_features` rows of
+/// `in_features`; a Conv2d: one row per output channel holding its whole OHWI filter,
+/// `kernel_h * kernel_w * in_channels` values; a [`QMatrix`]: `[rows][cols]`).
+///
+/// * [`WeightType::Int8`]: one byte per value, two's complement, `rows * cols` bytes.
+/// * [`WeightType::Int4`]: **packed signed int4**, two values per byte, two's complement
+///   nibbles in `-8..=7`. Every row starts on a byte boundary and takes `cols.div_ceil(2)` bytes
+///   ([`crate::kernels::s4_row_bytes`]); value `c` of a row is the **low nibble** (bits 0–3) of
+///   byte `c / 2` when `c` is even and the **high nibble** (bits 4–7) when `c` is odd. With an odd
+///   `cols`, the high nibble of a row's last byte is padding: the exporter writes 0 and the
+///   kernels ignore it. This is the only definition of the order; [`crate::kernels::s4_weight`]
+///   reads it and [`crate::kernels::pack_s4_row`] writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WeightType {
+    /// One signed byte per weight.
+    #[default]
+    Int8,
+    /// Two signed 4-bit weights per byte, low nibble first.
+    Int4,
+}
+
+impl WeightType {
+    /// Bits per weight (8 or 4).
+    pub fn bits(self) -> u32 {
+        match self {
+            WeightType::Int8 => 8,
+            WeightType::Int4 => 4,
+        }
+    }
+
+    /// Bytes of one row of `cols` weights.
+    pub fn row_bytes(self, cols: usize) -> usize {
+        match self {
+            WeightType::Int8 => cols,
+            WeightType::Int4 => cols.div_ceil(2),
+        }
+    }
+
+    /// Bytes of a `rows x cols` matrix, `None` on overflow.
+    pub fn matrix_bytes(self, rows: usize, cols: usize) -> Option<usize> {
+        rows.checked_mul(self.row_bytes(cols))
+    }
+
+    /// False if `weights` (rows of `cols` values) is int4 with an odd `cols` and a row's padding
+    /// nibble (the high nibble of its last byte) is not 0. The loaders refuse such a file: the
+    /// exporter always writes 0 there, so anything else is a corrupt or foreign file.
+    pub(crate) fn padding_is_zero(self, weights: &[u8], cols: usize) -> bool {
+        if self == WeightType::Int8 || cols.is_multiple_of(2) {
+            return true;
+        }
+        weights
+            .chunks_exact(self.row_bytes(cols).max(1))
+            .all(|row| row.last().is_none_or(|&b| b & 0xF0 == 0))
+    }
+}
 
 /// File header: checked before anything else is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +400,8 @@ impl fmt::Display for UnknownName {
 
 impl core::error::Error for UnknownName {}
 
+named_variants!(WeightType { Int8 = "int8", Int4 = "int4" });
+
 mod gpt;
 mod sequential;
 
@@ -344,12 +415,12 @@ pub use sequential::{
     Shape, MAX_LAYERS,
 };
 
-/// Most padding bytes before an int8 weight array ([`QMatrix::pad`], [`Linear::pad`],
+/// Most padding bytes before a weight array ([`QMatrix::pad`], [`Linear::pad`],
 /// [`Conv2d::pad`]).
 pub const MAX_PAD: usize = 3;
 
 impl<'a> Body<'a> {
-    /// Calls `f(pad, weights)` for every int8 weight array in file order (a Sequential body's
+    /// Calls `f(pad, weights)` for every weight array in file order (a Sequential body's
     /// Linear and Conv2d layers, or [`GptDesc::for_each_matrix_mut`]'s matrices): the exporter
     /// sets each `pad` so that the weights start at a multiple of 4 bytes in the file.
     pub fn for_each_weights_mut(&mut self, mut f: impl FnMut(&mut &'a [u8], &'a [u8])) {

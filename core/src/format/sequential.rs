@@ -5,7 +5,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{valid_scale, FixedList, ListItem};
+use super::{valid_scale, FixedList, ListItem, WeightType};
 
 /// Capacity of a [`LayerList`] (the runtime allocates nothing, so the layer list is a fixed array).
 pub const MAX_LAYERS: usize = 16;
@@ -146,8 +146,10 @@ pub struct Linear<'a> {
     /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes that word-align `weights` in the file (see
     /// [`QMatrix::pad`](super::QMatrix::pad)).
     pub pad: &'a [u8],
-    /// int8, `[out_features][in_features]` row-major (PyTorch's `weight` layout),
-    /// `out_features * in_features` bytes. Symmetric (weight zero point 0).
+    /// How `weights` stores its values (int8, or packed int4 rows of `in_features` values).
+    pub weight_type: WeightType,
+    /// `[out_features][in_features]` row-major (PyTorch's `weight` layout), symmetric (weight
+    /// zero point 0): `out_features * weight_type.row_bytes(in_features)` bytes.
     pub weights: &'a [u8],
     /// int32 LE, `out_features * 4` bytes, **input zero point folded in**:
     /// `bias'[o] = bias_q[o] - zp_in * Σ_i W[o][i]`, where `bias_q[o] = round(b[o] / (s_in * s_w[o]))`.
@@ -177,7 +179,10 @@ pub struct Conv2d<'a> {
     /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes that word-align `weights` in the file (see
     /// [`QMatrix::pad`](super::QMatrix::pad)).
     pub pad: &'a [u8],
-    /// int8, **OHWI** `[out_channels][kernel_h][kernel_w][in_channels]` (TFLite/CMSIS-NN layout;
+    /// How `weights` stores its values: int8, or packed int4 with one row per output channel
+    /// (its whole `kernel_h * kernel_w * in_channels` filter, see [`WeightType`]).
+    pub weight_type: WeightType,
+    /// **OHWI** `[out_channels][kernel_h][kernel_w][in_channels]` (TFLite/CMSIS-NN layout;
     /// PyTorch's OIHW must be transposed). Symmetric (weight zero point 0).
     pub weights: &'a [u8],
     /// int32 LE, `out_channels * 4` bytes, input zero point folded in over the **whole** kernel:
@@ -227,10 +232,27 @@ impl<'a> Layer<'a> {
 
     /// Number of trainable parameters stored (weights + biases).
     pub fn param_count(&self) -> usize {
+        let weights = |rows: u32, cols: u64| (rows as u64).saturating_mul(cols) as usize;
         match self {
-            Layer::Linear(l) => l.weights.len() + l.bias.len() / 4,
-            Layer::Conv2d(c) => c.weights.len() + c.bias.len() / 4,
+            Layer::Linear(l) => {
+                weights(l.out_features, l.in_features as u64).saturating_add(l.bias.len() / 4)
+            }
+            Layer::Conv2d(c) => {
+                let filter = (c.kernel_h as u64)
+                    .saturating_mul(c.kernel_w as u64)
+                    .saturating_mul(c.in_channels as u64);
+                weights(c.out_channels, filter).saturating_add(c.bias.len() / 4)
+            }
             _ => 0,
+        }
+    }
+
+    /// The weight type of a Linear or Conv2d layer.
+    pub fn weight_type(&self) -> Option<WeightType> {
+        match self {
+            Layer::Linear(l) => Some(l.weight_type),
+            Layer::Conv2d(c) => Some(c.weight_type),
+            _ => None,
         }
     }
 

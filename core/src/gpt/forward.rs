@@ -4,11 +4,12 @@
 use super::state::GptState;
 use super::validate::param;
 use super::GptModel;
-use crate::format::{QMatrix, ACT_LUT_LEN};
+use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
+use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
-    dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_strided_u8, norm_q, qk_scores, quantize,
-    rope_rotate, softmax_q, PROB_SCALE,
+    dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
+    qk_scores, quantize, rope_rotate, softmax_q, PROB_SCALE,
 };
 use crate::Error;
 
@@ -247,7 +248,8 @@ impl GptModel<'_> {
     }
 }
 
-/// Row `r` of an int8 matrix with `cols` columns, and its scale.
+/// Row `r` of an int8 matrix (an embedding table, int8 by [`GptModel::load`]) with `cols`
+/// columns, and its scale.
 fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
     let w = m.weights.get(r * cols..(r + 1) * cols).unwrap_or(&[]);
     let s = le_f32(m.scales.get(r * 4..r * 4 + 4).unwrap_or(&[]));
@@ -256,7 +258,8 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 
 /// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
 /// `chunk(r0, sums, scales)` with the exact i32 sums `Σ x·W[r]` of rows `r0..r0 + sums.len()`
-/// (from [`matvec_i32`], the fully connected loop, which sign-extends `x` once per call) and
+/// (from [`matvec_i32`] or [`matvec_i32_s4`] by the matrix's weight type: the fully connected
+/// loop, which sign-extends `x` once per call) and
 /// their f32 LE scales. Rows the weights do not cover (impossible after [`GptModel::load`]) are
 /// skipped.
 #[inline(always)]
@@ -271,16 +274,27 @@ fn matvec_chunks(
     if cols == 0 {
         return;
     }
-    let n_rows = n_rows.min(m.weights.len() / cols);
+    let row_bytes = m.weight_type.row_bytes(cols);
+    let n_rows = n_rows.min(m.weights.len() / row_bytes);
     let mut r0 = 0;
     while r0 < n_rows {
         let n = (n_rows - r0).min(ACC_ROWS);
-        let w = m.weights.get(r0 * cols..(r0 + n) * cols).unwrap_or(&[]); // [n][cols]
+        let w = m
+            .weights
+            .get(r0 * row_bytes..(r0 + n) * row_bytes)
+            .unwrap_or(&[]); // [n][cols]
         let sums = &mut acc[..n];
-        if matvec_i32(x, w, sums).is_err() {
+        let done = match m.weight_type {
+            WeightType::Int8 => matvec_i32(x, w, sums),
+            WeightType::Int4 => matvec_i32_s4(x, w, sums),
+        };
+        if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
-            for (y, row) in sums.iter_mut().zip(w.chunks_exact(cols)) {
-                *y = dot_i8(x, row);
+            for (y, row) in sums.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                *y = match m.weight_type {
+                    WeightType::Int8 => dot_i8(x, row),
+                    WeightType::Int4 => dot_s4(x, row),
+                };
             }
         }
         chunk(r0, sums, m.scales.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]));

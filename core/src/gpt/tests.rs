@@ -7,8 +7,9 @@ use std::vec::Vec;
 use super::*;
 use crate::format::{
     Body, GptBlock, GptBlockList, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition,
-    GptVocab, Metadata, ModelFile, NormParams, QMatrix, RopeTables, Task, ACT_LUT_LEN,
+    GptVocab, Metadata, ModelFile, NormParams, QMatrix, RopeTables, Task, WeightType, ACT_LUT_LEN,
 };
+use crate::kernels::quantize::le_f32;
 use crate::rng::Rng;
 use crate::Error;
 
@@ -116,6 +117,7 @@ fn owned(cfg: GptConfig, seed: u64) -> Owned {
 fn qm(m: &(Vec<u8>, Vec<u8>)) -> QMatrix<'_> {
     QMatrix {
         pad: &[],
+        weight_type: WeightType::Int8,
         weights: &m.0,
         scales: &m.1,
     }
@@ -564,4 +566,106 @@ fn mac_counts() {
         assert_eq!(m.attention_macs(5), 2 * 2 * 8 * 6);
         assert_eq!(m.attention_macs(usize::MAX), u64::MAX);
     }
+}
+
+/// `m` with its values moved into the int4 range (`q >> 4`) and its scales multiplied by 16;
+/// as int8 bytes, and packed as int4 rows of `cols` (low nibble first, written here
+/// independently of the kernels' packing).
+fn int4_pair(m: &(Vec<u8>, Vec<u8>), cols: usize) -> [(Vec<u8>, Vec<u8>); 2] {
+    let q: Vec<i8> = m.0.iter().map(|&b| (b as i8) >> 4).collect();
+    let s = f32s(m.1.chunks_exact(4).map(|b| 16.0 * le_f32(b)));
+    let packed = q
+        .chunks_exact(cols)
+        .flat_map(|row| {
+            row.chunks(2)
+                .map(|p| (p[0] as u8 & 0xF) | (p.get(1).map_or(0, |&h| h as u8 & 0xF) << 4))
+                .collect::<Vec<u8>>()
+        })
+        .collect();
+    [
+        (q.iter().map(|&v| v as u8).collect(), s.clone()),
+        (packed, s),
+    ]
+}
+
+#[test]
+fn int4_projections_equal_int8_projections_of_the_same_values() {
+    for (ci, cfg) in all_configs().into_iter().enumerate() {
+        let (d, h) = (cfg.d_model as usize, cfg.hidden as usize);
+        let mut o8 = owned(cfg, 50 + ci as u64);
+        let mut o4 = owned(cfg, 50 + ci as u64);
+        for (b8, b4) in o8.blocks.iter_mut().zip(&mut o4.blocks) {
+            for (i, (m8, m4)) in b8.m.iter_mut().zip(&mut b4.m).enumerate() {
+                let cols = if i == 5 { h } else { d }; // w2 is [d][hidden]
+                [*m8, *m4] = int4_pair(m8, cols);
+            }
+        }
+        if let (Some(h8), Some(h4)) = (&mut o8.head, &mut o4.head) {
+            [*h8, *h4] = int4_pair(h8, d);
+        }
+        let mut d4 = desc(&o4);
+        for b in d4.blocks.as_mut_slice() {
+            for m in [
+                &mut b.wq, &mut b.wk, &mut b.wv, &mut b.wo, &mut b.w1, &mut b.w2,
+            ] {
+                m.weight_type = WeightType::Int4;
+            }
+            if let Some(w3) = &mut b.w3 {
+                w3.weight_type = WeightType::Int4;
+            }
+        }
+        if let Some(head) = &mut d4.lm_head {
+            head.weight_type = WeightType::Int4;
+        }
+        let bytes4 = bytes_of(d4);
+        let bytes8 = bytes_of(desc(&o8));
+        assert!(bytes4.len() < bytes8.len());
+        let m4 = GptModel::load(&bytes4).unwrap();
+        let m8 = GptModel::load(&bytes8).unwrap();
+        let (mut b4, mut b8) = (buffers(&m4), buffers(&m8));
+        let mut s4 = m4.new_state(&mut b4.f, &mut b4.c).unwrap();
+        let mut s8 = m8.new_state(&mut b8.f, &mut b8.c).unwrap();
+        for (p, t) in [3u32, 0, 27, 28, 5, 5].into_iter().enumerate() {
+            let l4 = m4.forward(&mut s4, t, p).unwrap().to_vec();
+            let l8 = m8.forward(&mut s8, t, p).unwrap();
+            assert!(
+                l4.iter().zip(l8).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "config {ci}"
+            );
+            assert!(l4.iter().any(|&v| v != l4[0]));
+        }
+    }
+}
+
+#[test]
+fn int4_matrices_are_checked() {
+    let cfg = all_configs()[0];
+    let o = owned(cfg, 9);
+    let load = |edit: &dyn Fn(&mut GptDesc)| {
+        let mut d = desc(&o);
+        edit(&mut d);
+        GptModel::load(bytes_of(d).leak()).map(|_| ())
+    };
+    // An int8-length matrix declared int4.
+    let e = load(&|d| edit_block(d, 0, |b| b.wq.weight_type = WeightType::Int4));
+    assert!(
+        matches!(
+            e,
+            Err(Error::GptLength {
+                block: Some(0),
+                what: "wq.weights",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // The embedding tables are int8 only.
+    let e = load(&|d| d.tok_emb.weight_type = WeightType::Int4);
+    assert_eq!(
+        e,
+        Err(Error::GptParameter {
+            block: None,
+            what: "the embedding tables must be int8"
+        })
+    );
 }

@@ -7,8 +7,8 @@ use super::state::StateLayout;
 use super::{Dims, UNKNOWN_CHAR};
 use crate::format::valid_scale;
 use crate::format::{
-    GptBlock, GptConfig, GptDesc, GptNorm, GptPosition, NormParams, QMatrix, ACT_LUT_LEN,
-    MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
+    GptBlock, GptConfig, GptDesc, GptNorm, GptPosition, NormParams, QMatrix, WeightType,
+    ACT_LUT_LEN, MAX_GPT_DIM, MAX_GPT_LAYERS, MAX_PAD,
 };
 use crate::kernels::quantize::le_f32;
 use crate::Error;
@@ -39,7 +39,21 @@ fn check_len(
     }
 }
 
-/// Checks a `[rows][cols]` int8 matrix with per-row scales.
+/// Checks an embedding table: an int8 [`check_matrix`] (rows are looked up as int8 vectors).
+fn check_table(
+    block: Option<usize>,
+    names: (&'static str, &'static str, &'static str),
+    m: &QMatrix,
+    rows: usize,
+    cols: usize,
+) -> Result<(), Error> {
+    if m.weight_type != WeightType::Int8 {
+        return Err(param(block, "the embedding tables must be int8"));
+    }
+    check_matrix(block, names, m, rows, cols)
+}
+
+/// Checks a `[rows][cols]` int8 or int4 matrix with per-row scales.
 fn check_matrix(
     block: Option<usize>,
     names: (&'static str, &'static str, &'static str),
@@ -47,11 +61,17 @@ fn check_matrix(
     rows: usize,
     cols: usize,
 ) -> Result<(), Error> {
-    let n = rows.checked_mul(cols).ok_or(overflow(block))?;
+    let n = m
+        .weight_type
+        .matrix_bytes(rows, cols)
+        .ok_or(overflow(block))?;
     if m.pad.len() > MAX_PAD {
         return Err(param(block, "more than 3 padding bytes before a matrix"));
     }
     check_len(block, names.0, n, m.weights)?;
+    if !m.weight_type.padding_is_zero(m.weights, cols) {
+        return Err(param(block, "an int4 row's padding nibble is not 0"));
+    }
     check_len(
         block,
         names.1,
@@ -225,7 +245,7 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     check_vocab(desc, vocab)?;
 
     let bad = "weight scale must be finite and > 0";
-    check_matrix(
+    check_table(
         None,
         ("tok_emb.weights", "tok_emb.scales", bad),
         &desc.tok_emb,
@@ -233,7 +253,7 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
         d,
     )?;
     match (cfg.position, &desc.pos_emb, &desc.rope) {
-        (GptPosition::Learned, Some(pe), None) => check_matrix(
+        (GptPosition::Learned, Some(pe), None) => check_table(
             None,
             ("pos_emb.weights", "pos_emb.scales", bad),
             pe,

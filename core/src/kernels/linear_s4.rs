@@ -33,6 +33,51 @@ pub fn s4_weight(row: &[u8], i: usize) -> i8 {
     (nibble as i8) >> 4
 }
 
+/// Packs int4 `values` (each in `-8..=7`; only the low 4 bits of each are kept) into one row of
+/// [`s4_row_bytes`]`(values.len())` bytes, low nibble first, the padding nibble of an odd-length
+/// row 0 (the format's only packing, see [`crate::format::WeightType`]).
+///
+/// [`Error::KernelShape`] if `out` is not exactly that long.
+pub fn pack_s4_row(values: &[i8], out: &mut [u8]) -> Result<(), Error> {
+    if out.len() != s4_row_bytes(values.len()) {
+        return Err(shape_error("pack_s4_row"));
+    }
+    let pairs = values.chunks(2);
+    for (b, pair) in out.iter_mut().zip(pairs) {
+        let lo = pair.first().map_or(0, |&v| v as u8 & 0x0F);
+        let hi = pair.get(1).map_or(0, |&v| v as u8 & 0x0F);
+        *b = lo | (hi << 4);
+    }
+    Ok(())
+}
+
+/// `Σ x[i] * w[start + i]` for `i < x.len()`, the weights read from a packed int4 row at any
+/// nibble offset `start` (a convolution's in-bounds taps start mid-filter); `0` for the terms
+/// past the row's end.
+#[inline]
+pub(crate) fn dot_s4_at(x: &[i8], row: &[u8], start: usize) -> i32 {
+    if start.is_multiple_of(2) {
+        return dot_s4(x, row.get(start / 2..).unwrap_or(&[]));
+    }
+    // Odd start: the first weight is the high nibble of byte `start / 2`, then whole bytes.
+    let Some((&x0, rest)) = x.split_first() else {
+        return 0;
+    };
+    let Some(&b) = row.get(start / 2) else {
+        return 0;
+    };
+    let first = x0 as i32 * ((b & 0xF0) as i8 >> 4) as i32;
+    first.wrapping_add(dot_s4(rest, row.get(start / 2 + 1..).unwrap_or(&[])))
+}
+
+/// `Σ w[start + i]` for `i < len` of a packed int4 row (terms past its end count 0).
+#[inline]
+pub(crate) fn sum_s4_at(row: &[u8], start: usize, len: usize) -> i32 {
+    (start..start.saturating_add(len))
+        .take_while(|&i| i / 2 < row.len())
+        .fold(0i32, |acc, i| acc.wrapping_add(s4_weight(row, i) as i32))
+}
+
 /// `output[o] = requant(bias'[o] + Σ_i input[i] * w[o][i])` for every output `o`, with int4
 /// weights.
 ///
@@ -145,6 +190,44 @@ mod tests {
             }
         }
         (out, rows * rb)
+    }
+
+    #[test]
+    fn pack_s4_row_is_the_inverse_of_s4_weight() {
+        let mut rng = Rng::new(7);
+        for n in 1..40 {
+            let v: [i8; 40] = core::array::from_fn(|_| (rng.below(16) as i32 - 8) as i8);
+            let mut row = [0xAAu8; 20];
+            pack_s4_row(&v[..n], &mut row[..s4_row_bytes(n)]).unwrap();
+            let (reference, _) = pack(&v[..n], n);
+            assert_eq!(
+                row[..s4_row_bytes(n)],
+                reference[..s4_row_bytes(n)],
+                "n {n}"
+            );
+            for (i, &want) in v[..n].iter().enumerate() {
+                assert_eq!(s4_weight(&row, i), want);
+            }
+            // Every offset and length against the unpacked definition.
+            for start in 0..n {
+                let len = n - start;
+                let x: [i8; 40] = core::array::from_fn(|_| rng.next_u32() as i8);
+                let want: i32 = (0..len).map(|i| x[i] as i32 * v[start + i] as i32).sum();
+                assert_eq!(
+                    dot_s4_at(&x[..len], &row, start),
+                    want,
+                    "n {n} start {start}"
+                );
+                let sum: i32 = v[start..n].iter().map(|&w| w as i32).sum();
+                assert_eq!(sum_s4_at(&row, start, len), sum);
+            }
+        }
+        assert_eq!(
+            pack_s4_row(&[1, 2, 3], &mut [0; 1]),
+            Err(Error::KernelShape {
+                kernel: "pack_s4_row"
+            })
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   firmware's `dsp_check` binary) and falls back to them for the shapes it does not handle.
 //!
 //! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`] (int8 or
-//! u8 inputs), [`linear_s4()`] and [`matvec_i32_s4`] (packed int4 weights), [`conv2d()`], [`max_pool2d`], [`relu`], [`qk_scores`],
+//! u8 inputs), [`linear_s4()`] and [`matvec_i32_s4`] (packed int4 weights), [`conv2d()`],
+//! [`conv2d_s4()`] (portable on every target for now), [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
@@ -57,7 +58,7 @@ pub use rope::rope_rotate;
 pub mod portable {
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, qk_scores, softmax_f32};
-    pub use super::conv2d::conv2d;
+    pub use super::conv2d::{conv2d, conv2d_s4};
     pub use super::linear::{
         dot_i8, linear, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8,
     };
@@ -81,7 +82,9 @@ pub use dsp::{
     qk_scores, relu,
 };
 pub use linear::StridedInput;
-pub use linear_s4::{s4_row_bytes, s4_weight};
+pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
+// No DSP int4 convolution yet: the portable one on every target.
+pub use conv2d::conv2d_s4;
 #[cfg(not(aka_dsp))]
 pub use portable::{
     conv2d, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided, max_pool2d,

@@ -6,7 +6,7 @@
 
 use aka_core::format::{
     Body, Conv2d, Header, InputDesc, Layer, LayerList, Linear, MaxPool2d, Metadata, ModelFile,
-    QuantParams, Requant, SequentialDesc, Shape,
+    QuantParams, Requant, SequentialDesc, Shape, WeightType,
 };
 use aka_core::quant::quantize_multiplier;
 use aka_core::rng::Rng;
@@ -68,6 +68,7 @@ pub enum QLayer {
 /// Byte arrays of one layer, as stored in the file.
 #[derive(Clone, Debug, Default)]
 pub struct Encoded {
+    pub weight_type: WeightType,
     pub w: Vec<u8>,
     pub bias: Vec<u8>,
     pub mult: Vec<u8>,
@@ -95,13 +96,37 @@ pub fn fold_bias(bias: &[i32], w: &[i8], zp_in: i8) -> Vec<i32> {
 }
 
 pub fn encode(l: &QLayer) -> Encoded {
+    encode_as(l, WeightType::Int8)
+}
+
+/// Packs `[rows][cols]` int4 values (each in `-8..=7`) row by row, low nibble first, padding 0:
+/// written here independently of aka-core's `pack_s4_row`.
+pub fn pack_int4(w: &[i8], cols: usize) -> Vec<u8> {
+    w.chunks_exact(cols)
+        .flat_map(|row| {
+            assert!(row.iter().all(|v| (-8..=7).contains(v)), "int4 range");
+            row.chunks(2)
+                .map(|p| (p[0] as u8 & 0xF) | (p.get(1).map_or(0, |&h| h as u8 & 0xF) << 4))
+                .collect::<Vec<u8>>()
+        })
+        .collect()
+}
+
+/// [`encode`] with the weights stored as `weight_type` (int4: packed by [`pack_int4`], one row
+/// per output channel).
+pub fn encode_as(l: &QLayer, weight_type: WeightType) -> Encoded {
     let (w, zp, q) = match l {
         QLayer::Linear(l) => (&l.w, l.zp_in, &l.q),
         QLayer::Conv(c) => (&c.w, c.zp_in, &c.q),
         _ => return Encoded::default(),
     };
+    let cols = w.len() / q.bias.len();
     Encoded {
-        w: i8_bytes(w),
+        weight_type,
+        w: match weight_type {
+            WeightType::Int8 => i8_bytes(w),
+            WeightType::Int4 => pack_int4(w, cols),
+        },
         bias: le_bytes(&fold_bias(&q.bias, w, zp)),
         mult: le_bytes(&q.mult),
         shift: le_bytes(&q.shift),
@@ -124,6 +149,7 @@ pub fn to_layer<'a>(l: &QLayer, e: &'a Encoded) -> Layer<'a> {
             in_features: l.in_f as u32,
             out_features: l.out_f as u32,
             pad: &[],
+            weight_type: e.weight_type,
             weights: &e.w,
             bias: &e.bias,
             requant: requant(&l.q, e),
@@ -139,6 +165,7 @@ pub fn to_layer<'a>(l: &QLayer, e: &'a Encoded) -> Layer<'a> {
             pad_w: c.pw as u32,
             input_zero_point: c.zp_in,
             pad: &[],
+            weight_type: e.weight_type,
             weights: &e.w,
             bias: &e.bias,
             requant: requant(&c.q, e),
@@ -176,7 +203,16 @@ pub fn file_bytes(header: Header, input: InputDesc, layers: &[Layer], labels: &s
 /// Encodes owned quantized layers and lends `f` their format views (which borrow the
 /// encodings), one per layer.
 pub fn with_layers<R>(qlayers: &[QLayer], f: impl FnOnce(&mut Vec<Layer<'_>>) -> R) -> R {
-    let enc: Vec<Encoded> = qlayers.iter().map(encode).collect();
+    with_layers_as(qlayers, WeightType::Int8, f)
+}
+
+/// [`with_layers`] with every Linear and Conv2d stored as `weight_type`.
+pub fn with_layers_as<R>(
+    qlayers: &[QLayer],
+    weight_type: WeightType,
+    f: impl FnOnce(&mut Vec<Layer<'_>>) -> R,
+) -> R {
+    let enc: Vec<Encoded> = qlayers.iter().map(|l| encode_as(l, weight_type)).collect();
     let mut layers: Vec<Layer> = qlayers
         .iter()
         .zip(&enc)
