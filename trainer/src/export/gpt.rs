@@ -366,7 +366,7 @@ struct BlockBytes {
 fn qm(m: &Mat) -> QMatrix<'_> {
     QMatrix {
         pad: &[],
-        weight_type: aka_core::format::WeightType::Int8,
+        weight_type: m.2.format(),
         weights: &m.0,
         scales: &m.1,
     }

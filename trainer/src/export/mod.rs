@@ -120,15 +120,13 @@ pub fn weight_bytes(q: &[i8], rows: usize, bits: WeightBits) -> Vec<u8> {
         WeightBits::Int8 => i8_bytes(q),
         WeightBits::Int4 => {
             let cols = q.len() / rows.max(1);
-            let per_row = cols.div_ceil(2);
+            let per_row = aka_core::kernels::s4_row_bytes(cols);
             let mut out = vec![0u8; per_row * rows];
             for (row, dst) in q
                 .chunks_exact(cols.max(1))
                 .zip(out.chunks_exact_mut(per_row.max(1)))
             {
-                for (i, &v) in row.iter().enumerate() {
-                    dst[i / 2] |= ((v as u8) & 0x0F) << (4 * (i % 2));
-                }
+                aka_core::kernels::pack_s4_row(row, dst).expect("s4_row_bytes(cols) bytes");
             }
             out
         }

@@ -121,6 +121,14 @@ pub enum WeightBits {
 }
 
 impl WeightBits {
+    /// The file's [`WeightType`](aka_core::format::WeightType).
+    pub fn format(self) -> aka_core::format::WeightType {
+        match self {
+            WeightBits::Int8 => aka_core::format::WeightType::Int8,
+            WeightBits::Int4 => aka_core::format::WeightType::Int4,
+        }
+    }
+
     /// `"int8"` / `"int4"`.
     pub fn name(self) -> &'static str {
         match self {

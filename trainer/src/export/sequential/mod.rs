@@ -30,9 +30,9 @@ pub use self::quantize::{
     chw_to_hwc_columns, oihw_to_ohwi, quantize, LayerReport, QConv2d, QLayer, QLinear, QuantConfig,
     QuantizedModel,
 };
-use super::quantize::QRequant;
+use super::quantize::{QRequant, WeightBits};
 use super::{
-    encode_aligned, i32_bytes, i8_bytes, u32_of, BodySummary, Evaluation, ExportMetadata,
+    encode_aligned, i32_bytes, u32_of, weight_bytes, BodySummary, Evaluation, ExportMetadata,
     ExportSummary,
 };
 use crate::autograd::{no_grad, Tensor};
@@ -49,9 +49,9 @@ struct LayerBytes {
 }
 
 impl LayerBytes {
-    fn new(weights: &[i8], bias: &[i32], r: &QRequant) -> Self {
+    fn new(weights: &[i8], bits: WeightBits, bias: &[i32], r: &QRequant) -> Self {
         Self {
-            weights: i8_bytes(weights),
+            weights: weight_bytes(weights, bias.len(), bits),
             bias: i32_bytes(bias),
             multipliers: i32_bytes(&r.multipliers),
             shifts: i32_bytes(&r.shifts),
@@ -78,8 +78,18 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
         .layers
         .iter()
         .map(|l| match l {
-            QLayer::Linear(l) => Some(LayerBytes::new(&l.weights, &l.bias, &l.requant)),
-            QLayer::Conv2d(c) => Some(LayerBytes::new(&c.weights, &c.bias, &c.requant)),
+            QLayer::Linear(l) => Some(LayerBytes::new(
+                &l.weights,
+                l.weight_bits,
+                &l.bias,
+                &l.requant,
+            )),
+            QLayer::Conv2d(c) => Some(LayerBytes::new(
+                &c.weights,
+                c.weight_bits,
+                &c.bias,
+                &c.requant,
+            )),
             _ => None,
         })
         .collect();
@@ -90,7 +100,7 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
                 in_features: u32_of(l.in_features, "in_features")?,
                 out_features: u32_of(l.out_features, "out_features")?,
                 pad: &[],
-                weight_type: aka_core::format::WeightType::Int8,
+                weight_type: l.weight_bits.format(),
                 weights: &b.weights,
                 bias: &b.bias,
                 requant: b.requant(&l.requant),
@@ -106,7 +116,7 @@ pub fn encode(model: &QuantizedModel, meta: &ExportMetadata) -> anyhow::Result<V
                 pad_w: u32_of(c.padding, "padding")?,
                 input_zero_point: c.input_zero_point,
                 pad: &[],
-                weight_type: aka_core::format::WeightType::Int8,
+                weight_type: c.weight_bits.format(),
                 weights: &b.weights,
                 bias: &b.bias,
                 requant: b.requant(&c.requant),
