@@ -18,6 +18,7 @@
 //! `summary.json` record ([`ExportSummary`]) and the atomic [`write()`].
 
 pub mod gpt;
+mod gpt_weights;
 pub mod quantize;
 pub mod sequential;
 

@@ -3,7 +3,11 @@
 //! * **Weights** ([`quantize_rows`]): int8, symmetric, **per output row** (channel):
 //!   `s[o] = max|W[o]| / 127`, `q = clamp(round(w / s[o]), -127, 127)`, zero point 0; an
 //!   all-zero (or non-finite) row gets scale 1. The maximum error is measured, absolute and
-//!   relative to the row's `max|W[o]|`.
+//!   relative to the row's `max|W[o]|`. **int4** ([`quantize_rows_int4`], issue 12): the same
+//!   per row, `q = clamp(round(w / s[o]), -8, 7)` with `s[o] = α·max|W[o]| / 7` and `α` chosen
+//!   per row by a clipping search ([`Int4Scale::Search`]); [`quantize_rows_as`] picks by
+//!   [`WeightBits`], and the file packs the values ([`super::weight_bytes`]). Rounding is
+//!   `f32::round` (half away from zero) for both.
 //! * **Activations** ([`activation_quant`]): int8, per tensor, asymmetric `(scale, zero_point)`
 //!   of a calibrated range `[lo, hi]` widened to contain 0 (so that real 0 is exact):
 //!   `scale = (max - min) / 255`, `zero_point = clamp(round(-128 - min / scale), -128, 127)`.

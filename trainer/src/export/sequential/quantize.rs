@@ -208,7 +208,8 @@ pub struct LayerReport {
     pub weights: WeightBits,
     /// `max |w - s_w * q|` over all weights.
     pub max_abs_error: f32,
-    /// `max over channels of max|w - s_w * q| / max|W[o]|` (at most `1/254` by construction).
+    /// `max over channels of max|w - s_w * q| / max|W[o]|` (at most `1/254` for int8; for int4
+    /// the clipped largest weights dominate it).
     pub max_rel_error: f32,
     /// Smallest and largest per-channel weight scale.
     pub weight_scale_min: f32,
