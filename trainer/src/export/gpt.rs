@@ -174,8 +174,7 @@ impl GptExported {
             &self.bytes,
             self.param_bytes,
             (&self.float, &self.int8),
-            self.calibration,
-            self.calibration_samples,
+            (self.calibration, self.calibration_samples),
             self.weights.weights,
             BodySummary::Gpt(GptSummary {
                 state_bytes: self.state_size,

@@ -406,8 +406,7 @@ impl ExportSummary {
         bytes: &[u8],
         param_bytes: usize,
         (float, int8): (&Evaluation, &Evaluation),
-        calibration: Calibration,
-        calibration_samples: usize,
+        (calibration, calibration_samples): (Calibration, usize),
         weights: WeightBits,
         body: BodySummary,
     ) -> Self {

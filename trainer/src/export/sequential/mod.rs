@@ -250,8 +250,10 @@ impl Exported {
             &self.bytes,
             self.param_bytes,
             (&self.float, &self.int8),
-            self.quantized.calibration,
-            self.quantized.calibration_samples,
+            (
+                self.quantized.calibration,
+                self.quantized.calibration_samples,
+            ),
             self.quantized.weights,
             BodySummary::Sequential(SequentialSummary {
                 arena_bytes: self.arena_size,
