@@ -2,10 +2,11 @@
 //! Cortex-M4F, aka-core's DSP kernels), give exactly what aka-core gives on the host for the
 //! same model files (`firmware/models/`):
 //!
-//! * `mnist` (CNN, the default, and the MLP via `AKA_MNIST_MODEL=mnist-mlp.aka`): for every
+//! * `mnist` (CNN, the default, the MLP via `AKA_MNIST_MODEL=mnist-mlp.aka`, and the int4 MLP
+//!   `mnist-mlp-int4.aka`): for every
 //!   embedded test image the same predicted class and the same int8 scores (FNV-1a of the score
 //!   bytes), and the same accuracy;
-//! * `gpt`: the same generated text (prompt "ROMEO:", 100 tokens, temperature 0.8, top-k 40,
+//! * `gpt` (`gpt.aka`, and `gpt-int4.aka` via `AKA_GPT_MODEL`): the same generated text (prompt "ROMEO:", 100 tokens, temperature 0.8, top-k 40,
 //!   `Rng::new(1)`: `aka_core::sample::sample` after every `Decoder::push`), byte for byte, and
 //!   its FNV-1a.
 //!
@@ -254,9 +255,30 @@ fn host_generate(bytes: &[u8]) -> (String, String) {
 
 #[test]
 #[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn mnist_mlp_int4_device_equals_host() {
+    check_mnist("mnist-mlp-int4.aka");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
 fn gpt_device_equals_host() {
-    let log = run_firmware("gpt", &[]);
+    check_gpt("gpt.aka");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn gpt_int4_device_equals_host() {
+    check_gpt("gpt-int4.aka");
+}
+
+fn check_gpt(model_file: &str) {
+    let log = run_firmware("gpt", &[("AKA_GPT_MODEL", model_file)]);
     let msgs = messages(&log);
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("gpt on ") && m.contains(&format!("model {model_file}"))),
+        "the firmware did not run {model_file}"
+    );
     let setup = format!(
         "prompt {PROMPT:?} ({} tokens), {TOKENS} tokens, seed {SEED}, temperature 0.8, top-k {}",
         PROMPT.chars().count(),
@@ -280,9 +302,9 @@ fn gpt_device_equals_host() {
         }
     }
 
-    let bytes = std::fs::read(models_dir().join("gpt.aka")).unwrap();
+    let bytes = std::fs::read(models_dir().join(model_file)).unwrap();
     let (host, generated) = host_generate(&bytes);
-    assert_eq!(device, host, "generated text: device vs host");
+    assert_eq!(device, host, "{model_file}: generated text: device vs host");
     let summary = format!(
         "generated: {TOKENS} tokens, {} bytes, fnv1a {:#010x}",
         generated.len(),
@@ -292,5 +314,5 @@ fn gpt_device_equals_host() {
         msgs.iter().any(|m| *m == summary),
         "device summary differs from the host's `{summary}`"
     );
-    eprintln!("gpt: identical on device and host:\n{host}");
+    eprintln!("{model_file}: identical on device and host:\n{host}");
 }

@@ -52,7 +52,7 @@ pub fn metadata(out: &mut String, meta: &Metadata<'_>) {
     }
     let _ = writeln!(
         out,
-        "accuracy      float {}, int8 {} (test set, recorded at export)",
+        "accuracy      float {}, quantized {} (test set, recorded at export)",
         percent(meta.float_accuracy),
         percent(meta.int8_accuracy)
     );
@@ -264,14 +264,14 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let ev = m.eval();
     let _ = writeln!(
         out,
-        "val loss      float {}, int8 {} nats/token ({} validation tokens, recorded at export)",
+        "val loss      float {}, quantized {} nats/token ({} validation tokens, recorded at export)",
         loss(ev.val_loss_float),
         loss(ev.val_loss_int8),
         thousands(ev.val_tokens)
     );
     let _ = writeln!(
         out,
-        "top-1         int8 agrees with float on {} of positions; next-token accuracy float {}, int8 {}",
+        "top-1         quantized agrees with float on {} of positions; next-token accuracy float {}, quantized {}",
         percent(ev.top1_agreement),
         percent(meta.float_accuracy),
         percent(meta.int8_accuracy)
@@ -394,7 +394,7 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
             "tensor",
             "shape",
             "params",
-            "weight B",
+            "int B",
             "f32 B",
             "flash B",
             "stored as",

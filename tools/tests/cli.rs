@@ -176,16 +176,18 @@ fn bad_files_and_arguments_fail_cleanly() {
         &aka(&["run", p(&truncated), "--mnist-index", "0"]),
         "truncated",
     );
-    // A format-1 header (before the pixel normalization was added) is refused by version.
-    let mut v1 = good.clone();
-    assert_eq!(v1[4], 2);
-    v1[4] = 1;
-    let v1 = dir.file("v1.aka", &v1);
-    assert_fails(&aka(&["inspect", p(&v1)]), "version 1 is not supported");
-    let mut v3 = good.clone();
-    v3[4] = 3;
-    let v3 = dir.file("v3.aka", &v3);
-    assert_fails(&aka(&["inspect", p(&v3)]), "version 3 is not supported");
+    // A format-2 header (before the weight types were added) is refused by version, with the
+    // way out; so is a future version.
+    let mut v2 = good.clone();
+    assert_eq!(v2[4], 3);
+    v2[4] = 2;
+    let v2 = dir.file("v2.aka", &v2);
+    assert_fails(&aka(&["inspect", p(&v2)]), "version 2 is not supported");
+    assert_fails(&aka(&["inspect", p(&v2)]), "re-export the model");
+    let mut v4 = good.clone();
+    v4[4] = 4;
+    let v4 = dir.file("v4.aka", &v4);
+    assert_fails(&aka(&["inspect", p(&v4)]), "version 4 is not supported");
     let mut trailing = good.clone();
     trailing.push(0);
     let trailing = dir.file("trailing.aka", &trailing);

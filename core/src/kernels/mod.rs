@@ -12,7 +12,7 @@
 //!
 //! The functions at this level ([`linear()`], [`matvec_i32`], [`matvec_i32_strided`] (int8 or
 //! u8 inputs), [`linear_s4()`] and [`matvec_i32_s4`] (packed int4 weights), [`conv2d()`],
-//! [`conv2d_s4()`] (portable on every target for now), [`max_pool2d`], [`relu`], [`qk_scores`],
+//! [`conv2d_s4()`], [`max_pool2d`], [`relu`], [`qk_scores`],
 //! [`softmax_f32`], [`dot_i8`], [`dot_i8_i8`]) are the entry points: they pick the DSP kernel at
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
@@ -78,17 +78,16 @@ pub mod portable {
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
 #[cfg(aka_dsp)]
 pub use dsp::{
-    conv2d, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided, max_pool2d,
-    qk_scores, relu,
+    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
+    max_pool2d, qk_scores, relu,
 };
 pub use linear::StridedInput;
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
-// No DSP int4 convolution yet: the portable one on every target.
-pub use conv2d::conv2d_s4;
+
 #[cfg(not(aka_dsp))]
 pub use portable::{
-    conv2d, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided, max_pool2d,
-    qk_scores, relu,
+    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
+    max_pool2d, qk_scores, relu,
 };
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable

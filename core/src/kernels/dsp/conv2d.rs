@@ -21,7 +21,7 @@ use core::mem::MaybeUninit;
 use super::gemm::{extend_pair, gemm2x2_rq_full, gemm2x2_rq_sat, GemmArgs};
 use super::{sxtb16, sxtb16_ror8, word_i8, FastRequant};
 use crate::kernels::conv2d::check_conv2d;
-use crate::kernels::{portable, Conv2dGeometry, OutputStage};
+use crate::kernels::{portable, s4_row_bytes, s4_weight, Conv2dGeometry, OutputStage};
 use crate::Error;
 
 /// Largest filter (`kernel_h · kernel_w · in_c`) of the im2col path (buffer: `4 · MAX_K` bytes).
@@ -56,6 +56,42 @@ pub fn conv2d(
     } else {
         portable::conv2d(input, g, weights, stage, output)
     }
+}
+
+/// Largest packed int4 layer (`out_c · kernel_h · kernel_w · in_c` weights) that
+/// [`conv2d_s4`] unpacks on the stack (one byte per weight).
+const MAX_S4_UNPACKED: usize = 2048;
+
+/// [`crate::kernels::conv2d_s4()`] for Armv7E-M: a convolution's weights are few (the MNIST
+/// CNN's largest has 1,152) and each is used once per output pixel, so the whole layer's int4
+/// filters are unpacked **once per call** into an int8 buffer on the stack (2 KiB) and run
+/// through [`conv2d`] (its `SMLAD` paths); that costs one pass over the weights against
+/// `out_h · out_w` MACs per weight. Larger layers use the portable int4 kernel. Bit-identical
+/// either way: int4 values unpacked to int8 are the same numbers.
+pub fn conv2d_s4(
+    input: &[i8],
+    g: &Conv2dGeometry,
+    weights: &[u8],
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let filter = g.kernel_h.saturating_mul(g.kernel_w).saturating_mul(g.in_c);
+    let n = g.out_c.saturating_mul(filter);
+    let row_bytes = s4_row_bytes(filter);
+    if n == 0 || n > MAX_S4_UNPACKED || g.out_c.checked_mul(row_bytes) != Some(weights.len()) {
+        // Shape errors (and large layers) from the portable kernel, with its checks.
+        return portable::conv2d_s4(input, g, weights, stage, output);
+    }
+    let mut unpacked = [0u8; MAX_S4_UNPACKED];
+    for (dst, row) in unpacked[..n]
+        .chunks_exact_mut(filter)
+        .zip(weights.chunks_exact(row_bytes))
+    {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = s4_weight(row, i) as u8;
+        }
+    }
+    conv2d(input, g, &unpacked[..n], stage, output)
 }
 
 /// The clamp variant: `act_min == -128` needs only `SSAT`.

@@ -9,6 +9,7 @@
 //! | [`linear_s4`], [`matvec_i32_s4`] (int4 weights) | 2 rows per pass over a pre-extended input; per 8 inputs: `LDM` (inputs), 2 `LDR` (16 nibbles), 8 `AND` (nibbles to the top of halfwords, no sign extension), 8 `SMLAD` | 1.25 per MAC + ~25 per output (the int8 kernel's requantization) |
 //! | [`conv2d`], 1 input channel, 3×3 | direct: halfword-pair band per output row, 5 multiplies per channel against pre-extended weights | ~15 per output + ~10 per pixel |
 //! | [`conv2d`], `in_c % 4 == 0` | im2col of 2 pixels + 2×2 micro-kernel (2 pixels × 2 filters, filters read in place): 15 per 16 MACs | 0.94 per MAC + ~15 per output + im2col |
+//! | [`conv2d_s4`] (int4 weights) | the layer's filters unpacked once per call (up to 2,048 weights, on the stack), then [`conv2d`] | [`conv2d`]'s + ~4 per weight per call |
 //! | [`qk_scores`] | the same micro-kernel (2 query rows × 2 key rows) | 0.94 per MAC + ~6 per score |
 //! | [`max_pool2d`], [`relu`] | 4 channels per word, `SSUB8` + `SEL` | 2 per 4 lanes per tap + loads |
 //! | [`dot_i8`], [`dot_i8_i8`] | both operands extended on the fly: 2 `LDR`, 4 `SXTB16`, 2 `SMLAD` per 4 elements | 2 per MAC + ~25 per call |
@@ -107,7 +108,7 @@ mod linear_s4;
 mod pool;
 
 pub use attention::qk_scores;
-pub use conv2d::conv2d;
+pub use conv2d::{conv2d, conv2d_s4};
 pub use linear::{dot_i8, linear, matvec_i32};
 pub use linear::{matvec_i32_strided, FcInput};
 pub use linear_s4::{linear_s4, matvec_i32_s4};

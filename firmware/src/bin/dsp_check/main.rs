@@ -643,11 +643,12 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 11] = [
+    let kernels: [(&str, Check, u32); 12] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("linear_s4, matvec_i32_s4", check_linear_s4, 1000),
         ("conv2d", check_conv, 2000),
+        ("conv2d_s4", int4::check_conv_s4, 600),
         ("max_pool2d", check_pool, 800),
         ("relu", check_relu, 300),
         ("qk_scores", check_qk, 800),
