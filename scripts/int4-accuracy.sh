@@ -4,13 +4,15 @@
 # figure is the exported file run by aka-core on the host (`export.quantized_accuracy` /
 # `export.quantized_val_loss` in summary.json).
 #
-#   bash scripts/int4-accuracy.sh [THREADS] [PART...]     PART: mlp cnn gpt (default: all)
+#   bash scripts/int4-accuracy.sh [THREADS] [PART...]     PART: mlp cnn gpt gpt-nano
+#                                                         (default: mlp cnn gpt)
 #
 # MNIST: test accuracy (10,000 images), MLP 1 and 5 epochs and CNN 5 epochs, seeds 0-2, float /
 # int8 / int4 (PTQ), and the file sizes. GPT (`aka-trainer gpt --steps 2000 --seed 0`, the
 # small config): validation loss on the exporter's batches (4 x 8 sequences of 64, seed 0) of
 # the float model, int8, int4 PTQ, and int4 after `--qat-steps 200` (QAT), also with `wk` kept
-# int8. Deterministic for a given thread count. ~25 min on 2 cores.
+# int8; gpt-nano: the same for nanoGPT's CPU config (4 layers, 4 heads, 128 dims, batch 12).
+# Deterministic for a given thread count. ~25 min on 2 cores (gpt-nano ~10 min more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-2}"
@@ -48,20 +50,23 @@ mnist() { # model epochs
     done
 }
 
-gpt() {
+gpt() { # name flags...
+    local name=$1
+    shift
     echo
-    echo "GPT small config, 2000 steps, seed 0: validation loss (exporter's batches)"
+    echo "GPT $name (\`aka-trainer gpt --steps 2000 --seed 0 $*\`): validation loss (exporter's batches)"
     echo "| weights | float | quantized PTQ | vs float | after --qat-steps 200 | vs float |"
     echo "|---|---|---|---|---|---|"
-    "$bin" gpt --steps 2000 --seed 0 --threads "$threads" --sample-chars 0 --weights int8 \
-        --out "$out/gpt-int8" >"$out/gpt-int8.log"
-    json "$out/gpt-int8/summary.json" \
+    "$bin" gpt --steps 2000 --seed 0 --threads "$threads" --sample-chars 0 --weights int8 "$@" \
+        --out "$out/$name-int8" >"$out/$name-int8.log"
+    json "$out/$name-int8/summary.json" \
         "'| int8 | %.4f | %.4f | %+.2f%% | | |' % (d['export']['float_val_loss'], d['export']['quantized_val_loss'], 100*(d['export']['quantized_val_loss']/d['export']['float_val_loss']-1))"
     for rule in "" "wk"; do
-        name="gpt-int4${rule:+-$rule}"
+        [ "$name" != small ] && [ -n "$rule" ] && continue
+        run="$name-int4${rule:+-$rule}"
         "$bin" gpt --steps 2000 --seed 0 --threads "$threads" --sample-chars 0 --weights int4 \
-            ${rule:+--int8-matrices $rule} --qat-steps 200 --out "$out/$name" >"$out/$name.log"
-        json "$out/$name/summary.json" \
+            ${rule:+--int8-matrices $rule} --qat-steps 200 "$@" --out "$out/$run" >"$out/$run.log"
+        json "$out/$run/summary.json" \
             "'| int4${rule:+ ($rule int8)} | %.4f | %.4f | %+.2f%% | %.4f | %+.2f%% |' % (d['qat']['ptq_float_val_loss'], d['qat']['ptq_quantized_val_loss'], 100*(d['qat']['ptq_quantized_val_loss']/d['qat']['ptq_float_val_loss']-1), d['qat']['qat_quantized_val_loss'], 100*(d['qat']['qat_quantized_val_loss']/d['qat']['ptq_float_val_loss']-1))"
     done
 }
@@ -70,7 +75,8 @@ for p in "${parts[@]}"; do
     case "$p" in
     mlp) mnist mlp 1; mnist mlp 5 ;;
     cnn) mnist cnn 5 ;;
-    gpt) gpt ;;
-    *) echo "unknown part $p (mlp cnn gpt)" >&2; exit 2 ;;
+    gpt) gpt small ;;
+    gpt-nano) gpt nano --layers 4 --heads 4 --dim 128 --block 64 --batch-size 12 ;;
+    *) echo "unknown part $p (mlp cnn gpt gpt-nano)" >&2; exit 2 ;;
     esac
 done
