@@ -6,6 +6,10 @@
 //! aka-core `OUT/model.aka` (`export::gpt::export_gpt`; skip with `--no-export`) and
 //! `OUT/summary.json` (the export's figures under `export`, the same keys as `aka-trainer mnist`
 //! plus the GPT's).
+//!
+//! `--weights int4` makes the projections (and an untied head) int4, the embeddings stay int8;
+//! `--int8-matrices` keeps some roles int8; `--qat-steps N` adds N quantization-aware steps
+//! (PTQ and QAT figures side by side in `summary.json` under `qat`).
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,6 +1,10 @@
 //! `aka-trainer mnist`: train the tutorial's MLP (or the small CNN) on MNIST, then quantize it to
 //! int8 and export it for aka-core as `OUT/model.aka` (unless `--no-export`).
 //!
+//! `--weights int4` exports packed int4 weights (one scale per output channel; `--int8-layers`
+//! keeps some layers int8), and `--qat-steps N` fine-tunes N more steps with the weights
+//! fake-quantized exactly as exported before the export, reporting PTQ and QAT side by side.
+//!
 //! After training, the export step calibrates activation ranges on `--calibration` training
 //! images, writes the model file atomically, runs it **with aka-core** on the whole test set, and
 //! prints float accuracy, int8 accuracy, top-1 agreement, file and arena sizes and the per-layer
