@@ -310,6 +310,8 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
                     counter.hz() / 1_000_000
                 );
             }
+            // The deepest the stack has been so far (prefill, decode and sampling included).
+            crate::stack::log_high_water();
             port.status(
                 chat::OK,
                 format_args!(

@@ -24,6 +24,7 @@ fn main() -> ! {
     let mut cp = cortex_m::Peripherals::take().unwrap();
     let board = fw::init(&mut cp);
     app::mnist::run(&board, &MODEL.0, IMAGES, LABELS);
+    fw::stack::log_high_water();
     defmt::info!("done");
     fw::exit(fw::exit_code::SUCCESS)
 }
