@@ -230,7 +230,7 @@ fn bad_sizes_and_flags_are_usage_errors() {
 fn fake_elf(sections: &[(&str, u32)], symbols: &[(&str, u32)]) -> Vec<u8> {
     let mut shstrtab = vec![0u8];
     let mut strtab = vec![0u8];
-    let mut name_at = |table: &mut Vec<u8>, name: &str| -> u32 {
+    let name_at = |table: &mut Vec<u8>, name: &str| -> u32 {
         let at = table.len() as u32;
         table.extend_from_slice(name.as_bytes());
         table.push(0);
