@@ -101,7 +101,9 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
         || model.block_size() > WINDOW_LEN
         || model.vocab_size() > VOCAB_MAX
     {
-        defmt::panic!("state buffers too small: raise the sizes in src/app/gpt.rs");
+        defmt::panic!(
+            "state buffers too small for this model: they are sized by build.rs from AKA_GPT_MODEL"
+        );
     }
     // SAFETY: the only reference to BUFFERS, taken once in a single-threaded program.
     let b = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
