@@ -21,7 +21,7 @@
 //! count per decode step (model + sampling) and per token sent on the serial port.
 
 use aka_core::chat::{self, Command, Line, LineReader, LINE_MAX, MARKER};
-use aka_core::gpt::{Decoder, Generation, GptModel};
+use aka_core::gpt::{Decoder, Generation};
 use aka_core::rng::Rng;
 use aka_core::sample::Sampling;
 use core::fmt;
@@ -83,7 +83,7 @@ impl<S: Write> Port<'_, S> {
 /// Serves the chat on `serial` with the GPT model file `bytes`, forever.
 pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
     let counter = board.counter;
-    let model = unwrap!(GptModel::load(bytes));
+    let model = unwrap!(super::load_gpt(bytes));
     let cfg = model.config();
     defmt::info!(
         "chat on {=str}: model {=str}, {=usize} bytes, {=u32} layers, {=u32} dims, context {=usize}, {=usize} chars; line buffer {=usize} bytes",
