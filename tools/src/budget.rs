@@ -57,13 +57,17 @@ pub const BOARDS: [Board; 3] = [
 
 /// The board called `name` in [`BOARDS`].
 pub fn board(name: &str) -> anyhow::Result<Board> {
-    BOARDS.iter().copied().find(|b| b.name == name).with_context(|| {
-        let names: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
-        format!(
-            "unknown board {name:?}: one of {} (or give --flash BYTES --ram BYTES)",
-            names.join(", ")
-        )
-    })
+    BOARDS
+        .iter()
+        .copied()
+        .find(|b| b.name == name)
+        .with_context(|| {
+            let names: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
+            format!(
+                "unknown board {name:?}: one of {} (or give --flash BYTES --ram BYTES)",
+                names.join(", ")
+            )
+        })
 }
 
 /// The board whose recorded firmware figures stand for a custom (`--flash`/`--ram`) board: a
@@ -210,7 +214,9 @@ fn legacy_path(sym: &str) -> Vec<&str> {
         if !c.is_ascii_digit() {
             break;
         }
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let Ok(len) = rest[..digits].parse::<usize>() else {
             break;
         };
@@ -226,7 +232,8 @@ fn legacy_path(sym: &str) -> Vec<&str> {
 impl ElfSizes {
     /// Reads the section and symbol tables of the ELF at `path`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
         Self::parse(&bytes).with_context(|| format!("{}: not a firmware ELF", path.display()))
     }
 
@@ -270,7 +277,10 @@ impl ElfSizes {
         let mut out = ElfSizes::default();
         for s in &sections {
             let name = name_of(s);
-            if matches!(name.as_str(), ".vector_table" | ".text" | ".rodata" | ".data") {
+            if matches!(
+                name.as_str(),
+                ".vector_table" | ".text" | ".rodata" | ".data"
+            ) {
                 out.flash += s.size;
             }
             if matches!(name.as_str(), ".data" | ".bss" | ".uninit") {
@@ -324,7 +334,11 @@ impl ElfSizes {
 /// The firmware figures for `model` on `board` (`custom`: [`CUSTOM_BOARD_FIRMWARE`]'s): the
 /// recorded ones, or with `elf` the code, data and statics of that ELF and the recorded stack
 /// high-water of the app.
-pub fn firmware_for(model: &Model<'_>, board: &str, elf: Option<&Path>) -> anyhow::Result<Firmware> {
+pub fn firmware_for(
+    model: &Model<'_>,
+    board: &str,
+    elf: Option<&Path>,
+) -> anyhow::Result<Firmware> {
     let app = app_for(model);
     let recorded_board = if BOARDS.iter().any(|b| b.name == board) {
         board
@@ -338,11 +352,7 @@ pub fn firmware_for(model: &Model<'_>, board: &str, elf: Option<&Path>) -> anyho
     let e = ElfSizes::read(elf)?;
     Ok(Firmware {
         app: app.to_string(),
-        source: format!(
-            "{} (stack high-water: {})",
-            elf.display(),
-            rec.source
-        ),
+        source: format!("{} (stack high-water: {})", elf.display(), rec.source),
         code_bytes: e.flash.saturating_sub(e.embedded),
         data_bytes: e.data,
         other_static_ram_bytes: e.static_ram.saturating_sub(e.buffers),
@@ -642,7 +652,16 @@ mod tests {
         assert_eq!(parse_bytes("256K"), Ok(262_144));
         assert_eq!(parse_bytes("256KiB"), Ok(262_144));
         assert_eq!(parse_bytes("1M"), Ok(1 << 20));
-        for bad in ["", "K", "-1", "0", "1.5M", "12 apples", "99999999999999999999", "8M8"] {
+        for bad in [
+            "",
+            "K",
+            "-1",
+            "0",
+            "1.5M",
+            "12 apples",
+            "99999999999999999999",
+            "8M8",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?}");
         }
         assert!(parse_bytes("5000M").unwrap_err().contains("4 GiB"));
@@ -652,7 +671,12 @@ mod tests {
     fn legacy_symbol_paths() {
         assert_eq!(
             legacy_path("_ZN3gpt5MODEL27_$u7b$$u7b$nested$u7d$$u7d$17ha3e799c4e84954b1E"),
-            ["gpt", "MODEL", "_$u7b$$u7b$nested$u7d$$u7d$", "17ha3e799c4e84954b1"]
+            [
+                "gpt",
+                "MODEL",
+                "_$u7b$$u7b$nested$u7d$$u7d$",
+                "17ha3e799c4e84954b1"
+            ]
         );
         assert!(legacy_path("memcpy").is_empty());
     }

@@ -41,7 +41,8 @@ fn inspect_json(args: &[&str]) -> (Value, std::process::Output) {
 }
 
 fn num(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a byte count: {v}"))
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not a byte count: {v}"))
 }
 
 #[test]
@@ -206,7 +207,10 @@ fn bad_sizes_and_flags_are_usage_errors() {
         (&["--flash", "8G", "--ram", "1M"][..], "unknown unit"),
         (&["--flash", "99999999M", "--ram", "1M"][..], "4 GiB"),
         (&["--flash", "1M"][..], "--ram"),
-        (&["--board", "nrf52840", "--flash", "1M", "--ram", "1M"][..], "cannot be used with"),
+        (
+            &["--board", "nrf52840", "--flash", "1M", "--ram", "1M"][..],
+            "cannot be used with",
+        ),
         (&["--board", "esp32"][..], "invalid value"),
         (&["--json"][..], "--board"),
         (&["--elf", "x.elf"][..], "--board"),
@@ -258,10 +262,43 @@ fn fake_elf(sections: &[(&str, u32)], symbols: &[(&str, u32)]) -> Vec<u8> {
     let shstrtab_off = strtab_off + strtab.len() as u32;
     let sh_off = shstrtab_off + shstrtab.len() as u32;
     let strtab_index = headers.len() as u32 + 1;
-    headers.push([symtab_name, 2, 0, 0, symtab_off, symtab.len() as u32, strtab_index, 1, 4, 16]);
-    headers.push([strtab_name, 3, 0, 0, strtab_off, strtab.len() as u32, 0, 0, 1, 0]);
+    headers.push([
+        symtab_name,
+        2,
+        0,
+        0,
+        symtab_off,
+        symtab.len() as u32,
+        strtab_index,
+        1,
+        4,
+        16,
+    ]);
+    headers.push([
+        strtab_name,
+        3,
+        0,
+        0,
+        strtab_off,
+        strtab.len() as u32,
+        0,
+        0,
+        1,
+        0,
+    ]);
     let shstrndx = headers.len() as u16;
-    headers.push([shstr_name, 3, 0, 0, shstrtab_off, shstrtab.len() as u32, 0, 0, 1, 0]);
+    headers.push([
+        shstr_name,
+        3,
+        0,
+        0,
+        shstrtab_off,
+        shstrtab.len() as u32,
+        0,
+        0,
+        1,
+        0,
+    ]);
 
     let mut elf = vec![0u8; 52];
     elf[..6].copy_from_slice(b"\x7fELF\x01\x01");
@@ -294,8 +331,14 @@ fn elf_sizes_replace_the_recorded_code() {
             (".debug_info", 99_999),
         ],
         &[
-            ("_ZN3gpt5MODEL27_$u7b$$u7b$nested$u7d$$u7d$17ha3e799c4e84954b1E", 115_172),
-            ("_ZN12aka_firmware3app3gpt7BUFFERS17h0123456789abcdefE", 20_000),
+            (
+                "_ZN3gpt5MODEL27_$u7b$$u7b$nested$u7d$$u7d$17ha3e799c4e84954b1E",
+                115_172,
+            ),
+            (
+                "_ZN12aka_firmware3app3gpt7BUFFERS17h0123456789abcdefE",
+                20_000,
+            ),
             ("_ZN8aka_core3gpt7forward17h0123456789abcdefE", 5_000),
         ],
     );
@@ -320,8 +363,14 @@ fn elf_sizes_replace_the_recorded_code() {
         num(&v["flash"]["parts"]["runtime_code"]),
         1024 + 20_000 + 150_000 + 100 - 115_172
     );
-    assert_eq!(num(&v["ram"]["parts"]["firmware_statics"]), 100 + 30_000 - 20_000);
-    assert!(v["firmware"]["source"].as_str().unwrap().contains("gpt.elf"));
+    assert_eq!(
+        num(&v["ram"]["parts"]["firmware_statics"]),
+        100 + 30_000 - 20_000
+    );
+    assert!(v["firmware"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("gpt.elf"));
 
     // Not an ELF, or an ELF without the firmware's model: clean errors.
     let junk = dir.file("junk.elf", b"not an elf at all");
