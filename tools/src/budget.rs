@@ -204,7 +204,7 @@ fn c_str(b: &[u8], at: usize) -> &str {
 }
 
 /// The path of a legacy-mangled Rust symbol (`_ZN3gpt5MODEL17h…E` → `["gpt", "MODEL",
-/// "17h…"]`, components as mangled); empty for other symbols.
+/// "h…"]`, components as mangled); empty for other symbols.
 fn legacy_path(sym: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let Some(mut rest) = sym.strip_prefix("_ZN") else {
