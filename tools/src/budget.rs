@@ -675,7 +675,7 @@ mod tests {
                 "gpt",
                 "MODEL",
                 "_$u7b$$u7b$nested$u7d$$u7d$",
-                "17ha3e799c4e84954b1"
+                "ha3e799c4e84954b1"
             ]
         );
         assert!(legacy_path("memcpy").is_empty());
