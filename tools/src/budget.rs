@@ -186,6 +186,9 @@ pub struct ElfSizes {
     pub buffers: u64,
 }
 
+/// Largest ELF `--elf` reads (a release firmware with debug info is 1-2 MB).
+const MAX_ELF_BYTES: u64 = 256 << 20;
+
 fn u16_at(b: &[u8], at: usize) -> anyhow::Result<u64> {
     let s = b.get(at..at + 2).context("ELF truncated")?;
     Ok(u64::from(u16::from_le_bytes([s[0], s[1]])))
@@ -232,8 +235,22 @@ fn legacy_path(sym: &str) -> Vec<&str> {
 impl ElfSizes {
     /// Reads the section and symbol tables of the ELF at `path`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        use std::io::Read as _;
+        let name = path.display();
+        let file = std::fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            bail!("{name}: not a regular file (give the ELF cargo built)");
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_ELF_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{name}: cannot read"))?;
+        if bytes.len() as u64 > MAX_ELF_BYTES {
+            bail!(
+                "{name}: larger than {} MiB, not a firmware ELF",
+                MAX_ELF_BYTES >> 20
+            );
+        }
         Self::parse(&bytes).with_context(|| format!("{}: not a firmware ELF", path.display()))
     }
 

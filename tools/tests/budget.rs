@@ -377,6 +377,11 @@ fn elf_sizes_replace_the_recorded_code() {
     let o = aka(&["inspect", "--board", "qemu", "--elf", p(&junk), p(&file)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a firmware ELF"), "{}", stderr(&o));
+    for (what, message) in [(&dir.0, "not a regular file"), (&file, "no ELF magic")] {
+        let o = aka(&["inspect", "--board", "qemu", "--elf", p(what), p(&file)]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    }
     let bare = dir.file("bare.elf", &fake_elf(&[(".text", 100)], &[]));
     let o = aka(&["inspect", "--board", "qemu", "--elf", p(&bare), p(&file)]);
     assert_eq!(o.status.code(), Some(1));
