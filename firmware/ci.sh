@@ -197,8 +197,15 @@ write_budgets() {
         echo '    }'
         echo '  }'
         echo '}'
-    } >budgets.json.tmp && mv budgets.json.tmp budgets.json
-    echo "budgets.json written (stack high-water: mnist $stack_mnist bytes, gpt $stack_gpt bytes)"
+    } >budgets.json.tmp
+    # Left untouched when unchanged: build.rs reads it, and a new mtime would rebuild the crate.
+    if cmp -s budgets.json.tmp budgets.json; then
+        rm budgets.json.tmp
+        echo "budgets.json unchanged (stack high-water: mnist $stack_mnist bytes, gpt $stack_gpt bytes)"
+    else
+        mv budgets.json.tmp budgets.json
+        echo "budgets.json written (stack high-water: mnist $stack_mnist bytes, gpt $stack_gpt bytes)"
+    fi
 }
 check "budgets.json" 0 write_budgets
 
