@@ -5,6 +5,7 @@
 //! aka run runs/mnist-mlp/model.aka --mnist-index 0          # bundled MNIST test set
 //! aka run runs/mnist-mlp/model.aka --image digit.png [--invert]
 //! aka inspect firmware/models/gpt.aka
+//! aka inspect --board nrf52840 firmware/models/gpt.aka [--json]   # fits? (see aka_tools::budget)
 //! aka run firmware/models/gpt.aka --prompt "ROMEO:" --tokens 200 --temperature 0.8 --top-k 40 --seed 1
 //! aka chat --qemu --tokens 50                                # the `chat` firmware (see aka_tools::chat)
 //! ```
