@@ -147,7 +147,9 @@ struct SequentialSummary {
     /// Pixel `p` is fed as `(p / 255 - mean) / std`.
     pixel_normalization: PixelNorm,
     data: String,
-    export: ExportSummary,
+    /// [`ExportSummary`]'s keys, plus `quantized_accuracy` (the accuracy of the weights' type,
+    /// int8 here: `int8_accuracy`).
+    export: serde_json::Value,
     command: String,
 }
 
@@ -374,6 +376,8 @@ fn import_sequential(args: SequentialArgs) -> anyhow::Result<()> {
     };
     let export =
         super::mnist::export_classifier_to(&model, &data, &args.out, &settings, &command)?;
+    let mut export = serde_json::to_value(&export).context("encoding the summary")?;
+    export["quantized_accuracy"] = export["int8_accuracy"].clone();
 
     let spec = ModelSpec::Sequential {
         pixel_norm: Some(norm),
