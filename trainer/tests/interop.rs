@@ -365,7 +365,9 @@ fn bad_files_are_refused_with_the_tensor_or_file_named() {
 
 /// `tests/fixtures/NAME` of this checkout.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 /// A fixture's `reference.json` (PyTorch's own outputs).
@@ -467,9 +469,9 @@ fn nanogpt_fixture_val_loss_matches_pytorch_and_int8_is_close() {
     // The validation batches PyTorch evaluated are the ones `import nanogpt` draws.
     let vocab = VocabFile::read(&fixture("nanogpt/vocab.json")).unwrap();
     let data = TextDataset::with_tokenizer(
-        &read_text(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
-            "../data/tinyshakespeare/input.txt",
-        ))
+        &read_text(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
+        )
         .unwrap(),
         CharTokenizer::from_vocab(vocab).unwrap(),
     );
@@ -528,7 +530,11 @@ fn sequential_fixtures_logits_match_pytorch() {
         let imported = interop::import_sequential(&file, &layers, [28, 28, 1]).unwrap();
         assert_eq!(imported.outputs, 10);
         let data = fixture_mnist(&reference);
-        let x = Tensor::new(data.test.batch_images(&(0..8).collect::<Vec<_>>()).into_dyn());
+        let x = Tensor::new(
+            data.test
+                .batch_images(&(0..8).collect::<Vec<_>>())
+                .into_dyn(),
+        );
         let logits = no_grad(|| imported.model.forward(&x, &mut Ctx::eval()));
         let got: Vec<f32> = logits.value().iter().copied().collect();
         let diff = max_abs_diff(&got, &f64s(&reference["logits"]));
@@ -570,7 +576,10 @@ fn import_fixture(name: &str, dir: &Path) -> serde_json::Value {
         (float - pytorch).abs() <= 0.05,
         "{name}: aka float {float} % vs PyTorch {pytorch} %\n{said}"
     );
-    assert!(float - int8 <= 0.2, "{name}: int8 {int8} % vs float {float} %");
+    assert!(
+        float - int8 <= 0.2,
+        "{name}: int8 {int8} % vs float {float} %"
+    );
     assert_eq!(export["test_images"], 10_000);
     export
 }
@@ -648,7 +657,13 @@ fn sequential_round_trip_through_safetensors_is_exact() {
         };
         import(&st_file, &imp);
         let (a, b) = (export_of(&orig), export_of(&imp));
-        for key in ["float_accuracy", "int8_accuracy", "file_bytes"] {
+        // (file_bytes differ: the file records the command.)
+        for key in [
+            "float_accuracy",
+            "int8_accuracy",
+            "top1_agreement",
+            "param_bytes",
+        ] {
             assert_eq!(a[key], b[key], "{model}: {key}");
         }
         assert_eq!(a["input"], b["input"], "{model}");
@@ -783,7 +798,11 @@ fn bad_sequential_inputs_are_refused_with_the_tensor_or_file_named() {
         &dir,
         &fixture("cnn/model.safetensors"),
         "conv2d:5x5:s1:p1,relu,maxpool2d:2,conv2d:3x3:s1:p1,relu,maxpool2d:2,flatten,linear",
-        &["tensor 0.weight", "[8, 1, 3, 3]", "expected [c_out, 1, 5, 5]"],
+        &[
+            "tensor 0.weight",
+            "[8, 1, 3, 3]",
+            "expected [c_out, 1, 5, 5]",
+        ],
     );
     // Truncated and missing files.
     let bytes = std::fs::read(&good).unwrap();
@@ -810,6 +829,9 @@ fn bad_sequential_inputs_are_refused_with_the_tensor_or_file_named() {
     let o = trainer(&["import", "sequential", "--safetensors", p(&good)]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("model.safetensors") && err.contains("--layers"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("--layers"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

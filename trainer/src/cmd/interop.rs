@@ -75,10 +75,20 @@ pub struct SequentialArgs {
     input: Option<String>,
     /// The PyTorch model saw pixel p as (p/255 - M) / S (p/255: M 0, S 1) [default: recorded in
     /// the file, else 0].
-    #[arg(long, value_name = "M", requires = "pixel_std", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "M",
+        requires = "pixel_std",
+        allow_negative_numbers = true
+    )]
     pixel_mean: Option<f32>,
     /// See --pixel-mean [default: recorded in the file, else 1].
-    #[arg(long, value_name = "S", requires = "pixel_mean", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "pixel_mean",
+        allow_negative_numbers = true
+    )]
     pixel_std: Option<f32>,
     /// Directory with MNIST-format IDX files: calibration on the training images, evaluation on
     /// the test set.
@@ -147,10 +157,17 @@ struct SequentialSummary {
     /// Pixel `p` is fed as `(p / 255 - mean) / std`.
     pixel_normalization: PixelNorm,
     data: String,
-    /// [`ExportSummary`]'s keys, plus `quantized_accuracy` (the accuracy of the weights' type,
-    /// int8 here: `int8_accuracy`).
-    export: serde_json::Value,
+    export: SequentialExport,
     command: String,
+}
+
+/// [`ExportSummary`]'s keys, plus `quantized_accuracy`.
+#[derive(Serialize)]
+struct SequentialExport {
+    #[serde(flatten)]
+    summary: ExportSummary,
+    /// Percent: the accuracy of the quantized file (int8 weights: `int8_accuracy`).
+    quantized_accuracy: f64,
 }
 
 pub fn import(command: ImportCommand) -> anyhow::Result<()> {
@@ -374,10 +391,11 @@ fn import_sequential(args: SequentialArgs) -> anyhow::Result<()> {
         calibration_percentile: args.calibration_percentile,
         seed: args.seed,
     };
-    let export =
-        super::mnist::export_classifier_to(&model, &data, &args.out, &settings, &command)?;
-    let mut export = serde_json::to_value(&export).context("encoding the summary")?;
-    export["quantized_accuracy"] = export["int8_accuracy"].clone();
+    let export = super::mnist::export_classifier_to(&model, &data, &args.out, &settings, &command)?;
+    let export = SequentialExport {
+        quantized_accuracy: export.int8_accuracy,
+        summary: export,
+    };
 
     let spec = ModelSpec::Sequential {
         pixel_norm: Some(norm),
@@ -422,7 +440,11 @@ fn export_sequential_safetensors(
     };
     // Check the layers against the parameters by importing them.
     let file = SafetensorsFile {
-        tensors: ck.params.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+        tensors: ck
+            .params
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect(),
         metadata: HashMap::new(),
     };
     let imported = interop::import_sequential(&file, &layers, input)

@@ -277,7 +277,6 @@ fn block_tensor(
     })
 }
 
-
 /// The float model's mean loss (nats per token) over **all** non-overlapping windows of
 /// `block` tokens of `data`'s validation split (window `k`: tokens `k·block .. (k+1)·block`,
 /// predicting the next token at each position), and the number of windows. This is the

@@ -292,98 +292,93 @@ pub fn import_sequential(
                 false => Ok(None),
             }
         };
-        let layer: Layer = match (*spec, shape) {
-            (LayerSpec::Linear, Shape::Flat(n)) => {
-                let t = file
-                    .tensors
-                    .get(&weight)
-                    .with_context(|| format!("tensor {weight} (layer {i}, linear) is missing"))?;
-                ensure!(
-                    t.shape.len() == 2 && t.shape[1] == n,
-                    "tensor {weight} has shape {:?}, expected [out, {n}] (layer {i}, linear, \
+        let layer: Layer =
+            match (*spec, shape) {
+                (LayerSpec::Linear, Shape::Flat(n)) => {
+                    let t = file.tensors.get(&weight).with_context(|| {
+                        format!("tensor {weight} (layer {i}, linear) is missing")
+                    })?;
+                    ensure!(
+                        t.shape.len() == 2 && t.shape[1] == n,
+                        "tensor {weight} has shape {:?}, expected [out, {n}] (layer {i}, linear, \
                      gets {shape})",
-                    t.shape
-                );
-                let o = t.shape[0];
-                shape = Shape::Flat(o);
-                Linear {
-                    weight: tensor(weight.clone(), &[o, n])?,
-                    bias: bias_of(o)?,
+                        t.shape
+                    );
+                    let o = t.shape[0];
+                    shape = Shape::Flat(o);
+                    Linear {
+                        weight: tensor(weight.clone(), &[o, n])?,
+                        bias: bias_of(o)?,
+                    }
+                    .into()
                 }
-                .into()
-            }
-            (LayerSpec::Linear, Shape::Image(..)) => {
-                bail!("--layers item {i} (linear) gets {shape}: put a flatten before it")
-            }
-            (
-                LayerSpec::Conv2d {
-                    kernel,
-                    stride,
-                    padding,
-                },
-                Shape::Image(c, h, w),
-            ) => {
-                let t = file
-                    .tensors
-                    .get(&weight)
-                    .with_context(|| format!("tensor {weight} (layer {i}, conv2d) is missing"))?;
-                let k = kernel.unwrap_or(t.shape.get(2).copied().unwrap_or(0));
-                ensure!(
+                (LayerSpec::Linear, Shape::Image(..)) => {
+                    bail!("--layers item {i} (linear) gets {shape}: put a flatten before it")
+                }
+                (
+                    LayerSpec::Conv2d {
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    Shape::Image(c, h, w),
+                ) => {
+                    let t = file.tensors.get(&weight).with_context(|| {
+                        format!("tensor {weight} (layer {i}, conv2d) is missing")
+                    })?;
+                    let k = kernel.unwrap_or(t.shape.get(2).copied().unwrap_or(0));
+                    ensure!(
                     t.shape.len() == 4 && t.shape[1] == c && t.shape[2] == k && t.shape[3] == k,
                     "tensor {weight} has shape {:?}, expected [c_out, {c}, {k}, {k}] (layer {i}, \
                      conv2d, OIHW, gets {shape})",
                     t.shape
                 );
-                ensure!(
-                    h + 2 * padding >= k && w + 2 * padding >= k,
-                    "--layers item {i} ({spec}): a {k}x{k} kernel does not fit {shape}"
-                );
-                let o = t.shape[0];
-                shape = Shape::Image(
-                    o,
-                    (h + 2 * padding - k) / stride + 1,
-                    (w + 2 * padding - k) / stride + 1,
-                );
-                Conv2d {
-                    weight: tensor(weight.clone(), &[o, c, k, k])?,
-                    bias: bias_of(o)?,
-                    stride,
-                    padding,
+                    ensure!(
+                        h + 2 * padding >= k && w + 2 * padding >= k,
+                        "--layers item {i} ({spec}): a {k}x{k} kernel does not fit {shape}"
+                    );
+                    let o = t.shape[0];
+                    shape = Shape::Image(
+                        o,
+                        (h + 2 * padding - k) / stride + 1,
+                        (w + 2 * padding - k) / stride + 1,
+                    );
+                    Conv2d {
+                        weight: tensor(weight.clone(), &[o, c, k, k])?,
+                        bias: bias_of(o)?,
+                        stride,
+                        padding,
+                    }
+                    .into()
                 }
-                .into()
-            }
-            (LayerSpec::MaxPool2d { kernel, stride }, Shape::Image(c, h, w)) => {
-                ensure!(
-                    h >= kernel && w >= kernel,
-                    "--layers item {i} ({spec}): the window does not fit {shape}"
-                );
-                shape = Shape::Image(c, (h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                MaxPool2d { kernel, stride }.into()
-            }
-            (LayerSpec::Conv2d { .. } | LayerSpec::MaxPool2d { .. }, Shape::Flat(_)) => {
-                bail!("--layers item {i} ({spec}) gets {shape}, not an image")
-            }
-            (LayerSpec::Flatten, s) => {
-                shape = match s {
-                    Shape::Image(c, h, w) => Shape::Flat(c * h * w),
-                    flat => flat,
-                };
-                Flatten.into()
-            }
-            (LayerSpec::Relu, _) => ReLU.into(),
-            (LayerSpec::Dropout { p }, _) => Dropout { p }.into(),
-        };
+                (LayerSpec::MaxPool2d { kernel, stride }, Shape::Image(c, h, w)) => {
+                    ensure!(
+                        h >= kernel && w >= kernel,
+                        "--layers item {i} ({spec}): the window does not fit {shape}"
+                    );
+                    shape = Shape::Image(c, (h - kernel) / stride + 1, (w - kernel) / stride + 1);
+                    MaxPool2d { kernel, stride }.into()
+                }
+                (LayerSpec::Conv2d { .. } | LayerSpec::MaxPool2d { .. }, Shape::Flat(_)) => {
+                    bail!("--layers item {i} ({spec}) gets {shape}, not an image")
+                }
+                (LayerSpec::Flatten, s) => {
+                    shape = match s {
+                        Shape::Image(c, h, w) => Shape::Flat(c * h * w),
+                        flat => flat,
+                    };
+                    Flatten.into()
+                }
+                (LayerSpec::Relu, _) => ReLU.into(),
+                (LayerSpec::Dropout { p }, _) => Dropout { p }.into(),
+            };
         if spec.has_parameters() {
             used.insert(weight);
             used.insert(bias);
         }
         out.push(layer);
     }
-    let mut extra: Vec<&String> = file
-        .tensors
-        .keys()
-        .filter(|k| !used.contains(*k))
-        .collect();
+    let mut extra: Vec<&String> = file.tensors.keys().filter(|k| !used.contains(*k)).collect();
     extra.sort();
     if let Some(name) = extra.first() {
         let index = name.split('.').next().and_then(|i| i.parse::<usize>().ok());
