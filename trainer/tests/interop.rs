@@ -539,6 +539,25 @@ fn sequential_fixtures_logits_match_pytorch() {
         let got: Vec<f32> = logits.value().iter().copied().collect();
         let diff = max_abs_diff(&got, &f64s(&reference["logits"]));
         assert!(diff <= 1e-4, "{name}: max |aka - PyTorch| = {diff}");
+
+        // Layers without biases (`bias=False`) import too: weights only.
+        let weights_only = SafetensorsFile {
+            tensors: file
+                .tensors
+                .iter()
+                .filter(|(k, _)| k.ends_with(".weight"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            metadata: HashMap::new(),
+        };
+        let unbiased = interop::import_sequential(&weights_only, &layers, [28, 28, 1]).unwrap();
+        let names: Vec<String> = unbiased
+            .model
+            .parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".weight")), "{names:?}");
     }
 }
 
