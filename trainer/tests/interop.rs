@@ -418,6 +418,7 @@ fn nanogpt_fixture_logits_match_pytorch() {
     let file = SafetensorsFile::read(&path).unwrap();
     assert!(!file.tensors.contains_key("lm_head.weight"));
     let diff = max_abs_diff(&nanogpt_logits(&file, &reference), &want);
+    println!("nanoGPT fixture: max |aka - PyTorch| logit = {diff:e}");
     assert!(diff <= 1e-4, "max |aka - PyTorch| = {diff}");
 
     // The same model with the tied head written out (`save_file` of a state_dict with the shared
@@ -441,6 +442,7 @@ fn nanogpt_fixture_logits_match_pytorch() {
         interop::write_safetensors(&path, &tensors, HashMap::new()).unwrap();
         let file = SafetensorsFile::read(&path).unwrap();
         let diff = max_abs_diff(&nanogpt_logits(&file, &reference), &want);
+        println!("{name} fixture: max |aka - PyTorch| logit = {diff:e}");
         assert!(diff <= 1e-4, "{name}: max |aka - PyTorch| = {diff}");
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -538,6 +540,7 @@ fn sequential_fixtures_logits_match_pytorch() {
         let logits = no_grad(|| imported.model.forward(&x, &mut Ctx::eval()));
         let got: Vec<f32> = logits.value().iter().copied().collect();
         let diff = max_abs_diff(&got, &f64s(&reference["logits"]));
+        println!("{name} fixture: max |aka - PyTorch| logit = {diff:e}");
         assert!(diff <= 1e-4, "{name}: max |aka - PyTorch| = {diff}");
 
         // Layers without biases (`bias=False`) import too: weights only.
