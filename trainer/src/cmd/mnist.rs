@@ -96,7 +96,7 @@ pub struct MnistArgs {
 }
 
 /// `data/mnist` of this checkout, wherever cargo is run from.
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
 }
 
@@ -232,23 +232,52 @@ fn export(
     out: &std::path::Path,
     command: &str,
 ) -> anyhow::Result<ExportSummary> {
+    let settings = ExportSettings {
+        calibration: args.calibration,
+        calibration_percentile: args.calibration_percentile,
+        seed: args.seed,
+    };
+    export_classifier_to(model, data, out, &settings, command)
+}
+
+/// The int8 export settings of an MNIST-format classifier (`aka-trainer mnist`'s flags).
+pub struct ExportSettings {
+    /// Training images used to calibrate the activation ranges.
+    pub calibration: usize,
+    /// Calibrate to this percentile instead of the min/max.
+    pub calibration_percentile: Option<f32>,
+    /// Seeds the choice of calibration images.
+    pub seed: u64,
+}
+
+/// The one export path of MNIST-format classifiers, trained here (`aka-trainer mnist`) or
+/// imported (`aka-trainer import sequential`): quantizes `model` (calibrating on the training
+/// images), writes `out/model.aka`, evaluates the float model and the file (with aka-core) on
+/// the test set and prints the report.
+pub fn export_classifier_to(
+    model: &Sequential,
+    data: &Mnist,
+    out: &std::path::Path,
+    settings: &ExportSettings,
+    command: &str,
+) -> anyhow::Result<ExportSummary> {
     let started = Instant::now();
     let config = ExportConfig {
         quant: QuantConfig {
-            samples: args.calibration,
-            method: match args.calibration_percentile {
+            samples: settings.calibration,
+            method: match settings.calibration_percentile {
                 Some(p) => Calibration::Percentile(p),
                 None => Calibration::MinMax,
             },
-            seed: args.seed,
+            seed: settings.seed,
             ..QuantConfig::default()
         },
-        metadata: ExportMetadata::digits(args.seed, command),
+        metadata: ExportMetadata::digits(settings.seed, command),
         eval_batch_size: 1000,
     };
     println!(
         "int8 export: calibrating on {} training images",
-        args.calibration.min(data.train.len())
+        settings.calibration.min(data.train.len())
     );
     let exported = export_classifier(model, &data.train, &data.test, &config)?;
     let path = out.join(format!("model.{}", aka_trainer::export::EXTENSION));
