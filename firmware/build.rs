@@ -1,10 +1,19 @@
-//! Link setup for the firmware binaries.
+//! Link setup for the firmware binaries, and the model buffers sized from the model files.
 //!
 //! Everything the link needs is given here rather than in `.cargo/config.toml` rustflags, so the
 //! link is right however cargo is invoked (`.cargo/config.toml` is only read from the current
 //! directory): the board's `memory.x`, `link.x` (cortex-m-rt) and `defmt.x` (defmt).
+//!
+//! The embedded model files are loaded here with aka-core (a build dependency, on the host): the
+//! sizes of the apps' buffers are generated from them (`$OUT_DIR/gpt_sizes.rs`,
+//! `$OUT_DIR/mnist_sizes.rs`), and a model that does not fit the board, next to the firmware's
+//! runtime code, other statics and stack as recorded in `budgets.json` (by `ci.sh`), fails the
+//! build here with the numbers, the same budget as `aka inspect --board`.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 const BOARDS: [&str; 3] = ["qemu", "nrf52840", "stm32f411"];
 
@@ -85,6 +94,205 @@ fn main() {
     for data in ["mnist-test-images.u8", "mnist-test-labels.u8"] {
         require(&models, data);
     }
+
+    // The buffers, sized from the files, and the budget on this board.
+    let limits = Limits::of(&memory);
+    println!("cargo:rerun-if-changed=budgets.json");
+    let budgets = fs::read_to_string(manifest_dir.join("budgets.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let gpt_path = models.join(&gpt);
+    let gpt_buffers = gpt_sizes(&gpt_path, &out);
+    let mnist_path = models.join(&mnist);
+    let mnist_buffers = mnist_sizes(&mnist_path, &out);
+    let data_bytes: u64 = ["mnist-test-images.u8", "mnist-test-labels.u8"]
+        .iter()
+        .filter_map(|f| fs::metadata(models.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    for (app, path, buffers, data) in [
+        ("gpt", &gpt_path, gpt_buffers, 0),
+        ("mnist", &mnist_path, mnist_buffers, data_bytes),
+    ] {
+        let (Some(buffers), Ok(meta)) = (buffers, fs::metadata(path)) else {
+            continue;
+        };
+        let Some(rec) = budgets.as_ref().and_then(|b| Recorded::of(b, board, app)) else {
+            println!(
+                "cargo:warning=budgets.json has no figures for {board}/{app}: the fit of {} is not \
+                 checked (run firmware/ci.sh to record them)",
+                path.display()
+            );
+            continue;
+        };
+        check_fit(board, app, path, &limits, &rec, meta.len(), data, buffers);
+    }
+}
+
+/// The board's flash and RAM, from its `memory.x`.
+struct Limits {
+    flash: u64,
+    ram: u64,
+}
+
+impl Limits {
+    /// Reads the `LENGTH` of the `FLASH` and `RAM` regions (decimal or hex, `K`/`M` suffixes).
+    fn of(memory_x: &Path) -> Self {
+        let text = fs::read_to_string(memory_x)
+            .unwrap_or_else(|e| panic!("read {}: {e}", memory_x.display()));
+        let length = |region: &str| -> u64 {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(region) && l.contains("LENGTH"))
+                .unwrap_or_else(|| panic!("{}: no {region} region", memory_x.display()));
+            let v = line.split("LENGTH").nth(1).unwrap_or("");
+            let v = v
+                .trim_start_matches([' ', '='])
+                .trim()
+                .trim_end_matches(',');
+            let (digits, unit) = match v.chars().last() {
+                Some('K') => (&v[..v.len() - 1], 1024),
+                Some('M') => (&v[..v.len() - 1], 1024 * 1024),
+                _ => (v, 1),
+            };
+            let n = match digits.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => digits.parse(),
+            };
+            n.unwrap_or_else(|_| panic!("{}: LENGTH {v:?} of {region}", memory_x.display())) * unit
+        };
+        Self {
+            flash: length("FLASH"),
+            ram: length("RAM"),
+        }
+    }
+}
+
+/// What `ci.sh` measured for an app on a board (`budgets.json`).
+struct Recorded {
+    code: u64,
+    other_statics: u64,
+    stack: u64,
+}
+
+impl Recorded {
+    fn of(budgets: &serde_json::Value, board: &str, app: &str) -> Option<Self> {
+        let e = budgets.get("boards")?.get(board)?.get(app)?;
+        let n = |k: &str| e.get(k).and_then(serde_json::Value::as_u64);
+        Some(Self {
+            code: n("code_bytes")?,
+            other_statics: n("other_static_ram_bytes")?,
+            stack: n("stack_high_water_bytes")?,
+        })
+    }
+}
+
+/// Fails the build, with the numbers, if `app` with the model at `path` (`model` bytes), `data`
+/// bytes of embedded data and `buffers` bytes of model buffers does not fit `board`.
+#[allow(clippy::too_many_arguments)]
+fn check_fit(
+    board: &str,
+    app: &str,
+    path: &Path,
+    limits: &Limits,
+    rec: &Recorded,
+    model: u64,
+    data: u64,
+    buffers: u64,
+) {
+    let flash = rec.code + model + data;
+    let ram = buffers + rec.other_statics + rec.stack;
+    let mut over = Vec::new();
+    if flash > limits.flash {
+        over.push(format!(
+            "flash: {flash} bytes (runtime code {} + model {model} + data {data}) > {} bytes, \
+             over by {}",
+            rec.code,
+            limits.flash,
+            flash - limits.flash
+        ));
+    }
+    if ram > limits.ram {
+        over.push(format!(
+            "RAM: {ram} bytes (model buffers {buffers} + other statics {} + stack high-water {}) \
+             > {} bytes, over by {}",
+            rec.other_statics,
+            rec.stack,
+            limits.ram,
+            ram - limits.ram
+        ));
+    }
+    if !over.is_empty() {
+        fail(format!(
+            "the `{app}` firmware with {} does not fit the {board} board.\n  {}\n\
+             (runtime code, other statics and stack as recorded in firmware/budgets.json.) \
+             Check a model with `aka inspect --board {board} FILE`; choose another with \
+             AKA_{}_MODEL=FILE, or another board.",
+            path.display(),
+            over.join("\n  "),
+            app.to_uppercase()
+        ));
+    }
+}
+
+/// Ends the build script with `message` on stderr (cargo shows it), without a backtrace.
+fn fail(message: String) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
+/// Loads the GPT model file at `path` with aka-core and writes `gpt_sizes.rs`: the lengths of
+/// the `gpt`/`chat` buffers for it. Returns the buffers' bytes, or `None` (and zero lengths) if
+/// the file is missing (its `include_bytes!` then fails, in the binaries that embed it only).
+fn gpt_sizes(path: &Path, out: &Path) -> Option<u64> {
+    let name = path.display();
+    let (f32_len, i8_len, window, vocab) = match fs::read(path) {
+        Ok(bytes) => {
+            let m = aka_core::gpt::GptModel::load(&bytes).unwrap_or_else(|e| {
+                fail(format!("{name}: aka-core cannot load this GPT model: {e}"))
+            });
+            (
+                m.state_f32_len(),
+                m.state_i8_len(),
+                m.block_size(),
+                m.vocab_size(),
+            )
+        }
+        Err(_) => (0, 0, 0, 0),
+    };
+    let code = format!(
+        "// Generated by build.rs from {name}.\n\
+         /// f32 run state (`GptModel::state_f32_len` of the embedded model).\n\
+         pub const F32_LEN: usize = {f32_len};\n\
+         /// i8 run state: KV cache + scratch (`GptModel::state_i8_len`).\n\
+         pub const I8_LEN: usize = {i8_len};\n\
+         /// Token window (`GptModel::block_size`).\n\
+         pub const WINDOW_LEN: usize = {window};\n\
+         /// Sampling scratch (`GptModel::vocab_size`).\n\
+         pub const VOCAB_MAX: usize = {vocab};\n"
+    );
+    fs::write(out.join("gpt_sizes.rs"), code).expect("write gpt_sizes.rs");
+    path.is_file()
+        .then_some((f32_len * 4 + i8_len + window * 4 + vocab * 4) as u64)
+}
+
+/// Loads the sequential model file at `path` and writes `mnist_sizes.rs` (the arena length);
+/// like [`gpt_sizes`].
+fn mnist_sizes(path: &Path, out: &Path) -> Option<u64> {
+    let name = path.display();
+    let arena = match fs::read(path) {
+        Ok(bytes) => aka_core::SequentialModel::load(&bytes)
+            .unwrap_or_else(|e| fail(format!("{name}: aka-core cannot load this model: {e}")))
+            .arena_size(),
+        Err(_) => 0,
+    };
+    let code = format!(
+        "// Generated by build.rs from {name}.\n\
+         /// Arena bytes (`SequentialModel::arena_size` of the embedded model).\n\
+         pub const ARENA_LEN: usize = {arena};\n"
+    );
+    fs::write(out.join("mnist_sizes.rs"), code).expect("write mnist_sizes.rs");
+    path.is_file().then_some(arena as u64)
 }
 
 /// The file name in `$var` (default `default`), which must exist in `models`.

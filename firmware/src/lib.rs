@@ -27,6 +27,7 @@ mod board;
 pub mod counter;
 mod fault;
 pub mod hal;
+pub mod stack;
 
 pub use counter::{Counter, Span, Unit};
 pub use hal::{Delay, Led, Serial};

@@ -5,6 +5,7 @@
 //! aka run runs/mnist-mlp/model.aka --mnist-index 0          # bundled MNIST test set
 //! aka run runs/mnist-mlp/model.aka --image digit.png [--invert]
 //! aka inspect firmware/models/gpt.aka
+//! aka inspect --board nrf52840 firmware/models/gpt.aka [--json]   # fits? (see aka_tools::budget)
 //! aka run firmware/models/gpt.aka --prompt "ROMEO:" --tokens 200 --temperature 0.8 --top-k 40 --seed 1
 //! aka chat --qemu --tokens 50                                # the `chat` firmware (see aka_tools::chat)
 //! ```
@@ -24,8 +25,8 @@ use std::process::ExitCode;
 use aka_tools::input::{self, looks_inverted};
 use aka_tools::limits::{self, Limits};
 use aka_tools::model::{self, Model};
-use aka_tools::{inspect, run};
-use clap::{Args, Parser, Subcommand};
+use aka_tools::{budget, inspect, run};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Inspect and run aka model files (`*.aka`, written by `aka-trainer`).
 #[derive(Parser)]
@@ -59,16 +60,44 @@ struct LimitArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Print a model's layers, shapes, parameters, flash and arena bytes, and metadata.
-    Inspect {
-        /// Model file.
-        file: PathBuf,
-    },
+    ///
+    /// With --board (or --flash and --ram): also whether it fits that board with the firmware,
+    /// flash (runtime code + model + data) and RAM (model state and KV cache + the firmware's
+    /// other statics + the stack high-water mark), with the margins or by how much it is over;
+    /// exit status 1 if it does not fit.
+    Inspect(InspectArgs),
     /// Run a model with aka-core on the host: classify one image (sequential models) or
     /// generate text (GPT models).
     Run(RunArgs),
     /// Talk to the `chat` firmware over its serial line: in QEMU (--qemu) or on a board
     /// (--serial PORT). Each line of stdin is a prompt or a /command.
     Chat(aka_tools::chat::ChatArgs),
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("target").args(["board", "flash"])))]
+struct InspectArgs {
+    /// Model file.
+    file: PathBuf,
+    /// Budget the model on this board (its flash and RAM are those of firmware/memory/BOARD.x).
+    #[arg(long, value_name = "BOARD", value_parser = ["nrf52840", "stm32f411", "qemu"],
+          conflicts_with_all = ["flash", "ram"])]
+    board: Option<String>,
+    /// Budget the model on another board with this much flash: bytes, or with K/KiB or M/MiB
+    /// (e.g. 1M). Needs --ram. The firmware figures are the nrf52840 build's.
+    #[arg(long, value_name = "BYTES", value_parser = budget::parse_bytes, requires = "ram")]
+    flash: Option<u64>,
+    /// The other board's RAM (see --flash).
+    #[arg(long, value_name = "BYTES", value_parser = budget::parse_bytes, requires = "flash")]
+    ram: Option<u64>,
+    /// Take the runtime code and static RAM from this built firmware ELF (the `gpt` or `mnist`
+    /// binary, e.g. firmware/target/thumbv7em-none-eabihf/release/gpt) instead of the figures
+    /// recorded in firmware/budgets.json.
+    #[arg(long, value_name = "ELF", requires = "target")]
+    elf: Option<PathBuf>,
+    /// Print the budget as one JSON object (fits, flash, ram, eval) instead of text.
+    #[arg(long, requires = "target")]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -164,7 +193,7 @@ fn main() -> ExitCode {
         max_image_mpix: cli.limits.max_image_mpix,
     };
     let result = match cli.command {
-        Command::Inspect { file } => cmd_inspect(&file, &limits),
+        Command::Inspect(args) => cmd_inspect(&args, &limits),
         Command::Run(args) => cmd_run(&args, &limits),
         Command::Chat(args) => aka_tools::chat::run(&args, limits.max_file_bytes()),
     };
@@ -181,9 +210,38 @@ fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn cmd_inspect(file: &Path, limits: &Limits) -> anyhow::Result<()> {
+fn cmd_inspect(args: &InspectArgs, limits: &Limits) -> anyhow::Result<()> {
+    let file = &args.file;
     let model = model::open(file, limits.max_file_bytes())?;
-    print!("{}", inspect::describe(&model, &display_name(file)));
+    let name = display_name(file);
+    let board = match (&args.board, args.flash, args.ram) {
+        (Some(b), _, _) => Some(budget::board(b)?),
+        (None, Some(flash), Some(ram)) => Some(budget::Board {
+            name: "custom",
+            flash,
+            ram,
+        }),
+        _ => None,
+    };
+    let Some(board) = board else {
+        print!("{}", inspect::describe(&model, &name));
+        return Ok(());
+    };
+    let firmware = budget::firmware_for(&model, board.name, args.elf.as_deref())?;
+    let file_bytes = std::fs::metadata(file)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+        .len();
+    let b = budget::Budget::new(&model, file_bytes, board, firmware);
+    if args.json {
+        println!("{}", b.json(&name, budget::eval_json(&model)));
+    } else {
+        print!("{}", inspect::describe(&model, &name));
+        println!();
+        print!("{}", b.text());
+    }
+    if !b.fits() {
+        anyhow::bail!("{name}: {}", b.verdict());
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 //! count per decode step (model + sampling) and per token sent on the serial port.
 
 use aka_core::chat::{self, Command, Line, LineReader, LINE_MAX, MARKER};
-use aka_core::gpt::{Decoder, Generation, GptModel};
+use aka_core::gpt::{Decoder, Generation};
 use aka_core::rng::Rng;
 use aka_core::sample::Sampling;
 use core::fmt;
@@ -83,7 +83,7 @@ impl<S: Write> Port<'_, S> {
 /// Serves the chat on `serial` with the GPT model file `bytes`, forever.
 pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
     let counter = board.counter;
-    let model = unwrap!(GptModel::load(bytes));
+    let model = unwrap!(super::load_gpt(bytes));
     let cfg = model.config();
     defmt::info!(
         "chat on {=str}: model {=str}, {=usize} bytes, {=u32} layers, {=u32} dims, context {=usize}, {=usize} chars; line buffer {=usize} bytes",
@@ -101,7 +101,9 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
         || model.block_size() > WINDOW_LEN
         || model.vocab_size() > VOCAB_MAX
     {
-        defmt::panic!("state buffers too small: raise the sizes in src/app/gpt.rs");
+        defmt::panic!(
+            "state buffers too small for this model: they are sized by build.rs from AKA_GPT_MODEL"
+        );
     }
     // SAFETY: the only reference to BUFFERS, taken once in a single-threaded program.
     let b = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
@@ -310,6 +312,8 @@ pub fn run<S: Read + Write>(board: &Board, bytes: &[u8], serial: &mut S) -> ! {
                     counter.hz() / 1_000_000
                 );
             }
+            // The deepest the stack has been so far (prefill, decode and sampling included).
+            crate::stack::log_high_water();
             port.status(
                 chat::OK,
                 format_args!(

@@ -21,6 +21,7 @@ fn main() -> ! {
     let mut cp = cortex_m::Peripherals::take().unwrap();
     let board = fw::init(&mut cp);
     app::gpt::run(&board, &MODEL.0);
+    fw::stack::log_high_water();
     defmt::info!("done");
     fw::exit(fw::exit_code::SUCCESS)
 }

@@ -130,7 +130,7 @@ struct QatSummary {
 }
 
 /// `data/mnist` of this checkout, wherever cargo is run from.
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
 }
 
@@ -320,28 +320,22 @@ pub fn run(args: MnistArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The export's quantization settings from the flags.
-fn quant_config(args: &MnistArgs) -> QuantConfig {
-    QuantConfig {
-        samples: args.calibration,
-        method: match args.calibration_percentile {
-            Some(p) => Calibration::Percentile(p),
-            None => Calibration::MinMax,
-        },
+/// The export settings of `aka-trainer mnist`'s flags.
+fn export_config(args: &MnistArgs, command: &str) -> ExportConfig {
+    let settings = ExportSettings {
+        calibration: args.calibration,
+        calibration_percentile: args.calibration_percentile,
         seed: args.seed,
-        weights: args.weights,
-        int8_layers: args.int8_layers.clone(),
-        ..QuantConfig::default()
-    }
+    };
+    let mut config = settings.config(command);
+    config.quant.weights = args.weights;
+    config.quant.int8_layers = args.int8_layers.clone();
+    config
 }
 
-/// The export settings from the flags.
-fn export_config(args: &MnistArgs, command: &str) -> ExportConfig {
-    ExportConfig {
-        quant: quant_config(args),
-        metadata: ExportMetadata::digits(args.seed, command),
-        eval_batch_size: 1000,
-    }
+/// The export's quantization settings from the flags.
+fn quant_config(args: &MnistArgs) -> QuantConfig {
+    export_config(args, "").quant
 }
 
 /// Quantizes, writes `out/model.aka`, evaluates it with aka-core and prints the report.
@@ -352,14 +346,66 @@ fn export(
     out: &std::path::Path,
     command: &str,
 ) -> anyhow::Result<ExportSummary> {
+    write_export(model, data, out, &export_config(args, command))
+}
+
+/// The int8 export settings of an MNIST-format classifier (`aka-trainer mnist`'s flags).
+pub struct ExportSettings {
+    /// Training images used to calibrate the activation ranges.
+    pub calibration: usize,
+    /// Calibrate to this percentile instead of the min/max.
+    pub calibration_percentile: Option<f32>,
+    /// Seeds the choice of calibration images.
+    pub seed: u64,
+}
+
+impl ExportSettings {
+    /// The exporter's settings (int8 weights) with `command` in the metadata.
+    fn config(&self, command: &str) -> ExportConfig {
+        ExportConfig {
+            quant: QuantConfig {
+                samples: self.calibration,
+                method: match self.calibration_percentile {
+                    Some(p) => Calibration::Percentile(p),
+                    None => Calibration::MinMax,
+                },
+                seed: self.seed,
+                ..QuantConfig::default()
+            },
+            metadata: ExportMetadata::digits(self.seed, command),
+            eval_batch_size: 1000,
+        }
+    }
+}
+
+/// The one export path of MNIST-format classifiers, trained here (`aka-trainer mnist`) or
+/// imported (`aka-trainer import sequential`): quantizes `model` (calibrating on the training
+/// images) with int8 weights, writes `out/model.aka`, evaluates the float model and the file
+/// (with aka-core) on the test set and prints the report.
+pub fn export_classifier_to(
+    model: &Sequential,
+    data: &Mnist,
+    out: &std::path::Path,
+    settings: &ExportSettings,
+    command: &str,
+) -> anyhow::Result<ExportSummary> {
+    write_export(model, data, out, &settings.config(command))
+}
+
+/// [`export_classifier_to`] with any [`ExportConfig`] (int4 weights included).
+fn write_export(
+    model: &Sequential,
+    data: &Mnist,
+    out: &std::path::Path,
+    config: &ExportConfig,
+) -> anyhow::Result<ExportSummary> {
     let started = Instant::now();
-    let config = export_config(args, command);
     println!(
         "{} export: calibrating on {} training images",
-        args.weights.name(),
-        args.calibration.min(data.train.len())
+        config.quant.weights.name(),
+        config.quant.samples.min(data.train.len())
     );
-    let exported = export_classifier(model, &data.train, &data.test, &config)?;
+    let exported = export_classifier(model, &data.train, &data.test, config)?;
     let path = out.join(format!("model.{}", aka_trainer::export::EXTENSION));
     aka_trainer::export::write(&path, &exported.bytes)?;
     print!("{}", exported.report());

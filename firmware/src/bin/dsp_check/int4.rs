@@ -1,9 +1,9 @@
 //! The int4 kernels (`linear_s4`, `matvec_i32_s4`, `conv2d_s4`) against the portable ones.
 
-use aka_core::kernels::{self, portable, Conv2dGeometry, OutputStage};
+use aka_core::kernels::{self, portable, Conv2dGeometry};
 use aka_core::rng::Rng;
 
-use super::{fill_channels, fill_x, rand_act, Bufs, Tally, C_CAP, W_CAP, X_CAP};
+use super::{fill_x, rand_stage, Bufs, Tally, C_CAP, W_CAP, X_CAP};
 
 /// int4 weights: random bytes (every byte is two valid nibbles), or all -8, or all 7.
 fn fill_w_s4(rng: &mut Rng, w: &mut [u8]) {
@@ -33,22 +33,14 @@ pub(crate) fn check_linear_s4(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: 
     fill_w_s4(rng, &mut b.w[align..align + row * n_out]);
     fill_x(rng, &mut b.x[..n_in]);
     let c = n_out * 4;
-    fill_channels(
+    let stage = rand_stage(
         rng,
         n_in,
         &mut b.bias[..c],
         &mut b.mult[..c],
         &mut b.shift[..c],
     );
-    let (zp, lo, hi) = rand_act(rng);
-    let stage = OutputStage {
-        bias: &b.bias[..c],
-        multipliers: &b.mult[..c],
-        shifts: &b.shift[..c],
-        zero_point: zp,
-        act_min: lo,
-        act_max: hi,
-    };
+    let (zp, lo, hi) = (stage.zero_point, stage.act_min, stage.act_max);
     let (x, w) = (&b.x[..n_in], &b.w[align..align + row * n_out]);
     t.on_dsp_path(n_in.is_multiple_of(8) && n_in <= 1024 && hi == 127);
     b.y_dsp[..n_out].fill(0x55);
@@ -120,22 +112,13 @@ pub(crate) fn check_conv_s4(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u3
     fill_w_s4(rng, &mut b.w[align..align + w_len]);
     fill_x(rng, &mut b.x[..in_len]);
     let c = out_c * 4;
-    fill_channels(
+    let stage = rand_stage(
         rng,
         filter,
         &mut b.bias[..c],
         &mut b.mult[..c],
         &mut b.shift[..c],
     );
-    let (zp, lo, hi) = rand_act(rng);
-    let stage = OutputStage {
-        bias: &b.bias[..c],
-        multipliers: &b.mult[..c],
-        shifts: &b.shift[..c],
-        zero_point: zp,
-        act_min: lo,
-        act_max: hi,
-    };
     let (x, w) = (&b.x[..in_len], &b.w[align..align + w_len]);
     t.on_dsp_path(out_c * filter <= 2048);
     b.y_dsp[..out_len].fill(0x55);

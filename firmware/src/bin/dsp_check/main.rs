@@ -192,6 +192,27 @@ fn rand_act(rng: &mut Rng) -> (i8, i8, i8) {
     }
 }
 
+/// A random output stage for `c / 4` channels of dot products over `fan_in` inputs
+/// ([`fill_channels`] into the three slices, then [`rand_act`]'s zero point and clamp).
+fn rand_stage<'a>(
+    rng: &mut Rng,
+    fan_in: usize,
+    bias: &'a mut [u8],
+    mult: &'a mut [u8],
+    shift: &'a mut [u8],
+) -> OutputStage<'a> {
+    fill_channels(rng, fan_in, bias, mult, shift);
+    let (zero_point, act_min, act_max) = rand_act(rng);
+    OutputStage {
+        bias,
+        multipliers: mult,
+        shifts: shift,
+        zero_point,
+        act_min,
+        act_max,
+    }
+}
+
 fn check_linear(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let n_in = match rng.below(4) {
         0 => 1 + rng.below(24) as usize,
@@ -208,22 +229,14 @@ fn check_linear(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     fill_x(rng, x);
     let c = n_out * 4;
     let ca = rng.below(4) as usize; // per-channel arrays at any alignment too
-    fill_channels(
+    let stage = rand_stage(
         rng,
         n_in,
         &mut b.bias[ca..ca + c],
         &mut b.mult[ca..ca + c],
         &mut b.shift[ca..ca + c],
     );
-    let (zp, lo, hi) = rand_act(rng);
-    let stage = OutputStage {
-        bias: &b.bias[ca..ca + c],
-        multipliers: &b.mult[ca..ca + c],
-        shifts: &b.shift[ca..ca + c],
-        zero_point: zp,
-        act_min: lo,
-        act_max: hi,
-    };
+    let (zp, lo, hi) = (stage.zero_point, stage.act_min, stage.act_max);
     let w = &b.w[align..align + n_in * n_out];
     let x = &b.x[..n_in];
     b.y_dsp[..n_out].fill(0x55);
@@ -330,22 +343,14 @@ fn check_conv(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     fill_w(rng, &mut b.w[align..align + w_len]);
     fill_x(rng, &mut b.x[..in_len]);
     let c = out_c * 4;
-    fill_channels(
+    let stage = rand_stage(
         rng,
         kernel_h * kernel_w * in_c,
         &mut b.bias[..c],
         &mut b.mult[..c],
         &mut b.shift[..c],
     );
-    let (zp, lo, hi) = rand_act(rng);
-    let stage = OutputStage {
-        bias: &b.bias[..c],
-        multipliers: &b.mult[..c],
-        shifts: &b.shift[..c],
-        zero_point: zp,
-        act_min: lo,
-        act_max: hi,
-    };
+    let (zp, lo, hi) = (stage.zero_point, stage.act_min, stage.act_max);
     let w = &b.w[align..align + w_len];
     let x = &b.x[..in_len];
     b.y_dsp[..out_len].fill(0x55);

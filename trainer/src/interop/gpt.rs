@@ -1,6 +1,6 @@
-//! PyTorch interop through `safetensors` files (read and written with Hugging Face's
-//! `safetensors` crate): a [`Gpt`] in the `state_dict` layout of nanoGPT's `GPT` class, plus a
-//! `vocab.json` (`{"itos": ["\n", " ", "!", ...]}`, the characters in token-id order).
+//! A [`Gpt`] in the `state_dict` layout of nanoGPT's `GPT` class, plus a `vocab.json`
+//! (`{"itos": ["\n", " ", "!", ...]}`, the characters in token-id order, see
+//! [`VocabFile`](super::VocabFile)).
 //!
 //! | aka parameter | nanoGPT tensor |
 //! |---|---|
@@ -17,65 +17,27 @@
 //! | `lm_head` (untied head) | `lm_head.weight` (absent when tied: `safetensors` drops shared tensors) |
 //!
 //! Both use PyTorch's `Linear` layout (`[out, in]`), so no tensor is transposed. A file written
-//! here records aka's [`GptConfig`] as JSON under the metadata key [`CONFIG_KEY`]; [`import_gpt`]
+//! here records aka's [`GptConfig`] as JSON under the metadata key [`CONFIG_KEY`](super::CONFIG_KEY); [`import_gpt`]
 //! honours it. A file without it (from PyTorch) has nanoGPT's semantics: learned positions,
 //! LayerNorm (a missing bias is `bias=False`: zeros), an MLP of width `4C` with the exact (erf)
 //! GELU ([`GptMlp::GeluErf`]).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::{bail, ensure, Context as _};
-use safetensors::{Dtype, SafeTensors};
-use serde::{Deserialize, Serialize};
 
+use super::{SafetensorsFile, CONFIG_KEY};
 use crate::autograd::{Array, Tensor};
+use crate::data::text::{Split, TextDataset};
+use crate::export::gpt::evaluate_float;
 use crate::gpt::{Gpt, GptConfig, GptMlp, GptNorm, GptPosition};
 use crate::nn::Module;
 use crate::train::NamedArray;
 
-/// Metadata key of aka's [`GptConfig`] (JSON) in files written by [`gpt_tensors`].
-pub const CONFIG_KEY: &str = "aka.gpt_config";
-
-/// Largest safetensors file read (bytes): far above any model a microcontroller holds.
-pub const MAX_FILE_BYTES: u64 = 4 << 30;
-
-/// `vocab.json`: the characters in token-id order (nanoGPT's `meta.pkl` `itos`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct VocabFile {
-    pub itos: Vec<String>,
-}
-
-impl VocabFile {
-    /// The vocabulary of `chars`.
-    pub fn new(chars: &[char]) -> Self {
-        Self {
-            itos: chars.iter().map(|c| c.to_string()).collect(),
-        }
-    }
-
-    /// Reads `path`; every entry must be exactly one character.
-    pub fn read(path: &Path) -> anyhow::Result<Vec<char>> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: VocabFile = serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{}: not a vocabulary file ({{\"itos\": [\"\\n\", \" \", ...]}}, UTF-8 JSON)",
-                path.display()
-            )
-        })?;
-        file.itos
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut chars = s.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None) => Ok(c),
-                    _ => bail!("{}: itos[{i}] is {s:?}, not one character", path.display()),
-                }
-            })
-            .collect()
-    }
-}
+/// nanoGPT's token embedding.
+const WTE: &str = "transformer.wte.weight";
+/// nanoGPT's output head (tied to [`WTE`]).
+const LM_HEAD: &str = "lm_head.weight";
 
 /// The nanoGPT names of `model`'s parameters with their values (see the module docs), for
 /// [`write_safetensors`].
@@ -140,120 +102,6 @@ pub fn gpt_tensors(model: &Gpt) -> Vec<NamedArray> {
     out
 }
 
-/// Writes `tensors` (f32) and `metadata` as a safetensors file, atomically.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[NamedArray],
-    metadata: HashMap<String, String>,
-) -> anyhow::Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), b)?;
-            Ok((t.name.clone(), view))
-        })
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-        .context("preparing the tensors")?;
-    let file = safetensors::serialize(views, Some(metadata)).context("encoding safetensors")?;
-    crate::io::write_atomic(path, &file).with_context(|| format!("writing {}", path.display()))
-}
-
-/// A safetensors file read into f32 tensors (F32, F64, F16 and BF16 are converted), with its
-/// metadata.
-pub struct SafetensorsFile {
-    /// Tensors by name.
-    pub tensors: HashMap<String, NamedArray>,
-    /// The `__metadata__` map (empty if none).
-    pub metadata: HashMap<String, String>,
-}
-
-impl SafetensorsFile {
-    /// Reads and decodes `path` (at most [`MAX_FILE_BYTES`]).
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let name = path.display();
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("reading {name}"))?
-            .len();
-        ensure!(
-            len <= MAX_FILE_BYTES,
-            "{name}: {len} bytes, more than the {MAX_FILE_BYTES} this importer reads"
-        );
-        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{name}: not a valid safetensors file"))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .with_context(|| format!("{name}: not a valid safetensors file"))?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        let mut tensors = HashMap::new();
-        for (tname, view) in st.tensors() {
-            let data = to_f32(view.dtype(), view.data())
-                .with_context(|| format!("{name}: tensor {tname}"))?;
-            let t = NamedArray {
-                name: tname.clone(),
-                shape: view.shape().to_vec(),
-                data,
-            };
-            tensors.insert(tname, t);
-        }
-        Ok(Self { tensors, metadata })
-    }
-
-    /// The tensor `name`, which must have `shape`.
-    fn take(&self, name: &str, shape: &[usize]) -> anyhow::Result<&NamedArray> {
-        let t = self
-            .tensors
-            .get(name)
-            .with_context(|| format!("tensor {name} is missing"))?;
-        ensure!(
-            t.shape == shape,
-            "tensor {name} has shape {:?}, expected {shape:?}",
-            t.shape
-        );
-        Ok(t)
-    }
-}
-
-/// Little-endian `dtype` values as f32.
-fn to_f32(dtype: Dtype, data: &[u8]) -> anyhow::Result<Vec<f32>> {
-    Ok(match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-        other => bail!("dtype {other:?} is not a float type (F32, F64, F16, BF16)"),
-    })
-}
-
-/// IEEE binary16 to f32 (exact).
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((h >> 10) & 0x1F);
-    let frac = f32::from(h & 0x3FF);
-    match exp {
-        0 => sign * frac * (2f32).powi(-24),
-        31 if frac == 0.0 => sign * f32::INFINITY,
-        31 => f32::NAN,
-        e => sign * (1.0 + frac / 1024.0) * (2f32).powi(e - 15),
-    }
-}
-
 /// The [`GptConfig`] recorded in an aka file, if any.
 fn recorded_config(file: &SafetensorsFile) -> anyhow::Result<Option<GptConfig>> {
     file.metadata
@@ -273,19 +121,26 @@ pub fn import_gpt(
     vocab_size: usize,
     heads: Option<usize>,
 ) -> anyhow::Result<Gpt> {
+    // `safetensors.torch.save_model` keeps one name of a shared tensor, and of nanoGPT's tied
+    // `lm_head.weight` / `transformer.wte.weight` it keeps the first in sorted order: the head.
+    let wte_key = if !file.tensors.contains_key(WTE) && file.tensors.contains_key(LM_HEAD) {
+        LM_HEAD
+    } else {
+        WTE
+    };
     let wte = file
         .tensors
-        .get("transformer.wte.weight")
+        .get(wte_key)
         .context("tensor transformer.wte.weight is missing (not a nanoGPT-layout file?)")?;
     ensure!(
         wte.shape.len() == 2,
-        "tensor transformer.wte.weight has shape {:?}, expected [vocab, C]",
+        "tensor {wte_key} has shape {:?}, expected [vocab, C]",
         wte.shape
     );
     let (v, d) = (wte.shape[0], wte.shape[1]);
     ensure!(
         v == vocab_size,
-        "transformer.wte.weight has {v} rows but the vocabulary has {vocab_size} characters"
+        "tensor {wte_key} has {v} rows but the vocabulary has {vocab_size} characters"
     );
     let n_layer = (0..)
         .take_while(|i| {
@@ -341,7 +196,7 @@ pub fn import_gpt(
                 GptPosition::Learned,
                 GptNorm::LayerNorm,
                 GptMlp::GeluErf,
-                !file.tensors.contains_key("lm_head.weight"),
+                wte_key == LM_HEAD || !file.tensors.contains_key(LM_HEAD),
             )
         }
     };
@@ -355,9 +210,9 @@ pub fn import_gpt(
     let mut tensors = Vec::new();
     for (name, shape) in config.parameter_shapes() {
         let values: Vec<f32> = match name.as_str() {
-            "tok_emb" => file.take("transformer.wte.weight", &shape)?.data.clone(),
+            "tok_emb" => file.take(wte_key, &shape)?.data.clone(),
             "pos_emb" => file.take("transformer.wpe.weight", &shape)?.data.clone(),
-            "lm_head" => file.take("lm_head.weight", &shape)?.data.clone(),
+            "lm_head" => file.take(LM_HEAD, &shape)?.data.clone(),
             "ln_f.weight" => file.take("transformer.ln_f.weight", &shape)?.data.clone(),
             "ln_f.bias" => norm_bias(file, "transformer.ln_f.bias", &shape)?,
             _ => block_tensor(file, &name, &shape, d, hidden)?,
@@ -422,18 +277,28 @@ fn block_tensor(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn f16_values() {
-        assert_eq!(f16_to_f32(0x3C00), 1.0);
-        assert_eq!(f16_to_f32(0xC000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x7BFF), 65504.0);
-        assert_eq!(f16_to_f32(0x7C00), f32::INFINITY);
-        assert!(f16_to_f32(0x7E00).is_nan());
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+/// The float model's mean loss (nats per token) over **all** non-overlapping windows of
+/// `block` tokens of `data`'s validation split (window `k`: tokens `k·block .. (k+1)·block`,
+/// predicting the next token at each position), and the number of windows. This is the
+/// comparison PyTorch's fixtures record next to the sampled validation batches.
+pub fn window_val_loss(model: &Gpt, data: &TextDataset, block: usize) -> (f64, usize) {
+    let val = data.split(Split::Val);
+    let block = block.min(val.len().saturating_sub(1));
+    if block == 0 {
+        return (f64::NAN, 0);
     }
+    let windows = (val.len() - 1) / block;
+    let ids = |r: std::ops::Range<usize>| val[r].iter().map(|&t| t as usize).collect::<Vec<_>>();
+    let (mut sum, mut tokens) = (0.0f64, 0usize);
+    for first in (0..windows).step_by(64) {
+        let n = 64.min(windows - first);
+        let (x, y) = (
+            ids(first * block..(first + n) * block),
+            ids(first * block + 1..(first + n) * block + 1),
+        );
+        let eval = evaluate_float(model, &vec![(x, y)], n, block);
+        sum += eval.loss() * (n * block) as f64;
+        tokens += n * block;
+    }
+    (sum / tokens as f64, windows)
 }
