@@ -4,8 +4,10 @@
 //! The arithmetic the file feeds is documented (one table) in `aka_core::gpt`. This module:
 //!
 //! * quantizes every projection (`wq wk wv wo w1 w2 w3`, untied `lm_head`) and both embeddings
-//!   to int8, **per output row, symmetric** ([`quantize_rows`]): `s = max|w_row| / 127`,
-//!   `q = round(w / s)` (ties away from zero, clamped to ±127); an all-zero row gets `s = 1`;
+//!   **per output row, symmetric** ([`quantize_rows_as`]): int8 `s = max|w_row| / 127`,
+//!   `q = round(w / s)` (ties away from zero, clamped to ±127; an all-zero row gets `s = 1`), or,
+//!   for the projections and head a [`GptWeights`] makes int4, packed int4 with a clipping
+//!   search for `s` (the embeddings, and so a tied head, stay int8);
 //! * calibrates the static activation scales ([`calibrate`]) by running
 //!   [`Gpt::forward_traced`] on seeded training batches and taking `max|x|` (or a percentile of
 //!   `|x|`) per tap with an [`Observer`] ([`Observer::abs_bound`]), `scale = that / 127` (1 if
@@ -466,7 +468,7 @@ pub fn encode_gpt(
 /// The MLP activation as aka-core's table: `lut[q as u8] = Q(act(s_gate · q), s_act)` for every
 /// int8 `q`, where `act` is the trainer's GELU (tanh approximation, or exact for
 /// [`GptMlp::GeluErf`]) or SiLU evaluated in `f64`,
-/// and `Q` is aka-core's [`aka_core::kernels::quantize`] with `1 / s_act`.
+/// and `Q` is aka-core's [`aka_core::kernels::quantize()`] with `1 / s_act`.
 pub fn act_lut(kind: GptMlp, s_gate: f32, s_act: f32) -> Vec<u8> {
     let inv = 1.0 / s_act;
     (0..=255u8)
