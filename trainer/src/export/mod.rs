@@ -1,5 +1,5 @@
-//! Int8 export of trained models as `aka-core` model files, and evaluation of those files with
-//! `aka-core` itself.
+//! Int8 (or int4-weight) export of trained models as `aka-core` model files, and evaluation of
+//! those files with `aka-core` itself.
 //!
 //! A model file is the postcard encoding of `aka_core::format::ModelFile` (the very types the
 //! runtime decodes), conventionally named `*.aka` ([`EXTENSION`]); `aka inspect model.aka`
@@ -9,8 +9,9 @@
 //! * [`sequential`]: a [`crate::nn::Sequential`] classifier (`Body::Sequential`; the
 //!   `aka-trainer mnist` pipeline is [`sequential::export_classifier`]);
 //! * [`gpt`]: a [`crate::gpt::Gpt`] language model (`Body::Gpt`; [`gpt::export_gpt`]);
-//! * [`quantize`]: the quantization arithmetic both share (per-row symmetric weight scales,
-//!   asymmetric activation ranges, requantization multipliers).
+//! * [`quantize`]: the quantization arithmetic both share (per-row symmetric int8 or int4 weight
+//!   scales, asymmetric activation ranges, requantization multipliers); [`weight_bytes`] packs
+//!   int4 rows as the format defines them.
 //!
 //! What the two bodies share is here, written once: the metadata ([`ExportMetadata`]), the byte
 //! encoders and the word-aligning encoder ([`encode_aligned`]), the calibration [`Observer`], the
