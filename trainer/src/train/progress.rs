@@ -131,7 +131,7 @@ impl Reporter {
                     println!(
                         "epoch {}/{} step {in_epoch}/{steps_per_epoch} loss {running:.4} {rate:.0} samples/s eta {eta:.1}s",
                         (step - 1) / steps_per_epoch + 1,
-                        self.steps / steps_per_epoch,
+                        self.steps.div_ceil(steps_per_epoch),
                     );
                 }
             }
@@ -174,7 +174,7 @@ impl Reporter {
                 format!(
                     "epoch {}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}% ({:.1}s, {:.0} samples/s)",
                     e.step.div_ceil(steps_per_epoch),
-                    self.steps / steps_per_epoch,
+                    self.steps.div_ceil(steps_per_epoch),
                     e.train_loss,
                     e.loss,
                     e.accuracy.unwrap_or(f32::NAN) * 100.0,
