@@ -55,6 +55,7 @@ pub use rope::rope_rotate;
 /// The portable reference kernels, callable on every target (the entry points in
 /// [`crate::kernels`] use them except where a target-specific kernel exists). Useful to compare
 /// against, e.g. in the firmware's `dsp_check` and `bench` binaries.
+#[cfg(not(all(aka_dsp, feature = "dsp-only")))]
 pub mod portable {
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, qk_scores, softmax_f32};
@@ -64,6 +65,69 @@ pub mod portable {
     };
     pub use super::linear_s4::{linear_s4, matvec_i32_s4};
     pub use super::pool::max_pool2d;
+}
+
+/// With the `dsp-only` feature on Armv7E-M: the DSP kernels' fallbacks. The kernels that are
+/// only a *fallback* of a DSP kernel (for the shapes it does not cover: e.g. `linear` with an
+/// input length that is not a multiple of 4) return [`Error::KernelShape`] instead of running, so
+/// their code is not linked; every shape the DSP kernels cover gives the same bytes as without
+/// the feature. The pieces the DSP kernels build on (`dot_i8`, `dot_i8_i8`, `matvec_i32`,
+/// `matvec_i32_strided`, `relu`, `softmax_f32`) stay the portable reference code.
+#[cfg(all(aka_dsp, feature = "dsp-only"))]
+pub mod portable {
+    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
+    use crate::Error;
+
+    pub use super::activation::relu;
+    pub use super::attention::{dot_i8_i8, softmax_f32};
+    pub use super::linear::{dot_i8, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8};
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn linear(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn matvec_i32_s4(_: &[i8], _: &[u8], _: &mut [i32]) -> Result<(), Error> {
+        Err(shape_error("matvec_i32_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn conv2d(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn conv2d_s4(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("max_pool2d"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn qk_scores(_: &[i8], _: &[i8], _: usize, _: &mut [i32]) -> Result<(), Error> {
+        Err(shape_error("qk_scores"))
+    }
 }
 
 // The entry points: the DSP kernel where one exists, with the portable kernel's definition,
