@@ -1,30 +1,29 @@
 #!/usr/bin/env bash
-# Size vs speed: builds `mnist` (CNN and MLP) and `gpt` for the `qemu` board in the `release`
-# (speed) and `size` profiles, measures each binary's runtime code, runs it in QEMU for the
-# instructions per inference / token, checks that both profiles print the same predictions and
-# the same generated text, and prints the table of docs/SIZE.md.
+# Size vs speed (docs/SIZE.md): builds `mnist` (CNN and MLP) and `gpt` for the `qemu` board in the
+# `release` (speed) and `size` profiles, measures each binary's runtime code, runs it in QEMU for
+# the instructions per inference / token, checks that both profiles print the same predictions
+# (with their score hashes) and the same generated text, and prints the table.
 #
-#   bash firmware/size-profile.sh                  # release and size
-#   PROFILES="size" bash firmware/size-profile.sh  # one profile
+#   bash firmware/size-profile.sh            # the release / size table
+#   LEVERS=1 bash firmware/size-profile.sh   # also each lever alone, on `mnist` (MLP) and `gpt`
 #
-# Runtime code = flash − embedded files: `text + data` of `arm-none-eabi-size` (or `llvm-size`)
-# (vector table, .text, .rodata and the .data initializers: everything flashed) minus the bytes of
-# the model file and, for `mnist`, the test images and labels, which the binaries embed with
-# `include_bytes!` (each copy is the file byte for byte; the model's 4-byte alignment adds at most
-# 3 bytes, counted as code). The defmt format strings are in the non-flashed `.defmt` section and
-# are not counted; the logging's *code* is (see docs/SIZE.md for what it costs).
+# Runtime code = flash − embedded files: `text + data` of `arm-none-eabi-size` (or `llvm-size`),
+# i.e. the vector table, .text, .rodata and the .data initializers (everything flashed), minus the
+# bytes of the model file and, for `mnist`, the test images and labels, which the binaries embed
+# with `include_bytes!` (byte for byte; the model's 4-byte alignment adds at most 3 bytes, counted
+# as code). defmt's format strings live in the `.defmt` section, which is not flashed; the logging
+# code is counted.
 #
-# Extra cargo arguments for every build (e.g. `--features ...`) go in CARGO_ARGS. Logs and
-# binaries' sizes are written to $OUT (default target/size-profile/). Exits 1 if a run fails or
-# the profiles' outputs differ. Needs the tools of install-tools.sh.
+# The `size` profile is built with SIZE_FEATURES (default `dsp-only,quiet-panic`, see
+# Cargo.toml). Logs go to $OUT (default target/size-profile/). Exits 1 if a run fails or the
+# profiles' outputs differ. Needs the tools of install-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR=never
 
-profiles=(${PROFILES:-release size})
 out=${OUT:-target/size-profile}
 models=${AKA_MODEL_DIR:-models}
-extra=(${CARGO_ARGS:-})
+size_features=${SIZE_FEATURES-dsp-only,quiet-panic}
 mkdir -p "$out"
 
 if command -v arm-none-eabi-size >/dev/null; then
@@ -50,68 +49,115 @@ bytes() {
     echo "$total"
 }
 
-# outputs LOG: the lines that must be identical across profiles (predictions with their score
+# outputs LOG: the lines that must be identical across builds (predictions with their score
 # hashes, accuracy, generated text and its hash), without timestamps and instruction counts.
 outputs() {
     sed -E 's/^[0-9]+ +[A-Z]+ +//' "$1" |
         grep -E '^(img [0-9]+:|accuracy:|text[|+]|generated:)' |
-        sed -E 's/, [0-9]+ instructions//'
+        sed -E 's/, [0-9]+ instructions//' || true
 }
 
 failed=0
-rows=()
-# measure PROFILE NAME BIN "VAR=VALUE..." LOG_PATTERN EMBEDDED_FILES...
-measure() {
-    local profile=$1 name=$2 bin=$3 model_env=$4 pattern=$5
-    shift 5
-    local embedded=("$@")
-    echo "== $profile: $name" >&2
-    env $model_env cargo build -q --profile "$profile" "${extra[@]}" --bin "$bin"
+# run TAG PROFILE FEATURES "VAR=VALUE..." APP: builds APP (mnist-cnn, mnist-mlp or gpt), runs it in
+# QEMU, and sets CODE (runtime code), FLASH, EMBEDDED and COUNT (instructions per inference or
+# token, empty if not logged). Log: $out/TAG-APP.log, outputs: $out/TAG-APP.outputs.
+run() {
+    local tag=$1 profile=$2 features=$3 vars=$4 app=$5
+    local bin model pattern embedded
+    # Both model variables always set, so that switching apps doesn't rebuild the firmware crate.
+    case $app in
+        mnist-cnn) bin=mnist model=mnist-cnn.aka pattern="per inference" ;;
+        mnist-mlp | gpt) bin=mnist model=mnist-mlp.aka pattern="per inference" ;;
+    esac
+    if [[ $app == gpt ]]; then
+        bin=gpt pattern="per token"
+        embedded=(gpt.aka)
+    else
+        embedded=("$model" mnist-test-images.u8 mnist-test-labels.u8)
+    fi
+    echo "== $tag: $app (profile $profile, features '${features}', ${vars:-no env})" >&2
+    local args=(--profile "$profile" --bin "$bin")
+    [[ -n $features ]] && args+=(--features "$features")
+    # shellcheck disable=SC2086 # VAR=VALUE words
+    env AKA_MNIST_MODEL="$model" AKA_GPT_MODEL=gpt.aka $vars cargo build -q "${args[@]}"
     local elf=target/thumbv7em-none-eabihf/$profile/$bin
-    local log=$out/$profile-$name.log
-    local fl emb code
-    fl=$(flash "$elf")
-    emb=$(bytes "${embedded[@]}")
-    code=$((fl - emb))
+    local log=$out/$tag-$app.log
+    FLASH=$(flash "$elf")
+    EMBEDDED=$(bytes "${embedded[@]}")
+    CODE=$((FLASH - EMBEDDED))
     if ! ./run-qemu.sh "$elf" >"$log" 2>&1; then
-        echo "FAILED: $profile $name in QEMU (log: $log)" >&2
+        echo "FAILED: $tag $app in QEMU (log: $log)" >&2
         failed=1
     fi
-    local count
-    count=$(grep -oE "$pattern: [0-9]+ instructions" "$log" | grep -oE '[0-9]+' | head -1 || true)
-    outputs "$log" >"$out/$profile-$name.outputs"
-    rows+=("$(printf '| `%s` | %s | %s | %s | %s | %s |' "$name" "$profile" "$fl" "$emb" "$code" "${count:-?}")")
+    COUNT=$(grep -oE "$pattern: [0-9]+ instructions" "$log" | grep -oE '[0-9]+' | head -1 || true)
+    outputs "$log" >"$out/$tag-$app.outputs"
 }
 
-for p in "${profiles[@]}"; do
-    measure "$p" "mnist (CNN)" mnist AKA_MNIST_MODEL=mnist-cnn.aka "per inference" \
-        mnist-cnn.aka mnist-test-images.u8 mnist-test-labels.u8
-    measure "$p" "mnist (MLP)" mnist AKA_MNIST_MODEL=mnist-mlp.aka "per inference" \
-        mnist-mlp.aka mnist-test-images.u8 mnist-test-labels.u8
-    # (The MLP's AKA_MNIST_MODEL kept: changing it would rebuild the firmware crate.)
-    measure "$p" "gpt" gpt "AKA_MNIST_MODEL=mnist-mlp.aka AKA_GPT_MODEL=gpt.aka" "per token" gpt.aka
-done
-
-# Bit-exactness: every profile prints what the first one prints.
-for name in "mnist (CNN)" "mnist (MLP)" "gpt"; do
-    first=$out/${profiles[0]}-$name.outputs
-    if [[ ! -s $first ]]; then
-        echo "FAILED: no outputs in $first" >&2
-        failed=1
-        continue
+# same TAG APP: "yes" if TAG printed what `release` printed for APP ("no log" without outputs).
+same() {
+    local ref=$out/release-$2.outputs got=$out/$1-$2.outputs
+    if [[ ! -s $got ]]; then
+        echo "no log"
+    elif diff -q "$ref" "$got" >/dev/null; then
+        echo "yes"
+    else
+        echo "NO"
     fi
-    for p in "${profiles[@]:1}"; do
-        if diff -q "$first" "$out/$p-$name.outputs" >/dev/null; then
-            echo "same outputs: $name, ${profiles[0]} and $p ($(wc -l <"$first") lines)" >&2
-        else
-            echo "FAILED: $name prints different results in ${profiles[0]} and $p:" >&2
-            diff "$first" "$out/$p-$name.outputs" | head -5 >&2
-            failed=1
-        fi
+}
+
+apps=(mnist-cnn mnist-mlp gpt)
+rows=()
+for p in release size; do
+    features=
+    [[ $p == size ]] && features=$size_features
+    for app in "${apps[@]}"; do
+        run "$p" "$p" "$features" "" "$app"
+        rows+=("$(printf '| `%s` | %s | %s | %s | %s | **%s** | %s |' \
+            "$app" "$p" "${features:-(default)}" "$FLASH" "$EMBEDDED" "$CODE" "${COUNT:-?}")")
     done
 done
 
-echo "| binary | profile | flash (bytes) | embedded model + data | runtime code | instructions per inference / token |"
-echo "|---|---|---:|---:|---:|---:|"
+# Bit-exactness: the size profile prints what release prints.
+for app in "${apps[@]}"; do
+    s=$(same size "$app")
+    echo "size vs release, $app: same outputs: $s ($(wc -l <"$out/release-$app.outputs") lines)" >&2
+    [[ $s == yes ]] || failed=1
+done
+
+echo "| binary | profile | features | flash | embedded model + data | runtime code | instructions per inference / token |"
+echo "|---|---|---|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
+
+if [[ -n ${LEVERS:-} ]]; then
+    # One lever at a time, cumulative from the `size` profile without features. NAME|PROFILE|
+    # FEATURES|VARS (cargo reads CARGO_PROFILE_SIZE_* over Cargo.toml; DEFMT_LOG over
+    # .cargo/config.toml).
+    levers=(
+        "release: opt-level 3, fat LTO, 1 CGU|release||"
+        "opt-level s, fat LTO, 1 CGU|size||CARGO_PROFILE_SIZE_OPT_LEVEL=s"
+        "opt-level z, no LTO|size||CARGO_PROFILE_SIZE_LTO=false"
+        "opt-level z, thin LTO|size||CARGO_PROFILE_SIZE_LTO=thin"
+        "opt-level z, fat LTO, 16 CGUs|size||CARGO_PROFILE_SIZE_CODEGEN_UNITS=16"
+        "opt-level z, fat LTO, 1 CGU (profile size)|size||"
+        "+ dsp-only|size|dsp-only|"
+        "+ quiet-panic (size profile as measured above)|size|dsp-only,quiet-panic|"
+        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic|DEFMT_LOG=warn"
+        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic|DEFMT_LOG=off"
+    )
+    lrows=()
+    i=0
+    for lever in "${levers[@]}"; do
+        IFS='|' read -r name profile features vars <<<"$lever"
+        i=$((i + 1))
+        run "lever$i" "$profile" "$features" "$vars" mnist-mlp
+        mc=$CODE mi=${COUNT:--} ms=$(same "lever$i" mnist-mlp)
+        run "lever$i" "$profile" "$features" "$vars" gpt
+        lrows+=("$(printf '| %s | %s | %s | %s | %s | %s / %s |' \
+            "$name" "$mc" "$CODE" "$mi" "${COUNT:--}" "$ms" "$(same "lever$i" gpt)")")
+    done
+    echo
+    echo "| lever | \`mnist\` (MLP) runtime code | \`gpt\` runtime code | \`mnist\` instructions / inference | \`gpt\` instructions / token | same outputs as release (mnist / gpt) |"
+    echo "|---|---:|---:|---:|---:|---|"
+    printf '%s\n' "${lrows[@]}"
+fi
 exit "$failed"

@@ -41,6 +41,8 @@ pub mod quantize;
 pub mod rope;
 
 #[cfg(aka_dsp)]
+// With `linear-only` the convolution, pooling and int4 Linear DSP kernels are unused.
+#[cfg_attr(feature = "linear-only", allow(dead_code, unused_imports))]
 mod dsp;
 
 pub use activation::argmax;
@@ -141,18 +143,61 @@ pub mod portable {
 /// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
 #[cfg(aka_dsp)]
-pub use dsp::{
-    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
-    max_pool2d, qk_scores, relu,
-};
+pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
+#[cfg(all(aka_dsp, not(feature = "linear-only")))]
+pub use dsp::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 pub use linear::StridedInput;
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
 
 #[cfg(not(aka_dsp))]
-pub use portable::{
-    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
-    max_pool2d, qk_scores, relu,
-};
+pub use portable::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
+#[cfg(all(not(aka_dsp), not(feature = "linear-only")))]
+pub use portable::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+#[cfg(feature = "linear-only")]
+pub use only_linear::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+
+/// With the `linear-only` feature: the Sequential runtime's kernels other than int8 `linear`
+/// and `relu` are not linked (the op set of an MLP; TFLite Micro's equivalent is registering
+/// only FULLY_CONNECTED). These entry points return [`Error::KernelShape`]: a model with a
+/// Conv2d, MaxPool2d or int4 Linear layer still loads (fully validated) but running it fails
+/// with that error. The GPT runtime is unaffected.
+#[cfg(feature = "linear-only")]
+mod only_linear {
+    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
+    use crate::Error;
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear_s4"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn conv2d(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn conv2d_s4(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d_s4"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("max_pool2d"))
+    }
+}
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
 /// ones.
