@@ -5,7 +5,8 @@
 # (with their score hashes) and the same generated text, and prints the table.
 #
 #   bash firmware/size-profile.sh            # the release / size table
-#   LEVERS=1 bash firmware/size-profile.sh   # also each lever alone, on `mnist` (MLP) and `gpt`
+#   LEVERS=1 bash firmware/size-profile.sh   # also the levers one by one (cumulative), on
+#                                            # `mnist` (MLP) and `gpt`
 #
 # Runtime code = flash − embedded files: `text + data` of `arm-none-eabi-size` (or `llvm-size`),
 # i.e. the vector table, .text, .rodata and the .data initializers (everything flashed), minus the
@@ -117,6 +118,15 @@ for p in release size; do
     done
 done
 
+# The smallest `mnist`: the MLP with the Sequential runtime's Linear + ReLU kernels only.
+run size-mlp size "$size_features,linear-only" "" mnist-mlp
+rows+=("$(printf '| `%s` | %s | %s | %s | %s | **%s** | %s |' \
+    mnist-mlp size "$size_features,linear-only" "$FLASH" "$EMBEDDED" "$CODE" "${COUNT:-?}")")
+if [[ $(same size-mlp mnist-mlp) != yes ]]; then
+    echo "FAILED: mnist-mlp with linear-only prints different results" >&2
+    failed=1
+fi
+
 # Bit-exactness: the size profile prints what release prints.
 for app in "${apps[@]}"; do
     s=$(same size "$app")
@@ -141,8 +151,9 @@ if [[ -n ${LEVERS:-} ]]; then
         "opt-level z, fat LTO, 1 CGU (profile size)|size||"
         "+ dsp-only|size|dsp-only|"
         "+ quiet-panic (size profile as measured above)|size|dsp-only,quiet-panic|"
-        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic|DEFMT_LOG=warn"
-        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic|DEFMT_LOG=off"
+        "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only|"
+        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=warn"
+        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=off"
     )
     lrows=()
     i=0
