@@ -59,11 +59,12 @@ outputs() {
 }
 
 failed=0
-# run TAG PROFILE FEATURES "VAR=VALUE..." APP: builds APP (mnist-cnn, mnist-mlp or gpt), runs it in
+# run TAG PROFILE FEATURES "VAR=VALUE..." APP ["CARGO ARGS"]: builds APP (mnist-cnn, mnist-mlp or gpt), runs it in
 # QEMU, and sets CODE (runtime code), FLASH, EMBEDDED and COUNT (instructions per inference or
 # token, empty if not logged). Log: $out/TAG-APP.log, outputs: $out/TAG-APP.outputs.
 run() {
-    local tag=$1 profile=$2 features=$3 vars=$4 app=$5
+    local tag=$1 profile=$2 features=$3 vars=$4 app=$5 more
+    read -ra more <<<"${6:-}"
     local bin model pattern embedded
     # Both model variables always set, so that switching apps doesn't rebuild the firmware crate.
     case $app in
@@ -77,7 +78,7 @@ run() {
         embedded=("$model" mnist-test-images.u8 mnist-test-labels.u8)
     fi
     echo "== $tag: $app (profile $profile, features '${features}', ${vars:-no env})" >&2
-    local args=(--profile "$profile" --bin "$bin")
+    local args=(--profile "$profile" --bin "$bin" "${more[@]}")
     [[ -n $features ]] && args+=(--features "$features")
     # shellcheck disable=SC2086 # VAR=VALUE words
     env AKA_MNIST_MODEL="$model" AKA_GPT_MODEL=gpt.aka $vars cargo build -q "${args[@]}"
@@ -139,30 +140,34 @@ echo "|---|---|---|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
 
 if [[ -n ${LEVERS:-} ]]; then
-    # One lever at a time, cumulative from the `size` profile without features. NAME|PROFILE|
-    # FEATURES|VARS (cargo reads CARGO_PROFILE_SIZE_* over Cargo.toml; DEFMT_LOG over
-    # .cargo/config.toml).
+    # One lever at a time, cumulative (each row changes one thing from the row above it, except
+    # the two aka-core rows, which both change the "z everywhere" row above them):
+    # NAME|PROFILE|FEATURES|VARS|CARGO ARGS. Cargo reads CARGO_PROFILE_SIZE_* and --config over
+    # Cargo.toml, an exported DEFMT_LOG over .cargo/config.toml.
+    z='--config profile.size.package.aka-core.opt-level="z"'
     levers=(
-        "release: opt-level 3, fat LTO, 1 CGU|release||"
-        "opt-level s, fat LTO, 1 CGU|size||CARGO_PROFILE_SIZE_OPT_LEVEL=s"
-        "opt-level z, no LTO|size||CARGO_PROFILE_SIZE_LTO=false"
-        "opt-level z, thin LTO|size||CARGO_PROFILE_SIZE_LTO=thin"
-        "opt-level z, fat LTO, 16 CGUs|size||CARGO_PROFILE_SIZE_CODEGEN_UNITS=16"
-        "opt-level z, fat LTO, 1 CGU (profile size)|size||"
-        "+ dsp-only|size|dsp-only|"
-        "+ quiet-panic (size profile as measured above)|size|dsp-only,quiet-panic|"
-        "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only|"
-        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=warn"
-        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=off"
+        "release: opt-level 3, fat LTO, 1 CGU|release|||"
+        "opt-level s everywhere, fat LTO, 1 CGU|size||CARGO_PROFILE_SIZE_OPT_LEVEL=s|--config profile.size.package.aka-core.opt-level=\"s\""
+        "opt-level z everywhere, no LTO|size||CARGO_PROFILE_SIZE_LTO=false|$z"
+        "opt-level z everywhere, thin LTO|size||CARGO_PROFILE_SIZE_LTO=thin|$z"
+        "opt-level z everywhere, fat LTO, 16 CGUs|size||CARGO_PROFILE_SIZE_CODEGEN_UNITS=16|$z"
+        "opt-level z everywhere, fat LTO, 1 CGU|size|||$z"
+        "aka-core at opt-level 3, the rest z|size|||--config profile.size.package.aka-core.opt-level=3"
+        "aka-core at opt-level 2, the rest z (profile size)|size|||"
+        "+ dsp-only|size|dsp-only||"
+        "+ quiet-panic (the size profile of the table above)|size|dsp-only,quiet-panic||"
+        "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only||"
+        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=warn|"
+        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=off|"
     )
     lrows=()
     i=0
     for lever in "${levers[@]}"; do
-        IFS='|' read -r name profile features vars <<<"$lever"
+        IFS='|' read -r name profile features vars args <<<"$lever"
         i=$((i + 1))
-        run "lever$i" "$profile" "$features" "$vars" mnist-mlp
+        run "lever$i" "$profile" "$features" "$vars" mnist-mlp "$args"
         mc=$CODE mi=${COUNT:--} ms=$(same "lever$i" mnist-mlp)
-        run "lever$i" "$profile" "$features" "$vars" gpt
+        run "lever$i" "$profile" "$features" "$vars" gpt "$args"
         lrows+=("$(printf '| %s | %s | %s | %s | %s | %s / %s |' \
             "$name" "$mc" "$CODE" "$mi" "${COUNT:--}" "$ms" "$(same "lever$i" gpt)")")
     done
