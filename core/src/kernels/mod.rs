@@ -142,19 +142,21 @@ pub mod portable {
 // sign-extended).
 /// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
-#[cfg(aka_dsp)]
-pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
 #[cfg(all(aka_dsp, not(feature = "linear-only")))]
 pub use dsp::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+#[cfg(aka_dsp)]
+pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
 pub use linear::StridedInput;
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
 
-#[cfg(not(aka_dsp))]
-pub use portable::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
-#[cfg(all(not(aka_dsp), not(feature = "linear-only")))]
-pub use portable::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(feature = "linear-only")]
 pub use only_linear::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+#[cfg(all(not(aka_dsp), not(feature = "linear-only")))]
+pub use portable::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+#[cfg(not(aka_dsp))]
+pub use portable::{
+    dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu,
+};
 
 /// With the `linear-only` feature: the Sequential runtime's kernels other than int8 `linear`
 /// and `relu` are not linked (the op set of an MLP; TFLite Micro's equivalent is registering
