@@ -33,7 +33,8 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// Feature `quiet-panic` (docs/SIZE.md): a core panic (bounds check, `Option::unwrap`, ...) exits
 /// with [`exit_code::PANIC`] without logging its message or location. The handler then never
 /// reads its argument, so LTO drops the message and location arguments at every panic site:
-/// about 5 KB less code. `defmt::panic!` / `unwrap!` still log their messages.
+/// 3.6-3.8 KB less code in the `size` profile. `defmt::panic!` / `unwrap!` still log their
+/// messages.
 #[cfg(feature = "quiet-panic")]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
