@@ -3,7 +3,7 @@
 
 use super::state::GptState;
 use super::validate::param;
-use super::GptModel;
+use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
@@ -30,6 +30,21 @@ impl GptModel<'_> {
         state: &'s mut GptState<'_>,
         token: u32,
         pos: usize,
+    ) -> Result<&'s [f32], Error> {
+        self.forward_profiled(state, token, pos, |_| {})
+    }
+
+    /// [`Self::forward`], calling `mark(step)` each time a [`Step`] of the computation ends (in
+    /// order; the attention steps once per head), for per-step profiles on a device: the caller
+    /// reads a counter in `mark`. The same arithmetic and results as [`Self::forward`] (which is
+    /// this with a `mark` that does nothing, compiled away).
+    #[inline(always)]
+    pub fn forward_profiled<'s>(
+        &self,
+        state: &'s mut GptState<'_>,
+        token: u32,
+        pos: usize,
+        mut mark: impl FnMut(Step),
     ) -> Result<&'s [f32], Error> {
         self.check_token(token)?;
         let dm = self.dims;
@@ -89,6 +104,7 @@ impl GptModel<'_> {
             }
         }
 
+        mark(Step::Embed);
         // This position's RoPE tables: [hd/2] cos and sin, f32 LE.
         let half = hd / 2;
         let (cos, sin) = match &desc.rope {
@@ -115,6 +131,7 @@ impl GptModel<'_> {
             // ---- attention: x += Wo · attention(Q(norm1(x))) ----
             // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
+            mark(Step::Norm);
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
             // Requantization multipliers without the per-row weight scale.
@@ -156,6 +173,7 @@ impl GptModel<'_> {
                 }
             });
 
+            mark(Step::Qkv);
             // Per head: scores, quantized softmax, P·V into `a`.
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
             let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
@@ -168,7 +186,9 @@ impl GptModel<'_> {
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
                                                                                      // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
                 let max = head_scores(qh, kh, score_scale, acc, sc);
+                mark(Step::Scores);
                 softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                mark(Step::Softmax);
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
@@ -202,14 +222,17 @@ impl GptModel<'_> {
                     }
                     c0 = hi - off;
                 }
+                mark(Step::Pv);
             }
             // Output projection, added to the residual: x += Wo·a.
             let s_o = blk.attn_out_scale;
             rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
+            mark(Step::Wo);
 
             // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
             // Norm 2, quantized: a = Q(norm2(x), 1/s_mlp_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
+            mark(Step::Norm);
             let s_in = blk.mlp_in_scale;
             let mg = s_in * (1.0 / blk.mlp_gate_scale);
             let lut: &[u8; ACT_LUT_LEN] = blk
@@ -234,16 +257,20 @@ impl GptModel<'_> {
                     });
                 }
             }
+            mark(Step::MlpUp);
             // Down projection, added to the residual: x += W2·hq.
             let s_h = blk.mlp_hidden_scale;
             rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
+            mark(Step::MlpDown);
         }
 
         // ---- head: logits = H · Q(norm_f(x)) ----
         norm_q(cfg.norm, cfg.norm_eps, x, &desc.ln_f, desc.head_in_scale, a);
+        mark(Step::Norm);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
         let s_in = desc.head_in_scale;
         rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+        mark(Step::Head);
         Ok(logits)
     }
 }
