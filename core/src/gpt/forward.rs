@@ -6,6 +6,7 @@ use super::validate::param;
 use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
 use crate::kernels::linear_s4::dot_s4;
+use crate::kernels::attention::softmax_q_i32;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
     dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
@@ -150,26 +151,37 @@ impl GptModel<'_> {
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
                     *o = quantize(v, inv_q);
                 }
-                for (r, &v) in k.iter().enumerate() {
-                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                head_runs(0, k.len(), hd, |r, len| {
+                    let at = k_slot(r);
+                    let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
+                    for (o, &v) in outs.iter_mut().zip(k.get(r..).unwrap_or(&[])) {
                         *o = quantize(v, inv_k);
                     }
-                }
+                });
             } else {
                 // q, k straight from the i32 sums to int8.
                 rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
                     *o = quantize(v as f32, sw * mq);
                 });
-                rows(a, &blk.wk, d, acc, |r, v, sw| {
-                    if let Some(o) = kl.get_mut(k_slot(r)) {
-                        *o = quantize(v as f32, sw * mk);
-                    }
+                // Each head's key is contiguous in the cache: one run of rows per head.
+                matvec_chunks(a, &blk.wk, d, acc, |r0, sums, scales| {
+                    head_runs(r0, sums.len(), hd, |r, len| {
+                        let (i, at) = (r - r0, k_slot(r));
+                        let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
+                        let (sums, scales) = (sums.get(i..).unwrap_or(&[]), scales.get(i * 4..));
+                        let scales = scales.unwrap_or(&[]).chunks_exact(4);
+                        for ((o, &v), s) in outs.iter_mut().zip(sums).zip(scales) {
+                            *o = quantize(v as f32, le_f32(s) * mk);
+                        }
+                    });
                 });
             }
-            // V projection into the (transposed) cache.
-            rows(a, &blk.wv, d, acc, |r, v, sw| {
-                if let Some(o) = vl.get_mut(r * dm.block + pos) {
-                    *o = quantize(v as f32, sw * mv);
+            // V projection into the (transposed) cache: row r at r·block + pos.
+            matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
+                let outs = vl.get_mut(r0 * dm.block + pos..).unwrap_or(&mut []);
+                let outs = outs.iter_mut().step_by(dm.block.max(1));
+                for ((o, &v), s) in outs.zip(sums).zip(scales.chunks_exact(4)) {
+                    *o = quantize(v as f32, le_f32(s) * mv);
                 }
             });
 
@@ -185,9 +197,22 @@ impl GptModel<'_> {
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
                                                                                      // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
-                let max = head_scores(qh, kh, score_scale, acc, sc);
-                mark(Step::Scores);
-                softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                if n <= ACC_ROWS {
+                    // The i32 sums straight into the quantized softmax (no f32 scores stored).
+                    let sums = &mut acc[..n];
+                    if qk_scores(qh, kh, hd, sums).is_err() {
+                        // Unreachable after load (shapes as above); the key-by-key definition.
+                        for (y, kt) in sums.iter_mut().zip(kh.chunks_exact(hd.max(1))) {
+                            *y = dot_i8_i8(qh, kt);
+                        }
+                    }
+                    mark(Step::Scores);
+                    softmax_q_i32(sums, score_scale, sc, pq.get_mut(..n).unwrap_or(&mut []));
+                } else {
+                    let max = head_scores(qh, kh, score_scale, acc, sc);
+                    mark(Step::Scores);
+                    softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                }
                 mark(Step::Softmax);
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
@@ -361,6 +386,22 @@ fn rows(
             each(r0 + i, v, le_f32(s));
         }
     });
+}
+
+/// Splits rows `r0..r0 + n` into runs that stay inside one head (`hd` rows each): calls
+/// `run(r, len)` for each run, in order (`hd == 0`: one run).
+#[inline(always)]
+fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) {
+    let (mut r, end) = (r0, r0 + n);
+    while r < end {
+        let len = if hd == 0 {
+            end - r
+        } else {
+            (hd - r % hd).min(end - r)
+        };
+        run(r, len);
+        r += len;
+    }
 }
 
 /// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,

@@ -17,6 +17,9 @@
 //! SPEED|<step>|<instructions per step>
 //! ```
 //!
+//! Also logs an FNV-1a hash of every logit's bits over the context (`logits fnv1a 0x…`), to check
+//! that a change of the runtime keeps the results bit-identical.
+//!
 //! `cargo run --release --bin gpt_speed` (QEMU; the buffers fit models up to 1 MiB of state).
 #![no_std]
 #![no_main]
@@ -106,6 +109,21 @@ fn main() -> ! {
             token = unwrap!(sample(logits, &SAMPLING, &mut rng, scratch));
         }
     });
+    // Pass 1b (not timed): the same steps, hashing every logit's bits (FNV-1a), so that a
+    // change of the runtime can be checked for identical results.
+    let mut rng = Rng::new(1);
+    let mut t = first;
+    let mut hash: u32 = 0x811c_9dc5;
+    for pos in 0..block {
+        let logits = unwrap!(model.forward(&mut state, t, pos));
+        for l in logits.iter() {
+            for byte in l.to_bits().to_le_bytes() {
+                hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+            }
+        }
+        t = unwrap!(sample(logits, &SAMPLING, &mut rng, scratch));
+    }
+    defmt::info!("logits fnv1a {=u32:#010x}", hash);
     let total = span.count.saturating_sub(overhead);
     let steps = block as u64;
     let per_step = total / steps.max(1);
