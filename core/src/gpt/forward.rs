@@ -177,11 +177,13 @@ impl GptModel<'_> {
                 });
             }
             // V projection into the (transposed) cache: row r at r·block + pos.
+            let block = dm.block.max(1); // > pos
             matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
-                let outs = vl.get_mut(r0 * dm.block + pos..).unwrap_or(&mut []);
-                let outs = outs.iter_mut().step_by(dm.block.max(1));
-                for ((o, &v), s) in outs.zip(sums).zip(scales.chunks_exact(4)) {
-                    *o = quantize(v as f32, le_f32(s) * mv);
+                let rows = vl.get_mut(r0 * block..).unwrap_or(&mut []).chunks_exact_mut(block);
+                for ((row, &v), s) in rows.zip(sums).zip(scales.chunks_exact(4)) {
+                    if let Some(o) = row.get_mut(pos) {
+                        *o = quantize(v as f32, le_f32(s) * mv);
+                    }
                 }
             });
 
