@@ -5,8 +5,8 @@ use super::state::GptState;
 use super::validate::param;
 use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
-use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::attention::softmax_q_i32;
+use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
     dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
@@ -179,7 +179,10 @@ impl GptModel<'_> {
             // V projection into the (transposed) cache: row r at r·block + pos.
             let block = dm.block.max(1); // > pos
             matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
-                let rows = vl.get_mut(r0 * block..).unwrap_or(&mut []).chunks_exact_mut(block);
+                let rows = vl
+                    .get_mut(r0 * block..)
+                    .unwrap_or(&mut [])
+                    .chunks_exact_mut(block);
                 for ((row, &v), s) in rows.zip(sums).zip(scales.chunks_exact(4)) {
                     if let Some(o) = row.get_mut(pos) {
                         *o = quantize(v as f32, le_f32(s) * mv);

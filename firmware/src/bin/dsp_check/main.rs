@@ -615,7 +615,9 @@ fn check_softmax_q(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     for (e, &v) in b.f_ref[..n].iter_mut().zip(sums.iter()) {
         *e = v as f32 * scale;
     }
-    let max = b.f_ref[..n].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = b.f_ref[..n]
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     kernels::softmax_q(&mut b.f_ref[..n], max, &mut b.y_ref[..n]);
     kernels::attention::softmax_q_i32(sums, scale, &mut b.f_dsp[..n], &mut b.y_dsp[..n]);
     let same = b.y_dsp[..n] == b.y_ref[..n]
