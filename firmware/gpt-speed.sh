@@ -70,9 +70,13 @@ for m in "${models[@]}"; do
     awk -v n="$name ($shape)" -v w="$weights" -v m="$macs" -v p="$per" 'BEGIN {
         printf "| %s | %s | %d | **%d** | **%.2f** | %.1f | %.1f |\n", n, w, m, p, p / m, 64e6 / p, 100e6 / p
     }'
-    prof=$(grep -o 'SPEED|[a-z_]*|[0-9]*$' "$log" | grep -v '|total|' |
+    prof=$(grep -o 'SPEED|[a-z_]*|[0-9]*$' "$log" | grep -v '|total|\|fc_alone' |
         awk -F'|' -v p="$per" '{ printf "%s %d (%.1f %%), ", $2, $3, 100 * $3 / p }')
-    profiles+="* $name: ${prof%, } (mean of $steps steps; $(grep -o 'logits fnv1a 0x[0-9a-f]*' "$log"))"$'\n'
+    fc=$(grep -o 'SPEED|fc_alone|[0-9]*' "$log" | cut -d'|' -f3)
+    fcline=$(awk -v f="$fc" -v m="$macs" -v p="$per" 'BEGIN {
+        printf "fully connected kernel alone %d (%.2f per weight-MAC), everything else %d (%.2f per weight-MAC)", f, f / m, p - f, (p - f) / m
+    }')
+    profiles+="* $name: ${prof%, } (mean of $steps steps; $(grep -o 'logits fnv1a 0x[0-9a-f]*' "$log")); $fcline"$'\n'
 done
 echo
 echo "Per-step profile (instructions per token, from a second pass with a counter read at each step):"

@@ -10,11 +10,15 @@
 //! measured overhead subtracted; under QEMU the counter ticks every 40 instructions, so a
 //! bucket is exact only on average, while the total of the first pass is exact).
 //!
+//! Last, the projections' fully connected kernel alone (`matvec_i32` / `matvec_i32_s4`, the same
+//! calls as one step, on a zero input, without the epilogues), to separate it from the rest.
+//!
 //! Log lines (`bash firmware/gpt-speed.sh` parses the `SPEED|` ones):
 //!
 //! ```text
 //! SPEED|total|<weight_macs>|<instructions per step>|<steps>
 //! SPEED|<step>|<instructions per step>
+//! SPEED|fc_alone|<instructions per step>
 //! ```
 //!
 //! Also logs an FNV-1a hash of every logit's bits over the context (`logits fnv1a 0x…`), to check
@@ -24,7 +28,9 @@
 #![no_std]
 #![no_main]
 
+use aka_core::format::{QMatrix, WeightType};
 use aka_core::gpt::{GptModel, Step};
+use aka_core::kernels;
 use aka_core::rng::Rng;
 use aka_core::sample::{sample, Sampling};
 use aka_firmware::{self as fw, app::Aligned};
@@ -176,5 +182,51 @@ fn main() -> ! {
         sum / steps.max(1),
         per_step
     );
+
+    // The projections' fully connected kernel alone: the same matvec calls as one decode step
+    // (256 rows per call, as `forward` does), on a zero input, without the epilogues.
+    let desc = model.desc();
+    let d = cfg.d_model as usize;
+    let hidden = cfg.hidden as usize;
+    let x = [0i8; 4096];
+    let mut acc = [0i32; 256];
+    let mut fc = |m: &QMatrix, cols: usize, rows: usize| {
+        let rb = m.weight_type.row_bytes(cols);
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = (rows - r0).min(256);
+            let w = &m.weights[r0 * rb..(r0 + n) * rb];
+            let done = match m.weight_type {
+                WeightType::Int8 => kernels::matvec_i32(&x[..cols], w, &mut acc[..n]),
+                WeightType::Int4 => kernels::matvec_i32_s4(&x[..cols], w, &mut acc[..n]),
+            };
+            unwrap!(done);
+            r0 += n;
+        }
+    };
+    let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
+    let (_, span) = counter.measure(|| {
+        for blk in desc.blocks.as_slice() {
+            for m in [&blk.wq, &blk.wk, &blk.wv, &blk.wo] {
+                fc(m, d, d);
+            }
+            fc(&blk.w1, d, hidden);
+            if let Some(w3) = &blk.w3 {
+                fc(w3, d, hidden);
+            }
+            fc(&blk.w2, hidden, d);
+        }
+        fc(head, d, model.vocab_size());
+    });
+    let fc_count = span.count.saturating_sub(overhead);
+    let x100 = fc_count * 100 / wm.max(1);
+    defmt::info!(
+        "fully connected kernel alone: {=u64} instructions per step = {=u64}.{=u64:02} per weight-MAC (hidden {=usize})",
+        fc_count,
+        x100 / 100,
+        x100 % 100,
+        hidden
+    );
+    defmt::info!("SPEED|fc_alone|{=u64}", fc_count);
     fw::exit(fw::exit_code::SUCCESS)
 }
