@@ -23,17 +23,18 @@ models=("$@")
 if [[ ${#models[@]} -eq 0 ]]; then
     models=("$PWD/models/gpt.aka")
     if [[ -z ${NO_FLAGSHIP:-} ]]; then
-        trainer=(cargo run -q --release --manifest-path ../Cargo.toml -p aka-trainer --)
+        # From the workspace root: firmware/.cargo/config.toml would select the Cortex-M target.
+        trainer() { (cd .. && cargo run -q --release -p aka-trainer -- "$@"); }
         flag=(gpt --layers 4 --dim 128 --heads 4 --block 128 --steps 20 --eval-batches 2
             --eval-interval 20 --sample-chars 0)
         echo "gpt-speed.sh: training the flagship-shaped int8 model (20 steps)" >&2
-        "${trainer[@]}" "${flag[@]}" --out "$tmp/flag-int8" </dev/null >"$tmp/train.log" 2>&1 ||
+        trainer "${flag[@]}" --out "$tmp/flag-int8" </dev/null >"$tmp/train.log" 2>&1 ||
             { cat "$tmp/train.log" >&2; exit 1; }
         cp "$tmp/flag-int8/model.aka" "$tmp/flagship-int8.aka"
         models+=("$tmp/flagship-int8.aka")
-        if "${trainer[@]}" gpt --help </dev/null 2>/dev/null | grep -q -- '--weights'; then
+        if trainer gpt --help </dev/null 2>/dev/null | grep -q -- '--weights'; then
             echo "gpt-speed.sh: training the flagship-shaped int4 model (20 steps)" >&2
-            "${trainer[@]}" "${flag[@]}" --weights int4 --out "$tmp/flag-int4" </dev/null \
+            trainer "${flag[@]}" --weights int4 --out "$tmp/flag-int4" </dev/null \
                 >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log" >&2; exit 1; }
             cp "$tmp/flag-int4/model.aka" "$tmp/flagship-int4.aka"
             models+=("$tmp/flagship-int4.aka")
