@@ -64,7 +64,8 @@ pub fn argmax(logits: &[f32]) -> Option<usize> {
 
 /// Draws a token id from `logits` (see the [module documentation](self) for the exact
 /// procedure). `scratch` needs `logits.len()` values when sampling with `0 < top_k < len`
-/// (it is unused otherwise).
+/// (otherwise it is used only if it has that length: it keeps the candidates' weights between the
+/// two passes, which are then computed once; the result is the same either way).
 ///
 /// Errors ([`Error::BadArgument`]): empty or all-NaN logits, NaN temperature;
 /// [`Error::BufferTooSmall`] for a short `scratch`.
@@ -95,12 +96,18 @@ pub fn sample(
         let s = scratch
             .get_mut(..n)
             .ok_or(Error::BufferTooSmall { need: n, have })?;
-        // NaN sorts below everything: never selected as a top value.
+        // NaN sorts below everything: never selected as a top value. Each value is stored as
+        // its `total_cmp` key (see `order_key`), so that the selection compares integers.
         for (o, &l) in s.iter_mut().zip(logits) {
-            *o = if l.is_nan() { f32::NEG_INFINITY } else { l };
+            let l = if l.is_nan() { f32::NEG_INFINITY } else { l };
+            *o = f32::from_bits(order_key(l) as u32);
         }
+        // `order_key` is its own inverse.
         // Descending: the k-th largest lands at index k - 1.
-        let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let key = |v: &f32| v.to_bits() as i32;
+        let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| key(b).cmp(&key(a)));
+        // `order_key` is its own inverse.
+        let kth = f32::from_bits(order_key(kth) as u32);
         let above = logits.iter().filter(|&&l| l > kth).count();
         (kth, k - above)
     };
@@ -114,11 +121,18 @@ pub fn sample(
         }
     };
     let candidates = Candidates { threshold, ties };
+    // The candidates' weights are kept in `scratch` (free again) when it is long enough, so the
+    // search below does not compute them twice.
+    let mut kept = scratch.get_mut(..n);
     let mut total = 0.0f32;
     let mut c = candidates;
-    for &l in logits {
+    for (i, &l) in logits.iter().enumerate() {
         if c.admit(l) {
-            total += weight(l);
+            let w = weight(l);
+            if let Some(o) = kept.as_deref_mut().and_then(|k| k.get_mut(i)) {
+                *o = w;
+            }
+            total += w;
         }
     }
     // Also catches NaN (e.g. `inf - inf`).
@@ -133,7 +147,10 @@ pub fn sample(
         if !c.admit(l) {
             continue;
         }
-        let w = weight(l);
+        let w = match kept.as_deref().and_then(|k| k.get(i)) {
+            Some(&w) => w,
+            None => weight(l),
+        };
         if w.is_nan() || w <= 0.0 {
             continue;
         }
@@ -144,6 +161,15 @@ pub fn sample(
         }
     }
     Ok(last as u32)
+}
+
+/// The integer whose signed order is [`f32::total_cmp`]'s order of `x` (the same bit trick):
+/// the bits, with the magnitude bits flipped for negative values. Applied to its own result (as
+/// bits) it gives `x`'s bits back.
+#[inline]
+fn order_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
 }
 
 /// The top-k rule, applied in index order: `l > threshold`, or `l == threshold` for the first
@@ -341,6 +367,105 @@ mod tests {
         for _ in 0..200 {
             let i = sample(&[f32::NAN, 0.0, f32::NAN], &c, &mut rng, &mut s).unwrap();
             assert_eq!(i, 1);
+        }
+    }
+
+    /// The procedure as first written (a `total_cmp` selection, weights computed in both
+    /// passes): the faster [`sample`] must pick the same ids from the same draws.
+    fn sample_as_specified(logits: &[f32], cfg: &Sampling, rng: &mut Rng) -> u32 {
+        let best = argmax(logits).unwrap();
+        if cfg.is_greedy() {
+            return best as u32;
+        }
+        let (n, k) = (logits.len(), cfg.top_k as usize);
+        let (threshold, ties) = if k == 0 || k >= n {
+            (f32::NEG_INFINITY, usize::MAX)
+        } else {
+            let mut s = [0f32; 256];
+            let s = &mut s[..n];
+            for (o, &l) in s.iter_mut().zip(logits) {
+                *o = if l.is_nan() { f32::NEG_INFINITY } else { l };
+            }
+            let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+            (kth, k - logits.iter().filter(|&&l| l > kth).count())
+        };
+        let (m, t) = (logits[best], cfg.temperature);
+        let weight = |l: f32| {
+            if l == f32::NEG_INFINITY {
+                0.0
+            } else {
+                libm::expf((l - m) / t)
+            }
+        };
+        let candidates = Candidates { threshold, ties };
+        let (mut c, mut total) = (candidates, 0.0f32);
+        for &l in logits {
+            if c.admit(l) {
+                total += weight(l);
+            }
+        }
+        if total.is_nan() || total <= 0.0 {
+            return best as u32;
+        }
+        let r = rng.next_f32() * total;
+        let (mut c, mut acc, mut last) = (candidates, 0.0f32, best);
+        for (i, &l) in logits.iter().enumerate() {
+            if !c.admit(l) {
+                continue;
+            }
+            let w = weight(l);
+            if w.is_nan() || w <= 0.0 {
+                continue;
+            }
+            acc += w;
+            last = i;
+            if r < acc {
+                return i as u32;
+            }
+        }
+        last as u32
+    }
+
+    #[test]
+    fn sample_equals_the_procedure_as_specified() {
+        let mut gen = Rng::new(11);
+        let specials = [
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+        ];
+        let mut logits = [0f32; 80];
+        let mut scratch = [0f32; 80];
+        for case in 0..3000 {
+            let n = 1 + gen.below(80) as usize;
+            for l in logits[..n].iter_mut() {
+                *l = match gen.below(6) {
+                    0 => specials[gen.below(specials.len() as u32) as usize],
+                    1 => (gen.below(5) as f32) - 2.0, // ties
+                    _ => gen.normal() * 3.0,
+                };
+            }
+            let cfg = Sampling {
+                temperature: [0.8f32, 1.0, 0.05, 7.0][case % 4],
+                top_k: [40u32, 0, 1, 2, 5, 79, 200][case % 7],
+            };
+            let (mut r1, mut r2) = (Rng::new(case as u64), Rng::new(case as u64));
+            let got = sample(&logits[..n], &cfg, &mut r1, &mut scratch);
+            if argmax(&logits[..n]).is_none() {
+                assert!(got.is_err());
+                continue;
+            }
+            let want = sample_as_specified(&logits[..n], &cfg, &mut r2);
+            assert_eq!(got, Ok(want), "case {case}: {:?} {cfg:?}", &logits[..n]);
+            // Without scratch for the weights (top_k 0 needs none): the same.
+            if cfg.top_k == 0 {
+                let mut r3 = Rng::new(case as u64);
+                assert_eq!(sample(&logits[..n], &cfg, &mut r3, &mut []), Ok(want));
+            }
         }
     }
 }

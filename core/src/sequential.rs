@@ -447,6 +447,22 @@ fn check_layer(
 ) -> Result<(Shape, QuantParams), Error> {
     let overflow = Error::SizeOverflow { layer: i };
     let bad = |what| Error::BadParameter { layer: i, what };
+    // A build with only the int8 Linear and ReLU kernels refuses the other layers at load time,
+    // not at their first inference.
+    #[cfg(feature = "linear-only")]
+    if !matches!(
+        layer,
+        Layer::Flatten
+            | Layer::Relu { .. }
+            | Layer::Linear(crate::format::Linear {
+                weight_type: WeightType::Int8,
+                ..
+            })
+    ) {
+        return Err(bad(
+            "this aka-core is built with the linear-only feature (int8 Linear, ReLU, Flatten)",
+        ));
+    }
     match layer {
         Layer::Linear(l) => {
             let flat = to_usize(input.h)

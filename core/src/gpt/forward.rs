@@ -3,8 +3,9 @@
 
 use super::state::GptState;
 use super::validate::param;
-use super::GptModel;
+use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
+use crate::kernels::attention::softmax_q_i32;
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
@@ -30,6 +31,21 @@ impl GptModel<'_> {
         state: &'s mut GptState<'_>,
         token: u32,
         pos: usize,
+    ) -> Result<&'s [f32], Error> {
+        self.forward_profiled(state, token, pos, |_| {})
+    }
+
+    /// [`Self::forward`], calling `mark(step)` each time a [`Step`] of the computation ends (in
+    /// order; the attention steps once per head), for per-step profiles on a device: the caller
+    /// reads a counter in `mark`. The same arithmetic and results as [`Self::forward`] (which is
+    /// this with a `mark` that does nothing, compiled away).
+    #[inline(always)]
+    pub fn forward_profiled<'s>(
+        &self,
+        state: &'s mut GptState<'_>,
+        token: u32,
+        pos: usize,
+        mut mark: impl FnMut(Step),
     ) -> Result<&'s [f32], Error> {
         self.check_token(token)?;
         let dm = self.dims;
@@ -89,6 +105,7 @@ impl GptModel<'_> {
             }
         }
 
+        mark(Step::Embed);
         // This position's RoPE tables: [hd/2] cos and sin, f32 LE.
         let half = hd / 2;
         let (cos, sin) = match &desc.rope {
@@ -115,6 +132,7 @@ impl GptModel<'_> {
             // ---- attention: x += Wo · attention(Q(norm1(x))) ----
             // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
+            mark(Step::Norm);
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
             // Requantization multipliers without the per-row weight scale.
@@ -133,29 +151,46 @@ impl GptModel<'_> {
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
                     *o = quantize(v, inv_q);
                 }
-                for (r, &v) in k.iter().enumerate() {
-                    if let Some(o) = kl.get_mut(k_slot(r)) {
+                head_runs(0, k.len(), hd, |r, len| {
+                    let at = k_slot(r);
+                    let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
+                    for (o, &v) in outs.iter_mut().zip(k.get(r..).unwrap_or(&[])) {
                         *o = quantize(v, inv_k);
                     }
-                }
+                });
             } else {
                 // q, k straight from the i32 sums to int8.
                 rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
                     *o = quantize(v as f32, sw * mq);
                 });
-                rows(a, &blk.wk, d, acc, |r, v, sw| {
-                    if let Some(o) = kl.get_mut(k_slot(r)) {
-                        *o = quantize(v as f32, sw * mk);
-                    }
+                // Each head's key is contiguous in the cache: one run of rows per head.
+                matvec_chunks(a, &blk.wk, d, acc, |r0, sums, scales| {
+                    head_runs(r0, sums.len(), hd, |r, len| {
+                        let (i, at) = (r - r0, k_slot(r));
+                        let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
+                        let (sums, scales) = (sums.get(i..).unwrap_or(&[]), scales.get(i * 4..));
+                        let scales = scales.unwrap_or(&[]).chunks_exact(4);
+                        for ((o, &v), s) in outs.iter_mut().zip(sums).zip(scales) {
+                            *o = quantize(v as f32, le_f32(s) * mk);
+                        }
+                    });
                 });
             }
-            // V projection into the (transposed) cache.
-            rows(a, &blk.wv, d, acc, |r, v, sw| {
-                if let Some(o) = vl.get_mut(r * dm.block + pos) {
-                    *o = quantize(v as f32, sw * mv);
+            // V projection into the (transposed) cache: row r at r·block + pos.
+            let block = dm.block.max(1); // > pos
+            matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
+                let rows = vl
+                    .get_mut(r0 * block..)
+                    .unwrap_or(&mut [])
+                    .chunks_exact_mut(block);
+                for ((row, &v), s) in rows.zip(sums).zip(scales.chunks_exact(4)) {
+                    if let Some(o) = row.get_mut(pos) {
+                        *o = quantize(v as f32, le_f32(s) * mv);
+                    }
                 }
             });
 
+            mark(Step::Qkv);
             // Per head: scores, quantized softmax, P·V into `a`.
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
             let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
@@ -167,8 +202,23 @@ impl GptModel<'_> {
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
                                                                                      // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
-                let max = head_scores(qh, kh, score_scale, acc, sc);
-                softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                if n <= ACC_ROWS {
+                    // The i32 sums straight into the quantized softmax (no f32 scores stored).
+                    let sums = &mut acc[..n];
+                    if qk_scores(qh, kh, hd, sums).is_err() {
+                        // Unreachable after load (shapes as above); the key-by-key definition.
+                        for (y, kt) in sums.iter_mut().zip(kh.chunks_exact(hd.max(1))) {
+                            *y = dot_i8_i8(qh, kt);
+                        }
+                    }
+                    mark(Step::Scores);
+                    softmax_q_i32(sums, score_scale, sc, pq.get_mut(..n).unwrap_or(&mut []));
+                } else {
+                    let max = head_scores(qh, kh, score_scale, acc, sc);
+                    mark(Step::Scores);
+                    softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
+                }
+                mark(Step::Softmax);
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
@@ -202,14 +252,17 @@ impl GptModel<'_> {
                     }
                     c0 = hi - off;
                 }
+                mark(Step::Pv);
             }
             // Output projection, added to the residual: x += Wo·a.
             let s_o = blk.attn_out_scale;
             rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
+            mark(Step::Wo);
 
             // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
             // Norm 2, quantized: a = Q(norm2(x), 1/s_mlp_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
+            mark(Step::Norm);
             let s_in = blk.mlp_in_scale;
             let mg = s_in * (1.0 / blk.mlp_gate_scale);
             let lut: &[u8; ACT_LUT_LEN] = blk
@@ -234,16 +287,20 @@ impl GptModel<'_> {
                     });
                 }
             }
+            mark(Step::MlpUp);
             // Down projection, added to the residual: x += W2·hq.
             let s_h = blk.mlp_hidden_scale;
             rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
+            mark(Step::MlpDown);
         }
 
         // ---- head: logits = H · Q(norm_f(x)) ----
         norm_q(cfg.norm, cfg.norm_eps, x, &desc.ln_f, desc.head_in_scale, a);
+        mark(Step::Norm);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
         let s_in = desc.head_in_scale;
         rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+        mark(Step::Head);
         Ok(logits)
     }
 }
@@ -334,6 +391,22 @@ fn rows(
             each(r0 + i, v, le_f32(s));
         }
     });
+}
+
+/// Splits rows `r0..r0 + n` into runs that stay inside one head (`hd` rows each): calls
+/// `run(r, len)` for each run, in order (`hd == 0`: one run).
+#[inline(always)]
+fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) {
+    let (mut r, end) = (r0, r0 + n);
+    while r < end {
+        let len = if hd == 0 {
+            end - r
+        } else {
+            (hd - r % hd).min(end - r)
+        };
+        run(r, len);
+        r += len;
+    }
 }
 
 /// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,

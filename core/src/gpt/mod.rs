@@ -92,6 +92,70 @@ use state::StateLayout;
 /// The char that stands for the unknown token (U+FFFD), as in the trainer's `CharTokenizer`.
 pub const UNKNOWN_CHAR: char = '\u{FFFD}';
 
+/// The steps of [`GptModel::forward_profiled`], reported as each ends (for per-step profiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Step {
+    /// The embedding lookup (once per token).
+    Embed,
+    /// A norm fused with the quantization of its output (norm 1 and norm 2 per layer, the
+    /// final norm).
+    Norm,
+    /// The q, k and v projections of a layer, with RoPE and the writes into the KV cache.
+    Qkv,
+    /// One head's attention scores `q·k_t` (f32, and their maximum).
+    Scores,
+    /// One head's quantized softmax.
+    Softmax,
+    /// One head's `P·V`, quantized for `Wo`.
+    Pv,
+    /// The output projection, added to the residual stream.
+    Wo,
+    /// The MLP's up projection(s) and activation.
+    MlpUp,
+    /// The MLP's down projection, added to the residual stream.
+    MlpDown,
+    /// The head: the logits.
+    Head,
+}
+
+impl Step {
+    /// Every step, in the order of [`Step::index`].
+    pub const ALL: [Step; 10] = [
+        Step::Embed,
+        Step::Norm,
+        Step::Qkv,
+        Step::Scores,
+        Step::Softmax,
+        Step::Pv,
+        Step::Wo,
+        Step::MlpUp,
+        Step::MlpDown,
+        Step::Head,
+    ];
+
+    /// Position in [`Step::ALL`] (for per-step tables).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Short lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::Embed => "embed",
+            Step::Norm => "norm",
+            Step::Qkv => "qkv",
+            Step::Scores => "scores",
+            Step::Softmax => "softmax",
+            Step::Pv => "pv",
+            Step::Wo => "wo",
+            Step::MlpUp => "mlp_up",
+            Step::MlpDown => "mlp_down",
+            Step::Head => "head",
+        }
+    }
+}
+
 /// Sizes derived from the configuration (all checked for overflow at load).
 #[derive(Clone, Copy, Debug)]
 struct Dims {

@@ -100,6 +100,33 @@ pub fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
     }
 }
 
+/// [`softmax_q`] of the scores `e[t] = sums[t] as f32 · scale` (`scale > 0`), straight from the
+/// i32 sums `q·k_t`: the maximum is taken on the sums (`i32 → f32` and `· scale` are monotonic,
+/// so `max e = (max sums) as f32 · scale`), then `u[t] = exp_f32(e[t] − max e)` is stored in `u`
+/// and summed left to right, and `out[t] = clamp(rne(u[t] · (255 / Σu)), 0, 255) as u8 as i8`.
+/// Bit for bit what `e` then [`softmax_q`]`(e, max e, out)` give (the same operations in the
+/// same order), without storing `e` first. `u` and `out` need `sums.len()` values (extra ones
+/// are left alone; shorter ones shorten the computation). Does nothing for empty `sums`.
+pub fn softmax_q_i32(sums: &[i32], scale: f32, u: &mut [f32], out: &mut [i8]) {
+    let n = sums.len().min(u.len()).min(out.len());
+    let (sums, u, out) = (&sums[..n], &mut u[..n], &mut out[..n]);
+    let Some(&best) = sums.iter().max() else {
+        return;
+    };
+    let max = best as f32 * scale;
+    let mut sum = 0.0f32;
+    for (o, &v) in u.iter_mut().zip(sums) {
+        let e = exp_f32(v as f32 * scale - max);
+        *o = e;
+        sum += e;
+    }
+    let k = 255.0 / sum;
+    for (o, &e) in out.iter_mut().zip(u.iter()) {
+        let r = (e * k + ROUND_MAGIC) - ROUND_MAGIC; // e >= 0 and k > 0 (or NaN: 0)
+        *o = (r as i32).clamp(0, 255) as u8 as i8;
+    }
+}
+
 /// `e^x` in about 20 `f32` operations, within 2 ulp of the exact value (tested against `f64`)
 /// for `x` in `[-86.6, 88.7]`; `0` below (where `e^x < 2.7·10^-38`, the edge of the normal
 /// range), `+inf` above, NaN for NaN.
@@ -262,6 +289,40 @@ mod tests {
         let mut one = [5.0f32];
         softmax_f32(&mut one);
         assert_eq!(one, [1.0]);
+    }
+
+    #[test]
+    fn softmax_q_i32_is_scores_then_softmax_q() {
+        let mut rng = Rng::new(79);
+        let mut sums = [0i32; 200];
+        for case in 0..300 {
+            let n = 1 + rng.below(200) as usize;
+            let spread = [10u32, 1_000, 100_000, 1 << 30][case % 4];
+            for v in sums[..n].iter_mut() {
+                *v = (rng.next_u32() % (2 * spread)) as i32 - spread as i32;
+            }
+            if case % 7 == 0 {
+                sums[..n].fill(i32::MIN); // all equal, at the extreme
+            }
+            let scale = [1e-4f32, 0.01, 0.37, 3.0][case % 4];
+            // The reference: f32 scores, their maximum, softmax_q.
+            let mut e = [0f32; 200];
+            for (o, &v) in e.iter_mut().zip(&sums[..n]) {
+                *o = v as f32 * scale;
+            }
+            let max = e[..n].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut want = [0i8; 200];
+            softmax_q(&mut e[..n], max, &mut want[..n]);
+            let (mut u, mut got) = ([0f32; 200], [0i8; 200]);
+            softmax_q_i32(&sums[..n], scale, &mut u[..n], &mut got[..n]);
+            assert_eq!(got[..n], want[..n], "case {case}");
+            for (a, b) in u[..n].iter().zip(&e[..n]) {
+                assert_eq!(a.to_bits(), b.to_bits(), "case {case}");
+            }
+            let total: i32 = got[..n].iter().map(|&p| p as u8 as i32).sum();
+            assert!((total - 255).abs() <= n as i32, "case {case}: {total}");
+        }
+        softmax_q_i32(&[], 1.0, &mut [], &mut []);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub mod quantize;
 pub mod rope;
 
 #[cfg(aka_dsp)]
+// With `linear-only` the convolution, pooling and int4 Linear DSP kernels are unused.
+#[cfg_attr(feature = "linear-only", allow(dead_code, unused_imports))]
 mod dsp;
 
 pub use activation::argmax;
@@ -55,6 +57,7 @@ pub use rope::rope_rotate;
 /// The portable reference kernels, callable on every target (the entry points in
 /// [`crate::kernels`] use them except where a target-specific kernel exists). Useful to compare
 /// against, e.g. in the firmware's `dsp_check` and `bench` binaries.
+#[cfg(not(all(aka_dsp, feature = "dsp-only")))]
 pub mod portable {
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, qk_scores, softmax_f32};
@@ -64,6 +67,69 @@ pub mod portable {
     };
     pub use super::linear_s4::{linear_s4, matvec_i32_s4};
     pub use super::pool::max_pool2d;
+}
+
+/// With the `dsp-only` feature on Armv7E-M: the DSP kernels' fallbacks. The kernels that are
+/// only a *fallback* of a DSP kernel (for the shapes it does not cover: e.g. `linear` with an
+/// input length that is not a multiple of 4) return [`Error::KernelShape`] instead of running, so
+/// their code is not linked; every shape the DSP kernels cover gives the same bytes as without
+/// the feature. The pieces the DSP kernels build on (`dot_i8`, `dot_i8_i8`, `matvec_i32`,
+/// `matvec_i32_strided`, `relu`, `softmax_f32`) stay the portable reference code.
+#[cfg(all(aka_dsp, feature = "dsp-only"))]
+pub mod portable {
+    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
+    use crate::Error;
+
+    pub use super::activation::relu;
+    pub use super::attention::{dot_i8_i8, softmax_f32};
+    pub use super::linear::{dot_i8, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8};
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn linear(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn matvec_i32_s4(_: &[i8], _: &[u8], _: &mut [i32]) -> Result<(), Error> {
+        Err(shape_error("matvec_i32_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn conv2d(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn conv2d_s4(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d_s4"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("max_pool2d"))
+    }
+
+    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    pub fn qk_scores(_: &[i8], _: &[i8], _: usize, _: &mut [i32]) -> Result<(), Error> {
+        Err(shape_error("qk_scores"))
+    }
 }
 
 // The entry points: the DSP kernel where one exists, with the portable kernel's definition,
@@ -76,19 +142,64 @@ pub mod portable {
 // sign-extended).
 /// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
+#[cfg(all(aka_dsp, not(feature = "linear-only")))]
+pub use dsp::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(aka_dsp)]
-pub use dsp::{
-    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
-    max_pool2d, qk_scores, relu,
-};
+pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
 pub use linear::StridedInput;
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
 
+#[cfg(feature = "linear-only")]
+pub use only_linear::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+#[cfg(all(not(aka_dsp), not(feature = "linear-only")))]
+pub use portable::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(not(aka_dsp))]
 pub use portable::{
-    conv2d, conv2d_s4, dot_i8, linear, linear_s4, matvec_i32, matvec_i32_s4, matvec_i32_strided,
-    max_pool2d, qk_scores, relu,
+    dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu,
 };
+
+/// With the `linear-only` feature: the Sequential runtime's kernels other than int8 `linear`
+/// and `relu` are not linked (the op set of an MLP; TFLite Micro's equivalent is registering
+/// only FULLY_CONNECTED). These entry points return [`Error::KernelShape`]: a model with a
+/// Conv2d, MaxPool2d or int4 Linear layer still loads (fully validated) but running it fails
+/// with that error. The GPT runtime is unaffected.
+#[cfg(feature = "linear-only")]
+mod only_linear {
+    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
+    use crate::Error;
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("linear_s4"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn conv2d(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn conv2d_s4(
+        _: &[i8],
+        _: &Conv2dGeometry,
+        _: &[u8],
+        _: &OutputStage,
+        _: &mut [i8],
+    ) -> Result<(), Error> {
+        Err(shape_error("conv2d_s4"))
+    }
+
+    /// Not linked with `linear-only`: [`Error::KernelShape`].
+    pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
+        Err(shape_error("max_pool2d"))
+    }
+}
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
 /// ones.

@@ -601,6 +601,38 @@ fn check_softmax(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     t.check(same, "softmax_f32", case);
 }
 
+/// The GPT's attention softmax from the i32 sums (`softmax_q_i32`, one f32 code for every
+/// target) against its definition: f32 scores `sums · scale`, their maximum, then `softmax_q`
+/// (bit-identical by construction; checked on the device's FPU for the record). The sums come
+/// from the DSP `qk_scores` of one query, as in the GPT's decode step.
+fn check_softmax_q(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    let hd = 4 * (1 + rng.below(16) as usize);
+    // Keys up to 256 (the f32 buffers), all in `x` with the query.
+    let n = 1 + rng.below((X_CAP / hd - 1).min(256) as u32) as usize;
+    fill_x(rng, &mut b.x[..hd + n * hd]);
+    let (q, k) = b.x[..hd + n * hd].split_at(hd);
+    let sums = &mut b.s_dsp[..n];
+    if kernels::qk_scores(q, k, hd, sums).is_err() {
+        t.check(false, "softmax_q_i32 (qk_scores)", case);
+        return;
+    }
+    let scale = rand_pow2(rng, -12, -2) as f32;
+    for (e, &v) in b.f_ref[..n].iter_mut().zip(sums.iter()) {
+        *e = v as f32 * scale;
+    }
+    let max = b.f_ref[..n]
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    kernels::softmax_q(&mut b.f_ref[..n], max, &mut b.y_ref[..n]);
+    kernels::attention::softmax_q_i32(sums, scale, &mut b.f_dsp[..n], &mut b.y_dsp[..n]);
+    let same = b.y_dsp[..n] == b.y_ref[..n]
+        && b.f_dsp[..n]
+            .iter()
+            .zip(&b.f_ref[..n])
+            .all(|(a, r)| a.to_bits() == r.to_bits());
+    t.check(same, "softmax_q_i32", case);
+}
+
 /// Shape errors must be identical too.
 fn check_errors(t: &mut Tally) {
     let st = OutputStage {
@@ -648,7 +680,7 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 12] = [
+    let kernels: [(&str, Check, u32); 13] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("linear_s4, matvec_i32_s4", check_linear_s4, 1000),
@@ -665,6 +697,7 @@ fn main() -> ! {
         ),
         ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
+        ("softmax_q_i32 (GPT attention)", check_softmax_q, 300),
     ];
     let mut total = Tally::default();
     check_errors(&mut total);
