@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Firmware checks: format, lints and release builds for every board (with sizes; the MNIST MLP
-# variant where it fits), then QEMU runs: `hello` (twice: instruction counts must be identical),
-# the `counter` self-test, `dsp_check`, the `mnist` (CNN, MLP, profile) and `gpt` binaries, and
+# variant where it fits, the int4 MLP on the STM32F411), then QEMU runs: `hello` (twice:
+# instruction counts must be identical), the `counter` self-test, `dsp_check`, the `mnist` (CNN,
+# MLP, int4 MLP, profile) and `gpt` (int8, int4) binaries, and
 # the exit codes of the `fault` binary. Needs the tools of install-tools.sh.
 #
 # Rewrites budgets.json (commit it when it changes): per board, for the `mnist` (default model)
@@ -127,6 +128,9 @@ too_big() {
         grep -q "flash: [0-9]* bytes (runtime code [0-9]* + model [0-9]* + data [0-9]*) > 524288 bytes, over by [0-9]*" <<<"$out"
 }
 check "stm32f411 mnist (MLP) too big: build.rs says by how much" 0 too_big
+# The same MLP with int4 weights (236 KB) fits the STM32F411 next to the test images.
+check "build stm32f411 mnist (int4 MLP)" 0 env AKA_MNIST_MODEL=mnist-mlp-int4.aka \
+    cargo build --release --no-default-features --features stm32f411 --bin mnist
 
 check "hello" 0 cargo run --release --bin hello
 hello_twice() {
@@ -141,8 +145,12 @@ check "dsp_check" 0 cargo run --release --bin dsp_check
 # comparison (device == aka-core on the host) is `cargo test -p aka-tests --test device -- --ignored`.
 check "mnist (CNN)" 0 logged mnist cargo run --release --bin mnist
 check "mnist (MLP)" 0 env AKA_MNIST_MODEL=mnist-mlp.aka cargo run --release --bin mnist
+check "mnist (int4 MLP)" 0 env AKA_MNIST_MODEL=mnist-mlp-int4.aka cargo run --release --bin mnist
 check "mnist (CNN, per-layer profile)" 0 cargo run --release --features profile --bin mnist
 check "gpt" 0 logged gpt cargo run --release --bin gpt
+check "gpt (int4)" 0 env AKA_GPT_MODEL=gpt-int4.aka cargo run --release --bin gpt
+# The decode-speed binary keeps building (firmware/gpt-speed.sh measures with it).
+check "build gpt_speed" 0 cargo build --release --bin gpt_speed
 for fault in panic:101 defmt-panic:101 udf:102 bus:102 overflow:102; do
     check "fault ${fault%%:*}" "${fault##*:}" env AKA_FAULT="${fault%%:*}" cargo run --release --bin fault
 done
