@@ -24,7 +24,8 @@ fn mlp_runs_and_other_layers_are_refused_at_load() {
         SequentialModel::load(build(input, &layers, TINY_LABELS).leak()).unwrap_err(),
         Error::BadParameter {
             layer: 0,
-            what: "this aka-core is built with the linear-only feature (int8 Linear, ReLU, Flatten)"
+            what:
+                "this aka-core is built with the linear-only feature (int8 Linear, ReLU, Flatten)"
         }
     );
 }

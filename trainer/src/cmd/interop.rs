@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use aka_core::rng::Rng;
 use aka_trainer::data::mnist::{Mnist, PixelNorm, NUM_CLASSES};
 use aka_trainer::data::text::{read_text, CharTokenizer, TextDataset};
-use aka_trainer::export::gpt::{export_gpt, CalibConfig, EvalConfig};
+use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig, GptWeights};
+use aka_trainer::export::quantize::WeightBits;
 use aka_trainer::export::{ExportMetadata, ExportSummary};
 use aka_trainer::gpt::{Gpt, GptConfig};
 use aka_trainer::interop::sequential::{
@@ -55,9 +56,26 @@ pub struct NanogptArgs {
     /// Seeds the validation batches, as `aka-trainer gpt --seed`.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Weight precision of the exported projections, as `aka-trainer gpt --weights` (the
+    /// embeddings, and so a tied head, stay int8).
+    #[arg(long, value_enum, default_value = "int8")]
+    weights: WeightBits,
+    /// Matrices kept int8 with `--weights int4`, by role, as `aka-trainer gpt --int8-matrices`.
+    #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
+    int8_matrices: Vec<String>,
     /// Output directory for model.aka, checkpoint.bin and summary.json.
     #[arg(long, default_value = "runs/import")]
     out: PathBuf,
+}
+
+impl NanogptArgs {
+    /// Which matrices the export makes int4.
+    fn gpt_weights(&self) -> GptWeights {
+        GptWeights {
+            weights: self.weights,
+            int8: self.int8_matrices.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -103,6 +121,12 @@ pub struct SequentialArgs {
     /// Seeds the choice of calibration images.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Weight precision of the exported file, as `aka-trainer mnist --weights`.
+    #[arg(long, value_enum, default_value = "int8")]
+    weights: WeightBits,
+    /// Layers (indices in the model summary) kept int8 with `--weights int4`.
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    int8_layers: Vec<usize>,
     /// Output directory for model.aka, checkpoint.bin and summary.json.
     #[arg(long, default_value = "runs/import-sequential")]
     out: PathBuf,
@@ -178,6 +202,7 @@ pub fn import(command: ImportCommand) -> anyhow::Result<()> {
 }
 
 fn import_nanogpt(args: NanogptArgs) -> anyhow::Result<()> {
+    args.gpt_weights().validate()?;
     let file = SafetensorsFile::read(&args.safetensors)?;
     let vocab = VocabFile::read(&args.vocab)?;
     let tokenizer = CharTokenizer::from_vocab(vocab.clone())
@@ -207,14 +232,26 @@ fn import_nanogpt(args: NanogptArgs) -> anyhow::Result<()> {
         seed: args.seed,
         ..EvalConfig::default()
     };
-    let exported = export_gpt(&model, &data, &CalibConfig::default(), &eval, &meta)?;
+    let exported = export_gpt_weights(
+        &model,
+        &data,
+        &CalibConfig::default(),
+        &eval,
+        &meta,
+        &args.gpt_weights(),
+    )?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let path = args
         .out
         .join(format!("model.{}", aka_trainer::export::EXTENSION));
     aka_trainer::export::write(&path, &exported.bytes)?;
-    println!("{}\nint8 model: {}", exported.report(), path.display());
+    println!(
+        "{}\nmodel: {} ({})",
+        exported.report(),
+        path.display(),
+        args.gpt_weights().describe()
+    );
 
     let block = model.config().block_size;
     let (window_loss, windows) = interop::window_val_loss(&model, &data, block);
@@ -390,6 +427,8 @@ fn import_sequential(args: SequentialArgs) -> anyhow::Result<()> {
         calibration: args.calibration,
         calibration_percentile: args.calibration_percentile,
         seed: args.seed,
+        weights: args.weights,
+        int8_layers: args.int8_layers.clone(),
     };
     let export = super::mnist::export_classifier_to(&model, &data, &args.out, &settings, &command)?;
     let export = SequentialExport {

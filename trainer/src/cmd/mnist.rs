@@ -326,11 +326,10 @@ fn export_config(args: &MnistArgs, command: &str) -> ExportConfig {
         calibration: args.calibration,
         calibration_percentile: args.calibration_percentile,
         seed: args.seed,
+        weights: args.weights,
+        int8_layers: args.int8_layers.clone(),
     };
-    let mut config = settings.config(command);
-    config.quant.weights = args.weights;
-    config.quant.int8_layers = args.int8_layers.clone();
-    config
+    settings.config(command)
 }
 
 /// The export's quantization settings from the flags.
@@ -357,10 +356,14 @@ pub struct ExportSettings {
     pub calibration_percentile: Option<f32>,
     /// Seeds the choice of calibration images.
     pub seed: u64,
+    /// Weight precision of the Linear/Conv2d layers (`--weights`).
+    pub weights: WeightBits,
+    /// Layers (model-summary indices) kept int8 with int4 `weights` (`--int8-layers`).
+    pub int8_layers: Vec<usize>,
 }
 
 impl ExportSettings {
-    /// The exporter's settings (int8 weights) with `command` in the metadata.
+    /// The exporter's settings with `command` in the metadata.
     fn config(&self, command: &str) -> ExportConfig {
         ExportConfig {
             quant: QuantConfig {
@@ -370,6 +373,8 @@ impl ExportSettings {
                     None => Calibration::MinMax,
                 },
                 seed: self.seed,
+                weights: self.weights,
+                int8_layers: self.int8_layers.clone(),
                 ..QuantConfig::default()
             },
             metadata: ExportMetadata::digits(self.seed, command),
@@ -380,7 +385,7 @@ impl ExportSettings {
 
 /// The one export path of MNIST-format classifiers, trained here (`aka-trainer mnist`) or
 /// imported (`aka-trainer import sequential`): quantizes `model` (calibrating on the training
-/// images) with int8 weights, writes `out/model.aka`, evaluates the float model and the file
+/// images) with the settings' weight types, writes `out/model.aka`, evaluates the float model and the file
 /// (with aka-core) on the test set and prints the report.
 pub fn export_classifier_to(
     model: &Sequential,

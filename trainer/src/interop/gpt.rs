@@ -17,7 +17,7 @@
 //! | `lm_head` (untied head) | `lm_head.weight` (absent when tied: `safetensors` drops shared tensors) |
 //!
 //! Both use PyTorch's `Linear` layout (`[out, in]`), so no tensor is transposed. A file written
-//! here records aka's [`GptConfig`] as JSON under the metadata key [`CONFIG_KEY`](super::CONFIG_KEY); [`import_gpt`]
+//! here records aka's [`GptConfig`] as JSON under the metadata key [`CONFIG_KEY`]; [`import_gpt`]
 //! honours it. A file without it (from PyTorch) has nanoGPT's semantics: learned positions,
 //! LayerNorm (a missing bias is `bias=False`: zeros), an MLP of width `4C` with the exact (erf)
 //! GELU ([`GptMlp::GeluErf`]).
@@ -40,7 +40,7 @@ const WTE: &str = "transformer.wte.weight";
 const LM_HEAD: &str = "lm_head.weight";
 
 /// The nanoGPT names of `model`'s parameters with their values (see the module docs), for
-/// [`write_safetensors`].
+/// [`write_safetensors`](super::write_safetensors).
 pub fn gpt_tensors(model: &Gpt) -> Vec<NamedArray> {
     let params: HashMap<String, Tensor> = model.parameters().into_iter().collect();
     let get = |name: &str| -> (Vec<usize>, Vec<f32>) {
