@@ -483,7 +483,15 @@ static CNN: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
     env!("AKA_MODEL_DIR"),
     "/mnist-cnn.aka"
 )));
+static MLP_INT4: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+    env!("AKA_MODEL_DIR"),
+    "/mnist-mlp-int4.aka"
+)));
 static GPT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("AKA_MODEL_DIR"), "/gpt.aka")));
+static GPT_INT4: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+    env!("AKA_MODEL_DIR"),
+    "/gpt-int4.aka"
+)));
 static IMAGES: &[u8] = include_bytes!(concat!(env!("AKA_MODEL_DIR"), "/mnist-test-images.u8"));
 
 /// Text decoded by the GPT row: one full context of the committed model (64 chars).
@@ -517,8 +525,15 @@ fn bench_sequential(c: &mut Ctx, arena: &mut [i8], bytes: &[u8], row: ModelRow) 
 
 /// GPT decoding: the mean of `forward` (the model only, no sampling) over one full context
 /// (positions 0..block_size, so attention spans 1 to block_size cached tokens).
-fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
-    let model = GptModel::load(&GPT.0).unwrap();
+/// `goal_per_mac_x100`: the row's goal in hundredths of an instruction per weight-MAC (0: none).
+fn bench_gpt(
+    c: &mut Ctx,
+    (f, kv): (&mut [f32], &mut [i8]),
+    bytes: &[u8],
+    name: &'static str,
+    goal_per_mac_x100: u64,
+) {
+    let model = GptModel::load(bytes).unwrap();
     let weight_macs = model.weight_macs();
     let mut ids = [0u32; 256];
     let n = model
@@ -534,12 +549,12 @@ fn bench_gpt(c: &mut Ctx, f: &mut [f32], kv: &mut [i8]) {
     let ours = span.saturating_sub(c.overhead).count / n.max(1) as u64;
     report_model(
         &ModelRow {
-            name: "GPT decode (2 layers, 64 dims, context 64), mean over positions 0..63",
+            name,
             unit: "token",
             weight_macs,
             cmsis: 0,
             goal: 0,
-            goal_per_mac_x100: 200,
+            goal_per_mac_x100,
         },
         ours,
     );
@@ -623,7 +638,33 @@ fn whole_models(c: &mut Ctx) {
             goal_per_mac_x100: 0,
         },
     );
-    bench_gpt(c, &mut mb.f, &mut mb.kv);
+    bench_sequential(
+        c,
+        &mut mb.arena,
+        &MLP_INT4.0,
+        ModelRow {
+            name: "MNIST MLP 784-576-10, int4 weights (mnist-mlp-int4.aka), one inference",
+            unit: "inference",
+            weight_macs: 0,
+            cmsis: 0,
+            goal: 0,
+            goal_per_mac_x100: 0,
+        },
+    );
+    bench_gpt(
+        c,
+        (&mut mb.f, &mut mb.kv),
+        &GPT.0,
+        "GPT decode (2 layers, 64 dims, context 64), mean over positions 0..63",
+        200,
+    );
+    bench_gpt(
+        c,
+        (&mut mb.f, &mut mb.kv),
+        &GPT_INT4.0,
+        "GPT decode, int4 projections (gpt-int4.aka), mean over positions 0..63",
+        0,
+    );
 }
 
 #[entry]
