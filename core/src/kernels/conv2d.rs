@@ -81,14 +81,16 @@ pub fn conv2d_s4(
 }
 
 /// How a convolution reads one output channel's filter, stored as one row of bytes: the two
-/// weight types of [`crate::format::WeightType`].
+/// weight types of [`crate::format::WeightType`]. A filter is `kernel_h` tap rows of `tap`
+/// weights; tap row `ky` starts at weight `base = ky · tap`.
 trait FilterRow {
     /// Bytes of a filter of `n` weights.
     fn row_bytes(n: usize) -> usize;
-    /// `Σ x[i] * w[start + i]`, `i < x.len()`.
-    fn dot(x: &[i8], row: &[u8], start: usize) -> i32;
-    /// `Σ w[start + i]`, `i < len`.
-    fn sum(row: &[u8], start: usize, len: usize) -> i32;
+    /// `Σ w[base + i]`, `i < tap`: a tap row that lies wholly in the padding.
+    fn sum(filt: &[u8], base: usize, tap: usize) -> i32;
+    /// For the tap row at `base` whose weights `w0..w1` meet the input `x`
+    /// (`x.len() == w1 - w0`): `(Σ x[i] · w[base + w0 + i], Σ w over the rest of the row)`.
+    fn split_dot(x: &[i8], filt: &[u8], base: usize, w: (usize, usize), tap: usize) -> (i32, i32);
 }
 
 /// int8 filters: one byte per weight.
@@ -101,12 +103,16 @@ impl FilterRow for Int8 {
         n
     }
     #[inline(always)]
-    fn dot(x: &[i8], row: &[u8], start: usize) -> i32 {
-        dot_i8(x, row.get(start..).unwrap_or(&[]))
+    fn sum(filt: &[u8], base: usize, tap: usize) -> i32 {
+        sum_i8(filt.get(base..base + tap).unwrap_or(&[]))
     }
     #[inline(always)]
-    fn sum(row: &[u8], start: usize, len: usize) -> i32 {
-        sum_i8(row.get(start..start.saturating_add(len)).unwrap_or(&[]))
+    fn split_dot(x: &[i8], filt: &[u8], base: usize, w: (usize, usize), tap: usize) -> (i32, i32) {
+        // Exact-length slices: the loop LLVM compiles best on every target.
+        let row = filt.get(base..base + tap).unwrap_or(&[]);
+        let (left, rest) = row.split_at(w.0.min(row.len()));
+        let (w_in, right) = rest.split_at((w.1 - w.0).min(rest.len()));
+        (dot_i8(x, w_in), sum_i8(left).wrapping_add(sum_i8(right)))
     }
 }
 
@@ -115,12 +121,14 @@ impl FilterRow for Int4 {
         s4_row_bytes(n)
     }
     #[inline(always)]
-    fn dot(x: &[i8], row: &[u8], start: usize) -> i32 {
-        dot_s4_at(x, row, start)
+    fn sum(filt: &[u8], base: usize, tap: usize) -> i32 {
+        sum_s4_at(filt, base, tap)
     }
     #[inline(always)]
-    fn sum(row: &[u8], start: usize, len: usize) -> i32 {
-        sum_s4_at(row, start, len)
+    fn split_dot(x: &[i8], filt: &[u8], base: usize, w: (usize, usize), tap: usize) -> (i32, i32) {
+        let padded =
+            sum_s4_at(filt, base, w.0).wrapping_add(sum_s4_at(filt, base + w.1, tap - w.1));
+        (dot_s4_at(x, filt, base + w.0), padded)
     }
 }
 
@@ -166,11 +174,8 @@ fn conv2d_filters<W: FilterRow>(
                     }
                     let start = (py - g.pad_h) * in_row + ix0 * g.in_c;
                     let x = input.get(start..start + (w1 - w0)).ok_or_else(err)?;
-                    let padded =
-                        W::sum(filt, base, w0).wrapping_add(W::sum(filt, base + w1, tap_row - w1));
-                    acc = acc
-                        .wrapping_add(W::dot(x, filt, base + w0))
-                        .wrapping_add(zp.wrapping_mul(padded));
+                    let (dot, padded) = W::split_dot(x, filt, base, (w0, w1), tap_row);
+                    acc = acc.wrapping_add(dot).wrapping_add(zp.wrapping_mul(padded));
                 }
                 *y = stage.requantize(acc, ch);
             }
