@@ -77,29 +77,39 @@ pub mod portable {
 /// `matvec_i32_strided`, `relu`, `softmax_f32`) stay the portable reference code.
 #[cfg(all(aka_dsp, feature = "dsp-only"))]
 pub mod portable {
-    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
-    use crate::Error;
-
     pub use super::activation::relu;
     pub use super::attention::{dot_i8_i8, softmax_f32};
     pub use super::linear::{dot_i8, matvec_i32, matvec_i32_strided, matvec_i32_strided_u8};
+    pub use super::not_linked::{
+        conv2d, conv2d_s4, linear, linear_s4, matvec_i32_s4, max_pool2d, qk_scores,
+    };
+}
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+/// The kernels a size feature leaves out (`dsp-only`: the DSP kernels' portable fallbacks;
+/// `linear-only`: what an MLP does not use), with their signatures: each returns
+/// [`Error::KernelShape`] without running.
+#[cfg(any(feature = "linear-only", all(aka_dsp, feature = "dsp-only")))]
+#[allow(dead_code)]
+mod not_linked {
+    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
+    use crate::Error;
+
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn linear(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
         Err(shape_error("linear"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
         Err(shape_error("linear_s4"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn matvec_i32_s4(_: &[i8], _: &[u8], _: &mut [i32]) -> Result<(), Error> {
         Err(shape_error("matvec_i32_s4"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn conv2d(
         _: &[i8],
         _: &Conv2dGeometry,
@@ -110,7 +120,7 @@ pub mod portable {
         Err(shape_error("conv2d"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn conv2d_s4(
         _: &[i8],
         _: &Conv2dGeometry,
@@ -121,12 +131,12 @@ pub mod portable {
         Err(shape_error("conv2d_s4"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
         Err(shape_error("max_pool2d"))
     }
 
-    /// Not linked with `dsp-only`: [`Error::KernelShape`].
+    /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn qk_scores(_: &[i8], _: &[i8], _: usize, _: &mut [i32]) -> Result<(), Error> {
         Err(shape_error("qk_scores"))
     }
@@ -149,57 +159,18 @@ pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_
 pub use linear::StridedInput;
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
 
+// With the `linear-only` feature the Sequential runtime's kernels other than int8 `linear` and
+// `relu` are not linked (the op set of an MLP; TFLite Micro's equivalent is registering only
+// FULLY_CONNECTED), and `SequentialModel::load` refuses models with other layers. The GPT
+// runtime is unaffected.
 #[cfg(feature = "linear-only")]
-pub use only_linear::{conv2d, conv2d_s4, linear_s4, max_pool2d};
+pub use not_linked::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(all(not(aka_dsp), not(feature = "linear-only")))]
 pub use portable::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(not(aka_dsp))]
 pub use portable::{
     dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu,
 };
-
-/// With the `linear-only` feature: the Sequential runtime's kernels other than int8 `linear`
-/// and `relu` are not linked (the op set of an MLP; TFLite Micro's equivalent is registering
-/// only FULLY_CONNECTED). These entry points return [`Error::KernelShape`]: a model with a
-/// Conv2d, MaxPool2d or int4 Linear layer still loads (fully validated) but running it fails
-/// with that error. The GPT runtime is unaffected.
-#[cfg(feature = "linear-only")]
-mod only_linear {
-    use super::{shape_error, Conv2dGeometry, OutputStage, Pool2dGeometry};
-    use crate::Error;
-
-    /// Not linked with `linear-only`: [`Error::KernelShape`].
-    pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
-        Err(shape_error("linear_s4"))
-    }
-
-    /// Not linked with `linear-only`: [`Error::KernelShape`].
-    pub fn conv2d(
-        _: &[i8],
-        _: &Conv2dGeometry,
-        _: &[u8],
-        _: &OutputStage,
-        _: &mut [i8],
-    ) -> Result<(), Error> {
-        Err(shape_error("conv2d"))
-    }
-
-    /// Not linked with `linear-only`: [`Error::KernelShape`].
-    pub fn conv2d_s4(
-        _: &[i8],
-        _: &Conv2dGeometry,
-        _: &[u8],
-        _: &OutputStage,
-        _: &mut [i8],
-    ) -> Result<(), Error> {
-        Err(shape_error("conv2d_s4"))
-    }
-
-    /// Not linked with `linear-only`: [`Error::KernelShape`].
-    pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
-        Err(shape_error("max_pool2d"))
-    }
-}
 
 /// True if this build uses the Cortex-M DSP kernels (`cfg(aka_dsp)`), false if the portable
 /// ones.
