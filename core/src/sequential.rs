@@ -105,6 +105,9 @@ impl<'a> SequentialModel<'a> {
         Self::from_parts(metadata, desc.input, desc.layers, bytes.len())
     }
 
+    /// Not inlined into [`Self::load`]: the decoded file and the model under construction then
+    /// live in separate frames (the firmware's stack high-water is set by the loader).
+    #[inline(never)]
     fn from_parts(
         metadata: Metadata<'a>,
         input: InputDesc,

@@ -209,6 +209,7 @@ fn check_block(
     Ok(())
 }
 
+#[inline(never)]
 pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     let cfg = &desc.config;
     let declared = desc.blocks.declared_len();

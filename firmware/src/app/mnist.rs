@@ -17,8 +17,7 @@
 //! (`classify_u8`: pixel quantization, all layers, argmax) minus the measurement overhead.
 
 #[cfg(feature = "profile")]
-use aka_core::Error;
-use aka_core::SequentialModel;
+use aka_core::{Error, SequentialModel};
 use defmt::unwrap;
 
 use super::{fnv1a_i8, percent};
@@ -39,7 +38,7 @@ static mut ARENA: [i8; ARENA_LEN] = [0; ARENA_LEN];
 /// `labels` (`count` bytes); returns the number of correct predictions.
 pub fn run(board: &Board, bytes: &[u8], images: &[u8], labels: &[u8]) -> usize {
     let counter = board.counter;
-    let model = unwrap!(SequentialModel::load(bytes));
+    let model = unwrap!(super::load_sequential(bytes));
     let input = model.input_shape();
     let n_layers = model.layers().len();
     defmt::info!(

@@ -67,7 +67,9 @@ const MAX_S4_UNPACKED: usize = 2048;
 /// filters are unpacked **once per call** into an int8 buffer on the stack (2 KiB) and run
 /// through [`conv2d`] (its `SMLAD` paths); that costs one pass over the weights against
 /// `out_h · out_w` MACs per weight. Larger layers use the portable int4 kernel. Bit-identical
-/// either way: int4 values unpacked to int8 are the same numbers.
+/// either way: int4 values unpacked to int8 are the same numbers. Not inlined, so that the
+/// buffer is on the stack only while an int4 convolution runs.
+#[inline(never)]
 pub fn conv2d_s4(
     input: &[i8],
     g: &Conv2dGeometry,
