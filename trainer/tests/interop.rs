@@ -123,7 +123,7 @@ fn trained_export_import_round_trip_is_exact() {
             "--out",
             p(&imp),
         ]));
-        assert!(said.contains("int8 model:"), "{said}");
+        assert!(said.contains("(int8 weights)"), "{said}");
         let (a, b) = (export_of(&orig), export_of(&imp));
         for key in [
             "float_val_loss",
