@@ -138,9 +138,9 @@ fn qmatrix(block: &str, name: &str, rows: u32, cols: u32, m: &QMatrix<'_>, note:
         int8: m.weights.len() as u64,
         f32s: m.scales.len() as u64,
         note: if note.is_empty() {
-            format!("{wt} + f32 scale per row")
+            format!("{wt} + f32 scale per row (group: {cols})")
         } else {
-            format!("{wt} + f32 scale per row, {note}")
+            format!("{wt} + f32 scale per row (group: {cols}), {note}")
         },
         matrix: Some((wt, rows as u64, cols as u64)),
     }
@@ -159,6 +159,12 @@ fn weights_line(out: &mut String, matrices: impl IntoIterator<Item = (WeightType
     }
     let _ = if int4 == 0 {
         writeln!(out, "weights       int8 ({total} matrices)")
+    } else if int4 == total {
+        writeln!(
+            out,
+            "weights       int4 in all {total} matrices (per-row scales): {} bytes of flash saved against int8",
+            thousands(saved)
+        )
     } else {
         writeln!(
             out,
@@ -488,10 +494,16 @@ fn dims(a: u32, b: u32) -> String {
 /// Layer-specific details for the table's last column.
 fn details(layer: &Layer<'_>) -> String {
     match layer {
-        Layer::Linear(l) => format!("{} weights, {}", l.weight_type, requant_details(&l.requant)),
+        Layer::Linear(l) => format!(
+            "{} weights (group: the whole row of {}), {}",
+            l.weight_type,
+            l.in_features,
+            requant_details(&l.requant)
+        ),
         Layer::Conv2d(c) => format!(
-            "{} weights, {}x{} stride {} pad {}, {}",
+            "{} weights (group: the whole filter of {}), {}x{} stride {} pad {}, {}",
             c.weight_type,
+            (c.kernel_h as u64) * (c.kernel_w as u64) * (c.in_channels as u64),
             c.kernel_h,
             c.kernel_w,
             dims(c.stride_h, c.stride_w),
