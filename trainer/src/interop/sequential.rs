@@ -30,7 +30,7 @@ use ndarray::IxDyn;
 
 use super::SafetensorsFile;
 use crate::autograd::{Array, Tensor};
-use crate::nn::{Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, Module, ReLU, Sequential};
+use crate::nn::{Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, Sequential};
 use crate::train::NamedArray;
 
 /// Metadata key of the `--layers` list (e.g. `flatten,linear,relu,linear`) in Sequential files
@@ -403,19 +403,9 @@ pub fn import_sequential(
 
 /// `model`'s parameters under their `nn.Sequential` names (`{index}.weight` / `.bias`), for
 /// [`write_safetensors`](super::write_safetensors).
+/// (The checkpoint's capture: the trainer's parameter names are already PyTorch's.)
 pub fn sequential_tensors(model: &Sequential) -> Vec<NamedArray> {
-    model
-        .parameters()
-        .into_iter()
-        .map(|(name, p)| {
-            let v = p.value();
-            NamedArray {
-                name,
-                shape: v.shape().to_vec(),
-                data: v.iter().copied().collect(),
-            }
-        })
-        .collect()
+    crate::train::Checkpoint::capture_params(model)
 }
 
 /// The metadata of a Sequential file: the layers, the input shape and the pixel normalization.
