@@ -61,6 +61,9 @@ struct Tally {
     failed: u32,
     /// Cases that took the assembly path (by the dispatch conditions), per kernel.
     dsp_path: u32,
+    /// Cases whose leading rows took the three-row fully connected kernel (word-aligned rows of
+    /// `n % 8 == 0`, at least 3 rows).
+    three_rows: u32,
 }
 
 impl Tally {
@@ -68,6 +71,13 @@ impl Tally {
     /// `aka_core::kernels::dsp`).
     fn on_dsp_path(&mut self, yes: bool) {
         self.dsp_path += u32::from(yes);
+    }
+
+    /// Counts a fully connected case on the three-row kernel (mirrors `Rows::triples_ok` in
+    /// `aka_core::kernels::dsp::linear`, given that the case is on the assembly path).
+    fn on_three_rows(&mut self, dsp: bool, w: &[u8], n_in: usize, n_out: usize) {
+        let yes = dsp && (w.as_ptr() as usize).is_multiple_of(4) && n_in.is_multiple_of(8);
+        self.three_rows += u32::from(yes && n_out >= 3 && n_out != 4);
     }
 
     fn check(&mut self, ok: bool, kernel: &str, case: u32) {
@@ -241,7 +251,9 @@ fn check_linear(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     let x = &b.x[..n_in];
     b.y_dsp[..n_out].fill(0x55);
     b.y_ref[..n_out].fill(0x2a);
-    t.on_dsp_path(n_in.is_multiple_of(4) && hi == 127);
+    let dsp = n_in.is_multiple_of(4) && n_in <= 1024 && hi == 127;
+    t.on_dsp_path(dsp);
+    t.on_three_rows(dsp, w, n_in, n_out);
     let r1 = kernels::linear(x, w, &stage, &mut b.y_dsp[..n_out]);
     let r2 = portable::linear(x, w, &stage, &mut b.y_ref[..n_out]);
     let ok = r1 == r2 && r1.is_ok() && b.y_dsp[..n_out] == b.y_ref[..n_out];
@@ -487,7 +499,9 @@ fn check_matvec(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     b.s_ref[..n_out].fill(0x2a2a);
     let r1 = kernels::matvec_i32(x, w, &mut b.s_dsp[..n_out]);
     let r2 = portable::matvec_i32(x, w, &mut b.s_ref[..n_out]);
-    t.on_dsp_path(n_in.is_multiple_of(4));
+    let dsp = n_in.is_multiple_of(4) && n_in <= 1024;
+    t.on_dsp_path(dsp);
+    t.on_three_rows(dsp, w, n_in, n_out);
     let ok = r1 == r2 && r1.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
     if !ok {
         defmt::error!(
@@ -534,7 +548,9 @@ fn check_matvec_strided(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
             portable::matvec_i32_strided(x, w, stride, &mut b.s_ref[..n_out]),
         )
     };
-    t.on_dsp_path(n_in.is_multiple_of(4) && (stride == n_in || stride.is_multiple_of(4)));
+    let dsp = n_in.is_multiple_of(4) && (stride == n_in || stride.is_multiple_of(4));
+    t.on_dsp_path(dsp);
+    t.on_three_rows(dsp, w, n_in, n_out);
     let ok = r1 == r2 && r1.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
     if !ok {
         defmt::error!(
@@ -708,11 +724,12 @@ fn main() -> ! {
                 check(&mut rng, b, &mut t, case);
             }
             defmt::info!(
-                "{=str}: {=u32} passed, {=u32} failed ({=u32} on the assembly path)",
+                "{=str}: {=u32} passed, {=u32} failed ({=u32} on the assembly path, {=u32} on the three-row fully connected kernel)",
                 name,
                 t.passed,
                 t.failed,
-                t.dsp_path
+                t.dsp_path,
+                t.three_rows
             );
             total.passed += t.passed;
             total.failed += t.failed;
