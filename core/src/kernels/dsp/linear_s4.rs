@@ -34,7 +34,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::linear::last_row_params;
+use super::linear::{last_row_params, triple_rows};
 use super::zl2p1;
 use crate::kernels::linear_s4::{check_linear_s4, check_matvec_i32_s4, s4_row_bytes};
 use crate::kernels::{portable, OutputStage};
@@ -62,7 +62,8 @@ struct S4Args {
     sum0: i32,         // 40  scratch
     sum1: i32,         // 44  scratch
     words: usize,      // 48  weight words per row (>= 1)
-    _unused: [u32; 3], // 52
+    sum2: i32,         // 52  scratch (three-row kernels)
+    _unused: [u32; 2], // 56
     zp: i32,           // 64
     act_min: i32,      // 68
     act_max: i32,      // 72
@@ -195,6 +196,189 @@ unsafe extern "C" fn s4_rows2_i32(args: *mut S4Args) {
     s4_kernel!(i32)
 }
 
+/// One step of the three-row loop: 8 inputs × 3 rows, 28 instructions for 24 MACs, every one
+/// 32 bits wide (112 bytes, for the Duff entry).
+#[rustfmt::skip]
+macro_rules! s4_step3 {
+    () => {
+        concat!(
+            "ldm.w r0!, {{r4, r5, r6, r7}}\n",
+            s4_row3!("r1", "r11"),
+            s4_row3!("r2", "r12"),
+            s4_row3!("r3", "lr"),
+        )
+    };
+}
+
+/// 8 int4 weights of the row at `$p` (post-incremented) into `$acc` (r10 = `0xF000F000`; uses r8,
+/// r9).
+#[rustfmt::skip]
+macro_rules! s4_row3 {
+    ($p:literal, $acc:literal) => {
+        concat!(
+            "ldr.w r8, [", $p, "], #4\n",
+            "and.w r9, r8, r10\n",
+            "smlad ", $acc, ", r9, r4, ", $acc, "\n",
+            "and.w r9, r10, r8, lsl #4\n",
+            "smlad ", $acc, ", r9, r5, ", $acc, "\n",
+            "and.w r9, r10, r8, lsl #8\n",
+            "smlad ", $acc, ", r9, r6, ", $acc, "\n",
+            "and.w r9, r10, r8, lsl #12\n",
+            "smlad ", $acc, ", r9, r7, ", $acc, "\n",
+        )
+    };
+}
+
+/// The sums of the next three rows (`sum0`, `sum1`, `sum2`): the biases, advancing the bias
+/// pointer, or 0. Expects lr = args; uses r8-r11.
+#[rustfmt::skip]
+macro_rules! s4_init3 {
+    (i32) => {
+        concat!(
+            "mov r9, #0\n",
+            "str r9, [lr, #40]\n",
+            "str r9, [lr, #44]\n",
+            "str r9, [lr, #52]\n",
+        )
+    };
+    ($v:ident) => {
+        concat!(
+            "ldr r8, [lr, #20]\n",
+            "ldr r9, [r8], #4\n",
+            "ldr r10, [r8], #4\n",
+            "ldr r11, [r8], #4\n",
+            "str r8, [lr, #20]\n",
+            "str r9, [lr, #40]\n",
+            "str r10, [lr, #44]\n",
+            "str r11, [lr, #52]\n",
+        )
+    };
+}
+
+/// The three-row kernel: `(out_end - out) / 3` triples of rows back to back from `p0` (`/ 12` for
+/// `i32`), each summed in blocks of up to 256 inputs (a Duff entry into a loop of 8 steps), then
+/// requantized by the int8 kernel's output stage. Registers in the loop: r0 inputs, r1-r3 row
+/// pointers, r4-r7 inputs, r8, r9 weights, r10 the mask, r11, r12, lr block sums; the argument
+/// block and the block's end are on the stack.
+macro_rules! s4_kernel3 {
+    ($v:ident) => {
+        core::arch::naked_asm!(
+            "push {{r4-r11, lr}}",
+            "mov lr, r0",
+            "ldr r0, [lr, #28]",
+            "ldr r12, [lr, #48]",
+            "add r12, r0, r12, lsl #4",
+            "str r12, [lr, #32]", // end of the input
+            "sub sp, #8",
+            "str lr, [sp]", // [sp] = args, [sp + 4] = end of the block
+            // Three rows.
+            "20:",
+            s4_init3!($v),
+            "ldr r1, [lr, #76]",
+            "ldr r4, [lr, #36]",
+            "add r2, r1, r4",
+            "add r3, r2, r4",
+            "ldr r0, [lr, #28]",
+            "mov.w r10, #0xF000F000",
+            // A block of up to 32 steps (256 inputs).
+            "10:",
+            "ldr r12, [lr, #32]",
+            "sub r9, r12, r0",
+            "cmp r9, #512",
+            "it hi",
+            "movhi r9, #512",
+            "add r12, r0, r9",
+            "str r12, [sp, #4]",
+            // Duff entry: skip (8 - steps % 8) % 8 steps (16 input bytes each) of the first pass.
+            "lsr r9, r9, #4",
+            "and r9, r9, #7",
+            "rsb r9, r9, #8",
+            "and r9, r9, #7",
+            "adr.w r8, 11f",
+            "movs r11, #112",
+            "mla r8, r9, r11, r8",
+            "orr r8, r8, #1",
+            "mov.w r11, #0",
+            "mov.w r12, #0",
+            "mov.w lr, #0",
+            "bx r8",
+            ".p2align 2",
+            "11:",
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            s4_step3!(),
+            "ldr r9, [sp, #4]",
+            "cmp r0, r9",
+            "bne 11b",
+            // sum += block / 4096 (exact), for the three rows; lr = args again.
+            "ldr r9, [sp]",
+            "ldr r8, [r9, #40]",
+            "add r8, r8, r11, asr #12",
+            "str r8, [r9, #40]",
+            "ldr r8, [r9, #44]",
+            "add r8, r8, r12, asr #12",
+            "str r8, [r9, #44]",
+            "ldr r8, [r9, #52]",
+            "add r8, r8, lr, asr #12",
+            "str r8, [r9, #52]",
+            "mov lr, r9",
+            "ldr r12, [lr, #32]",
+            "cmp r0, r12",
+            "bne 10b",
+            // The next triple starts where row 2 ended; requantize and store this one.
+            "str r3, [lr, #76]",
+            "ldr r11, [lr, #40]",
+            "ldr r12, [lr, #44]",
+            "ldr r1, [lr, #52]",
+            fc3_outputs!($v),
+            "ldr r0, [lr, #24]",
+            "cmp r5, r0",
+            "bne 20b",
+            "add sp, #8",
+            "pop {{r4-r11, pc}}",
+            fc3_slow!($v),
+        )
+    };
+}
+
+/// Three rows per pass, requantized int8 outputs, any `act_min`.
+///
+/// # Safety
+///
+/// As [`s4_rows3_sat`].
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows3_full(args: *mut S4Args) {
+    s4_kernel3!(full)
+}
+
+/// Three rows per pass, requantized int8 outputs, `act_min == -128`.
+///
+/// # Safety
+///
+/// As [`s4_rows2_sat`] with triples instead of pairs: `(out_end - out) % 3 == 0`, rows
+/// `p0 + 3k · r`, `+ r`, `+ 2r` (`p1_off = r`) readable for each triple `k`; `bias`, `mult`,
+/// `shift` readable for three int32 per triple.
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows3_sat(args: *mut S4Args) {
+    s4_kernel3!(sat)
+}
+
+/// Three rows per pass, int32 sums without bias (`out` points to int32, `(out_end - out) / 12`
+/// triples).
+///
+/// # Safety
+///
+/// As [`s4_rows3_sat`] without the per-channel arrays, with `out..out_end` 4-aligned int32.
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows3_i32(args: *mut S4Args) {
+    s4_kernel3!(i32)
+}
+
 /// Pre-extends `input` (`n % 8 == 0`, `n <= MAX_IN`) into the halfword pairs of the module docs.
 fn extend(input: &[i8], xbuf: &mut [MaybeUninit<u32>; MAX_IN / 2]) {
     let pair = |a: i8, b: i8| (a as i16 as u16 as u32) | ((b as i16 as u16 as u32) << 16);
@@ -223,7 +407,8 @@ fn args(xbuf: &[MaybeUninit<u32>], row0: *const u8, n: usize) -> S4Args {
         sum0: 0,
         sum1: 0,
         words: n / 8,
-        _unused: [0; 3],
+        sum2: 0,
+        _unused: [0; 2],
         zp: 0,
         act_min: 0,
         act_max: 0,
@@ -264,17 +449,32 @@ pub fn linear_s4(
         act_max: stage.act_max as i32,
         ..args(&xbuf, weights.as_ptr(), n)
     };
-    let even = n_out & !1;
-    if even > 0 {
-        a.out_end = output.as_mut_ptr().wrapping_add(even).cast();
+    let kernel3 = if sat { s4_rows3_sat } else { s4_rows3_full };
+    let row = |o: usize| weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+    let done = triple_rows(n_out);
+    if done > 0 {
+        a.out_end = output.as_mut_ptr().wrapping_add(done).cast();
         // SAFETY: n / 8 >= 1 words; `xbuf` is 4-aligned with its first n / 2 words written by
-        // `extend`, of which the kernel reads 16 · (n / 8) = 2n bytes; rows 0..even (< n_out)
+        // `extend`, of which the kernel reads 16 · (n / 8) = 2n bytes; rows 0..done (<= n_out)
         // are `n / 2 = 4 · words` bytes each, back to back inside `weights` (checked:
-        // n_out · n / 2 bytes); `bias`/`multipliers`/`shifts` hold n_out int32 each (checked),
-        // the kernel reads `even` of each and writes output[..even].
+        // n_out · n / 2 bytes; `p1_off` is the row length); `bias`/`multipliers`/`shifts` hold
+        // n_out int32 each (checked), the kernel reads `done` of each and writes
+        // output[..done].
+        unsafe { kernel3(&mut a) };
+    }
+    let even = done + ((n_out - done) & !1);
+    if even > done {
+        a.mult = stage.multipliers.as_ptr().wrapping_add(4 * done);
+        a.shift = stage.shifts.as_ptr().wrapping_add(4 * done);
+        a.bias = stage.bias.as_ptr().wrapping_add(4 * done);
+        a.out = output.as_mut_ptr().wrapping_add(done).cast();
+        a.out_end = output.as_mut_ptr().wrapping_add(even).cast();
+        a.p0 = row(done);
+        // SAFETY: as above for the pair of rows done..even (< n_out), reading the parameters of
+        // those rows and writing output[done..even].
         unsafe { kernel(&mut a) };
     }
-    if n_out % 2 == 1 {
+    if even < n_out {
         // The last row alone, as both rows of a pair, with its per-channel parameters
         // duplicated and the second output discarded.
         let o = n_out - 1;
@@ -285,7 +485,7 @@ pub fn linear_s4(
         a.bias = bias.as_ptr();
         a.out = out2.as_mut_ptr().cast();
         a.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
-        a.p0 = weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+        a.p0 = row(o);
         a.p1_off = 0;
         // SAFETY: as above for the single row `o` (read twice), with 2 int32 of each parameter
         // in the local arrays and 2 writable output bytes.
@@ -306,20 +506,30 @@ pub fn matvec_i32_s4(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result
     let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
     extend(input, &mut xbuf);
     let mut a = args(&xbuf, weights.as_ptr(), n);
-    let even = n_out & !1;
-    if even > 0 {
+    let row = |o: usize| weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+    let done = triple_rows(n_out);
+    if done > 0 {
         a.out = output.as_mut_ptr().cast();
+        a.out_end = output.as_mut_ptr().wrapping_add(done).cast();
+        // SAFETY: as in `linear_s4` for rows 0..done, without per-channel arrays; it writes
+        // output[..done] (int32, 4-aligned).
+        unsafe { s4_rows3_i32(&mut a) };
+    }
+    let even = done + ((n_out - done) & !1);
+    if even > done {
+        a.out = output.as_mut_ptr().wrapping_add(done).cast();
         a.out_end = output.as_mut_ptr().wrapping_add(even).cast();
-        // SAFETY: as in `linear_s4` for rows 0..even, without per-channel arrays; it writes
-        // output[..even] (int32, 4-aligned).
+        a.p0 = row(done);
+        // SAFETY: as in `linear_s4` for the pair of rows done..even, without per-channel
+        // arrays; it writes output[done..even] (int32, 4-aligned).
         unsafe { s4_rows2_i32(&mut a) };
     }
-    if n_out % 2 == 1 {
+    if even < n_out {
         let o = n_out - 1;
         let mut out2 = [0i32; 2];
         a.out = out2.as_mut_ptr().cast();
         a.out_end = out2.as_mut_ptr().wrapping_add(2).cast();
-        a.p0 = weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
+        a.p0 = row(o);
         a.p1_off = 0;
         // SAFETY: as above for the single row `o` (read twice) into 2 local int32.
         unsafe { s4_rows2_i32(&mut a) };

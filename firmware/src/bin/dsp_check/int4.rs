@@ -42,7 +42,10 @@ pub(crate) fn check_linear_s4(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: 
     );
     let (zp, lo, hi) = (stage.zero_point, stage.act_min, stage.act_max);
     let (x, w) = (&b.x[..n_in], &b.w[align..align + row * n_out]);
-    t.on_dsp_path(n_in.is_multiple_of(8) && n_in <= 1024 && hi == 127);
+    let dsp = n_in.is_multiple_of(8) && n_in <= 1024;
+    t.on_dsp_path(dsp && hi == 127);
+    // The three-row int4 kernels take any alignment (`matvec_i32_s4` regardless of the clamp).
+    t.three_rows += u32::from(dsp && n_out >= 3 && n_out != 4);
     b.y_dsp[..n_out].fill(0x55);
     b.y_ref[..n_out].fill(0x2a);
     let r1 = kernels::linear_s4(x, w, &stage, &mut b.y_dsp[..n_out]);
