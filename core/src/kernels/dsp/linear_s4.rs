@@ -49,25 +49,26 @@ const MAX_IN: usize = 1024;
 /// those of the int8 kernel's `FcArgs`, whose output stage this kernel reuses.
 #[repr(C)]
 struct S4Args {
-    mult: *const u8,   // 0   advanced by the kernel
-    shift: *const u8,  // 4   advanced by the kernel
-    out: *mut u8,      // 8   int8 (or int32 for `s4_rows2_i32`) outputs, advanced
-    zl2p1: i32,        // 12  2 * (zp - act_min) + 1 (or 2 * zp + 1 for `sat`)
-    lo: i32,           // 16  act_min
-    bias: *const u8,   // 20  advanced by the kernel
-    out_end: *mut u8,  // 24
-    x: *const u32,     // 28  pre-extended input (4 words per 8 inputs)
-    x_end: usize,      // 32  set by the kernel
-    p1_off: usize,     // 36  second row of a pair = first + p1_off: the row length, or 0
-    sum0: i32,         // 40  scratch
-    sum1: i32,         // 44  scratch
-    words: usize,      // 48  weight words per row (>= 1)
-    sum2: i32,         // 52  scratch (three-row kernels)
-    _unused: [u32; 2], // 56
-    zp: i32,           // 64
-    act_min: i32,      // 68
-    act_max: i32,      // 72
-    p0: *const u8,     // 76  first row of the next pair (advanced by the kernel)
+    mult: *const u8,  // 0   advanced by the kernel
+    shift: *const u8, // 4   advanced by the kernel
+    out: *mut u8,     // 8   int8 (or int32 for `s4_rows2_i32`) outputs, advanced
+    zl2p1: i32,       // 12  2 * (zp - act_min) + 1 (or 2 * zp + 1 for `sat`)
+    lo: i32,          // 16  act_min
+    bias: *const u8,  // 20  advanced by the kernel
+    out_end: *mut u8, // 24
+    x: *const u32,    // 28  pre-extended input (4 words per 8 inputs)
+    x_end: usize,     // 32  set by the kernel
+    p1_off: usize,    // 36  second row of a pair = first + p1_off: the row length, or 0
+    sum0: i32,        // 40  scratch
+    sum1: i32,        // 44  scratch
+    words: usize,     // 48  weight words per row (>= 1)
+    sum2: i32,        // 52  scratch (three-row kernels)
+    entry: usize,     // 56  set by the three-row kernels: Duff entry of the first block
+    first_end: usize, // 60  set by the three-row kernels: end of the first block
+    zp: i32,          // 64
+    act_min: i32,     // 68
+    act_max: i32,     // 72
+    p0: *const u8,    // 76  first row of the next pair (advanced by the kernel)
 }
 
 /// One step: 8 inputs × 2 rows, 19 instructions.
@@ -255,22 +256,60 @@ macro_rules! s4_init3 {
     };
 }
 
+/// The outputs of three rows whose sums are in r11, r12, lr, with r9 = args; leaves lr = args
+/// and the output pointer in r5.
+#[rustfmt::skip]
+macro_rules! s4_outputs3 {
+    (i32) => {
+        concat!(
+            "ldr r5, [r9, #8]\n",
+            "stm r5!, {{r11, r12, lr}}\n",
+            "str r5, [r9, #8]\n",
+            "mov lr, r9\n",
+        )
+    };
+    ($v:ident) => {
+        concat!(
+            "mov r1, lr\n",
+            "mov lr, r9\n",
+            fc3_outputs!($v),
+        )
+    };
+}
+
 /// The three-row kernel: `(out_end - out) / 3` triples of rows back to back from `p0` (`/ 12` for
-/// `i32`), each summed in blocks of up to 256 inputs (a Duff entry into a loop of 8 steps), then
-/// requantized by the int8 kernel's output stage. Registers in the loop: r0 inputs, r1-r3 row
-/// pointers, r4-r7 inputs, r8, r9 weights, r10 the mask, r11, r12, lr block sums; the argument
-/// block and the block's end are on the stack.
+/// `i32`). Each row is summed in blocks: a first one of 1 to 32 steps (8 inputs each), entered
+/// in the middle of the 8-step loop (Duff's device), then blocks of 32 steps (256 inputs). After
+/// each block the three sums, shifted right by 12, are added to the row totals (started at the
+/// biases, or 0), which stay in the argument block until the last block; then the int8 kernel's
+/// output stage. Registers in the loop: r0 inputs, r1-r3 row pointers, r4-r7 inputs, r8, r9
+/// weights, r10 the mask, r11, r12, lr block sums; the argument block and the end of the
+/// current block are on the stack.
 macro_rules! s4_kernel3 {
     ($v:ident) => {
         core::arch::naked_asm!(
             "push {{r4-r11, lr}}",
             "mov lr, r0",
+            "sub sp, #8",
+            "str lr, [sp]", // [sp] = args, [sp + 4] = end of the current block
             "ldr r0, [lr, #28]",
             "ldr r12, [lr, #48]",
-            "add r12, r0, r12, lsl #4",
-            "str r12, [lr, #32]", // end of the input
-            "sub sp, #8",
-            "str lr, [sp]", // [sp] = args, [sp + 4] = end of the block
+            "add r1, r0, r12, lsl #4",
+            "str r1, [lr, #32]", // end of the input
+            "sub r12, r12, #1",
+            "and r12, r12, #31",
+            "add r12, r12, #1", // steps of the first block (1..=32)
+            "add r1, r0, r12, lsl #4",
+            "str r1, [lr, #60]",
+            // Duff entry: skip (8 - steps % 8) % 8 steps (112 bytes each) of the first pass.
+            "and r12, r12, #7",
+            "rsb r12, r12, #8",
+            "and r12, r12, #7",
+            "adr.w r8, 11f",
+            "movs r9, #112",
+            "mla r8, r12, r9, r8",
+            "orr r8, r8, #1",
+            "str r8, [lr, #56]",
             // Three rows.
             "20:",
             s4_init3!($v),
@@ -279,25 +318,10 @@ macro_rules! s4_kernel3 {
             "add r2, r1, r4",
             "add r3, r2, r4",
             "ldr r0, [lr, #28]",
-            "mov.w r10, #0xF000F000",
-            // A block of up to 32 steps (256 inputs).
-            "10:",
-            "ldr r12, [lr, #32]",
-            "sub r9, r12, r0",
-            "cmp r9, #512",
-            "it hi",
-            "movhi r9, #512",
-            "add r12, r0, r9",
+            "ldr r12, [lr, #60]",
             "str r12, [sp, #4]",
-            // Duff entry: skip (8 - steps % 8) % 8 steps (16 input bytes each) of the first pass.
-            "lsr r9, r9, #4",
-            "and r9, r9, #7",
-            "rsb r9, r9, #8",
-            "and r9, r9, #7",
-            "adr.w r8, 11f",
-            "movs r11, #112",
-            "mla r8, r9, r11, r8",
-            "orr r8, r8, #1",
+            "ldr r8, [lr, #56]",
+            "mov.w r10, #0xF000F000",
             "mov.w r11, #0",
             "mov.w r12, #0",
             "mov.w lr, #0",
@@ -315,8 +339,11 @@ macro_rules! s4_kernel3 {
             "ldr r9, [sp, #4]",
             "cmp r0, r9",
             "bne 11b",
-            // sum += block / 4096 (exact), for the three rows; lr = args again.
+            // A block done: totals += block / 4096 (exact).
             "ldr r9, [sp]",
+            "ldr r8, [r9, #32]",
+            "cmp r0, r8",
+            "beq 12f",
             "ldr r8, [r9, #40]",
             "add r8, r8, r11, asr #12",
             "str r8, [r9, #40]",
@@ -326,16 +353,22 @@ macro_rules! s4_kernel3 {
             "ldr r8, [r9, #52]",
             "add r8, r8, lr, asr #12",
             "str r8, [r9, #52]",
-            "mov lr, r9",
-            "ldr r12, [lr, #32]",
-            "cmp r0, r12",
-            "bne 10b",
-            // The next triple starts where row 2 ended; requantize and store this one.
-            "str r3, [lr, #76]",
-            "ldr r11, [lr, #40]",
-            "ldr r12, [lr, #44]",
-            "ldr r1, [lr, #52]",
-            fc3_outputs!($v),
+            "add r8, r0, #512", // the next block: 32 whole steps
+            "str r8, [sp, #4]",
+            "mov.w r11, #0",
+            "mov.w r12, #0",
+            "mov.w lr, #0",
+            "b 11b",
+            // The last block: the totals into r11, r12, lr.
+            "12:",
+            "ldr r8, [r9, #40]",
+            "add r11, r8, r11, asr #12",
+            "ldr r8, [r9, #44]",
+            "add r12, r8, r12, asr #12",
+            "ldr r8, [r9, #52]",
+            "add lr, r8, lr, asr #12",
+            "str r3, [r9, #76]", // the next triple starts where row 2 ended
+            s4_outputs3!($v),
             "ldr r0, [lr, #24]",
             "cmp r5, r0",
             "bne 20b",
@@ -408,7 +441,8 @@ fn args(xbuf: &[MaybeUninit<u32>], row0: *const u8, n: usize) -> S4Args {
         sum1: 0,
         words: n / 8,
         sum2: 0,
-        _unused: [0; 2],
+        entry: 0,
+        first_end: 0,
         zp: 0,
         act_min: 0,
         act_max: 0,
