@@ -122,26 +122,32 @@ checks on thousands of random cases (run by `ci.sh`). Shapes the assembly does n
 to the portable kernels.
 
 * **Fully connected** (`linear`). The input is sign-extended once into a stack buffer of halfword
-  pairs that match `SXTB16` of a weight word (`(x0, x2)`, `(x1, x3)`). The loop computes two
-  output rows per pass; per 8 inputs: one `LDM` of 4 pre-extended input words (shared by both
-  rows), one `LDRD` of 8 weights per row, 8 `SXTB16`, 8 `SMLAD`: 19 instructions per 16 MACs,
-  unrolled ×4 with a Duff entry. Rows whose weights are not word-aligned are an aligned middle
-  plus a head and a tail word read with unaligned `LDR`s (+~10 instructions per row). Output:
-  bias as the initial accumulator, requantization in ~16 instructions including the per-output
-  check for the fast path (an exact generic path handles any other multiplier/shift).
+  pairs that match `SXTB16` of a weight word (`(x0, x2)`, `(x1, x3)`). The loop computes three
+  output rows per pass; per 8 inputs: one `LDM` of 4 pre-extended input words (shared by the
+  three rows), one `LDRD` of 8 weights per row, 12 `SXTB16`, 12 `SMLAD`: 28 instructions per 24
+  MACs, unrolled ×8 with a Duff entry. Three, not four: 3 accumulators, 4 input words, 2 weight
+  words, a temporary, the input pointer and 3 row pointers are all 14 usable registers (`LDRD`
+  has no register offset, so each row needs its own pointer). Word-aligned rows with
+  `n % 8 == 0` take it; the 1–2 rows left over (a remainder of one row makes the last triple two
+  pairs) and other rows use the two-row loop (19 per 16 MACs). Rows whose weights are not
+  word-aligned are an aligned middle plus a head and a tail word read with unaligned `LDR`s
+  (+~10 instructions per row). Output: bias as the initial accumulator, requantization in ~16
+  instructions including the per-output check for the fast path (an exact generic path handles
+  any other multiplier/shift).
   **Bound:** each weight is used once per inference and the format stores raw int8 (no
   pre-packing), so every weight word costs 2 `SXTB16` + 2 `SMLAD` = 1 instruction per MAC before
-  any load; with the loads and the loop the floor of this loop is ~1.19 per MAC. Small layers
-  add ~25 instructions per output row and ~2 per input (sign extension), hence 1.41–1.49 at 128
+  any load; with the loads and the loop the floor of this loop is ~1.18 per MAC. Small layers
+  add ~25 instructions per output row and ~2 per input (sign extension), hence 1.39–1.48 at 128
   inputs or 10 outputs.
 * **Fully connected, int4 weights** (`linear_s4`, `matvec_i32_s4`). No nibble is sign-extended:
   `AND` of a weight word (8 nibbles, low first) shifted left by 0, 4, 8, 12 with `0xF000F000`
   leaves two nibbles in the top bits of the two halfwords, i.e. `4096·w` as signed halfwords,
   and `SMLAD` multiplies them with the input pre-extended in the matching pairs
-  (`(x3, x7)`, `(x2, x6)`, `(x1, x5)`, `(x0, x4)`). Per 8 inputs × 2 rows: one `LDM`, 2 `LDR`, 8
-  `AND`, 8 `SMLAD` = 19 instructions per 16 MACs, the same as int8 with half the weight bytes.
-  The sums are `4096×` too large, so blocks of 256 inputs (at most `2^30`) are added to the
-  row's accumulator shifted right by 12 (exact). The output stage is the int8 kernel's. CMSIS-NN
+  (`(x3, x7)`, `(x2, x6)`, `(x1, x5)`, `(x0, x4)`). Per 8 inputs × 3 rows: one `LDM`, 3 `LDR`,
+  12 `AND`, 12 `SMLAD` = 28 instructions per 24 MACs, the same as int8 with half the weight
+  bytes (two rows per pass for the 1–2 rows left over). The sums are `4096×` too large, so
+  blocks of 256 inputs (at most `2^30`) are added to the row's accumulator shifted right by 12
+  (exact). The output stage is the int8 kernel's. CMSIS-NN
   unpacks and sign-extends nibbles (39 instructions per 8 MACs).
 * **Convolution 3×3, 1 input channel** (direct). Per output row the three input rows are laid
   out once as halfword pairs, `B[x] = {(r0[x], r1[x]), (r2[x], r2[x+1])}`, so one `LDM` of 5
@@ -179,7 +185,7 @@ to the portable kernels.
   table (row "GPT MLP activation").
 
 **GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC). Per token, about 72 %
-is the projection loop (`matvec_i32`: ~1.19 per MAC in the loop, plus ~20 per pair of rows;
+is the projection loop (`matvec_i32`: ~1.18 per MAC in the loop, plus ~20 per three rows;
 the exporter pads every matrix to a word-aligned offset in the file, so rows need no unaligned
 head and tail words). The rest, measured per function and source line with `bash trace.sh gpt`
 (a QEMU instruction trace): the attention softmax (~38 instructions per score: `exp_f32`,

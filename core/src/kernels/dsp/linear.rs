@@ -1,23 +1,35 @@
 //! Fully connected layer ([`linear`], requantized int8 outputs) and its accumulators alone
-//! ([`matvec_i32`]): two output rows per pass over the input.
+//! ([`matvec_i32`]): three output rows per pass over the input (two for the rows left over and
+//! for rows that are not word-aligned or have `n % 8 != 0`).
 //!
 //! The input (`n` int8) is sign-extended once into a stack buffer of halfword pairs, in the order
 //! that matches `SXTB16` on a weight word `[w0 w1 w2 w3]`: `Xe = (x0, x2)`, `Xo = (x1, x3)`. The
-//! inner loop step (8 inputs × 2 rows, 19 instructions for 16 MACs):
+//! inner loop step of the three-row kernel (8 inputs × 3 rows, 28 instructions for 24 MACs):
 //!
 //! ```text
-//! ldm    x!, {Xe0, Xo0, Xe1, Xo1}     ; 8 pre-extended inputs, shared by both rows
+//! ldm    x!, {Xe0, Xo0, Xe1, Xo1}     ; 8 pre-extended inputs, shared by the 3 rows
 //! ldrd   W0, W1, [p0], #8             ; 8 weights of row 0
 //! sxtb16 T, W0 ; smlad a0, T, Xe0, a0 ; sxtb16 W0, W0, ror #8 ; smlad a0, W0, Xo0, a0
 //! sxtb16 T, W1 ; smlad a0, T, Xe1, a0 ; sxtb16 W1, W1, ror #8 ; smlad a0, W1, Xo1, a0
 //! ldrd   W0, W1, [p1], #8             ; row 1, same inputs
-//! ...
+//! ...                                 ; row 2
 //! ```
 //!
-//! unrolled 4 times (entered in the middle for the remainder, Duff's device). Weights are
-//! sign-extended on every use (each is used once per inference), so `SXTB16` + `SMLAD` is a floor
-//! of 1 instruction per MAC; loads and loop add ~0.19, requantization and row bookkeeping ~26
-//! instructions per output row.
+//! unrolled 8 times (entered in the middle for the remainder, Duff's device; the loop end,
+//! `x_end`, is read from the stack: 3 instructions per 8 steps). It uses all 14 allocatable
+//! registers (x, 4 inputs, 2 weight words, T, 3 accumulators, 3 row pointers), with the argument
+//! block on the stack: a fourth row would need 2 more (`LDRD` has no register offset, so each row
+//! needs its own pointer). Weights are sign-extended on every use (each is used once per
+//! inference), so `SXTB16` + `SMLAD` is a floor of 1 instruction per MAC; loads and loop add
+//! ~0.18 (`1/8` for the weights, `1/24` for the inputs, `1/64` for the loop), requantization and
+//! row bookkeeping ~26 instructions per output row (~7 with int32 outputs: one `STM` of the
+//! three sums).
+//!
+//! The three-row kernel needs word-aligned rows of an even number of words (`n % 8 == 0`, no
+//! head, tail or odd word). A remainder of one row turns the last triple into two pairs (a
+//! single row costs as much as a pair: it runs as both rows of one); the two-row kernel does the
+//! leftover pair and every other shape. Its step is the same for 2 rows (19 instructions for 16
+//! MACs), unrolled 4 times with a Duff entry.
 //!
 //! Rows start at `weights + o·n`, any alignment. With `n % 4 == 0` all rows share `k = addr % 4`;
 //! for `k != 0` each row is an aligned middle plus an unaligned head and tail word (see the module

@@ -1,5 +1,6 @@
 //! Fully connected layer with int4 weights ([`linear_s4`], [`matvec_i32_s4`]) for Armv7E-M:
-//! two rows per pass over a pre-extended input, and no nibble is ever sign-extended.
+//! three rows per pass over a pre-extended input (two for the 1–2 rows left over), and no
+//! nibble is ever sign-extended.
 //!
 //! A weight word holds 8 nibbles `n0..n7` (low nibble first, see
 //! [`crate::kernels::linear_s4`]). `AND` with `0xF000F000`, of the word shifted left by 0, 4, 8
@@ -7,24 +8,31 @@
 //! `(n1, n5)`, `(n0, n4)`, each worth `4096 · n` as a signed halfword, since the nibble's sign
 //! bit is the halfword's. `SMLAD` multiplies them with the input, pre-extended once into the same
 //! pairs of halfwords `X0 = (x3, x7)`, `X1 = (x2, x6)`, `X2 = (x1, x5)`, `X3 = (x0, x4)`. One
-//! step is 8 inputs × 2 rows, 19 instructions for 16 MACs:
+//! step is 8 inputs × 3 rows, 28 instructions for 24 MACs:
 //!
 //! ```text
-//! ldm   x!, {X0, X1, X2, X3}          ; 8 pre-extended inputs, shared by both rows
+//! ldm   x!, {X0, X1, X2, X3}          ; 8 pre-extended inputs, shared by the 3 rows
 //! ldr   W, [p0], #4                   ; 8 int4 weights of row 0
 //! and   T, W, M          ; smlad a0, T, X0, a0      (M = 0xF000F000)
 //! and   T, M, W, lsl #4  ; smlad a0, T, X1, a0
 //! and   T, M, W, lsl #8  ; smlad a0, T, X2, a0
 //! and   T, M, W, lsl #12 ; smlad a0, T, X3, a0
 //! ldr   W, [p1], #4 ...               ; row 1, same inputs
+//! ldr   W, [p2], #4 ...               ; row 2
 //! ```
 //!
-//! unrolled twice. CMSIS-NN's `arm_fully_connected_s4` unpacks nibbles with shifts and
+//! unrolled 8 times with a Duff entry (all 14 allocatable registers: x, 4 inputs, W, T, M, 3
+//! sums, 3 row pointers; the argument block and the block's end are on the stack). The rows left
+//! over (a remainder of one row turns the last triple into two pairs) use the same step for 2
+//! rows (19 instructions for 16 MACs), unrolled twice. CMSIS-NN's `arm_fully_connected_s4` unpacks nibbles with shifts and
 //! sign-extensions (39 instructions per 8 MACs, see `firmware/BENCH.md`).
 //!
 //! The sums are `4096 ×` the true sums. A block of at most 256 inputs is summed in a register
 //! (`|4096 · 8 · 128| · 256 = 2^30` fits), then shifted right by 12 (exact: every term is a
 //! multiple of 4096) and added to the row's accumulator, which wraps like the portable kernel's.
+//! The three-row kernel makes the first block the short one (1 to 32 steps, its Duff entry
+//! computed once per call) and the others whole (32 steps, entered at the top); the totals stay
+//! in the argument block between blocks and go to registers after the last one.
 //!
 //! The DSP path needs `n % 8 == 0` (so every row is whole weight words; rows may start at any
 //! alignment: `LDR` may be unaligned on Armv7-M) and `n <= MAX_IN`; other shapes use the
