@@ -387,6 +387,81 @@ macro_rules! s4_kernel3 {
     };
 }
 
+/// [`s4_rows3_i32`] for rows of at most 256 inputs (`words <= 32`): one block per row, so no
+/// totals in memory; the sums go from the loop (`>> 12`) straight to one `STM`, and the row
+/// length, input start and Duff entry are reloaded from the argument block (21 instructions per
+/// three rows outside the loop instead of ~35).
+///
+/// # Safety
+///
+/// As [`s4_rows3_i32`], with `1 <= words <= 32`.
+#[unsafe(naked)]
+unsafe extern "C" fn s4_rows3_i32_short(args: *mut S4Args) {
+    core::arch::naked_asm!(
+        "push {{r4-r11, lr}}",
+        "mov lr, r0",
+        "sub sp, #8",
+        "str lr, [sp]", // [sp] = args, [sp + 4] = end of the input
+        "ldr r0, [lr, #28]",
+        "ldr r12, [lr, #48]",
+        "add r1, r0, r12, lsl #4",
+        "str r1, [sp, #4]",
+        // Duff entry: skip (8 - words % 8) % 8 steps (112 bytes each) of the first pass.
+        "and r12, r12, #7",
+        "rsb r12, r12, #8",
+        "and r12, r12, #7",
+        "adr.w r8, 11f",
+        "movs r9, #112",
+        "mla r8, r12, r9, r8",
+        "orr r8, r8, #1",
+        "str r8, [lr, #56]",
+        "mov.w r10, #0xF000F000",
+        "ldr r1, [lr, #76]",
+        "ldr r4, [lr, #36]",
+        // Three rows (r1 = the first, r4 = the row length, r8 = the entry).
+        "20:",
+        "add r2, r1, r4",
+        "add r3, r2, r4",
+        "mov.w r11, #0",
+        "mov.w r12, #0",
+        "mov.w lr, #0",
+        "bx r8",
+        ".p2align 2",
+        "11:",
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        s4_step3!(),
+        "ldr r9, [sp, #4]",
+        "cmp r0, r9",
+        "bne 11b",
+        // The sums / 4096 (exact) to the outputs.
+        "ldr r9, [sp]",
+        "asr r11, r11, #12",
+        "asr r12, r12, #12",
+        "asr lr, lr, #12",
+        "ldr r5, [r9, #8]",
+        "stm r5!, {{r11, r12, lr}}",
+        "str r5, [r9, #8]",
+        "ldr r8, [r9, #24]",
+        "cmp r5, r8",
+        "beq 90f",
+        // The next three rows start where row 2 ended.
+        "mov r1, r3",
+        "ldr r4, [r9, #36]",
+        "ldr r0, [r9, #28]",
+        "ldr r8, [r9, #56]",
+        "b 20b",
+        "90:",
+        "add sp, #8",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
 /// Three rows per pass, requantized int8 outputs, any `act_min`.
 ///
 /// # Safety
@@ -553,9 +628,15 @@ pub fn matvec_i32_s4(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result
     if done > 0 {
         a.out = output.as_mut_ptr().cast();
         a.out_end = output.as_mut_ptr().wrapping_add(done).cast();
-        // SAFETY: as in `linear_s4` for rows 0..done, without per-channel arrays; it writes
-        // output[..done] (int32, 4-aligned).
-        unsafe { s4_rows3_i32(&mut a) };
+        if n <= 256 {
+            // SAFETY: as in `linear_s4` for rows 0..done, without per-channel arrays, with
+            // words = n / 8 <= 32; it writes output[..done] (int32, 4-aligned).
+            unsafe { s4_rows3_i32_short(&mut a) };
+        } else {
+            // SAFETY: as in `linear_s4` for rows 0..done, without per-channel arrays; it writes
+            // output[..done] (int32, 4-aligned).
+            unsafe { s4_rows3_i32(&mut a) };
+        }
     }
     let even = done + ((n_out - done) & !1);
     if even > done {
