@@ -6,7 +6,7 @@
 //! | kernel | method | instructions (`-icount`) |
 //! |---|---|---|
 //! | [`linear`], [`matvec_i32`] | 3 rows per pass over a pre-extended input (word-aligned rows, `n % 8 == 0`; else and for 1–2 leftover rows 2 per pass); per 8 inputs: `LDM` (inputs), 3 `LDRD` (weights), 12 `SXTB16`, 12 `SMLAD` | 1.18 per MAC + ~25 per output (~7 for `matvec_i32`) |
-//! | [`linear_s4`], [`matvec_i32_s4`] (int4 weights) | 3 rows per pass over a pre-extended input (2 for 1–2 leftover rows); per 8 inputs: `LDM` (inputs), 3 `LDR` (24 nibbles), 12 `AND` (nibbles to the top of halfwords, no sign extension), 12 `SMLAD` | 1.18 per MAC + ~25 per output (the int8 kernel's requantization; ~12 for `matvec_i32_s4`) |
+//! | [`linear_s4`], [`matvec_i32_s4`] (int4 weights) | 3 rows per pass over a pre-extended input (2 for 1–2 leftover rows); per 8 inputs: `LDM` (inputs), 3 `LDR` (24 nibbles), 12 `AND` (nibbles to the top of halfwords, no sign extension), 12 `SMLAD` | 1.18 per MAC + ~25 per output (the int8 kernel's requantization; ~7 for `matvec_i32_s4` at `n <= 256`) |
 //! | [`conv2d`], 1 input channel, 3×3 | direct: halfword-pair band per output row, 5 multiplies per channel against pre-extended weights | ~15 per output + ~10 per pixel |
 //! | [`conv2d`], `in_c % 4 == 0` | im2col of 2 pixels + 2×2 micro-kernel (2 pixels × 2 filters, filters read in place): 15 per 16 MACs | 0.94 per MAC + ~15 per output + im2col |
 //! | [`conv2d_s4`] (int4 weights) | the layer's filters unpacked once per call (up to 2,048 weights, on the stack), then [`conv2d`] | [`conv2d`]'s + ~4 per weight per call |
