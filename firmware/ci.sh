@@ -2,7 +2,8 @@
 # Firmware checks: format, lints and release builds for every board (with sizes; the MNIST MLP
 # variant where it fits, the int4 MLP on the STM32F411), then QEMU runs: `hello` (twice:
 # instruction counts must be identical), the `counter` self-test, `dsp_check`, the `mnist` (CNN,
-# MLP, int4 MLP, profile) and `gpt` (int8, int4) binaries, and
+# MLP, int4 MLP, profile) and `gpt` (int8, int4, the two flagships with their boards' memory
+# limits) binaries, and
 # the exit codes of the `fault` binary. Needs the tools of install-tools.sh.
 #
 # Rewrites budgets.json (commit it when it changes): per board, for the `mnist` (default model)
@@ -149,6 +150,15 @@ check "mnist (int4 MLP)" 0 env AKA_MNIST_MODEL=mnist-mlp-int4.aka cargo run --re
 check "mnist (CNN, per-layer profile)" 0 cargo run --release --features profile --bin mnist
 check "gpt" 0 logged gpt cargo run --release --bin gpt
 check "gpt (int4)" 0 env AKA_GPT_MODEL=gpt-int4.aka cargo run --release --bin gpt
+# The flagships (issue 13): each board's best GPT, built for its board, and run in QEMU linked
+# with that board's flash and RAM lengths (AKA_QEMU_LIMITS), 300 tokens.
+for flagship in nrf52840 stm32f411; do
+    check "build $flagship gpt (flagship gpt-$flagship.aka)" 0 env AKA_GPT_MODEL="gpt-$flagship.aka" \
+        cargo build --release --no-default-features --features "$flagship" --bin gpt
+    check "gpt flagship gpt-$flagship.aka in QEMU with $flagship limits" 0 \
+        env AKA_QEMU_LIMITS="$flagship" AKA_GPT_MODEL="gpt-$flagship.aka" AKA_GPT_TOKENS=300 \
+        cargo run --release --bin gpt
+done
 # The decode-speed binary keeps building (firmware/gpt-speed.sh measures with it).
 check "build gpt_speed" 0 cargo build --release --bin gpt_speed
 for fault in panic:101 defmt-panic:101 udf:102 bus:102 overflow:102; do

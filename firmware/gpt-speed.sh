@@ -5,11 +5,12 @@
 # per weight-MAC, tokens/s at 64 MHz (nRF52840) and 100 MHz (STM32F411) as if one instruction
 # took one cycle (an upper bound: QEMU counts instructions, not cycles), and the per-step profile.
 #
-#   bash firmware/gpt-speed.sh                 # models/gpt.aka + flagship-shaped models
+#   bash firmware/gpt-speed.sh                 # models/gpt.aka + the flagships (or flagship-shaped)
 #   bash firmware/gpt-speed.sh A.aka B.aka     # these files
 #   NO_FLAGSHIP=1 bash firmware/gpt-speed.sh   # models/gpt.aka only
 #
-# The flagship-shaped models (the reference shape: 4 layers x 128 dims, 4 heads, context
+# Without the committed flagships (models/gpt-nrf52840.aka, gpt-stm32f411.aka), flagship-shaped
+# models (the reference shape: 4 layers x 128 dims, 4 heads, context
 # 128, MLP 512, 65 chars) are trained for 20 steps (weights do not matter for speed) into a
 # temporary directory with `aka-trainer gpt`: int8, and int4 when the trainer has `--weights`.
 # Needs the tools of install-tools.sh; about 2 minutes of QEMU per flagship model.
@@ -22,7 +23,10 @@ trap 'rm -rf "$tmp"' EXIT
 models=("$@")
 if [[ ${#models[@]} -eq 0 ]]; then
     models=("$PWD/models/gpt.aka")
-    if [[ -z ${NO_FLAGSHIP:-} ]]; then
+    if [[ -z ${NO_FLAGSHIP:-} && -f models/gpt-nrf52840.aka && -f models/gpt-stm32f411.aka ]]; then
+        # The committed flagships (models/make-models.sh --flagships).
+        models+=("$PWD/models/gpt-nrf52840.aka" "$PWD/models/gpt-stm32f411.aka")
+    elif [[ -z ${NO_FLAGSHIP:-} ]]; then
         # From the workspace root: firmware/.cargo/config.toml would select the Cortex-M target.
         trainer() { (cd .. && cargo run -q --release -p aka-trainer -- "$@"); }
         flag=(gpt --layers 4 --dim 128 --heads 4 --block 128 --steps 20 --eval-batches 2

@@ -9,7 +9,15 @@
 #   mnist-test-images.u8   the first N (100) MNIST test images, N x 784 raw u8 pixels
 #   mnist-test-labels.u8   their labels, N raw u8
 #
-# Usage: bash firmware/models/make-models.sh [--images-only]
+# and, with --flagships only (issue 13; one ~25 min training on 2 cores, both files from it):
+#
+#   gpt-nrf52840.aka       4 layers x 128 dims, 4 heads, RoPE, context 128, 4,000 steps, int8
+#                          (~865 KB flash, ~134 KB run state: fits 1 MiB / 256 KiB)
+#   gpt-stm32f411.aka      the same checkpoint + 200 quantization-aware steps, int4
+#                          projections, context 32 (~435 KB flash, ~35 KB run state: fits
+#                          512 KiB / 128 KiB next to the 88 KB runtime, with ~0.9 KB to spare)
+#
+# Usage: bash firmware/models/make-models.sh [--images-only | --flagships]
 #   N_IMAGES=100      number of test images
 #   RUNS=runs/firmware-models   where the training runs go (checkpoints, summaries)
 #   GPT_STEPS=5000    GPT training steps
@@ -37,6 +45,28 @@ dd if="$tmp/labels" iflag=skip_bytes,count_bytes bs=64K skip=8 count="$n" status
 [[ $(stat -c %s "$models/mnist-test-labels.u8") -eq $n ]]
 echo "wrote $n test images to $models"
 [[ ${1:-} == --images-only ]] && exit 0
+
+if [[ ${1:-} == --flagships ]]; then
+    # The search behind this recipe is in docs/RESULTS.md ("Flagship models"). The STM32F411 file
+    # is the nRF52840 checkpoint exported again (`--resume` at the last step trains nothing but
+    # the quantization-aware steps):
+    # int4 for its 512 KiB of flash; the context is what the flash leaves: the RoPE tables are
+    # 128 bytes per token of context, and at 40 tokens the file is 104 bytes too big.
+    flagship=(gpt --layers 4 --heads 4 --dim 128 --block 128 --position rope --steps 4000
+        --eval-interval 500 --seed 0 --prompt "ROMEO:" --sample-chars 300)
+    cargo run --release -p aka-trainer -- "${flagship[@]}" --out "$runs/gpt-nrf52840"
+    cp "$runs/gpt-nrf52840/model.aka" "$models/gpt-nrf52840.aka"
+    mkdir -p "$runs/gpt-stm32f411"
+    cp "$runs/gpt-nrf52840/checkpoint.bin" "$runs/gpt-stm32f411/checkpoint.bin"
+    cargo run --release -p aka-trainer -- "${flagship[@]}" --resume --weights int4 \
+        --qat-steps 200 --export-block 32 --out "$runs/gpt-stm32f411"
+    cp "$runs/gpt-stm32f411/model.aka" "$models/gpt-stm32f411.aka"
+    for board in nrf52840 stm32f411; do
+        cargo run --release -p aka-tools -- inspect --board "$board" "$models/gpt-$board.aka" |
+            tail -1
+    done
+    exit 0
+fi
 
 cargo run --release -p aka-trainer -- mnist --model cnn --epochs 5 --seed 0 --no-chart \
     --out "$runs/mnist-cnn"

@@ -6,7 +6,9 @@
 //!   `mnist-mlp-int4.aka`): for every
 //!   embedded test image the same predicted class and the same int8 scores (FNV-1a of the score
 //!   bytes), and the same accuracy;
-//! * `gpt` (`gpt.aka`, and `gpt-int4.aka` via `AKA_GPT_MODEL`): the same generated text (prompt "ROMEO:", 100 tokens, temperature 0.8, top-k 40,
+//! * `gpt` (`gpt.aka`, and `gpt-int4.aka` via `AKA_GPT_MODEL`; the nRF52840 flagship
+//!   `gpt-nrf52840.aka` linked with that board's memory lengths, 300 tokens): the same generated
+//!   text (prompt "ROMEO:", 100 tokens unless said, temperature 0.8, top-k 40,
 //!   `Rng::new(1)`: `aka_core::sample::sample` after every `Decoder::push`), byte for byte, and
 //!   its FNV-1a.
 //!
@@ -32,8 +34,9 @@ use aka_core::sample::{sample, Sampling};
 use aka_core::SequentialModel;
 use aka_tests::GptBuffers;
 
-/// Must match `firmware/src/app/gpt.rs`.
+/// Must match `firmware/src/app/gpt.rs` (the token count is the build's `AKA_GPT_TOKENS`).
 const PROMPT: &str = "ROMEO:";
+/// The `gpt` app's default token count.
 const TOKENS: usize = 100;
 const SEED: u64 = 1;
 const SAMPLING: Sampling = Sampling {
@@ -83,6 +86,8 @@ fn firmware_cargo() -> Command {
                     | "AKA_MODEL_DIR"
                     | "AKA_MNIST_MODEL"
                     | "AKA_GPT_MODEL"
+                    | "AKA_GPT_TOKENS"
+                    | "AKA_QEMU_LIMITS"
             );
         if host_build_var {
             cmd.env_remove(key);
@@ -229,8 +234,8 @@ fn mnist_mlp_device_equals_host() {
     check_mnist("mnist-mlp.aka");
 }
 
-/// The host's text: prompt + `TOKENS` sampled chars, exactly the firmware's loop.
-fn host_generate(bytes: &[u8]) -> (String, String) {
+/// The host's text: prompt + `tokens` sampled chars, exactly the firmware's loop.
+fn host_generate(bytes: &[u8], tokens: usize) -> (String, String) {
     let model = GptModel::load(bytes).unwrap();
     let mut bufs = GptBuffers::new(&model);
     let mut dec = bufs.decoder(&model);
@@ -243,9 +248,9 @@ fn host_generate(bytes: &[u8]) -> (String, String) {
         next = sample(dec.push(t).unwrap(), &SAMPLING, &mut rng, &mut scratch).unwrap();
     }
     let mut generated = String::new();
-    for i in 0..TOKENS {
+    for i in 0..tokens {
         generated.push_str(model.decode_token(next).unwrap());
-        if i + 1 == TOKENS {
+        if i + 1 == tokens {
             break;
         }
         next = sample(dec.push(next).unwrap(), &SAMPLING, &mut rng, &mut scratch).unwrap();
@@ -262,17 +267,35 @@ fn mnist_mlp_int4_device_equals_host() {
 #[test]
 #[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
 fn gpt_device_equals_host() {
-    check_gpt("gpt.aka");
+    check_gpt("gpt.aka", TOKENS, None);
 }
 
 #[test]
 #[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
 fn gpt_int4_device_equals_host() {
-    check_gpt("gpt-int4.aka");
+    check_gpt("gpt-int4.aka", TOKENS, None);
 }
 
-fn check_gpt(model_file: &str) {
-    let log = run_firmware("gpt", &[("AKA_GPT_MODEL", model_file)]);
+/// The nRF52840 flagship (issue 13), linked with that board's flash and RAM lengths
+/// (`AKA_QEMU_LIMITS=nrf52840`), 300 tokens.
+#[test]
+#[ignore = "needs qemu-system-arm and defmt-print (bash firmware/install-tools.sh); run with --ignored"]
+fn gpt_nrf52840_flagship_device_equals_host() {
+    check_gpt("gpt-nrf52840.aka", 300, Some("nrf52840"));
+}
+
+/// Runs the `gpt` app with `model_file`, generating `tokens` tokens, linked with the memory
+/// lengths of `limits` (a board) if given, and compares its text with the host's.
+fn check_gpt(model_file: &str, tokens: usize, limits: Option<&str>) {
+    let tokens_env = tokens.to_string();
+    let mut env = vec![
+        ("AKA_GPT_MODEL", model_file),
+        ("AKA_GPT_TOKENS", tokens_env.as_str()),
+    ];
+    if let Some(board) = limits {
+        env.push(("AKA_QEMU_LIMITS", board));
+    }
+    let log = run_firmware("gpt", &env);
     let msgs = messages(&log);
     assert!(
         msgs.iter()
@@ -280,7 +303,7 @@ fn check_gpt(model_file: &str) {
         "the firmware did not run {model_file}"
     );
     let setup = format!(
-        "prompt {PROMPT:?} ({} tokens), {TOKENS} tokens, seed {SEED}, temperature 0.8, top-k {}",
+        "prompt {PROMPT:?} ({} tokens), {tokens} tokens, seed {SEED}, temperature 0.8, top-k {}",
         PROMPT.chars().count(),
         SAMPLING.top_k
     );
@@ -303,10 +326,10 @@ fn check_gpt(model_file: &str) {
     }
 
     let bytes = std::fs::read(models_dir().join(model_file)).unwrap();
-    let (host, generated) = host_generate(&bytes);
+    let (host, generated) = host_generate(&bytes, tokens);
     assert_eq!(device, host, "{model_file}: generated text: device vs host");
     let summary = format!(
-        "generated: {TOKENS} tokens, {} bytes, fnv1a {:#010x}",
+        "generated: {tokens} tokens, {} bytes, fnv1a {:#010x}",
         generated.len(),
         fnv1a(generated.bytes())
     );

@@ -143,6 +143,11 @@ fn gpt_refuses_bad_rates_and_sampling() {
                 &["--dropout 1: must be in [0, 1)"],
             ),
             (
+                &["--export-block", "65"],
+                REFUSED,
+                &["--export-block 65: must be at most --block 64"],
+            ),
+            (
                 &["--dropout=-0.1"],
                 REFUSED,
                 &["--dropout -0.1: must be in [0, 1)"],

@@ -502,3 +502,35 @@ fn from_tensors_rejects_wrong_shapes() {
     tensors.pop();
     assert!(Gpt::from_tensors(config, tensors).is_err());
 }
+
+/// A shorter context (`with_context`, what `--export-block` exports) is the same function on
+/// sequences that fit it: every variant's logits equal the full model's, bit for bit; the
+/// learned position table keeps its first rows; 0 and more than `block_size` are refused.
+#[test]
+fn with_context_is_the_same_model_on_shorter_sequences() {
+    let (b, t) = (2, 4);
+    for config in all_variants() {
+        let model = Gpt::new(config.clone(), &mut Rng::new(5));
+        let short = model.with_context(t).unwrap();
+        assert_eq!(short.config().block_size, t);
+        assert_eq!(
+            short.parameter_count(),
+            model.parameter_count() - model.pos_emb.as_ref().map_or(0, |_| (6 - t) * 8)
+        );
+        let ids: Vec<usize> = (0..b * t).map(|i| (i * 3 + 2) % 7).collect();
+        let full = no_grad(|| model.forward(&ids, b, t, &mut Ctx::eval()));
+        let cut = no_grad(|| short.forward(&ids, b, t, &mut Ctx::eval()));
+        assert_eq!(*full.value(), *cut.value(), "{config:?}");
+        if let (Some(p), Some(q)) = (&model.pos_emb, &short.pos_emb) {
+            assert_eq!(q.shape(), vec![t, 8]);
+            assert_eq!(
+                q.value().as_slice().unwrap(),
+                &p.value().as_slice().unwrap()[..t * 8]
+            );
+        }
+        for bad in [0, 7] {
+            let err = model.with_context(bad).err().expect("refused");
+            assert!(err.to_string().contains("trained with 6"), "{err}");
+        }
+    }
+}

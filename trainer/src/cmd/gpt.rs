@@ -153,6 +153,11 @@ pub struct GptArgs {
     /// straight-through gradients. Prints and records the PTQ figures next to the final ones.
     #[arg(long, default_value_t = 0, value_name = "N")]
     qat_steps: usize,
+    /// Context of the exported file, in tokens (1..=--block; default --block): a shorter KV
+    /// cache for a board with less RAM (the cache is 2·layers·context·dim bytes). The file's
+    /// float and quantized validation losses are measured at this context.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    export_block: Option<u64>,
 }
 
 /// Post-training quantization next to quantization-aware training, in `summary.json`.
@@ -248,6 +253,14 @@ impl GptArgs {
             ),
         )?;
         super::check_lr(self.lr)?;
+        if let Some(b) = self.export_block {
+            check(
+                b <= self.block as u64,
+                "--export-block",
+                b,
+                &format!("must be at most --block {}", self.block),
+            )?;
+        }
         check(
             (0.0..=1.0).contains(&self.min_lr_ratio),
             "--min-lr-ratio",
@@ -443,13 +456,18 @@ pub fn run(args: GptArgs) -> anyhow::Result<()> {
     let weights = args.gpt_weights();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let meta = ExportMetadata::language_model(args.seed, command);
+    // The file's float and quantized losses on the training's own validation batches (the
+    // --eval-batches seeded batches of --batch-size), at the exported context.
     let eval = EvalConfig {
+        batches: args.eval_batches.max(1),
+        batch_size: args.batch_size,
         seed: args.seed,
-        ..EvalConfig::default()
     };
     let export_now = || {
+        // The exported context (`--export-block`, default the trained one): shares the tensors.
+        let deployed = model.with_context(args.export_block.map_or(args.block, |b| b as usize))?;
         export_gpt_weights(
-            &model,
+            &deployed,
             &data,
             &CalibConfig::default(),
             &eval,

@@ -28,7 +28,7 @@
 
 use aka_core::rng::Rng;
 use anyhow::{bail, ensure};
-use ndarray::IxDyn;
+use ndarray::{Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 pub use super::mlp::GptMlp;
@@ -362,6 +362,34 @@ impl Gpt {
         let mut it = tensors.into_iter();
         let mut given = |_: &str, _: &[usize], _: Init| it.next().expect("count checked");
         Ok(Gpt::build(config, &mut ParamSource::new(&mut given)))
+    }
+
+    /// The same model with a shorter context of `block` tokens (`1 <= block <= block_size`):
+    /// what a board whose RAM holds a smaller KV cache runs. Every tensor is shared, except the
+    /// learned position embedding, whose first `block` rows are kept. Positions `0..block` are
+    /// the ones the model was trained on, so nothing else changes (with RoPE, nothing at all).
+    pub fn with_context(&self, block: usize) -> anyhow::Result<Gpt> {
+        ensure!(
+            block >= 1 && block <= self.config.block_size,
+            "a context of {block} tokens: the model was trained with {}, give 1..={0}",
+            self.config.block_size
+        );
+        let config = GptConfig {
+            block_size: block,
+            ..self.config.clone()
+        };
+        let tensors = self
+            .params
+            .iter()
+            .map(|(name, t)| match name.as_str() {
+                "pos_emb" => {
+                    let rows = t.value().slice_axis(Axis(0), (0..block).into()).to_owned();
+                    Tensor::param(rows)
+                }
+                _ => t.clone(),
+            })
+            .collect();
+        Gpt::from_tensors(config, tensors)
     }
 
     /// The configuration.
