@@ -95,6 +95,11 @@ fn trained_export_import_round_trip_is_exact() {
             "16",
             "--eval-interval",
             "6",
+            // The export's figures on 4 batches of 8, as `import`'s (EvalConfig::default()).
+            "--eval-batches",
+            "4",
+            "--batch-size",
+            "8",
             "--sample-chars",
             "0",
             "--out",
