@@ -15,7 +15,7 @@
 #                          (~865 KB flash, ~134 KB run state: fits 1 MiB / 256 KiB)
 #   gpt-stm32f411.aka      the same checkpoint + 200 quantization-aware steps, int4
 #                          projections, context 32 (~435 KB flash, ~35 KB run state: fits
-#                          512 KiB / 128 KiB next to the 88 KB runtime, with ~0.9 KB to spare)
+#                          512 KiB / 128 KiB next to the 88 KB runtime, with ~0.8 KB to spare)
 #
 # Usage: bash firmware/models/make-models.sh [--images-only | --flagships]
 #   N_IMAGES=100      number of test images
@@ -51,7 +51,7 @@ if [[ ${1:-} == --flagships ]]; then
     # is the nRF52840 checkpoint exported again (`--resume` at the last step trains nothing but
     # the quantization-aware steps):
     # int4 for its 512 KiB of flash; the context is what the flash leaves: the RoPE tables are
-    # 128 bytes per token of context, and at 40 tokens the file is 104 bytes too big.
+    # 128 bytes per token of context, and at 40 tokens the file is 120 bytes too big.
     flagship=(gpt --layers 4 --heads 4 --dim 128 --block 128 --position rope --steps 4000
         --eval-interval 500 --seed 0 --prompt "ROMEO:" --sample-chars 300)
     cargo run --release -p aka-trainer -- "${flagship[@]}" --out "$runs/gpt-nrf52840"
