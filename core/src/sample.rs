@@ -102,10 +102,7 @@ pub fn sample(
             let l = if l.is_nan() { f32::NEG_INFINITY } else { l };
             *o = f32::from_bits(order_key(l) as u32);
         }
-        // `order_key` is its own inverse.
-        // Descending: the k-th largest lands at index k - 1.
-        let key = |v: &f32| v.to_bits() as i32;
-        let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| key(b).cmp(&key(a)));
+        let kth = kth_largest(s, k);
         // `order_key` is its own inverse.
         let kth = f32::from_bits(order_key(kth) as u32);
         let above = logits.iter().filter(|&&l| l > kth).count();
@@ -161,6 +158,43 @@ pub fn sample(
         }
     }
     Ok(last as u32)
+}
+
+/// The `k`-th largest (`1 <= k <= s.len()`) of the keys stored as bits in `s` (signed order):
+/// [`kth_largest_search`] with the `compact` feature, else [`kth_largest_select`]. The same value
+/// either way (tested).
+fn kth_largest(s: &mut [f32], k: usize) -> f32 {
+    if cfg!(feature = "compact") {
+        kth_largest_search(s, k)
+    } else {
+        kth_largest_select(s, k)
+    }
+}
+
+/// [`kth_largest`] with `select_nth_unstable` (reorders `s`).
+fn kth_largest_select(s: &mut [f32], k: usize) -> f32 {
+    // Descending: the k-th largest lands at index k - 1.
+    let key = |v: &f32| v.to_bits() as i32;
+    let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| key(b).cmp(&key(a)));
+    kth
+}
+
+/// [`kth_largest`] for the `compact` feature: a binary search over the 2^32 key values for the largest `v`
+/// with at least `k` keys `>= v` (32 counting passes, no reordering; the same value as
+/// `select_nth_unstable`, in much less code).
+fn kth_largest_search(s: &[f32], k: usize) -> f32 {
+    // Keys as unsigned, order-preserving (`^ 2^31`): the answer lies in `lo..=hi`.
+    let key = |v: &f32| v.to_bits() ^ 0x8000_0000;
+    let (mut lo, mut hi) = (0u32, u32::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2 + ((hi - lo) & 1); // upper middle: lo < mid <= hi
+        if s.iter().filter(|v| key(v) >= mid).count() >= k {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    f32::from_bits(lo ^ 0x8000_0000)
 }
 
 /// The integer whose signed order is [`f32::total_cmp`]'s order of `x` (the same bit trick):
@@ -465,6 +499,32 @@ mod tests {
             if cfg.top_k == 0 {
                 let mut r3 = Rng::new(case as u64);
                 assert_eq!(sample(&logits[..n], &cfg, &mut r3, &mut []), Ok(want));
+            }
+        }
+    }
+
+    /// The `compact` feature's k-th largest (a binary search over the key values) is the value
+    /// `select_nth_unstable` finds, on random keys with ties, extremes and every `k`.
+    #[test]
+    fn kth_largest_search_equals_select() {
+        let mut gen = Rng::new(12);
+        let mut keys = [0f32; 40];
+        for case in 0..2000 {
+            let n = 1 + (case % 40);
+            for key in keys[..n].iter_mut() {
+                let l = match gen.below(5) {
+                    0 => [f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, f32::MAX]
+                        [gen.below(5) as usize],
+                    1 => (gen.below(4) as f32) - 1.5,
+                    _ => gen.normal() * 3.0,
+                };
+                *key = f32::from_bits(order_key(l) as u32);
+            }
+            for k in 1..=n {
+                let mut s = keys;
+                let want = kth_largest_select(&mut s[..n], k).to_bits();
+                let got = kth_largest_search(&keys[..n], k).to_bits();
+                assert_eq!(got, want, "case {case}, k {k}: {:?}", &keys[..n]);
             }
         }
     }
