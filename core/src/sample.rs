@@ -161,11 +161,11 @@ pub fn sample(
 }
 
 /// The `k`-th largest (`1 <= k <= s.len()`) of the keys stored as bits in `s` (signed order):
-/// [`kth_largest_search`] with the `compact` feature, else [`kth_largest_select`]. The same value
+/// [`kth_largest_small`] with the `compact` feature, else [`kth_largest_select`]. The same value
 /// either way (tested).
 fn kth_largest(s: &mut [f32], k: usize) -> f32 {
     if cfg!(feature = "compact") {
-        kth_largest_search(s, k)
+        kth_largest_small(s, k)
     } else {
         kth_largest_select(s, k)
     }
@@ -179,22 +179,41 @@ fn kth_largest_select(s: &mut [f32], k: usize) -> f32 {
     kth
 }
 
-/// [`kth_largest`] for the `compact` feature: a binary search over the 2^32 key values for the largest `v`
-/// with at least `k` keys `>= v` (32 counting passes, no reordering; the same value as
-/// `select_nth_unstable`, in much less code).
-fn kth_largest_search(s: &[f32], k: usize) -> f32 {
-    // Keys as unsigned, order-preserving (`^ 2^31`): the answer lies in `lo..=hi`.
-    let key = |v: &f32| v.to_bits() ^ 0x8000_0000;
-    let (mut lo, mut hi) = (0u32, u32::MAX);
+/// [`kth_largest`] for the `compact` feature: a plain quickselect with a three-way partition
+/// (pivot: the middle element; reorders `s`). No median-of-medians fallback, so it is quadratic
+/// in the worst case, which for a vocabulary-sized `s` costs little; in return it is much less
+/// code than `select_nth_unstable`. The same value (the k-th largest is unique as a value).
+fn kth_largest_small(s: &mut [f32], k: usize) -> f32 {
+    let key = |v: f32| v.to_bits() as i32;
+    // Descending order: the answer is the element that would land at index `want`.
+    let (mut lo, mut hi, want) = (0, s.len(), k - 1);
     while lo < hi {
-        let mid = lo + (hi - lo) / 2 + ((hi - lo) & 1); // upper middle: lo < mid <= hi
-        if s.iter().filter(|v| key(v) >= mid).count() >= k {
-            lo = mid;
+        let p = key(s[lo + (hi - lo) / 2]);
+        // [lo, gt) > p, [gt, i) == p, [lt, hi) < p; [i, lt) not looked at yet.
+        let (mut gt, mut i, mut lt) = (lo, lo, hi);
+        while i < lt {
+            let v = key(s[i]);
+            if v > p {
+                s.swap(gt, i);
+                gt += 1;
+                i += 1;
+            } else if v < p {
+                lt -= 1;
+                s.swap(i, lt);
+            } else {
+                i += 1;
+            }
+        }
+        if want < gt {
+            hi = gt;
+        } else if want < lt {
+            return f32::from_bits(p as u32);
         } else {
-            hi = mid - 1;
+            lo = lt;
         }
     }
-    f32::from_bits(lo ^ 0x8000_0000)
+    // Unreachable for 1 <= k <= s.len() (the pivot's run is never empty).
+    f32::from_bits(i32::MIN as u32)
 }
 
 /// The integer whose signed order is [`f32::total_cmp`]'s order of `x` (the same bit trick):
@@ -503,10 +522,10 @@ mod tests {
         }
     }
 
-    /// The `compact` feature's k-th largest (a binary search over the key values) is the value
+    /// The `compact` feature's k-th largest (a plain quickselect) is the value
     /// `select_nth_unstable` finds, on random keys with ties, extremes and every `k`.
     #[test]
-    fn kth_largest_search_equals_select() {
+    fn kth_largest_small_equals_select() {
         let mut gen = Rng::new(12);
         let mut keys = [0f32; 40];
         for case in 0..2000 {
@@ -523,7 +542,8 @@ mod tests {
             for k in 1..=n {
                 let mut s = keys;
                 let want = kth_largest_select(&mut s[..n], k).to_bits();
-                let got = kth_largest_search(&keys[..n], k).to_bits();
+                let mut s2 = keys;
+                let got = kth_largest_small(&mut s2[..n], k).to_bits();
                 assert_eq!(got, want, "case {case}, k {k}: {:?}", &keys[..n]);
             }
         }
