@@ -336,6 +336,10 @@ fn matvec_chunks(
     matvec_chunks_body(x, m, n_rows, acc, &mut chunk);
 }
 
+/// A [`matvec_chunks`] callback: `chunk(r0, sums, scales)`.
+#[cfg(feature = "compact")]
+type ChunkFn<'f> = dyn FnMut(usize, &[i32], &[u8]) + 'f;
+
 /// [`matvec_chunks`] out of line, for every closure at once (the `compact` feature).
 #[cfg(feature = "compact")]
 #[inline(never)]
@@ -344,7 +348,7 @@ fn matvec_chunks_dyn(
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
-    chunk: &mut dyn FnMut(usize, &[i32], &[u8]),
+    chunk: &mut ChunkFn<'_>,
 ) {
     matvec_chunks_body(x, m, n_rows, acc, chunk);
 }
