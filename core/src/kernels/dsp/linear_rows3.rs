@@ -35,7 +35,7 @@ pub(super) fn matvec_i32(
 
 /// The triples of [`super::linear`]: computes `output[..done]` with [`fc_rows3_sat`] (`sat`) or
 /// [`fc_rows3_full`] and returns `done`. `args` holds the layer's full argument block (rows of
-/// `n` bytes back to back, per-channel parameters from row 0).
+/// `n` bytes back to back, per-channel parameters and `out` from row 0).
 pub(super) fn linear(
     args: &mut FcArgs,
     rows: &Rows,
@@ -50,7 +50,6 @@ pub(super) fn linear(
     };
     if done > 0 {
         let kernel3 = if sat { fc_rows3_sat } else { fc_rows3_full };
-        args.out = output.as_mut_ptr();
         args.out_end = output.as_mut_ptr().wrapping_add(done);
         args.advance = (3 * n - 4 * rows.words) as i32;
         // SAFETY: shapes checked by the caller: `weights` holds n_out rows of n bytes,
