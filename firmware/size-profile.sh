@@ -160,7 +160,7 @@ if [[ -n ${LEVERS:-} ]]; then
         "+ quiet-panic (the size profile before issue 13 part 5)|size|dsp-only,quiet-panic||"
         "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only||"
         "+ two-row (no three-row FC kernels)|size|dsp-only,quiet-panic,linear-only,two-row||"
-        "+ compact (GPT projections out of line, small top-k)|size|dsp-only,quiet-panic,linear-only,two-row,compact||"
+        "+ compact (smaller GPT, sampling and loader code paths)|size|dsp-only,quiet-panic,linear-only,two-row,compact||"
         "+ small-vector-table (1 device interrupt vector)|size|$all||"
         "+ DEFMT_LOG=warn (no info lines)|size|$all|DEFMT_LOG=warn|"
         "+ DEFMT_LOG=off (no logging at all)|size|$all|DEFMT_LOG=off|"

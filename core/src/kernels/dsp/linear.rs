@@ -31,6 +31,10 @@
 //! leftover pair and every other shape. Its step is the same for 2 rows (19 instructions for 16
 //! MACs), unrolled 4 times with a Duff entry.
 //!
+//! The three-row kernels and their wrappers are in `linear_rows3.rs` (a child module); the
+//! `two-row` feature leaves them out, and every row then runs through the two-row kernel, with
+//! the same results (the size builds, docs/SIZE.md).
+//!
 //! Rows start at `weights + o·n`, any alignment. With `n % 4 == 0` all rows share `k = addr % 4`;
 //! for `k != 0` each row is an aligned middle plus an unaligned head and tail word (see the module
 //! docs of `dsp`). `n % 4 != 0` or `n > MAX_IN` uses the portable kernel.
@@ -405,8 +409,9 @@ unsafe extern "C" fn fc_rows2_i32(a: *mut FcArgs) {
     fc_kernel!(i32)
 }
 
-/// Stores the three rows' outputs (also the int4 three-row kernel's, `linear_s4`) (r11, r12, r1; int32 or requantized int8), leaving the output
-/// pointer in r5. Expects lr = args.
+/// Stores the three rows' outputs (r11, r12, r1; int32 or requantized int8), leaving the output
+/// pointer in r5. Expects lr = args. Shared by the int8 three-row kernels (`linear_rows3.rs`) and
+/// the int4 one (`linear_s4`).
 #[rustfmt::skip]
 macro_rules! fc3_outputs {
     (i32) => {
