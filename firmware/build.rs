@@ -91,6 +91,13 @@ fn main() {
         None => board.to_string(),
     };
     println!("cargo:rustc-link-search={}", out.display());
+    // With cortex-m-rt's `device` feature (our `small-vector-table`), its `link.x` INCLUDEs a
+    // `device.x` (a device crate's interrupt handler aliases): ours has none.
+    fs::write(
+        out.join("device.x"),
+        "/* no device interrupt handlers (src/vectors.rs) */\n",
+    )
+    .expect("write device.x");
 
     // `--nmagic`: no page alignment of sections (cortex-m-rt's recommendation for LLD/flip-link).
     println!("cargo:rustc-link-arg-bins=--nmagic");

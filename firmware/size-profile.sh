@@ -15,8 +15,9 @@
 # as code). defmt's format strings live in the `.defmt` section, which is not flashed; the logging
 # code is counted.
 #
-# The `size` profile is built with SIZE_FEATURES (default `dsp-only,quiet-panic`, see
-# Cargo.toml). Logs go to $OUT (default target/size-profile/). Exits 1 if a run fails or the
+# The `size` profile is built with SIZE_FEATURES (default
+# `dsp-only,quiet-panic,two-row,compact,small-vector-table`, see Cargo.toml). Logs go to $OUT
+# (default target/size-profile/). Exits 1 if a run fails or the
 # profiles' outputs differ. Needs the tools of install-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,7 +25,7 @@ export CARGO_TERM_COLOR=never
 
 out=${OUT:-target/size-profile}
 models=${AKA_MODEL_DIR:-models}
-size_features=${SIZE_FEATURES-dsp-only,quiet-panic}
+size_features=${SIZE_FEATURES-dsp-only,quiet-panic,two-row,compact,small-vector-table}
 mkdir -p "$out"
 
 if command -v arm-none-eabi-size >/dev/null; then
@@ -145,6 +146,7 @@ if [[ -n ${LEVERS:-} ]]; then
     # NAME|PROFILE|FEATURES|VARS|CARGO ARGS. Cargo reads CARGO_PROFILE_SIZE_* and --config over
     # Cargo.toml, an exported DEFMT_LOG over .cargo/config.toml.
     z='--config profile.size.package.aka-core.opt-level="z"'
+    all=dsp-only,quiet-panic,linear-only,two-row,compact,small-vector-table
     levers=(
         "release: opt-level 3, fat LTO, 1 CGU|release|||"
         "opt-level s everywhere, fat LTO, 1 CGU|size||CARGO_PROFILE_SIZE_OPT_LEVEL=s|--config profile.size.package.aka-core.opt-level=\"s\""
@@ -155,10 +157,13 @@ if [[ -n ${LEVERS:-} ]]; then
         "aka-core at opt-level 3, the rest z|size|||--config profile.size.package.aka-core.opt-level=3"
         "aka-core at opt-level 2, the rest z (profile size)|size|||"
         "+ dsp-only|size|dsp-only||"
-        "+ quiet-panic (the size profile of the table above)|size|dsp-only,quiet-panic||"
+        "+ quiet-panic (the size profile before issue 13 part 5)|size|dsp-only,quiet-panic||"
         "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only||"
-        "+ DEFMT_LOG=warn (no info lines)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=warn|"
-        "+ DEFMT_LOG=off (no logging at all)|size|dsp-only,quiet-panic,linear-only|DEFMT_LOG=off|"
+        "+ two-row (no three-row FC kernels)|size|dsp-only,quiet-panic,linear-only,two-row||"
+        "+ compact (smaller GPT, sampling and loader code paths)|size|dsp-only,quiet-panic,linear-only,two-row,compact||"
+        "+ small-vector-table (1 device interrupt vector)|size|$all||"
+        "+ DEFMT_LOG=warn (no info lines)|size|$all|DEFMT_LOG=warn|"
+        "+ DEFMT_LOG=off (no logging at all)|size|$all|DEFMT_LOG=off|"
     )
     lrows=()
     i=0

@@ -102,10 +102,7 @@ pub fn sample(
             let l = if l.is_nan() { f32::NEG_INFINITY } else { l };
             *o = f32::from_bits(order_key(l) as u32);
         }
-        // `order_key` is its own inverse.
-        // Descending: the k-th largest lands at index k - 1.
-        let key = |v: &f32| v.to_bits() as i32;
-        let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| key(b).cmp(&key(a)));
+        let kth = kth_largest(s, k);
         // `order_key` is its own inverse.
         let kth = f32::from_bits(order_key(kth) as u32);
         let above = logits.iter().filter(|&&l| l > kth).count();
@@ -161,6 +158,62 @@ pub fn sample(
         }
     }
     Ok(last as u32)
+}
+
+/// The `k`-th largest (`1 <= k <= s.len()`) of the keys stored as bits in `s` (signed order):
+/// [`kth_largest_small`] with the `compact` feature, else [`kth_largest_select`]. The same value
+/// either way (tested).
+fn kth_largest(s: &mut [f32], k: usize) -> f32 {
+    if cfg!(feature = "compact") {
+        kth_largest_small(s, k)
+    } else {
+        kth_largest_select(s, k)
+    }
+}
+
+/// [`kth_largest`] with `select_nth_unstable` (reorders `s`).
+fn kth_largest_select(s: &mut [f32], k: usize) -> f32 {
+    // Descending: the k-th largest lands at index k - 1.
+    let key = |v: &f32| v.to_bits() as i32;
+    let (_, &mut kth, _) = s.select_nth_unstable_by(k - 1, |a, b| key(b).cmp(&key(a)));
+    kth
+}
+
+/// [`kth_largest`] for the `compact` feature: a plain quickselect with a three-way partition
+/// (pivot: the middle element; reorders `s`). No median-of-medians fallback, so it is quadratic
+/// in the worst case, which for a vocabulary-sized `s` costs little; in return it is much less
+/// code than `select_nth_unstable`. The same value (the k-th largest is unique as a value).
+fn kth_largest_small(s: &mut [f32], k: usize) -> f32 {
+    let key = |v: f32| v.to_bits() as i32;
+    // Descending order: the answer is the element that would land at index `want`.
+    let (mut lo, mut hi, want) = (0, s.len(), k - 1);
+    while lo < hi {
+        let p = key(s[lo + (hi - lo) / 2]);
+        // [lo, gt) > p, [gt, i) == p, [lt, hi) < p; [i, lt) not looked at yet.
+        let (mut gt, mut i, mut lt) = (lo, lo, hi);
+        while i < lt {
+            let v = key(s[i]);
+            if v > p {
+                s.swap(gt, i);
+                gt += 1;
+                i += 1;
+            } else if v < p {
+                lt -= 1;
+                s.swap(i, lt);
+            } else {
+                i += 1;
+            }
+        }
+        if want < gt {
+            hi = gt;
+        } else if want < lt {
+            return f32::from_bits(p as u32);
+        } else {
+            lo = lt;
+        }
+    }
+    // Unreachable for 1 <= k <= s.len() (the pivot's run is never empty).
+    f32::from_bits(i32::MIN as u32)
 }
 
 /// The integer whose signed order is [`f32::total_cmp`]'s order of `x` (the same bit trick):
@@ -465,6 +518,33 @@ mod tests {
             if cfg.top_k == 0 {
                 let mut r3 = Rng::new(case as u64);
                 assert_eq!(sample(&logits[..n], &cfg, &mut r3, &mut []), Ok(want));
+            }
+        }
+    }
+
+    /// The `compact` feature's k-th largest (a plain quickselect) is the value
+    /// `select_nth_unstable` finds, on random keys with ties, extremes and every `k`.
+    #[test]
+    fn kth_largest_small_equals_select() {
+        let mut gen = Rng::new(12);
+        let mut keys = [0f32; 40];
+        for case in 0..2000 {
+            let n = 1 + (case % 40);
+            for key in keys[..n].iter_mut() {
+                let l = match gen.below(5) {
+                    0 => [f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, f32::MAX]
+                        [gen.below(5) as usize],
+                    1 => (gen.below(4) as f32) - 1.5,
+                    _ => gen.normal() * 3.0,
+                };
+                *key = f32::from_bits(order_key(l) as u32);
+            }
+            for k in 1..=n {
+                let mut s = keys;
+                let want = kth_largest_select(&mut s[..n], k).to_bits();
+                let mut s2 = keys;
+                let got = kth_largest_small(&mut s2[..n], k).to_bits();
+                assert_eq!(got, want, "case {case}, k {k}: {:?}", &keys[..n]);
             }
         }
     }

@@ -98,10 +98,11 @@ impl<'a> SequentialModel<'a> {
     /// model: input description, layer count, and for each layer its parameters, the chain of
     /// shapes and quantization, every slice length, and size overflow.
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (metadata, desc) = decode_file(bytes, |body| match body {
-            Body::Sequential(desc) => Some(desc),
-            _ => None,
-        })?;
+        let (metadata, desc) =
+            decode_file(bytes, crate::format::BODY_SEQUENTIAL, |body| match body {
+                Body::Sequential(desc) => Some(desc),
+                _ => None,
+            })?;
         Self::from_parts(metadata, desc.input, desc.layers, bytes.len())
     }
 

@@ -28,6 +28,8 @@ pub mod counter;
 mod fault;
 pub mod hal;
 pub mod stack;
+#[cfg(feature = "small-vector-table")]
+mod vectors;
 
 pub use counter::{Counter, Span, Unit};
 pub use hal::{Delay, Led, Serial};

@@ -462,18 +462,65 @@ fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
 /// ([`crate::Error::Truncated`] / [`crate::Error::Malformed`]), no trailing bytes
 /// ([`crate::Error::TrailingBytes`]), and the body kind `pick` accepts (else
 /// [`crate::Error::WrongBody`]). Returns the metadata and the picked body.
-pub(crate) fn decode_file<'a, T>(
+///
+/// `variant` is the [`Body`] variant index that `pick` accepts (postcard writes it as a varint
+/// before the body). With the `compact` feature the body is decoded as that variant's type `T`
+/// only, so a loader links the decoding of its own body kind and not the other's: the same
+/// decoding and result for a file of the loader's kind; a file of another kind is refused with
+/// `WrongBody` as soon as its variant index is read (an unknown index: `Malformed`), before its
+/// body is decoded, so a broken body of the other kind reports `WrongBody` instead of
+/// `Truncated`, `Malformed` or `TrailingBytes`.
+pub(crate) fn decode_file<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
+    variant: u32,
     pick: impl FnOnce(Body<'a>) -> Option<T>,
 ) -> Result<(Metadata<'a>, T), crate::Error> {
     check_header(bytes)?;
-    let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
-    if !rest.is_empty() {
-        return Err(crate::Error::TrailingBytes { count: rest.len() });
+    #[cfg(feature = "compact")]
+    {
+        let _ = pick;
+        /// A [`ModelFile`] up to its body.
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[allow(dead_code)]
+            header: Header,
+            #[serde(borrow)]
+            metadata: Metadata<'a>,
+        }
+        let (head, rest) = postcard::take_from_bytes::<Head<'a>>(bytes)?;
+        let (found, rest) = postcard::take_from_bytes::<u32>(rest)?;
+        if found != variant {
+            return Err(if found < BODY_VARIANTS {
+                crate::Error::WrongBody
+            } else {
+                crate::Error::Malformed
+            });
+        }
+        let (body, rest) = postcard::take_from_bytes::<T>(rest)?;
+        if !rest.is_empty() {
+            return Err(crate::Error::TrailingBytes { count: rest.len() });
+        }
+        Ok((head.metadata, body))
     }
-    let body = pick(file.body).ok_or(crate::Error::WrongBody)?;
-    Ok((file.metadata, body))
+    #[cfg(not(feature = "compact"))]
+    {
+        let _ = variant;
+        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
+        if !rest.is_empty() {
+            return Err(crate::Error::TrailingBytes { count: rest.len() });
+        }
+        let body = pick(file.body).ok_or(crate::Error::WrongBody)?;
+        Ok((file.metadata, body))
+    }
 }
+
+/// [`Body`]'s variant indices as postcard writes them, for [`decode_file`].
+pub(crate) const BODY_SEQUENTIAL: u32 = 0;
+/// See [`BODY_SEQUENTIAL`].
+pub(crate) const BODY_GPT: u32 = 1;
+/// How many variants [`Body`] has.
+#[cfg_attr(not(feature = "compact"), allow(dead_code))]
+const BODY_VARIANTS: u32 = 2;
 
 /// A quantization scale the runtime accepts: finite and positive.
 pub(crate) fn valid_scale(scale: f32) -> bool {

@@ -319,6 +319,9 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 /// loop, which sign-extends `x` once per call) and
 /// their f32 LE scales. Rows the weights do not cover (impossible after [`GptModel::load`]) are
 /// skipped.
+///
+/// With the `compact` feature every call site shares one copy of the loop, through a
+/// `&mut dyn FnMut` (same arithmetic, so the same results; smaller code for the size builds).
 #[inline(always)]
 fn matvec_chunks(
     x: &[i8],
@@ -326,6 +329,38 @@ fn matvec_chunks(
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
     mut chunk: impl FnMut(usize, &[i32], &[u8]),
+) {
+    #[cfg(feature = "compact")]
+    matvec_chunks_dyn(x, m, n_rows, acc, &mut chunk);
+    #[cfg(not(feature = "compact"))]
+    matvec_chunks_body(x, m, n_rows, acc, &mut chunk);
+}
+
+/// A [`matvec_chunks`] callback: `chunk(r0, sums, scales)`.
+#[cfg(feature = "compact")]
+type ChunkFn<'f> = dyn FnMut(usize, &[i32], &[u8]) + 'f;
+
+/// [`matvec_chunks`] out of line, for every closure at once (the `compact` feature).
+#[cfg(feature = "compact")]
+#[inline(never)]
+fn matvec_chunks_dyn(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    chunk: &mut ChunkFn<'_>,
+) {
+    matvec_chunks_body(x, m, n_rows, acc, chunk);
+}
+
+/// The loop of [`matvec_chunks`].
+#[inline(always)]
+fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
+    x: &[i8],
+    m: &QMatrix,
+    n_rows: usize,
+    acc: &mut [i32; ACC_ROWS],
+    chunk: &mut F,
 ) {
     let cols = x.len();
     if cols == 0 {

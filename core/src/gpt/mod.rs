@@ -189,7 +189,7 @@ impl<'a> GptModel<'a> {
     /// vocabulary, every array length against the configuration, every stored scale (finite and
     /// > 0), norm parameter and RoPE value (finite), and the state sizes (no overflow).
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (metadata, desc) = decode_file(bytes, |body| match body {
+        let (metadata, desc) = decode_file(bytes, crate::format::BODY_GPT, |body| match body {
             Body::Gpt(desc) => Some(desc),
             _ => None,
         })?;

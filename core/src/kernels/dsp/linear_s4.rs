@@ -535,6 +535,17 @@ fn args(xbuf: &[MaybeUninit<u32>], row0: *const u8, n: usize) -> S4Args {
     }
 }
 
+/// The rows of `n_out` for the three-row kernels ([`triple_rows`]); none with the `two-row`
+/// feature, which leaves those kernels unused (not linked): every row then runs through the
+/// two-row kernels, with the same results.
+fn triples(n_out: usize) -> usize {
+    if cfg!(feature = "two-row") {
+        0
+    } else {
+        triple_rows(n_out)
+    }
+}
+
 /// [`crate::kernels::linear_s4`] for Armv7E-M.
 pub fn linear_s4(
     input: &[i8],
@@ -570,7 +581,7 @@ pub fn linear_s4(
     };
     let kernel3 = if sat { s4_rows3_sat } else { s4_rows3_full };
     let row = |o: usize| weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
-    let done = triple_rows(n_out);
+    let done = triples(n_out);
     if done > 0 {
         a.out_end = output.as_mut_ptr().wrapping_add(done).cast();
         // SAFETY: n / 8 >= 1 words; `xbuf` is 4-aligned with its first n / 2 words written by
@@ -626,7 +637,7 @@ pub fn matvec_i32_s4(input: &[i8], weights: &[u8], output: &mut [i32]) -> Result
     extend(input, &mut xbuf);
     let mut a = args(&xbuf, weights.as_ptr(), n);
     let row = |o: usize| weights.as_ptr().wrapping_add(o * s4_row_bytes(n));
-    let done = triple_rows(n_out);
+    let done = triples(n_out);
     if done > 0 {
         a.out = output.as_mut_ptr().cast();
         a.out_end = output.as_mut_ptr().wrapping_add(done).cast();
