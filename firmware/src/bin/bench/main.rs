@@ -15,6 +15,7 @@
 #![no_main]
 
 mod models;
+mod offset_fc;
 
 use core::hint::black_box;
 
@@ -484,6 +485,147 @@ fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     report(&row, ours, port);
 }
 
+/// Prototype, not in aka-core (docs/RESULTS.md, "A faster inner loop: offset-binary weights
+/// (prototype)"): [`offset_fc::matvec_i32_offset`] next to `kernels::matvec_i32` (the three-row
+/// kernel) at the same shapes, after checking it bit for bit against `portable::matvec_i32`
+/// (random data and the lane-range edge cases; a difference panics). The prototype's count
+/// includes its input pre-extension and the vector correction; the pre-extension alone is logged.
+fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
+    let mut rng = Rng::new(4242);
+    let shapes: [(usize, usize, &str, &str); 7] = [
+        (
+            784,
+            576,
+            "matvec_i32 784->576, three-row (aka-core)",
+            "matvec_i32 784->576, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            128,
+            384,
+            "matvec_i32 128->384, three-row (aka-core)",
+            "matvec_i32 128->384, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            128,
+            128,
+            "matvec_i32 128->128, three-row (aka-core)",
+            "matvec_i32 128->128, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            128,
+            256,
+            "matvec_i32 128->256, three-row (aka-core)",
+            "matvec_i32 128->256, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            128,
+            512,
+            "matvec_i32 128->512, three-row (aka-core)",
+            "matvec_i32 128->512, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            512,
+            128,
+            "matvec_i32 512->128, three-row (aka-core)",
+            "matvec_i32 512->128, prototype, offset-binary weights (not in aka-core)",
+        ),
+        (
+            128,
+            65,
+            "matvec_i32 128->65, three-row (aka-core)",
+            "matvec_i32 128->65, prototype, offset-binary weights (not in aka-core)",
+        ),
+    ];
+    let mut corr = [0i32; C_CAP];
+    for (n, n_out, cur_name, off_name) in shapes {
+        let (r, y) = b.scores.split_at_mut(2048);
+        let cases = offset_fc::check(
+            &mut rng,
+            n,
+            n_out,
+            &mut b.x[..n],
+            &mut b.w[..n * n_out],
+            &mut corr[..n_out],
+            &mut r[..n_out],
+            &mut y[..n_out],
+        );
+        defmt::info!(
+            "offset-binary matvec_i32 {=usize}->{=usize}: bit-identical to portable::matvec_i32 in {=u32} cases (random and edge-case inputs and weights)",
+            n,
+            n_out,
+            cases
+        );
+        // Timing data: random int8 weights and inputs.
+        fill_i8(&mut rng, &mut b.x[..n]);
+        for v in b.w[..n * n_out].iter_mut() {
+            *v = rng.next_u32() as u8;
+        }
+        let row = Row {
+            name: cur_name,
+            work: (n * n_out) as u64,
+            unit: "MAC",
+            cmsis: 0,
+            goal_x100: 0,
+        };
+        let (x, s) = (&b.x[..n], &mut r[..n_out]);
+        let reps = reps_for(2 * row.work);
+        let cur = measure(c.counter, c.overhead, reps, || {
+            kernels::matvec_i32(
+                black_box(x),
+                black_box(&b.w[..n * n_out]),
+                black_box(&mut *s),
+            )
+            .unwrap();
+        });
+        let port = measure(c.counter, c.overhead, reps_for(6 * row.work), || {
+            portable::matvec_i32(
+                black_box(x),
+                black_box(&b.w[..n * n_out]),
+                black_box(&mut *s),
+            )
+            .unwrap();
+        });
+        report(&row, cur, port);
+        offset_fc::row_corrections(&b.w[..n * n_out], n, &mut corr[..n_out]);
+        offset_fc::to_offset_binary(&mut b.w[..n * n_out]);
+        let (wo, co) = (&b.w[..n * n_out], &corr[..n_out]);
+        let ys = &mut y[..n_out];
+        let off = measure(c.counter, c.overhead, reps, || {
+            offset_fc::matvec_i32_offset(
+                black_box(x),
+                black_box(wo),
+                black_box(co),
+                black_box(&mut *ys),
+            );
+        });
+        if ys != s {
+            defmt::panic!(
+                "offset-binary matvec_i32 {=usize}->{=usize}: timing run differs",
+                n,
+                n_out
+            );
+        }
+        let pre = measure(c.counter, c.overhead, reps_for(4 * n as u64), || {
+            black_box(offset_fc::pre_extend_only(black_box(x)));
+        });
+        defmt::info!(
+            "offset-binary matvec_i32 {=usize}->{=usize}: input pre-extension + vector correction alone {=u64} instructions (included in the prototype's {=u64})",
+            n,
+            n_out,
+            pre,
+            off
+        );
+        report(
+            &Row {
+                name: off_name,
+                ..row
+            },
+            off,
+            port,
+        );
+    }
+}
+
 #[entry]
 fn main() -> ! {
     let mut cp = cortex_m::Peripherals::take().unwrap();
@@ -649,6 +791,7 @@ fn main() -> ! {
     bench_gpt_blocks(&mut c, b);
     bench_gpt_pieces(&mut c, b);
     models::whole_models(&mut c);
+    bench_offset(&mut c, b);
     defmt::info!("bench done");
     fw::exit(0)
 }
