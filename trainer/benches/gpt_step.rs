@@ -2,7 +2,10 @@
 //! tinyshakespeare batches, for the small model and nanoGPT's CPU config, with 1 and 2 threads.
 //!
 //! `cargo bench -p aka-trainer --bench gpt_step` (add `-- STEPS` to change the number of timed
-//! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported).
+//! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported). `-- --config N`
+//! runs only configuration N (0 small, 1 nanoGPT-cpu, 2 the flagship: 4 × 128, RoPE, context
+//! 128, batch 32) and `-- --threads T` only T threads, e.g.
+//! `cargo bench -p aka-trainer --bench gpt_step -- --config 2 --threads 2 20`.
 //! `cargo bench -p aka-trainer --bench gpt_step -- --ops` instead times each op (forward +
 //! backward, fastest of 30 runs) at the small model's shapes; run it with `RAYON_NUM_THREADS=1`
 //! for single-thread figures.
@@ -17,26 +20,40 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use aka_core::format::GptPosition;
 use aka_core::rng::Rng;
 use aka_trainer::data::text::{Split, TextDataset};
 use aka_trainer::gpt::{Gpt, GptConfig};
 use aka_trainer::nn::{Ctx, Module};
 use aka_trainer::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 
-/// (name, layers, heads, dim, block, batch)
-const CONFIGS: [(&str, usize, usize, usize, usize, usize); 2] = [
-    ("small 2L/4H/64d ctx64 b32", 2, 4, 64, 64, 32),
-    ("nanoGPT-cpu 4L/4H/128d ctx64 b12", 4, 4, 128, 64, 12),
+/// (name, layers, heads, dim, block, batch, RoPE)
+type Config = (&'static str, usize, usize, usize, usize, usize, bool);
+const CONFIGS: [Config; 3] = [
+    ("small 2L/4H/64d ctx64 b32", 2, 4, 64, 64, 32, false),
+    ("nanoGPT-cpu 4L/4H/128d ctx64 b12", 4, 4, 128, 64, 12, false),
+    (
+        "flagship 4L/4H/128d ctx128 b32 RoPE",
+        4,
+        4,
+        128,
+        128,
+        32,
+        true,
+    ),
 ];
 
 fn child(index: usize, steps: usize) {
     aka_trainer::tune_allocator(); // as train_gpt does
-    let (_, layers, heads, dim, block, batch) = CONFIGS[index];
+    let (_, layers, heads, dim, block, batch, rope) = CONFIGS[index];
     let data = TextDataset::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
     )
     .expect("tinyshakespeare");
-    let config = GptConfig::sized(layers, heads, dim, block, data.tokenizer().vocab_size());
+    let mut config = GptConfig::sized(layers, heads, dim, block, data.tokenizer().vocab_size());
+    if rope {
+        config.position = GptPosition::Rope;
+    }
     let model = Gpt::new(config, &mut Rng::new(0));
     let mut opt = Optimizer::new(OptimizerConfig::adamw(1e-3, 0.1), model.parameters());
     let mut ctx = Ctx::train(Rng::new(1));
@@ -148,17 +165,31 @@ fn main() {
         );
         return;
     }
-    // `cargo bench` passes `--bench`; a bare number sets the timed steps.
+    // `cargo bench` passes `--bench`; `--config N` and `--threads T` select; a bare number sets
+    // the timed steps.
+    let flag = |name: &str| -> Option<usize> {
+        let pos = args.iter().position(|a| a == name)?;
+        Some(args.get(pos + 1)?.parse().expect("a number after the flag"))
+    };
+    let (only_config, only_threads) = (flag("--config"), flag("--threads"));
     let steps: usize = args
         .iter()
+        .enumerate()
         .skip(1)
-        .find_map(|a| a.parse().ok())
+        .filter(|(i, _)| !matches!(args[i - 1].as_str(), "--config" | "--threads"))
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(40);
     let exe = std::env::current_exe().expect("own path");
     println!("| config | params | threads | ms/step |");
     println!("|---|---:|---:|---:|");
     for (i, (name, ..)) in CONFIGS.iter().enumerate() {
+        if only_config.is_some_and(|c| c != i) {
+            continue;
+        }
         for threads in [1, 2] {
+            if only_threads.is_some_and(|t| t != threads) {
+                continue;
+            }
             let out = Command::new(&exe)
                 .args(["--child", &i.to_string(), &steps.to_string()])
                 .env("RAYON_NUM_THREADS", threads.to_string())
