@@ -84,12 +84,17 @@ fn child(index: usize, steps: usize) {
     println!("{} {}", times[rounds / 2], model.parameter_count());
 }
 
-/// Forward + backward time of each op at the small model's shapes (`-- --ops`, one thread).
-fn ops_breakdown() {
+/// Forward + backward time of each op at the small model's shapes (`-- --ops`, one thread), or
+/// the flagship's (`-- --ops --flagship`: b32, t128, 4 heads, d128).
+fn ops_breakdown(flagship: bool) {
     use aka_trainer::autograd::gradcheck::randn;
     use aka_trainer::autograd::Tensor;
     aka_trainer::tune_allocator();
-    let (b, t, h, d) = (32, 64, 4, 64);
+    let (b, t, h, d) = if flagship {
+        (32, 128, 4, 128)
+    } else {
+        (32, 64, 4, 64)
+    };
     let n = b * t;
     let mut rng = Rng::new(0);
     let mut p = |shape: &[usize]| Tensor::param(randn(shape, 0.5, &mut rng));
@@ -125,37 +130,46 @@ fn ops_breakdown() {
             .fold(f64::INFINITY, f64::min);
         println!("| {name} | {ms:.3} |");
     };
-    println!("| op (fwd + bwd, small-model shapes) | ms |");
+    let shapes = if flagship { "flagship" } else { "small-model" };
+    println!("| op (fwd + bwd, {shapes} shapes) | ms |");
     println!("|---|---:|");
-    time("linear [2048,64]x[64,64]ᵀ (wo)", &|| x.linear(&w, None));
-    time("linear_cat wq|wk|wv [2048,64] -> [2048,192]", &|| {
-        x.linear_cat(&[&wq, &wk, &wv])
+    time(&format!("linear [{n},{d}]x[{d},{d}]ᵀ (wo)"), &|| {
+        x.linear(&w, None)
     });
-    time("linear [2048,64]x[256,64]ᵀ (w1)", &|| x.linear(&w1, None));
-    time("linear [2048,256]x[64,256]ᵀ (w2)", &|| {
-        u.linear(&w2, None)
-    });
-    time("causal_attention b32 h4 t64 hd16", &|| {
-        qkv.causal_attention(t, h, None, false).0
-    });
-    time("rope_rows q|k of [2048,192]", &|| {
+    time(
+        &format!("linear_cat wq|wk|wv [{n},{d}] -> [{n},{}]", 3 * d),
+        &|| x.linear_cat(&[&wq, &wk, &wv]),
+    );
+    time(
+        &format!("linear [{n},{d}]x[{},{d}]ᵀ (w1)", 4 * d),
+        &|| x.linear(&w1, None),
+    );
+    time(
+        &format!("linear [{n},{}]x[{d},{}]ᵀ (w2)", 4 * d, 4 * d),
+        &|| u.linear(&w2, None),
+    );
+    time(
+        &format!("causal_attention b{b} h{h} t{t} hd{}", d / h),
+        &|| qkv.causal_attention(t, h, None, false).0,
+    );
+    time(&format!("rope_rows q|k of [{n},{}]", 3 * d), &|| {
         qkv.rope_rows(t, d / h, 2 * d, 0)
     });
-    time("gelu [2048,256]", &|| u.gelu());
-    time("layer_norm [2048,64]", &|| {
+    time(&format!("gelu [{n},{}]", 4 * d), &|| u.gelu());
+    time(&format!("layer_norm [{n},{d}]"), &|| {
         x.layer_norm(&ln_w, Some(&ln_b), 1e-5)
     });
-    time("add [2048,64]", &|| x.add(&q));
-    time("cross_entropy [2048,65]", &|| {
+    time(&format!("add [{n},{d}]"), &|| x.add(&q));
+    time(&format!("cross_entropy [{n},65]"), &|| {
         logits.cross_entropy(&targets)
     });
-    time("sum only [2048,64]", &|| x.clone());
+    time(&format!("sum only [{n},{d}]"), &|| x.clone());
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--ops") {
-        ops_breakdown();
+        ops_breakdown(args.iter().any(|a| a == "--flagship"));
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
