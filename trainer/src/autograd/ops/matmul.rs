@@ -166,15 +166,16 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// `c = a @ b`, `c` given as a pointer with row/column strides (elements) to `[m, n]` writable
-/// `f32`s; they need not be initialised. Splits the wider side of `c` into one block per
-/// thread (with the operand it reads: columns of `b` or rows of `a`), each block one
-/// single-threaded `gemm::gemm` call.
+/// `f32`s; they need not be initialised. Splits the wider side of `c` into one block per thread
+/// (with the operand it reads: columns of `b` or rows of `a`), each block one single-threaded
+/// `gemm::gemm` call. (Two blocks per thread measured no faster.)
 ///
 /// Thread-count independence: `gemm`'s f32 kernel accumulates every output element over `k` in
 /// ascending order within k-blocks of `kc`, then adds the blocks in order; `kc` depends only on
-/// `k` and the cache sizes, except on its path for products with both sides ≤ 64. Every block
-/// here is kept wider than 64 on the split side (or the product is not split), so each block
-/// takes the same path as the whole product and every element sees the same operations.
+/// `k` and the cache sizes, except on its path for products with both sides ≤ 64. A block keeps
+/// the other side whole, so when that side is > 64 any block takes the product's path; when it
+/// is ≤ 64 the blocks are kept > 64 on the split side. Either way each block takes the same
+/// path as the whole product and every element sees the same operations.
 ///
 /// # Safety
 /// `c` must be valid for writes of every `(i, j)`, `i < m`, `j < n`, at `i·rs + j·cs`, and not
@@ -187,7 +188,7 @@ unsafe fn gemm_raw(
     cs: isize,
 ) {
     const MIN_WORK: usize = 1 << 20; // multiply-adds below which one thread is faster
-    const MIN_SIDE: usize = 65; // > 64: see the doc comment
+    const SMALL: usize = 64; // `gemm`'s small-product path: both sides ≤ 64
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     assert_eq!(b.nrows(), k, "gemm inner dimensions differ");
     let threads = rayon::current_num_threads();
@@ -219,14 +220,15 @@ unsafe fn gemm_raw(
             )
         }
     };
-    if threads <= 1 || m * n * k < MIN_WORK || (n < 2 * MIN_SIDE && m < 2 * MIN_SIDE) {
+    if threads <= 1 || m * n * k < MIN_WORK || (n <= SMALL && m <= SMALL) {
         one(a, b, c);
         return;
     }
     let by_columns = n >= m;
-    let len = if by_columns { n } else { m };
-    // `blocks` near-equal blocks, each at least MIN_SIDE long.
-    let blocks = threads.min(len / MIN_SIDE);
+    let (len, other) = if by_columns { (n, m) } else { (m, n) };
+    // Near-equal blocks, each at least `min_side` long (see the doc comment).
+    let min_side = if other > SMALL { 32 } else { SMALL + 1 };
+    let blocks = threads.min(len / min_side);
     if blocks < 2 {
         one(a, b, c);
         return;
@@ -273,6 +275,8 @@ mod tests {
             (64, 784, 576, false, false),
             (576, 64, 784, true, false),
             (60, 1000, 140, false, true),
+            (65, 4096, 128, true, false),
+            (128, 2000, 100, true, false),
             (140, 1000, 60, true, false),
             (100, 130, 70, false, false),
             (33, 700, 300, true, true),
