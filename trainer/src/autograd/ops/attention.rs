@@ -12,7 +12,7 @@ use aka_core::rng::Rng;
 use rayon::prelude::*;
 
 use super::math::exp_fast;
-use super::{array, std_slice};
+use super::{array, par_zeros, std_slice};
 use crate::autograd::tensor::{Array, Tensor};
 
 // Per-head matrix products.
@@ -335,8 +335,8 @@ impl Tensor {
 
         let xv = qkv.value();
         let xs = std_slice(&xv);
-        let mut out = vec![0.0f32; n * d];
-        let mut probs = vec![0.0f32; b * n_head * tt];
+        let mut out = par_zeros(n * d);
+        let mut probs = par_zeros(b * n_head * tt);
         let (in_rows, out_rows, p_len) = (t * w, t * d, n_head * tt);
         out.par_chunks_mut(out_rows)
             .zip(probs.par_chunks_mut(p_len))
@@ -357,7 +357,7 @@ impl Tensor {
                 let xv = c.inputs[0].value();
                 let xs = std_slice(&xv);
                 let g = std_slice(c.grad);
-                let mut gx = vec![0.0f32; n * w];
+                let mut gx = par_zeros(n * w);
                 gx.par_chunks_mut(in_rows)
                     .enumerate()
                     .for_each(|(bi, gxb)| {

@@ -163,7 +163,15 @@ pub(crate) fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32
 struct SendPtr(*mut f32);
 // SAFETY: only used for disjoint output blocks while the owner waits for the tasks.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`: the tasks never touch the same elements.
 unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `SendPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `c = a @ b`, `c` given as a pointer with row/column strides (elements) to `[m, n]` writable
 /// `f32`s; they need not be initialised. Splits the wider side of `c` into one block per thread
@@ -236,15 +244,14 @@ unsafe fn gemm_raw(
     let c = SendPtr(c);
     (0..blocks).into_par_iter().for_each(|i| {
         let (start, end) = (i * len / blocks, (i + 1) * len / blocks);
-        let c = c;
         if by_columns {
             let bj = b.slice(ndarray::s![.., start..end]);
             // SAFETY: column block `start..end` of `c`, disjoint from the other tasks'.
-            one(a, bj, unsafe { c.0.offset(start as isize * cs) });
+            one(a, bj, unsafe { c.get().offset(start as isize * cs) });
         } else {
             let ai = a.slice(ndarray::s![start..end, ..]);
             // SAFETY: row block `start..end` of `c`, disjoint from the other tasks'.
-            one(ai, b, unsafe { c.0.offset(start as isize * rs) });
+            one(ai, b, unsafe { c.get().offset(start as isize * rs) });
         }
     });
 }

@@ -93,6 +93,12 @@ fn par_fill(
     assume_init(v)
 }
 
+/// `len` zeros, written over the rayon pool (a fresh buffer that a parallel kernel overwrites:
+/// one thread zeroing 8 MB left the other idle).
+fn par_zeros(len: usize) -> Vec<f32> {
+    par_fill(len, ROW_BLOCK_ELEMS, |_, b| b.fill(MaybeUninit::new(0.0)))
+}
+
 /// Two vectors of `len` elements filled together, as [`par_fill`].
 fn par_fill2(
     len: usize,
