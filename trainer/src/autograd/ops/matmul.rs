@@ -1,6 +1,6 @@
 //! Matrix products: [`gemm`], the one parallel matrix multiply every product goes through
-//! (`matmul`, `linear`, `linear_cat`; the attention heads use their own register tiles, see
-//! `attention`).
+//! (`matmul`, `linear`, `linear_cat`; the attention heads call the `gemm` crate directly, one
+//! single-threaded call per product, see `attention`).
 
 use ndarray::{Array2, ArrayView2, Axis, Ix2};
 use rayon::prelude::*;

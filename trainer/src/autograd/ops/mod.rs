@@ -20,7 +20,9 @@
 //! Work split across the rayon pool is arranged so that each output element is computed by the
 //! same sequence of operations whatever the split: results do not depend on the thread count.
 //! Hot loops compiled twice (baseline and AVX2, chosen at run time, `with_avx2`) do the same
-//! arithmetic either way, so results do not depend on the instruction set either.
+//! arithmetic either way, so results do not depend on the instruction set either. (The matrix
+//! products, `matmul` and `attention`'s, use the `gemm` crate's kernel for the CPU, FMA or not:
+//! those depend on the instruction set, as `matrixmultiply`'s did.)
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
