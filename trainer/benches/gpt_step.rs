@@ -2,7 +2,10 @@
 //! tinyshakespeare batches, for the small model and nanoGPT's CPU config, with 1 and 2 threads.
 //!
 //! `cargo bench -p aka-trainer --bench gpt_step` (add `-- STEPS` to change the number of timed
-//! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported).
+//! steps, default 40; the median of 5 rounds of STEPS/5 steps is reported). `-- --config N`
+//! runs only configuration N (0 small, 1 nanoGPT-cpu, 2 the flagship: 4 × 128, RoPE, context
+//! 128, batch 32) and `-- --threads T` only T threads, e.g.
+//! `cargo bench -p aka-trainer --bench gpt_step -- --config 2 --threads 2 20`.
 //! `cargo bench -p aka-trainer --bench gpt_step -- --ops` instead times each op (forward +
 //! backward, fastest of 30 runs) at the small model's shapes; run it with `RAYON_NUM_THREADS=1`
 //! for single-thread figures.
@@ -17,26 +20,40 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use aka_core::format::GptPosition;
 use aka_core::rng::Rng;
 use aka_trainer::data::text::{Split, TextDataset};
 use aka_trainer::gpt::{Gpt, GptConfig};
 use aka_trainer::nn::{Ctx, Module};
 use aka_trainer::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 
-/// (name, layers, heads, dim, block, batch)
-const CONFIGS: [(&str, usize, usize, usize, usize, usize); 2] = [
-    ("small 2L/4H/64d ctx64 b32", 2, 4, 64, 64, 32),
-    ("nanoGPT-cpu 4L/4H/128d ctx64 b12", 4, 4, 128, 64, 12),
+/// (name, layers, heads, dim, block, batch, RoPE)
+type Config = (&'static str, usize, usize, usize, usize, usize, bool);
+const CONFIGS: [Config; 3] = [
+    ("small 2L/4H/64d ctx64 b32", 2, 4, 64, 64, 32, false),
+    ("nanoGPT-cpu 4L/4H/128d ctx64 b12", 4, 4, 128, 64, 12, false),
+    (
+        "flagship 4L/4H/128d ctx128 b32 RoPE",
+        4,
+        4,
+        128,
+        128,
+        32,
+        true,
+    ),
 ];
 
 fn child(index: usize, steps: usize) {
     aka_trainer::tune_allocator(); // as train_gpt does
-    let (_, layers, heads, dim, block, batch) = CONFIGS[index];
+    let (_, layers, heads, dim, block, batch, rope) = CONFIGS[index];
     let data = TextDataset::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tinyshakespeare/input.txt"),
     )
     .expect("tinyshakespeare");
-    let config = GptConfig::sized(layers, heads, dim, block, data.tokenizer().vocab_size());
+    let mut config = GptConfig::sized(layers, heads, dim, block, data.tokenizer().vocab_size());
+    if rope {
+        config.position = GptPosition::Rope;
+    }
     let model = Gpt::new(config, &mut Rng::new(0));
     let mut opt = Optimizer::new(OptimizerConfig::adamw(1e-3, 0.1), model.parameters());
     let mut ctx = Ctx::train(Rng::new(1));
@@ -67,12 +84,17 @@ fn child(index: usize, steps: usize) {
     println!("{} {}", times[rounds / 2], model.parameter_count());
 }
 
-/// Forward + backward time of each op at the small model's shapes (`-- --ops`, one thread).
-fn ops_breakdown() {
+/// Forward + backward time of each op at the small model's shapes (`-- --ops`, one thread), or
+/// the flagship's (`-- --ops --flagship`: b32, t128, 4 heads, d128).
+fn ops_breakdown(flagship: bool) {
     use aka_trainer::autograd::gradcheck::randn;
     use aka_trainer::autograd::Tensor;
     aka_trainer::tune_allocator();
-    let (b, t, h, d) = (32, 64, 4, 64);
+    let (b, t, h, d) = if flagship {
+        (32, 128, 4, 128)
+    } else {
+        (32, 64, 4, 64)
+    };
     let n = b * t;
     let mut rng = Rng::new(0);
     let mut p = |shape: &[usize]| Tensor::param(randn(shape, 0.5, &mut rng));
@@ -108,37 +130,46 @@ fn ops_breakdown() {
             .fold(f64::INFINITY, f64::min);
         println!("| {name} | {ms:.3} |");
     };
-    println!("| op (fwd + bwd, small-model shapes) | ms |");
+    let shapes = if flagship { "flagship" } else { "small-model" };
+    println!("| op (fwd + bwd, {shapes} shapes) | ms |");
     println!("|---|---:|");
-    time("linear [2048,64]x[64,64]ᵀ (wo)", &|| x.linear(&w, None));
-    time("linear_cat wq|wk|wv [2048,64] -> [2048,192]", &|| {
-        x.linear_cat(&[&wq, &wk, &wv])
+    time(&format!("linear [{n},{d}]x[{d},{d}]ᵀ (wo)"), &|| {
+        x.linear(&w, None)
     });
-    time("linear [2048,64]x[256,64]ᵀ (w1)", &|| x.linear(&w1, None));
-    time("linear [2048,256]x[64,256]ᵀ (w2)", &|| {
-        u.linear(&w2, None)
-    });
-    time("causal_attention b32 h4 t64 hd16", &|| {
-        qkv.causal_attention(t, h, None, false).0
-    });
-    time("rope_rows q|k of [2048,192]", &|| {
+    time(
+        &format!("linear_cat wq|wk|wv [{n},{d}] -> [{n},{}]", 3 * d),
+        &|| x.linear_cat(&[&wq, &wk, &wv]),
+    );
+    time(
+        &format!("linear [{n},{d}]x[{},{d}]ᵀ (w1)", 4 * d),
+        &|| x.linear(&w1, None),
+    );
+    time(
+        &format!("linear [{n},{}]x[{d},{}]ᵀ (w2)", 4 * d, 4 * d),
+        &|| u.linear(&w2, None),
+    );
+    time(
+        &format!("causal_attention b{b} h{h} t{t} hd{}", d / h),
+        &|| qkv.causal_attention(t, h, None, false).0,
+    );
+    time(&format!("rope_rows q|k of [{n},{}]", 3 * d), &|| {
         qkv.rope_rows(t, d / h, 2 * d, 0)
     });
-    time("gelu [2048,256]", &|| u.gelu());
-    time("layer_norm [2048,64]", &|| {
+    time(&format!("gelu [{n},{}]", 4 * d), &|| u.gelu());
+    time(&format!("layer_norm [{n},{d}]"), &|| {
         x.layer_norm(&ln_w, Some(&ln_b), 1e-5)
     });
-    time("add [2048,64]", &|| x.add(&q));
-    time("cross_entropy [2048,65]", &|| {
+    time(&format!("add [{n},{d}]"), &|| x.add(&q));
+    time(&format!("cross_entropy [{n},65]"), &|| {
         logits.cross_entropy(&targets)
     });
-    time("sum only [2048,64]", &|| x.clone());
+    time(&format!("sum only [{n},{d}]"), &|| x.clone());
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--ops") {
-        ops_breakdown();
+        ops_breakdown(args.iter().any(|a| a == "--flagship"));
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
@@ -148,17 +179,31 @@ fn main() {
         );
         return;
     }
-    // `cargo bench` passes `--bench`; a bare number sets the timed steps.
+    // `cargo bench` passes `--bench`; `--config N` and `--threads T` select; a bare number sets
+    // the timed steps.
+    let flag = |name: &str| -> Option<usize> {
+        let pos = args.iter().position(|a| a == name)?;
+        Some(args.get(pos + 1)?.parse().expect("a number after the flag"))
+    };
+    let (only_config, only_threads) = (flag("--config"), flag("--threads"));
     let steps: usize = args
         .iter()
+        .enumerate()
         .skip(1)
-        .find_map(|a| a.parse().ok())
+        .filter(|(i, _)| !matches!(args[i - 1].as_str(), "--config" | "--threads"))
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(40);
     let exe = std::env::current_exe().expect("own path");
     println!("| config | params | threads | ms/step |");
     println!("|---|---:|---:|---:|");
     for (i, (name, ..)) in CONFIGS.iter().enumerate() {
+        if only_config.is_some_and(|c| c != i) {
+            continue;
+        }
         for threads in [1, 2] {
+            if only_threads.is_some_and(|t| t != threads) {
+                continue;
+            }
             let out = Command::new(&exe)
                 .args(["--child", &i.to_string(), &steps.to_string()])
                 .env("RAYON_NUM_THREADS", threads.to_string())

@@ -4,11 +4,13 @@
 //! Unless stated otherwise every op accepts any shape and returns the input's shape (binary ops
 //! broadcast like numpy; their gradients are summed back to each input's shape).
 
+use std::mem::MaybeUninit;
+
 use aka_core::rng::Rng;
 use ndarray::Zip;
 
 use super::math::{gelu_and_grad, sigmoid, silu_and_grad};
-use super::{array, std_slice};
+use super::{array, par_fill, par_fill2, std_slice, ROW_BLOCK_ELEMS};
 use crate::autograd::tensor::{sum_to_shape, Array, Tensor};
 
 /// Records an elementwise op `y = f(x)` whose derivative is `df(x, y)`.
@@ -30,33 +32,51 @@ fn unary(
 }
 
 #[inline(always)]
-fn act_body(x: &[f32], silu: bool, y: &mut [f32], dy: &mut [f32]) {
+fn act_body(x: &[f32], silu: bool, y: &mut [MaybeUninit<f32>], dy: &mut [MaybeUninit<f32>]) {
     // Two loops rather than a branch inside one, so each vectorises on its own.
     if silu {
         for ((y, dy), &x) in y.iter_mut().zip(dy.iter_mut()).zip(x) {
-            (*y, *dy) = silu_and_grad(x);
+            let (a, b) = silu_and_grad(x);
+            y.write(a);
+            dy.write(b);
         }
     } else {
         for ((y, dy), &x) in y.iter_mut().zip(dy.iter_mut()).zip(x) {
-            (*y, *dy) = gelu_and_grad(x);
+            let (a, b) = gelu_and_grad(x);
+            y.write(a);
+            dy.write(b);
         }
     }
 }
-with_avx2!(act_kernel, act_body, (x: &[f32], silu: bool, y: &mut [f32], dy: &mut [f32]));
+with_avx2!(act_kernel, act_body, (
+    x: &[f32],
+    silu: bool,
+    y: &mut [MaybeUninit<f32>],
+    dy: &mut [MaybeUninit<f32>],
+));
 
 #[inline(always)]
-fn mul_body(a: &[f32], b: &[f32], out: &mut [f32]) {
+fn mul_body(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-        *o = a * b;
+        o.write(a * b);
     }
 }
-with_avx2!(mul_kernel, mul_body, (a: &[f32], b: &[f32], out: &mut [f32]));
+with_avx2!(mul_kernel, mul_body, (a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]));
 
-/// Elementwise `a ⊙ b` into a new vector.
+/// `s` as a slice the kernels above write into.
+fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the kernels only ever write initialised values into it, so `s` stays
+    // initialised.
+    unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// Elementwise `a ⊙ b` into a new vector (blocks of [`ROW_BLOCK_ELEMS`] across the rayon pool).
 fn mul_vec(a: &[f32], b: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; a.len()];
-    mul_kernel(a, b, &mut out);
-    out
+    assert_eq!(a.len(), b.len(), "mul_vec lengths");
+    par_fill(a.len(), ROW_BLOCK_ELEMS, |i, o| {
+        let r = i * ROW_BLOCK_ELEMS..i * ROW_BLOCK_ELEMS + o.len();
+        mul_kernel(&a[r.clone()], &b[r], o)
+    })
 }
 
 /// GELU or SiLU of any shape with the vectorised kernels of [`super::math`]; the derivative is
@@ -64,9 +84,12 @@ fn mul_vec(a: &[f32], b: &[f32]) -> Vec<f32> {
 fn activation(x: &Tensor, silu: bool) -> Tensor {
     let xv = x.value();
     let n = xv.len();
-    let mut y = vec![0.0f32; n];
-    let mut dy = vec![0.0f32; n];
-    act_kernel(&std_slice(&xv), silu, &mut y, &mut dy);
+    let xs = std_slice(&xv);
+    let (y, dy) = par_fill2(n, ROW_BLOCK_ELEMS, |i, y, dy| {
+        let at = i * ROW_BLOCK_ELEMS;
+        act_kernel(&xs[at..at + y.len()], silu, y, dy)
+    });
+    drop(xs);
     let shape = xv.shape().to_vec();
     drop(xv);
     let name = if silu { "silu" } else { "gelu" };
@@ -291,8 +314,8 @@ impl Tensor {
                 .zip(dg.chunks_exact(h))
             {
                 let (gu, gg) = row.split_at_mut(h);
-                mul_kernel(up, da, gu);
-                mul_kernel(up, dg, gg);
+                mul_kernel(up, da, as_uninit(gu));
+                mul_kernel(up, dg, as_uninit(gg));
             }
             vec![Some(array(&[n, w], g))]
         })

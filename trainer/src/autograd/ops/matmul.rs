@@ -1,9 +1,8 @@
 //! Matrix products: [`gemm`], the one parallel matrix multiply every product goes through
-//! (`matmul`, `linear`, `linear_cat`; the attention heads use their own register tiles, see
-//! `attention`).
+//! (`matmul`, `linear`, `linear_cat`; the attention heads call the `gemm` crate directly, one
+//! single-threaded call per product, see `attention`).
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Ix2};
+use ndarray::{Array2, ArrayView2, Axis, Ix2};
 use rayon::prelude::*;
 
 use super::std_slice;
@@ -141,48 +140,119 @@ pub(crate) fn matmul_arrays(a: &Array, b: &Array, ta: bool, tb: bool) -> Array {
     }
 }
 
-/// `a [m, k] @ b [k, n] -> [m, n]` with matrixmultiply's kernel, split by output columns (or
-/// rows) across the rayon pool when the product is large enough to pay for it.
+/// `a [m, k] @ b [k, n] -> [m, n]` with the `gemm` crate's kernel, split by output columns (or
+/// rows) across the rayon pool when the product is large enough to pay for it. The output is
+/// written once, never zeroed first.
 ///
 /// Each output element is computed by exactly the same sequence of operations whatever the
-/// split, so results do not depend on the thread count.
+/// split, so results do not depend on the thread count (see [`gemm_raw`]).
 pub(crate) fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32> {
     let (m, n) = (a.nrows(), b.ncols());
-    let mut c = Array2::<f32>::zeros((m, n));
-    gemm_into(a, b, c.view_mut());
-    c
+    let mut c = Array2::<f32>::uninit((m, n));
+    let cp = c.as_mut_ptr().cast::<f32>();
+    // SAFETY: `c` is a standard-layout `[m, n]` buffer; `gemm_raw` writes every element of it
+    // (β = 0 semantics: nothing is read from it), so it is initialised afterwards.
+    unsafe {
+        gemm_raw(a, b, cp, n as isize, 1);
+        c.assume_init()
+    }
 }
 
-/// `c = a @ b` into an existing `[m, n]` view (see [`gemm`]).
-pub(crate) fn gemm_into(
+/// A raw pointer that may cross to the rayon pool: each task writes a disjoint block of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used for disjoint output blocks while the owner waits for the tasks.
+unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`: the tasks never touch the same elements.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `SendPtr`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `c = a @ b`, `c` given as a pointer with row/column strides (elements) to `[m, n]` writable
+/// `f32`s; they need not be initialised. Splits the wider side of `c` into one block per thread
+/// (with the operand it reads: columns of `b` or rows of `a`), each block one single-threaded
+/// `gemm::gemm` call. (Two blocks per thread measured no faster.)
+///
+/// Thread-count independence: `gemm`'s f32 kernel accumulates every output element over `k` in
+/// ascending order within k-blocks of `kc`, then adds the blocks in order; `kc` depends only on
+/// `k` and the cache sizes, except on its path for products with both sides ≤ 64. A block keeps
+/// the other side whole, so when that side is > 64 any block takes the product's path; when it
+/// is ≤ 64 the blocks are kept > 64 on the split side. Either way each block takes the same
+/// path as the whole product and every element sees the same operations.
+///
+/// # Safety
+/// `c` must be valid for writes of every `(i, j)`, `i < m`, `j < n`, at `i·rs + j·cs`, and not
+/// alias `a` or `b`.
+unsafe fn gemm_raw(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
-    mut c: ArrayViewMut2<'_, f32>,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
 ) {
     const MIN_WORK: usize = 1 << 20; // multiply-adds below which one thread is faster
-    const MIN_SIDE: usize = 32;
+    const SMALL: usize = 64; // `gemm`'s small-product path: both sides ≤ 64
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(b.nrows(), k, "gemm inner dimensions differ");
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < MIN_WORK || (n < 2 * MIN_SIDE && m < 2 * MIN_SIDE) {
-        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    let one = |a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: *mut f32| {
+        let (ar, ac) = (a.strides()[0], a.strides()[1]);
+        let (br, bc) = (b.strides()[0], b.strides()[1]);
+        // SAFETY: the views describe valid operands at their strides; `c` as the caller says.
+        unsafe {
+            ::gemm::gemm(
+                a.nrows(),
+                b.ncols(),
+                k,
+                c,
+                cs,
+                rs,
+                false,
+                a.as_ptr(),
+                ac,
+                ar,
+                b.as_ptr(),
+                bc,
+                br,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                ::gemm::Parallelism::None,
+            )
+        }
+    };
+    if threads <= 1 || m * n * k < MIN_WORK || (n <= SMALL && m <= SMALL) {
+        one(a, b, c);
         return;
     }
-    // Split the wider side of `c` into one block per thread, together with the operand that
-    // block reads from (columns of `b`, or rows of `a`).
     let by_columns = n >= m;
-    let (axis, len, split) = if by_columns {
-        (Axis(1), n, b)
-    } else {
-        (Axis(0), m, a)
-    };
-    let chunk = len.div_ceil(threads).max(MIN_SIDE);
-    let parts: Vec<_> = c
-        .axis_chunks_iter_mut(axis, chunk)
-        .zip(split.axis_chunks_iter(axis, chunk))
-        .collect();
-    parts.into_par_iter().for_each(|(mut ci, si)| {
-        let (ai, bi) = if by_columns { (a, si) } else { (si, b) };
-        general_mat_mul(1.0, &ai, &bi, 0.0, &mut ci)
+    let (len, other) = if by_columns { (n, m) } else { (m, n) };
+    // Near-equal blocks, each at least `min_side` long (see the doc comment).
+    let min_side = if other > SMALL { 32 } else { SMALL + 1 };
+    let blocks = threads.min(len / min_side);
+    if blocks < 2 {
+        one(a, b, c);
+        return;
+    }
+    let c = SendPtr(c);
+    (0..blocks).into_par_iter().for_each(|i| {
+        let (start, end) = (i * len / blocks, (i + 1) * len / blocks);
+        if by_columns {
+            let bj = b.slice(ndarray::s![.., start..end]);
+            // SAFETY: column block `start..end` of `c`, disjoint from the other tasks'.
+            one(a, bj, unsafe { c.get().offset(start as isize * cs) });
+        } else {
+            let ai = a.slice(ndarray::s![start..end, ..]);
+            // SAFETY: row block `start..end` of `c`, disjoint from the other tasks'.
+            one(ai, b, unsafe { c.get().offset(start as isize * rs) });
+        }
     });
 }
 
@@ -191,21 +261,34 @@ mod tests {
     use super::*;
     use aka_core::rng::Rng;
 
-    /// The parallel split changes no bits: [`gemm`] on 1, 2, 3 and 4 threads equals one
-    /// single-threaded `general_mat_mul`, for the shapes training uses (the GPT's projections
-    /// and their transposed backward products, the MNIST MLP) and ragged ones.
+    /// The parallel split changes no bits: [`gemm`] on 2, 3 and 4 threads equals [`gemm`] on
+    /// one, for the shapes training uses (the GPT's projections and their transposed backward
+    /// products at the small and flagship sizes, the MNIST MLP) and ragged ones, including
+    /// products with one side ≤ 64 (the `gemm` crate's small-size path); and it is a matrix
+    /// product (against an f64 reference).
     #[test]
     fn gemm_is_thread_count_independent() {
         let mut rng = Rng::new(3);
         let shapes = [
-            (2048, 64, 192, false),
-            (2048, 256, 64, false),
-            (192, 2048, 64, true),
-            (64, 784, 576, false),
-            (576, 64, 784, true),
-            (100, 130, 70, false),
+            (2048, 64, 192, false, false),
+            (2048, 256, 64, false, false),
+            (192, 2048, 64, true, false),
+            (4096, 128, 384, false, true),
+            (4096, 512, 128, false, true),
+            (4096, 384, 128, false, false),
+            (384, 4096, 128, true, false),
+            (128, 4096, 128, true, false),
+            (128, 4096, 512, true, false),
+            (64, 784, 576, false, false),
+            (576, 64, 784, true, false),
+            (60, 1000, 140, false, true),
+            (65, 4096, 128, true, false),
+            (128, 2000, 100, true, false),
+            (140, 1000, 60, true, false),
+            (100, 130, 70, false, false),
+            (33, 700, 300, true, true),
         ];
-        for (m, k, n, ta) in shapes {
+        for (m, k, n, ta, tb) in shapes {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
             let a = if ta {
@@ -213,15 +296,28 @@ mod tests {
             } else {
                 Array2::from_shape_vec((m, k), a).unwrap()
             };
-            let b = Array2::from_shape_vec((k, n), b).unwrap();
-            let mut want = Array2::<f32>::zeros((m, n));
-            general_mat_mul(1.0, &a, &b, 0.0, &mut want);
-            for threads in 1..=4 {
+            let b = if tb {
+                Array2::from_shape_vec((n, k), b).unwrap().reversed_axes()
+            } else {
+                Array2::from_shape_vec((k, n), b).unwrap()
+            };
+            let on = |threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let got = pool.install(|| gemm(a.view(), b.view()));
+                pool.install(|| gemm(a.view(), b.view()))
+            };
+            let want = on(1);
+            let exact = a.mapv(f64::from).dot(&b.mapv(f64::from));
+            for (x, y) in want.iter().zip(exact.iter()) {
+                assert!(
+                    (f64::from(*x) - y).abs() < 1e-4 * (k as f64).sqrt() * 4.0,
+                    "{m}x{k}x{n}"
+                );
+            }
+            for threads in 2..=4 {
+                let got = on(threads);
                 assert!(
                     got.iter()
                         .zip(want.iter())

@@ -20,11 +20,15 @@
 //! Work split across the rayon pool is arranged so that each output element is computed by the
 //! same sequence of operations whatever the split: results do not depend on the thread count.
 //! Hot loops compiled twice (baseline and AVX2, chosen at run time, `with_avx2`) do the same
-//! arithmetic either way, so results do not depend on the instruction set either.
+//! arithmetic either way, so results do not depend on the instruction set either. (The matrix
+//! products, `matmul` and `attention`'s, use the `gemm` crate's kernel for the CPU, FMA or not:
+//! those depend on the instruction set, as `matrixmultiply`'s did.)
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use ndarray::IxDyn;
+use rayon::prelude::*;
 
 use super::tensor::Array;
 
@@ -67,6 +71,64 @@ mod rope;
 mod shape;
 
 pub use elementwise::GateAct;
+
+/// Elements per rayon task in elementwise and row-wise ops (`norm`, `rope`, activations): a
+/// fixed block size, so the split does not depend on the thread count (and no element's
+/// arithmetic depends on the split anyway).
+const ROW_BLOCK_ELEMS: usize = 16 * 1024;
+
+/// A new vector of `len` elements written block by block (blocks of `block` elements, one rayon
+/// task each) by `fill(block_index, block)`, never zeroed first: `fill` must write every
+/// element of its block (`MaybeUninit::write`). The blocks are fixed by `block`, not by the
+/// thread count.
+fn par_fill(
+    len: usize,
+    block: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut v: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit<f32>` needs no initialisation; the capacity is `len`.
+    unsafe { v.set_len(len) };
+    v.par_chunks_mut(block.max(1))
+        .enumerate()
+        .for_each(|(i, b)| fill(i, b));
+    assume_init(v)
+}
+
+/// `len` zeros, written over the rayon pool (a fresh buffer that a parallel kernel overwrites:
+/// one thread zeroing 8 MB left the other idle).
+fn par_zeros(len: usize) -> Vec<f32> {
+    par_fill(len, ROW_BLOCK_ELEMS, |_, b| b.fill(MaybeUninit::new(0.0)))
+}
+
+/// Two vectors of `len` elements filled together, as [`par_fill`].
+fn par_fill2(
+    len: usize,
+    block: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut a: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    let mut b: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: as in `par_fill`.
+    unsafe {
+        a.set_len(len);
+        b.set_len(len);
+    }
+    a.par_chunks_mut(block.max(1))
+        .zip(b.par_chunks_mut(block.max(1)))
+        .enumerate()
+        .for_each(|(i, (x, y))| fill(i, x, y));
+    (assume_init(a), assume_init(b))
+}
+
+/// The vector of a [`par_fill`] once every element has been written.
+fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
+    // SAFETY: same allocation, layout and length; the callers' `fill` wrote every element
+    // (`MaybeUninit<f32>` has `f32`'s layout).
+    unsafe { Vec::from_raw_parts(ptr.cast::<f32>(), len, cap) }
+}
 
 /// The contiguous row-major elements of `a` (copied only if `a` is not in standard layout).
 fn std_slice(a: &Array) -> Cow<'_, [f32]> {

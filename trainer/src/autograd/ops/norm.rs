@@ -2,8 +2,18 @@
 //! over the data forward and one backward.
 
 use ndarray::IxDyn;
+use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
+use super::{assume_init, par_fill, ROW_BLOCK_ELEMS};
 use crate::autograd::tensor::{Array, Tensor};
+
+/// Rows per rayon task for rows of length `d` (each row is computed on its own, so the split
+/// changes no result).
+fn block_rows(d: usize) -> usize {
+    (ROW_BLOCK_ELEMS / d.max(1)).max(1)
+}
 
 /// The last-axis length and number of rows of `shape` (rows = product of the other axes).
 fn rows_of(shape: &[usize], what: &str) -> (usize, usize) {
@@ -56,31 +66,53 @@ fn normalize_rows(
     d: usize,
     w: &[f32],
     b: Option<&[f32]>,
-    stats: impl Fn(&[f32]) -> (f32, f32),
+    stats: impl Fn(&[f32]) -> (f32, f32) + Sync,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut xhat = vec![0.0f32; rows * d];
-    let mut rs = vec![0.0f32; rows];
-    let mut out = vec![0.0f32; rows * d];
-    if d > 0 {
-        for (((xr, hr), yr), r) in xs
-            .chunks_exact(d)
-            .zip(xhat.chunks_exact_mut(d))
-            .zip(out.chunks_exact_mut(d))
-            .zip(rs.iter_mut())
-        {
-            let (shift, ri) = stats(xr);
-            *r = ri;
-            for (((h, y), &v), &wi) in hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(w) {
-                *h = (v - shift) * *r;
-                *y = *h * wi;
-            }
-            if let Some(b) = b {
-                for (y, &bi) in yr.iter_mut().zip(b) {
-                    *y += bi;
-                }
-            }
-        }
+    let mut xhat: Vec<MaybeUninit<f32>> = Vec::with_capacity(rows * d);
+    let mut out: Vec<MaybeUninit<f32>> = Vec::with_capacity(rows * d);
+    // SAFETY: `MaybeUninit<f32>` needs no initialisation; the capacity is `rows·d`.
+    unsafe {
+        xhat.set_len(rows * d);
+        out.set_len(rows * d);
     }
+    let mut rs = vec![0.0f32; rows];
+    if d > 0 {
+        let br = block_rows(d);
+        xs.par_chunks(br * d)
+            .zip(xhat.par_chunks_mut(br * d))
+            .zip(out.par_chunks_mut(br * d))
+            .zip(rs.par_chunks_mut(br))
+            .for_each(|(((xs, xhat), out), rs)| {
+                for (((xr, hr), yr), r) in xs
+                    .chunks_exact(d)
+                    .zip(xhat.chunks_exact_mut(d))
+                    .zip(out.chunks_exact_mut(d))
+                    .zip(rs.iter_mut())
+                {
+                    let (shift, ri) = stats(xr);
+                    *r = ri;
+                    let xw = hr.iter_mut().zip(yr.iter_mut()).zip(xr).zip(w);
+                    match b {
+                        None => {
+                            for (((h, y), &v), &wi) in xw {
+                                let hv = (v - shift) * ri;
+                                h.write(hv);
+                                y.write(hv * wi);
+                            }
+                        }
+                        Some(b) => {
+                            for ((((h, y), &v), &wi), &bi) in xw.zip(b) {
+                                let hv = (v - shift) * ri;
+                                h.write(hv);
+                                y.write(hv * wi + bi);
+                            }
+                        }
+                    }
+                }
+            });
+    }
+    // Every element of `xhat` and `out` was written (`rows·d` of them, all rows).
+    let (xhat, out) = (assume_init(xhat), assume_init(out));
     (xhat, rs, out)
 }
 
@@ -93,19 +125,24 @@ fn rows_grad(
     xhat: &[f32],
     rs: &[f32],
     d: usize,
-    mut row: impl FnMut(&[f32], &[f32], &mut [f32], f32),
+    row: impl Fn(&[f32], &[f32], &mut [MaybeUninit<f32>], f32) + Sync,
 ) -> Array {
-    let mut dx = vec![0.0f32; xhat.len()];
-    if d > 0 {
+    if d == 0 {
+        return Array::zeros(IxDyn(shape));
+    }
+    let br = block_rows(d);
+    let dx = par_fill(xhat.len(), br * d, |blk, dx| {
+        let at = blk * br * d;
+        let (g, xhat) = (&g[at..at + dx.len()], &xhat[at..at + dx.len()]);
         for (((gr, hr), dr), &r) in g
             .chunks_exact(d)
             .zip(xhat.chunks_exact(d))
             .zip(dx.chunks_exact_mut(d))
-            .zip(rs)
+            .zip(&rs[blk * br..])
         {
             row(gr, hr, dr, r);
         }
-    }
+    });
     Array::from_shape_vec(IxDyn(shape), dx).expect("same shape")
 }
 
@@ -136,17 +173,16 @@ impl Tensor {
             let g = g.as_slice().expect("standard layout");
             let gx = c.needs[0].then(|| {
                 // dx = rstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = g * w
-                let mut dxh = vec![0.0f32; d];
                 rows_grad(&shape, g, &xhat, &rstd, d, |gr, hr, dr, r| {
                     let (mut m1, mut m2) = (0.0f32, 0.0f32);
-                    for (((t, &gi), &wi), &h) in dxh.iter_mut().zip(gr).zip(&w).zip(hr) {
-                        *t = gi * wi;
-                        m1 += *t;
-                        m2 += *t * h;
+                    for ((&gi, &wi), &h) in gr.iter().zip(&w).zip(hr) {
+                        let t = gi * wi;
+                        m1 += t;
+                        m2 += t * h;
                     }
                     let (m1, m2) = (m1 / d as f32, m2 / d as f32);
-                    for ((o, &t), &h) in dr.iter_mut().zip(&dxh).zip(hr) {
-                        *o = r * (t - m1 - h * m2);
+                    for (((o, &gi), &wi), &h) in dr.iter_mut().zip(gr).zip(&w).zip(hr) {
+                        o.write(r * (gi * wi - m1 - h * m2));
                     }
                 })
             });
@@ -194,7 +230,7 @@ impl Tensor {
                             .sum::<f32>()
                             / d as f32;
                         for (((o, &gi), &wi), &h) in dr.iter_mut().zip(gr).zip(&w).zip(hr) {
-                            *o = r * (gi * wi - h * m2);
+                            o.write(r * (gi * wi - h * m2));
                         }
                     })
                 });

@@ -3,7 +3,9 @@
 //! kernel used by both [`Tensor::rope`] (`[.., t, head_dim]`) and [`Tensor::rope_rows`] (the
 //! GPT's `[b·t, n_head·head_dim]` rows).
 
-use super::{array, std_slice};
+use std::mem::MaybeUninit;
+
+use super::{array, par_fill, std_slice, ROW_BLOCK_ELEMS};
 use crate::autograd::tensor::{Array, Tensor};
 
 impl Tensor {
@@ -94,7 +96,8 @@ impl Tensor {
 }
 
 /// The rotate-half rotation (or its inverse) of the `[hd]` slices in columns `0..cols` of rows
-/// of length `width`; other columns are copied.
+/// of length `width`; other columns are copied. Blocks of rows run across the rayon pool (each
+/// element is computed on its own: the split changes no result).
 #[allow(clippy::too_many_arguments)]
 fn rotate_rows(
     x: &[f32],
@@ -106,45 +109,59 @@ fn rotate_rows(
     cols: usize,
     inverse: bool,
 ) -> Vec<f32> {
-    let half = hd / 2;
-    let mut out = x.to_vec();
     if width == 0 || cols == 0 || t == 0 {
-        return out;
+        return x.to_vec();
     }
-    for (r, (xr, yr)) in x
-        .chunks_exact(width)
-        .zip(out.chunks_exact_mut(width))
-        .enumerate()
-    {
-        let p = r % t;
-        let (c, s) = (
-            &cos[p * half..(p + 1) * half],
-            &sin[p * half..(p + 1) * half],
-        );
-        for (xh, yh) in xr[..cols]
-            .chunks_exact(hd)
-            .zip(yr[..cols].chunks_exact_mut(hd))
+    let half = hd / 2;
+    let br = (ROW_BLOCK_ELEMS / width).max(1);
+    par_fill(x.len(), br * width, |blk, out| {
+        let x = &x[blk * br * width..blk * br * width + out.len()];
+        for (i, (xr, yr)) in x
+            .chunks_exact(width)
+            .zip(out.chunks_exact_mut(width))
+            .enumerate()
         {
-            rotate_half(xh, yh, c, s, inverse);
+            let p = (blk * br + i) % t;
+            let (c, s) = (
+                &cos[p * half..(p + 1) * half],
+                &sin[p * half..(p + 1) * half],
+            );
+            let (yh, yrest) = yr.split_at_mut(cols);
+            for (xh, yh) in xr[..cols].chunks_exact(hd).zip(yh.chunks_exact_mut(hd)) {
+                if inverse {
+                    rotate_half::<true>(xh, yh, c, s);
+                } else {
+                    rotate_half::<false>(xh, yh, c, s);
+                }
+            }
+            for (y, &v) in yrest.iter_mut().zip(&xr[cols..]) {
+                y.write(v);
+            }
         }
-    }
-    out
+    })
 }
 
 /// The rotate-half RoPE rotation (or its inverse) of one `[2·half]` slice `x` into `y`, with the
 /// `[half]` cos/sin of its position.
-fn rotate_half(x: &[f32], y: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
+#[inline(always)]
+fn rotate_half<const INVERSE: bool>(
+    x: &[f32],
+    y: &mut [MaybeUninit<f32>],
+    cos: &[f32],
+    sin: &[f32],
+) {
     let half = cos.len();
     let (x1, x2) = x.split_at(half);
     let (y1, y2) = y.split_at_mut(half);
-    for i in 0..half {
-        let (a, b, ci, si) = (x1[i], x2[i], cos[i], sin[i]);
-        if inverse {
-            y1[i] = a * ci + b * si;
-            y2[i] = b * ci - a * si;
+    for (((((y1, y2), &a), &b), &ci), &si) in
+        y1.iter_mut().zip(y2).zip(x1).zip(x2).zip(cos).zip(sin)
+    {
+        if INVERSE {
+            y1.write(a * ci + b * si);
+            y2.write(b * ci - a * si);
         } else {
-            y1[i] = a * ci - b * si;
-            y2[i] = b * ci + a * si;
+            y1.write(a * ci - b * si);
+            y2.write(b * ci + a * si);
         }
     }
 }
