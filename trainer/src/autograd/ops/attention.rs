@@ -12,6 +12,7 @@ use aka_core::rng::Rng;
 use rayon::prelude::*;
 
 use super::math::exp_fast;
+use super::matmul::gemm_one;
 use super::{array, par_zeros, std_slice};
 use crate::autograd::tensor::{Array, Tensor};
 
@@ -92,26 +93,11 @@ fn product(a: Operand<'_>, b: Operand<'_>, c: &mut [f32], ldc: usize) {
     // above that the `m × n` block at stride `ldc` lies within `c`; `c` is a unique borrow, so
     // it aliases neither operand. β = 0 (`read_dst = false`): `c` is only written.
     unsafe {
-        ::gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            ldc as isize,
-            false,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            ::gemm::Parallelism::None,
+        gemm_one(
+            (m, n, k),
+            (c.as_mut_ptr(), ldc as isize, 1),
+            (a.data.as_ptr(), a.rs as isize, a.cs as isize),
+            (b.data.as_ptr(), b.rs as isize, b.cs as isize),
         );
     }
 }

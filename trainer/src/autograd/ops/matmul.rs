@@ -205,26 +205,11 @@ unsafe fn gemm_raw(
         let (br, bc) = (b.strides()[0], b.strides()[1]);
         // SAFETY: the views describe valid operands at their strides; `c` as the caller says.
         unsafe {
-            ::gemm::gemm(
-                a.nrows(),
-                b.ncols(),
-                k,
-                c,
-                cs,
-                rs,
-                false,
-                a.as_ptr(),
-                ac,
-                ar,
-                b.as_ptr(),
-                bc,
-                br,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                ::gemm::Parallelism::None,
+            gemm_one(
+                (a.nrows(), b.ncols(), k),
+                (c, rs, cs),
+                (a.as_ptr(), ar, ac),
+                (b.as_ptr(), br, bc),
             )
         }
     };
@@ -254,6 +239,49 @@ unsafe fn gemm_raw(
             one(ai, b, unsafe { c.get().offset(start as isize * rs) });
         }
     });
+}
+
+/// A strided matrix operand: the pointer to element `(0, 0)`, then the row and column strides
+/// (elements).
+pub(super) type Strided<P> = (P, isize, isize);
+
+/// `c = a·b` (`[m, k]·[k, n]`) as one single-threaded `gemm::gemm` call on strided operands.
+/// β = 0 (`read_dst = false`): every element of `c`'s `m × n` block is written, none is read, so
+/// it need not be initialised.
+///
+/// # Safety
+/// `a` and `b` must be readable at every `(i, j)` of their `m × k` and `k × n` blocks at their
+/// strides, `c` writable at every `(i, j)` of its `m × n` block, and `c` must alias neither.
+pub(super) unsafe fn gemm_one(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): Strided<*mut f32>,
+    (a, a_rs, a_cs): Strided<*const f32>,
+    (b, b_rs, b_cs): Strided<*const f32>,
+) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            c_cs,
+            c_rs,
+            false,
+            a,
+            a_cs,
+            a_rs,
+            b,
+            b_cs,
+            b_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            ::gemm::Parallelism::None,
+        )
+    }
 }
 
 #[cfg(test)]
