@@ -1,10 +1,12 @@
 //! The runtime for [`Body::Sequential`] models: load (zero-copy, fully validated) and run in a
 //! caller-provided arena.
+//!
+//! [`Body::Sequential`]: crate::format::Body::Sequential
 
 use crate::format::{check_pixel_normalization, decode_file, valid_scale};
 use crate::format::{
-    Body, Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, QuantParams, Requant, Shape,
-    WeightType, MAX_LAYERS, MAX_PAD,
+    Conv2d, InputDesc, Layer, LayerList, MaxPool2d, Metadata, QuantParams, Requant, SequentialDesc,
+    Shape, WeightType, MAX_LAYERS, MAX_PAD,
 };
 use crate::kernels::{self, Conv2dGeometry, OutputStage, Pool2dGeometry};
 use crate::quant::{quantize_pixel, MAX_SHIFT, MIN_SHIFT};
@@ -98,11 +100,7 @@ impl<'a> SequentialModel<'a> {
     /// model: input description, layer count, and for each layer its parameters, the chain of
     /// shapes and quantization, every slice length, and size overflow.
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (metadata, desc) =
-            decode_file(bytes, crate::format::BODY_SEQUENTIAL, |body| match body {
-                Body::Sequential(desc) => Some(desc),
-                _ => None,
-            })?;
+        let (metadata, desc) = decode_file::<SequentialDesc>(bytes)?;
         Self::from_parts(metadata, desc.input, desc.layers, bytes.len())
     }
 

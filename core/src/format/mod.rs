@@ -460,25 +460,21 @@ fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
 
 /// Decodes a whole model file for a loader: header ([`check_header`]), postcard body
 /// ([`crate::Error::Truncated`] / [`crate::Error::Malformed`]), no trailing bytes
-/// ([`crate::Error::TrailingBytes`]), and the body kind `pick` accepts (else
-/// [`crate::Error::WrongBody`]). Returns the metadata and the picked body.
+/// ([`crate::Error::TrailingBytes`]), and the body of kind `T` (else [`crate::Error::WrongBody`]).
+/// Returns the metadata and the body.
 ///
-/// `variant` is the [`Body`] variant index that `pick` accepts (postcard writes it as a varint
-/// before the body). With the `compact` feature the body is decoded as that variant's type `T`
-/// only, so a loader links the decoding of its own body kind and not the other's: the same
+/// With the `compact` feature the body is decoded as `T` only (after reading its variant
+/// index), so a loader links the decoding of its own body kind and not the other's: the same
 /// decoding and result for a file of the loader's kind; a file of another kind is refused with
 /// `WrongBody` as soon as its variant index is read (an unknown index: `Malformed`), before its
 /// body is decoded, so a broken body of the other kind reports `WrongBody` instead of
 /// `Truncated`, `Malformed` or `TrailingBytes`.
-pub(crate) fn decode_file<'a, T: Deserialize<'a>>(
+pub(crate) fn decode_file<'a, T: BodyKind<'a>>(
     bytes: &'a [u8],
-    variant: u32,
-    pick: impl FnOnce(Body<'a>) -> Option<T>,
 ) -> Result<(Metadata<'a>, T), crate::Error> {
     check_header(bytes)?;
     #[cfg(feature = "compact")]
     {
-        let _ = pick;
         /// A [`ModelFile`] up to its body.
         #[derive(Deserialize)]
         struct Head<'a> {
@@ -489,7 +485,7 @@ pub(crate) fn decode_file<'a, T: Deserialize<'a>>(
         }
         let (head, rest) = postcard::take_from_bytes::<Head<'a>>(bytes)?;
         let (found, rest) = postcard::take_from_bytes::<u32>(rest)?;
-        if found != variant {
+        if found != T::VARIANT {
             return Err(if found < BODY_VARIANTS {
                 crate::Error::WrongBody
             } else {
@@ -504,20 +500,46 @@ pub(crate) fn decode_file<'a, T: Deserialize<'a>>(
     }
     #[cfg(not(feature = "compact"))]
     {
-        let _ = variant;
         let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
         if !rest.is_empty() {
             return Err(crate::Error::TrailingBytes { count: rest.len() });
         }
-        let body = pick(file.body).ok_or(crate::Error::WrongBody)?;
+        let body = T::pick(file.body).ok_or(crate::Error::WrongBody)?;
         Ok((file.metadata, body))
     }
 }
 
-/// [`Body`]'s variant indices as postcard writes them, for [`decode_file`].
-pub(crate) const BODY_SEQUENTIAL: u32 = 0;
-/// See [`BODY_SEQUENTIAL`].
-pub(crate) const BODY_GPT: u32 = 1;
+/// A body type a loader decodes with [`decode_file`]: its [`Body`] variant, as the index
+/// postcard writes before the body and as a match.
+pub(crate) trait BodyKind<'a>: Deserialize<'a> + Sized {
+    /// The variant's index in [`Body`] (declaration order).
+    #[cfg_attr(not(feature = "compact"), allow(dead_code))]
+    const VARIANT: u32;
+    /// The body, if it is this kind.
+    #[cfg_attr(feature = "compact", allow(dead_code))]
+    fn pick(body: Body<'a>) -> Option<Self>;
+}
+
+impl<'a> BodyKind<'a> for SequentialDesc<'a> {
+    const VARIANT: u32 = 0;
+    fn pick(body: Body<'a>) -> Option<Self> {
+        match body {
+            Body::Sequential(desc) => Some(desc),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> BodyKind<'a> for GptDesc<'a> {
+    const VARIANT: u32 = 1;
+    fn pick(body: Body<'a>) -> Option<Self> {
+        match body {
+            Body::Gpt(desc) => Some(desc),
+            _ => None,
+        }
+    }
+}
+
 /// How many variants [`Body`] has.
 #[cfg_attr(not(feature = "compact"), allow(dead_code))]
 const BODY_VARIANTS: u32 = 2;

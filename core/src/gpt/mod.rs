@@ -73,6 +73,8 @@
 //! the **sliding window**: when a token arrives with the cache full, it keeps the last
 //! `block_size / 2` tokens, recomputes them at positions `0..block_size / 2` and continues
 //! from there (the result equals a fresh run over those tokens).
+//!
+//! [`Body::Gpt`]: crate::format::Body::Gpt
 
 mod decoder;
 mod forward;
@@ -85,7 +87,7 @@ pub use decoder::{Decoder, Generation};
 pub use state::GptState;
 
 use crate::format::decode_file;
-use crate::format::{Body, GptBlock, GptConfig, GptDesc, GptEval, Metadata, QMatrix, Task};
+use crate::format::{GptBlock, GptConfig, GptDesc, GptEval, Metadata, QMatrix, Task};
 use crate::Error;
 use state::StateLayout;
 
@@ -189,10 +191,7 @@ impl<'a> GptModel<'a> {
     /// vocabulary, every array length against the configuration, every stored scale (finite and
     /// > 0), norm parameter and RoPE value (finite), and the state sizes (no overflow).
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (metadata, desc) = decode_file(bytes, crate::format::BODY_GPT, |body| match body {
-            Body::Gpt(desc) => Some(desc),
-            _ => None,
-        })?;
+        let (metadata, desc) = decode_file::<GptDesc>(bytes)?;
         if metadata.task != Task::LanguageModel {
             return Err(Error::GptParameter {
                 block: None,
