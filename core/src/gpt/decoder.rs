@@ -52,15 +52,11 @@ impl<'m, 'a, 's> Decoder<'m, 'a, 's> {
         let block = self.window.len();
         if self.len >= block {
             let keep = block / 2;
-            #[cfg(not(feature = "compact"))]
-            self.window.copy_within(block - keep.., 0);
             self.len = 0;
             for p in 0..keep {
-                // With `compact` each kept token moves down as it is replayed (the slots read,
-                // `block - keep + p >= keep`, are never ones already written), which links no
-                // `memmove` (1.6 KB on Cortex-M for this one call). The window's first `len`
-                // tokens are the same either way.
-                #[cfg(feature = "compact")]
+                // Each kept token moves down as it is replayed (the slots read,
+                // `block - keep + p >= keep`, are never ones already written): no `copy_within`,
+                // whose `memmove` is 1.6 KB on Cortex-M for this one call.
                 if let Some(t) = self.window.get(block - keep + p).copied() {
                     if let Some(slot) = self.window.get_mut(p) {
                         *slot = t;
