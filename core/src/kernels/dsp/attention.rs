@@ -1,6 +1,6 @@
 //! The attention kernel for Armv7E-M: `Q·Kᵀ` scores ([`qk_scores`]: the fully connected loop
 //! for one query, the 2×2 micro-kernel of [`super::gemm`] for several). (The single int8 × int8
-//! dot product is [`super::linear`]'s `dot_i8` with the second operand viewed as bytes.)
+//! dot product is [`super::dot`]'s `dot_i8` with the second operand viewed as bytes.)
 
 use core::mem::MaybeUninit;
 

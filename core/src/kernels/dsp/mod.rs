@@ -101,6 +101,7 @@ macro_rules! asm_op {
 
 mod attention;
 mod conv2d;
+mod dot;
 mod gemm;
 #[macro_use]
 mod linear;
@@ -109,7 +110,8 @@ mod pool;
 
 pub use attention::qk_scores;
 pub use conv2d::{conv2d, conv2d_s4};
-pub use linear::{dot_i8, linear, matvec_i32};
+pub use dot::dot_i8;
+pub use linear::{linear, matvec_i32};
 pub use linear::{matvec_i32_strided, FcInput};
 pub use linear_s4::{linear_s4, matvec_i32_s4};
 pub use pool::{max_pool2d, relu};
