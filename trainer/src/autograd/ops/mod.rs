@@ -86,9 +86,7 @@ fn par_fill(
     block: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
-    let mut v: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
-    // SAFETY: `MaybeUninit<f32>` needs no initialisation; the capacity is `len`.
-    unsafe { v.set_len(len) };
+    let mut v = uninit_vec(len);
     v.par_chunks_mut(block.max(1))
         .enumerate()
         .for_each(|(i, b)| fill(i, b));
@@ -107,18 +105,26 @@ fn par_fill2(
     block: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]) + Sync,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut a: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
-    let mut b: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
-    // SAFETY: as in `par_fill`.
-    unsafe {
-        a.set_len(len);
-        b.set_len(len);
-    }
+    let (mut a, mut b) = (uninit_vec(len), uninit_vec(len));
     a.par_chunks_mut(block.max(1))
         .zip(b.par_chunks_mut(block.max(1)))
         .enumerate()
         .for_each(|(i, (x, y))| fill(i, x, y));
     (assume_init(a), assume_init(b))
+}
+
+/// `len` elements not written yet (no zeroing), for kernels that write every one of them.
+fn uninit_vec(len: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit<f32>` needs no initialisation; the capacity is `len`.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Rows per rayon task for rows of `width` elements: about [`ROW_BLOCK_ELEMS`] elements, at
+/// least one row (fixed by the width, not by the thread count).
+fn block_rows(width: usize) -> usize {
+    (ROW_BLOCK_ELEMS / width.max(1)).max(1)
 }
 
 /// The vector of a [`par_fill`] once every element has been written.

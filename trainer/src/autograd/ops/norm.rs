@@ -6,14 +6,8 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::{assume_init, par_fill, ROW_BLOCK_ELEMS};
+use super::{assume_init, block_rows, par_fill, uninit_vec};
 use crate::autograd::tensor::{Array, Tensor};
-
-/// Rows per rayon task for rows of length `d` (each row is computed on its own, so the split
-/// changes no result).
-fn block_rows(d: usize) -> usize {
-    (ROW_BLOCK_ELEMS / d.max(1)).max(1)
-}
 
 /// The last-axis length and number of rows of `shape` (rows = product of the other axes).
 fn rows_of(shape: &[usize], what: &str) -> (usize, usize) {
@@ -68,13 +62,7 @@ fn normalize_rows(
     b: Option<&[f32]>,
     stats: impl Fn(&[f32]) -> (f32, f32) + Sync,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut xhat: Vec<MaybeUninit<f32>> = Vec::with_capacity(rows * d);
-    let mut out: Vec<MaybeUninit<f32>> = Vec::with_capacity(rows * d);
-    // SAFETY: `MaybeUninit<f32>` needs no initialisation; the capacity is `rows·d`.
-    unsafe {
-        xhat.set_len(rows * d);
-        out.set_len(rows * d);
-    }
+    let (mut xhat, mut out) = (uninit_vec(rows * d), uninit_vec(rows * d));
     let mut rs = vec![0.0f32; rows];
     if d > 0 {
         let br = block_rows(d);

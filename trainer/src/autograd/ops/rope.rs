@@ -5,7 +5,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{array, par_fill, std_slice, ROW_BLOCK_ELEMS};
+use super::{array, block_rows, par_fill, std_slice};
 use crate::autograd::tensor::{Array, Tensor};
 
 impl Tensor {
@@ -113,7 +113,7 @@ fn rotate_rows(
         return x.to_vec();
     }
     let half = hd / 2;
-    let br = (ROW_BLOCK_ELEMS / width).max(1);
+    let br = block_rows(width);
     par_fill(x.len(), br * width, |blk, out| {
         let x = &x[blk * br * width..blk * br * width + out.len()];
         for (i, (xr, yr)) in x
