@@ -492,49 +492,31 @@ fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
 /// includes its input pre-extension and the vector correction; the pre-extension alone is logged.
 fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
     let mut rng = Rng::new(4242);
+    // (n, n_out, the current kernel's row name, the prototype's row name).
+    macro_rules! shape {
+        ($n:literal, $n_out:literal) => {
+            (
+                $n,
+                $n_out,
+                concat!("matvec_i32 ", $n, "->", $n_out, ", three-row (aka-core)"),
+                concat!(
+                    "matvec_i32 ",
+                    $n,
+                    "->",
+                    $n_out,
+                    ", prototype, offset-binary weights (not in aka-core)"
+                ),
+            )
+        };
+    }
     let shapes: [(usize, usize, &str, &str); 7] = [
-        (
-            784,
-            576,
-            "matvec_i32 784->576, three-row (aka-core)",
-            "matvec_i32 784->576, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            128,
-            384,
-            "matvec_i32 128->384, three-row (aka-core)",
-            "matvec_i32 128->384, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            128,
-            128,
-            "matvec_i32 128->128, three-row (aka-core)",
-            "matvec_i32 128->128, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            128,
-            256,
-            "matvec_i32 128->256, three-row (aka-core)",
-            "matvec_i32 128->256, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            128,
-            512,
-            "matvec_i32 128->512, three-row (aka-core)",
-            "matvec_i32 128->512, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            512,
-            128,
-            "matvec_i32 512->128, three-row (aka-core)",
-            "matvec_i32 512->128, prototype, offset-binary weights (not in aka-core)",
-        ),
-        (
-            128,
-            65,
-            "matvec_i32 128->65, three-row (aka-core)",
-            "matvec_i32 128->65, prototype, offset-binary weights (not in aka-core)",
-        ),
+        shape!(784, 576),
+        shape!(128, 384),
+        shape!(128, 128),
+        shape!(128, 256),
+        shape!(128, 512),
+        shape!(512, 128),
+        shape!(128, 65),
     ];
     let mut corr = [0i32; C_CAP];
     for (n, n_out, cur_name, off_name) in shapes {
