@@ -290,6 +290,10 @@ impl<'a> SequentialModel<'a> {
                     match l.weight_type {
                         WeightType::Int8 => kernels::linear(x, l.weights, &stage, y)?,
                         WeightType::Int4 => kernels::linear_s4(x, l.weights, &stage, y)?,
+                        // Refused by `load` (GPT matrices only).
+                        WeightType::Int8Offset => {
+                            return Err(Error::KernelShape { kernel: "linear" })
+                        }
                     }
                     core::mem::swap(&mut cur, &mut next);
                 }
@@ -298,6 +302,10 @@ impl<'a> SequentialModel<'a> {
                     let conv = match c.weight_type {
                         WeightType::Int8 => kernels::conv2d,
                         WeightType::Int4 => kernels::conv2d_s4,
+                        // Refused by `load` (GPT matrices only).
+                        WeightType::Int8Offset => {
+                            return Err(Error::KernelShape { kernel: "conv2d" })
+                        }
                     };
                     let g = conv_geometry(c, in_shape);
                     conv(x, &g, c.weights, &stage(c.bias, &c.requant), y)?;
@@ -477,6 +485,9 @@ fn check_layer(
                 return Err(bad("out_features is 0"));
             }
             let (n_in, n_out) = (to_usize(l.in_features), to_usize(l.out_features));
+            if l.weight_type == WeightType::Int8Offset {
+                return Err(bad("int8-offset weights are for GPT matrices only"));
+            }
             let w_len = l.weight_type.matrix_bytes(n_out, n_in).ok_or(overflow)?;
             if l.pad.len() > MAX_PAD {
                 return Err(bad("more than 3 padding bytes before the weights"));
@@ -526,6 +537,9 @@ fn check_layer(
                 .checked_mul(g.kernel_w)
                 .and_then(|n| n.checked_mul(g.in_c))
                 .ok_or(overflow)?;
+            if c.weight_type == WeightType::Int8Offset {
+                return Err(bad("int8-offset weights are for GPT matrices only"));
+            }
             let w_len = c
                 .weight_type
                 .matrix_bytes(g.out_c, filter)

@@ -112,7 +112,7 @@ pub struct GptVocab<'a> {
 /// A quantized matrix with one f32 scale per row: `real[r][c] = scale[r] * q[r][c]`
 /// (symmetric, zero point 0). Used for the projections (`[out][in]`, PyTorch layout: row = output
 /// channel) and the embedding tables (`[rows][d]`). The projections (`wq wk wv wo w1 w3 w2`) and
-/// an untied `lm_head` may be [`WeightType::Int4`]; the embedding tables (`tok_emb`, `pos_emb`,
+/// an untied `lm_head` may be [`WeightType::Int4`] or [`WeightType::Int8Offset`]; the embedding tables (`tok_emb`, `pos_emb`,
 /// hence a tied head) are int8.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QMatrix<'a> {
@@ -123,7 +123,8 @@ pub struct QMatrix<'a> {
     pub pad: &'a [u8],
     /// How `weights` stores its values.
     pub weight_type: WeightType,
-    /// Row-major, `rows * weight_type.row_bytes(cols)` bytes.
+    /// Row-major, `weight_type.matrix_bytes(rows, cols)` bytes (the rows, then the row
+    /// constants of [`WeightType::Int8Offset`]).
     pub weights: &'a [u8],
     /// f32 LE, `rows * 4` bytes, each finite and > 0.
     pub scales: &'a [u8],

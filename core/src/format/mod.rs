@@ -61,6 +61,18 @@ pub const VERSION: u16 = 3;
 ///   `cols`, the high nibble of a row's last byte is padding: the exporter writes 0 and the
 ///   kernels ignore it. This is the only definition of the order; [`crate::kernels::s4_weight`]
 ///   reads it and [`crate::kernels::pack_s4_row`] writes it.
+/// * [`WeightType::Int8Offset`] (appended after version 3's first two variants: postcard encodes
+///   the variant index, so older files load unchanged): int8 in **offset-binary pairs**, for the
+///   GPT's [`QMatrix`] projections only (the Sequential loader refuses it). `rows * cols` bytes of
+///   rows, then **one i32 LE row constant per row** (`4 * rows` bytes, in the same `weights`
+///   array). In every row, byte `c` stores weight `b_c` as `b_c ^ 0x80` (`b_c + 128`, unsigned)
+///   when `c` is even and as plain two's complement `b_c` when `c` is odd; `cols` must be a
+///   multiple of 8 (whole 8-weight steps of the DSP loop, every row word-aligned). Row `r`'s
+///   constant is `128 · Σ_{c odd} b_c` of that row; the loader recomputes it from the row's bytes
+///   and refuses a file where they differ (`GptModel::load`). The layout lets the DSP kernel
+///   multiply a weight word with one `SXTB16` and two `SMLAD`
+///   (`crate::kernels::offset_row_const` and `crate::kernels::to_offset_binary` are the one
+///   definition of the byte order and the constant; docs/RESULTS.md, "Offset-binary weights").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WeightType {
@@ -69,35 +81,91 @@ pub enum WeightType {
     Int8,
     /// Two signed 4-bit weights per byte, low nibble first.
     Int4,
+    /// int8 with the even bytes of each row stored as `b ^ 0x80`, followed by one i32 LE row
+    /// constant per row (GPT matrices only).
+    Int8Offset,
 }
 
 impl WeightType {
     /// Bits per weight (8 or 4).
     pub fn bits(self) -> u32 {
         match self {
-            WeightType::Int8 => 8,
+            WeightType::Int8 | WeightType::Int8Offset => 8,
             WeightType::Int4 => 4,
         }
     }
 
-    /// Bytes of one row of `cols` weights.
+    /// Bytes of one row of `cols` weights (the distance between rows).
     pub fn row_bytes(self, cols: usize) -> usize {
         match self {
-            WeightType::Int8 => cols,
+            WeightType::Int8 | WeightType::Int8Offset => cols,
             WeightType::Int4 => cols.div_ceil(2),
         }
     }
 
-    /// Bytes of a `rows x cols` matrix, `None` on overflow.
+    /// Bytes per row stored after all rows: 4 (the i32 row constant) for
+    /// [`WeightType::Int8Offset`], else 0.
+    pub fn row_const_bytes(self) -> usize {
+        match self {
+            WeightType::Int8Offset => 4,
+            WeightType::Int8 | WeightType::Int4 => 0,
+        }
+    }
+
+    /// Bytes of a `rows x cols` matrix (its rows, then any row constants), `None` on overflow.
     pub fn matrix_bytes(self, rows: usize, cols: usize) -> Option<usize> {
-        rows.checked_mul(self.row_bytes(cols))
+        rows.checked_mul(self.row_bytes(cols).checked_add(self.row_const_bytes())?)
+    }
+
+    /// `weights` of a `rows x cols` matrix split into its rows and its row constants (empty
+    /// unless [`WeightType::Int8Offset`]). Short `weights` give short parts (never a panic).
+    pub fn split_matrix(self, weights: &[u8], rows: usize, cols: usize) -> (&[u8], &[u8]) {
+        let n = rows.saturating_mul(self.row_bytes(cols)).min(weights.len());
+        weights.split_at(n)
+    }
+
+    /// The loaders' check of the layout's own invariants (after the length check), `Err` with
+    /// the reason: an int4 row's padding nibble (odd `cols`) must be 0; an
+    /// [`WeightType::Int8Offset`] matrix needs `cols % 8 == 0` and every stored row constant
+    /// equal to the one computed from its row's bytes (so that a crafted file cannot make the
+    /// portable and DSP kernels disagree: the portable one ignores the constants).
+    pub(crate) fn check_weights(
+        self,
+        weights: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), &'static str> {
+        match self {
+            WeightType::Int8 => Ok(()),
+            WeightType::Int4 => match self.padding_is_zero(weights, cols) {
+                true => Ok(()),
+                false => Err("an int4 row's padding nibble is not 0"),
+            },
+            WeightType::Int8Offset => {
+                if cols == 0 || !cols.is_multiple_of(8) {
+                    return Err("int8-offset matrix columns not a multiple of 8");
+                }
+                let (w, consts) = self.split_matrix(weights, rows, cols);
+                let ok = w
+                    .chunks_exact(cols)
+                    .zip(consts.chunks_exact(4))
+                    .all(|(row, c)| {
+                        crate::kernels::offset_row_const(row)
+                            == i32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                    });
+                match ok {
+                    true => Ok(()),
+                    false => Err("an int8-offset row constant does not match its row"),
+                }
+            }
+        }
     }
 
     /// False if `weights` (rows of `cols` values) is int4 with an odd `cols` and a row's padding
     /// nibble (the high nibble of its last byte) is not 0. The loaders refuse such a file: the
     /// exporter always writes 0 there, so anything else is a corrupt or foreign file.
     pub(crate) fn padding_is_zero(self, weights: &[u8], cols: usize) -> bool {
-        if self == WeightType::Int8 || cols.is_multiple_of(2) {
+        if self != WeightType::Int4 || cols.is_multiple_of(2) {
             return true;
         }
         weights
@@ -400,7 +468,11 @@ impl fmt::Display for UnknownName {
 
 impl core::error::Error for UnknownName {}
 
-named_variants!(WeightType { Int8 = "int8", Int4 = "int4" });
+named_variants!(WeightType {
+    Int8 = "int8",
+    Int4 = "int4",
+    Int8Offset = "int8-offset",
+});
 
 mod gpt;
 mod sequential;

@@ -12,6 +12,7 @@ use crate::kernels::{
     dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
     qk_scores, quantize, rope_rotate, softmax_q, PROB_SCALE,
 };
+use crate::kernels::{dot_i8_offset, matvec_i32_offset};
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
@@ -315,8 +316,8 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 
 /// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
 /// `chunk(r0, sums, scales)` with the exact i32 sums `Σ x·W[r]` of rows `r0..r0 + sums.len()`
-/// (from [`matvec_i32`] or [`matvec_i32_s4`] by the matrix's weight type: the fully connected
-/// loop, which sign-extends `x` once per call) and
+/// (from [`matvec_i32`], [`matvec_i32_s4`] or [`matvec_i32_offset`] by the matrix's weight
+/// type: the fully connected loop, which extends `x` once per call) and
 /// their f32 LE scales. Rows the weights do not cover (impossible after [`GptModel::load`]) are
 /// skipped.
 ///
@@ -366,19 +367,27 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
     if cols == 0 {
         return;
     }
-    let row_bytes = m.weight_type.row_bytes(cols);
-    let n_rows = n_rows.min(m.weights.len() / row_bytes);
+    let (row_bytes, const_bytes) = (
+        m.weight_type.row_bytes(cols),
+        m.weight_type.row_const_bytes(),
+    );
+    let all_rows = m.weights.len() / (row_bytes + const_bytes);
+    let (weights, consts) = m.weight_type.split_matrix(m.weights, all_rows, cols);
+    let n_rows = n_rows.min(all_rows);
     let mut r0 = 0;
     while r0 < n_rows {
         let n = (n_rows - r0).min(ACC_ROWS);
-        let w = m
-            .weights
+        let w = weights
             .get(r0 * row_bytes..(r0 + n) * row_bytes)
             .unwrap_or(&[]); // [n][cols]
         let sums = &mut acc[..n];
         let done = match m.weight_type {
             WeightType::Int8 => matvec_i32(x, w, sums),
             WeightType::Int4 => matvec_i32_s4(x, w, sums),
+            WeightType::Int8Offset => {
+                let c = consts.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]);
+                matvec_i32_offset(x, w, c, sums)
+            }
         };
         if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
@@ -386,6 +395,7 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
                 *y = match m.weight_type {
                     WeightType::Int8 => dot_i8(x, row),
                     WeightType::Int4 => dot_s4(x, row),
+                    WeightType::Int8Offset => dot_i8_offset(x, row),
                 };
             }
         }

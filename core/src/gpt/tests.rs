@@ -669,3 +669,199 @@ fn int4_matrices_are_checked() {
         })
     );
 }
+
+/// `m` (int8 rows of `cols`) in the offset-binary layout ([`WeightType::Int8Offset`]), written
+/// here from the format's definition: even bytes `^ 0x80`, then `128 · Σ_{odd c} b_c` per row
+/// as i32 LE.
+fn offset_of(m: &(Vec<u8>, Vec<u8>), cols: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut w: Vec<u8> =
+        m.0.iter()
+            .enumerate()
+            .map(|(i, &b)| if (i % cols) % 2 == 0 { b ^ 0x80 } else { b })
+            .collect();
+    for row in m.0.chunks_exact(cols) {
+        let odd: i32 = row.iter().skip(1).step_by(2).map(|&b| b as i8 as i32).sum();
+        w.extend_from_slice(&(128 * odd).to_le_bytes());
+    }
+    (w, m.1.clone())
+}
+
+/// Every projection (and untied head) with `cols % 8 == 0` as [`WeightType::Int8Offset`].
+fn offset_model(cfg: GptConfig, seed: u64) -> (Owned, Vec<bool>) {
+    let (d, h) = (cfg.d_model as usize, cfg.hidden as usize);
+    let mut o = owned(cfg, seed);
+    let mut converted = Vec::new();
+    for b in &mut o.blocks {
+        for (i, m) in b.m.iter_mut().enumerate() {
+            let cols = if i == 5 { h } else { d }; // w2 is [d][hidden]
+            let yes = cols % 8 == 0;
+            if yes {
+                *m = offset_of(m, cols);
+            }
+            converted.push(yes);
+        }
+    }
+    if let Some(head) = &mut o.head {
+        *head = offset_of(head, d);
+    }
+    (o, converted)
+}
+
+/// The [`desc`] of an [`offset_model`]: its converted matrices marked `Int8Offset`.
+fn offset_desc<'a>(o: &'a Owned, converted: &[bool]) -> GptDesc<'a> {
+    let mut d = desc(o);
+    let mut it = converted.iter();
+    for b in d.blocks.as_mut_slice() {
+        let mut ms: Vec<&mut QMatrix> = vec![
+            &mut b.wq, &mut b.wk, &mut b.wv, &mut b.wo, &mut b.w1, &mut b.w2,
+        ];
+        if let Some(w3) = &mut b.w3 {
+            ms.push(w3);
+        }
+        for m in ms {
+            if *it.next().unwrap() {
+                m.weight_type = WeightType::Int8Offset;
+            }
+        }
+    }
+    if let Some(head) = &mut d.lm_head {
+        head.weight_type = WeightType::Int8Offset;
+    }
+    d
+}
+
+#[test]
+fn offset_binary_projections_give_bit_identical_logits() {
+    for (ci, cfg) in all_configs().into_iter().enumerate() {
+        // hidden 12: w2 (12 columns) stays plain int8; hidden 16: every projection converted.
+        for hidden in [12, 16] {
+            let cfg = GptConfig { hidden, ..cfg };
+            let seed = 70 + ci as u64;
+            let o8 = owned(cfg, seed);
+            let (oo, converted) = offset_model(cfg, seed);
+            assert_eq!(converted.iter().all(|&c| c), hidden == 16);
+            let bytes8 = bytes_of(desc(&o8));
+            let bytes_o = bytes_of(offset_desc(&oo, &converted));
+            assert!(bytes_o.len() > bytes8.len()); // the row constants
+            let m8 = GptModel::load(&bytes8).unwrap();
+            let mo = GptModel::load(&bytes_o).unwrap();
+            let (mut b8, mut bo) = (buffers(&m8), buffers(&mo));
+            let mut s8 = m8.new_state(&mut b8.f, &mut b8.c).unwrap();
+            let mut so = mo.new_state(&mut bo.f, &mut bo.c).unwrap();
+            for (p, t) in [3u32, 0, 27, 28, 5, 5].into_iter().enumerate() {
+                let lo = mo.forward(&mut so, t, p).unwrap().to_vec();
+                let l8 = m8.forward(&mut s8, t, p).unwrap();
+                assert!(
+                    lo.iter().zip(l8).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "config {ci} hidden {hidden} position {p}"
+                );
+                assert!(lo.iter().any(|&v| v != lo[0]));
+            }
+        }
+    }
+}
+
+#[test]
+fn offset_binary_matrices_are_checked() {
+    let cfg = GptConfig {
+        hidden: 16,
+        tied_head: false,
+        ..all_configs()[0]
+    };
+    let (o, converted) = offset_model(cfg, 11);
+    assert!(GptModel::load(bytes_of(offset_desc(&o, &converted)).leak()).is_ok());
+    let load = |edit: &dyn Fn(&mut GptDesc)| {
+        let mut d = offset_desc(&o, &converted);
+        edit(&mut d);
+        GptModel::load(bytes_of(d).leak()).map(|_| ())
+    };
+    let leak = |v: Vec<u8>| &*v.leak();
+    // Missing row constants (a plain int8 matrix declared int8-offset).
+    let plain = owned(cfg, 11);
+    let wq8 = leak(plain.blocks[0].m[0].0.clone());
+    let e = load(&|d| edit_block(d, 0, |b| b.wq.weights = wq8));
+    assert!(
+        matches!(
+            e,
+            Err(Error::GptLength {
+                block: Some(0),
+                what: "wq.weights",
+                expected: 96, // 8 rows x (8 + 4)
+                found: 64,
+            })
+        ),
+        "{e:?}"
+    );
+    // One byte short.
+    let short = leak(o.blocks[1].m[4].0[1..].to_vec());
+    let e = load(&|d| edit_block(d, 1, |b| b.w1.weights = short));
+    assert!(
+        matches!(
+            e,
+            Err(Error::GptLength {
+                block: Some(1),
+                what: "w1.weights",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // A row constant off by one, and one that would be right for the plain bytes of a row
+    // whose odd byte was changed (the stored constant no longer matches the row).
+    let bad = "an int8-offset row constant does not match its row";
+    let mut w = o.blocks[0].m[3].0.clone();
+    let n = w.len();
+    w[n - 4] = w[n - 4].wrapping_add(1);
+    let wo_bad = leak(w);
+    let e = load(&|d| edit_block(d, 0, |b| b.wo.weights = wo_bad));
+    assert_eq!(
+        e,
+        Err(Error::GptParameter {
+            block: Some(0),
+            what: bad
+        })
+    );
+    let mut w = o.blocks[1].m[5].0.clone();
+    w[3] ^= 0x01; // an odd byte of row 0 of w2
+    let w2_bad = leak(w);
+    let e = load(&|d| edit_block(d, 1, |b| b.w2.weights = w2_bad));
+    assert_eq!(
+        e,
+        Err(Error::GptParameter {
+            block: Some(1),
+            what: bad
+        })
+    );
+    // An even byte changed: the constant (odd bytes only) still matches, so it loads (and is a
+    // different, valid weight).
+    let mut w = o.blocks[1].m[5].0.clone();
+    w[2] ^= 0x01;
+    let w2_even = leak(w);
+    assert!(load(&|d| edit_block(d, 1, |b| b.w2.weights = w2_even)).is_ok());
+    // Columns not a multiple of 8: a hidden-12 model's w2 declared int8-offset (with constants
+    // of the right length).
+    let cfg12 = GptConfig { hidden: 12, ..cfg };
+    let o12 = owned(cfg12, 12);
+    let w2_12 = leak(offset_of(&o12.blocks[0].m[5], 12).0);
+    let mut d12 = desc(&o12);
+    edit_block(&mut d12, 0, |b| {
+        b.w2.weights = w2_12;
+        b.w2.weight_type = WeightType::Int8Offset;
+    });
+    assert_eq!(
+        GptModel::load(bytes_of(d12).leak()).map(|_| ()),
+        Err(Error::GptParameter {
+            block: Some(0),
+            what: "int8-offset matrix columns not a multiple of 8"
+        })
+    );
+    // The embedding tables stay int8 only.
+    let e = load(&|d| d.tok_emb.weight_type = WeightType::Int8Offset);
+    assert_eq!(
+        e,
+        Err(Error::GptParameter {
+            block: None,
+            what: "the embedding tables must be int8"
+        })
+    );
+}

@@ -53,7 +53,7 @@ fn check_table(
     check_matrix(block, names, m, rows, cols)
 }
 
-/// Checks a `[rows][cols]` int8 or int4 matrix with per-row scales.
+/// Checks a `[rows][cols]` int8, int4 or offset-binary int8 matrix with per-row scales.
 fn check_matrix(
     block: Option<usize>,
     names: (&'static str, &'static str, &'static str),
@@ -69,9 +69,9 @@ fn check_matrix(
         return Err(param(block, "more than 3 padding bytes before a matrix"));
     }
     check_len(block, names.0, n, m.weights)?;
-    if !m.weight_type.padding_is_zero(m.weights, cols) {
-        return Err(param(block, "an int4 row's padding nibble is not 0"));
-    }
+    m.weight_type
+        .check_weights(m.weights, rows, cols)
+        .map_err(|what| param(block, what))?;
     check_len(
         block,
         names.1,
