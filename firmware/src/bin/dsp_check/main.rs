@@ -16,6 +16,7 @@ use aka_firmware as fw;
 use cortex_m_rt::entry;
 
 mod int4;
+mod offset;
 mod requant;
 use int4::check_linear_s4;
 use requant::check_requant;
@@ -696,7 +697,7 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 13] = [
+    let kernels: [(&str, Check, u32); 14] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("linear_s4, matvec_i32_s4", check_linear_s4, 1000),
@@ -706,6 +707,11 @@ fn main() -> ! {
         ("relu", check_relu, 300),
         ("qk_scores", check_qk, 800),
         ("matvec_i32", check_matvec, 800),
+        (
+            "matvec_i32_offset (offset-binary int8)",
+            offset::check_matvec_offset,
+            600,
+        ),
         (
             "matvec_i32_strided (i8 and u8 inputs)",
             check_matvec_strided,
