@@ -130,6 +130,11 @@ struct Tensor {
 
 fn qmatrix(block: &str, name: &str, rows: u32, cols: u32, m: &QMatrix<'_>, note: &str) -> Tensor {
     let wt = m.weight_type;
+    // `int8-offset + i32 row constant + f32 scale per row`.
+    let wt_text = match wt {
+        WeightType::Int8Offset => format!("{wt} (offset-binary) + i32 constant"),
+        _ => wt.to_string(),
+    };
     Tensor {
         block: block.into(),
         name: name.into(),
@@ -138,27 +143,41 @@ fn qmatrix(block: &str, name: &str, rows: u32, cols: u32, m: &QMatrix<'_>, note:
         int8: m.weights.len() as u64,
         f32s: m.scales.len() as u64,
         note: if note.is_empty() {
-            format!("{wt} + f32 scale per row (group: {cols})")
+            format!("{wt_text} + f32 scale per row (group: {cols})")
         } else {
-            format!("{wt} + f32 scale per row (group: {cols}), {note}")
+            format!("{wt_text} + f32 scale per row (group: {cols}), {note}")
         },
         matrix: Some((wt, rows as u64, cols as u64)),
     }
 }
 
 /// The `weights` line: which weight types the file uses, and the flash that its int4 matrices
-/// save against the same matrices in int8 (`(type, rows, cols)` per weight matrix).
+/// save against the same matrices in int8 (`(type, rows, cols)` per weight matrix); int8 in the
+/// offset-binary layout is counted as int8, with its row constants' bytes.
 fn weights_line(out: &mut String, matrices: impl IntoIterator<Item = (WeightType, u64, u64)>) {
     let (mut int4, mut total, mut saved) = (0usize, 0usize, 0u64);
+    let (mut offset, mut consts) = (0usize, 0u64);
     for (wt, rows, cols) in matrices {
         total += 1;
         if wt == WeightType::Int4 {
             int4 += 1;
             saved = saved.saturating_add(rows.saturating_mul(cols / 2));
         }
+        if wt == WeightType::Int8Offset {
+            offset += 1;
+            consts = consts.saturating_add(rows.saturating_mul(wt.row_const_bytes() as u64));
+        }
     }
+    let offset_note = if offset == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {offset} int8 matrices in the offset-binary layout (int8-offset: +{} bytes of row constants)",
+            thousands(consts)
+        )
+    };
     let _ = if int4 == 0 {
-        writeln!(out, "weights       int8 ({total} matrices)")
+        writeln!(out, "weights       int8 ({total} matrices{offset_note})")
     } else if int4 == total {
         writeln!(
             out,
@@ -168,7 +187,7 @@ fn weights_line(out: &mut String, matrices: impl IntoIterator<Item = (WeightType
     } else {
         writeln!(
             out,
-            "weights       int4 in {int4} of {total} matrices (per-row scales), int8 in the rest: {} bytes of flash saved against int8",
+            "weights       int4 in {int4} of {total} matrices (per-row scales), int8 in the rest: {} bytes of flash saved against int8{offset_note}",
             thousands(saved)
         )
     };

@@ -256,10 +256,12 @@ fn int4_gpt_exports_and_runs_in_aka_core() {
     let int4 = export(GptWeights {
         weights: WeightBits::Int4,
         int8: vec![],
+        ..Default::default()
     });
     let keep_wk = export(GptWeights {
         weights: WeightBits::Int4,
         int8: vec!["wk".into()],
+        ..Default::default()
     });
     assert!(int4.bytes.len() < int8.bytes.len());
     assert!(keep_wk.bytes.len() > int4.bytes.len());
@@ -271,6 +273,7 @@ fn int4_gpt_exports_and_runs_in_aka_core() {
     assert!(GptWeights {
         weights: WeightBits::Int4,
         int8: vec!["wx".into()],
+        ..Default::default()
     }
     .validate()
     .is_err());

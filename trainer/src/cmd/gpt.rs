@@ -148,6 +148,11 @@ pub struct GptArgs {
     /// lm_head`), e.g. `w2`.
     #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
     int8_matrices: Vec<String>,
+    /// Write the int8 matrices as plain int8 rows instead of the default offset-binary layout
+    /// (`int8-offset`: the same values and results, a faster Cortex-M4 kernel, 4 bytes more per
+    /// row; used for matrices whose column count is a multiple of 8).
+    #[arg(long)]
+    plain_int8: bool,
     /// Quantization-aware fine-tuning: N more steps after --steps at the schedule's final
     /// learning rate, with the matrices fake-quantized exactly as exported and
     /// straight-through gradients. Prints and records the PTQ figures next to the final ones.
@@ -214,6 +219,7 @@ impl GptArgs {
         GptWeights {
             weights: self.weights,
             int8: self.int8_matrices.clone(),
+            plain_int8: self.plain_int8,
         }
     }
 

@@ -28,9 +28,10 @@ use std::path::Path;
 
 use aka_core::format::{
     Body, GptBlock, GptBlockList, GptConfig as CoreConfig, GptDesc, GptEval, GptMlp, GptPosition,
-    GptVocab, ModelFile, NormParams, QMatrix, RopeTables,
+    GptVocab, ModelFile, NormParams, QMatrix, RopeTables, WeightType,
 };
 use aka_core::gpt::GptModel;
+use aka_core::kernels::{offset_row_const, to_offset_binary};
 use aka_core::rng::Rng;
 use anyhow::{bail, ensure};
 use rayon::prelude::*;
@@ -279,8 +280,8 @@ pub fn calibrate(
     })
 }
 
-/// A quantized matrix: `(weight bytes, f32 LE row scales, precision)`.
-type Mat = (Vec<u8>, Vec<u8>, WeightBits);
+/// A quantized matrix: `(weight bytes, f32 LE row scales, layout)`.
+type Mat = (Vec<u8>, Vec<u8>, WeightType);
 
 /// Owned arrays of a quantized block (borrowed by the encoded `GptBlock`).
 struct BlockBytes {
@@ -298,7 +299,7 @@ struct BlockBytes {
 fn qm(m: &Mat) -> QMatrix<'_> {
     QMatrix {
         pad: &[],
-        weight_type: m.2.format(),
+        weight_type: m.2,
         weights: &m.0,
         scales: &m.1,
     }
@@ -326,7 +327,30 @@ fn norm_bytes(n: &Norm) -> (Vec<u8>, Option<Vec<u8>>) {
 fn matrix(t: &Tensor, bits: WeightBits) -> Mat {
     let rows = t.shape()[0];
     let qw = quantize_rows_as(&values(t), rows, bits);
-    (weight_bytes(&qw.q, rows, bits), f32_bytes(&qw.scales), bits)
+    (
+        weight_bytes(&qw.q, rows, bits),
+        f32_bytes(&qw.scales),
+        bits.format(),
+    )
+}
+
+/// An int8 matrix of `cols` columns in the offset-binary layout
+/// ([`WeightType::Int8Offset`]: even bytes `^ 0x80`, then one i32 LE row constant per row) when
+/// `cols` is a multiple of 8 (the layout's rule); any other matrix unchanged (plain int8 rows
+/// run through the plain int8 kernels, with the same sums).
+fn offset_binary(mut m: Mat, cols: usize) -> Mat {
+    if m.2 != WeightType::Int8 || cols == 0 || !cols.is_multiple_of(8) {
+        return m;
+    }
+    // Rows of an even length keep the byte parity: one pass over the whole matrix.
+    to_offset_binary(&mut m.0);
+    let consts: Vec<u8> =
+        m.0.chunks_exact(cols)
+            .flat_map(|row| offset_row_const(row).to_le_bytes())
+            .collect();
+    m.0.extend_from_slice(&consts);
+    m.2 = WeightType::Int8Offset;
+    m
 }
 
 /// Encodes `model` with `tokenizer`'s vocabulary, activation `scales` and evaluation figures as
@@ -381,7 +405,13 @@ pub fn encode_gpt(
     };
 
     let int8 = |t: &Tensor| matrix(t, WeightBits::Int8);
-    let m = |t: &Tensor, role: &str| matrix(t, weights.bits_of(role));
+    let m = |t: &Tensor, role: &str| {
+        let q = matrix(t, weights.bits_of(role));
+        match weights.plain_int8 {
+            true => q,
+            false => offset_binary(q, t.shape()[1]),
+        }
+    };
     let tok = int8(&model.tok_emb);
     let pos = model.pos_emb.as_ref().map(int8);
     let rope = (cfg.position == GptPosition::Rope).then(|| {

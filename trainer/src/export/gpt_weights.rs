@@ -9,13 +9,18 @@ use crate::nn::gpt::Gpt;
 
 /// Which GPT matrices are int4: `weights` for every projection (`wq wk wv wo w1 w2 w3`) and an
 /// untied `lm_head`, except the roles in `int8`. The embeddings (and so a tied head) are
-/// always int8.
+/// always int8. The int8 projections (and untied head) are written in the offset-binary layout
+/// (`WeightType::Int8Offset`, same values and results, a faster Cortex-M4 kernel) when their
+/// column count is a multiple of 8, unless `plain_int8`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GptWeights {
     /// The precision of the matrices not kept int8.
     pub weights: WeightBits,
     /// Roles kept int8 (`"wq"`, ..., `"w3"`, `"lm_head"`), in every block.
     pub int8: Vec<String>,
+    /// Write the int8 matrices as plain int8 rows (`WeightType::Int8`) instead of the
+    /// offset-binary layout (for comparisons; both give bit-identical results).
+    pub plain_int8: bool,
 }
 
 /// The roles a [`GptWeights`] rule can name.

@@ -1,0 +1,106 @@
+//! The offset-binary int8 layout (`WeightType::Int8Offset`, issue 13 part 4): exporting the same
+//! checkpoint with it (the default) and as plain int8 rows gives the same values in a different
+//! layout, so aka-core computes bit-identical logits and the same quantized loss from both.
+
+use aka_core::format::WeightType;
+use aka_core::gpt::GptModel;
+use aka_core::rng::Rng;
+use aka_trainer::data::text::TextDataset;
+use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig, GptWeights};
+use aka_trainer::export::quantize::WeightBits;
+use aka_trainer::export::ExportMetadata;
+use aka_trainer::gpt::{Gpt, GptConfig};
+use aka_trainer::train::language_model::{train_gpt, GptTrainConfig};
+use aka_trainer::train::Progress;
+
+/// Every matrix's weight type, in file order.
+fn types(m: &GptModel) -> Vec<WeightType> {
+    let mut d = m.desc().clone();
+    let mut v = Vec::new();
+    d.for_each_matrix_mut(|q| v.push(q.weight_type));
+    v
+}
+
+#[test]
+fn offset_binary_and_plain_int8_exports_give_bit_identical_logits() {
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat(60);
+    let data = TextDataset::from_text(&text, None);
+    for tied in [false, true] {
+        let mut cfg = GptConfig::sized(2, 2, 32, 16, data.tokenizer().vocab_size());
+        cfg.tied_head = tied;
+        let model = Gpt::new(cfg.clone(), &mut Rng::new(3));
+        let train_config = GptTrainConfig {
+            steps: 20,
+            batch_size: 8,
+            lr: 3e-3,
+            warmup_steps: 5,
+            eval_interval: 20,
+            eval_batches: 2,
+            progress: Progress::Quiet,
+            sample: None,
+            ..GptTrainConfig::default()
+        };
+        train_gpt(&model, &data, &train_config).unwrap();
+        let export = |weights: GptWeights| {
+            export_gpt_weights(
+                &model,
+                &data,
+                &CalibConfig::default(),
+                &EvalConfig::default(),
+                &ExportMetadata::language_model(0, "test"),
+                &weights,
+            )
+            .unwrap()
+        };
+        let off = export(GptWeights::default());
+        let plain = export(GptWeights {
+            plain_int8: true,
+            ..GptWeights::default()
+        });
+        // int4 ignores the flag's layout (int4 rows are never offset-binary).
+        let int4 = export(GptWeights {
+            weights: WeightBits::Int4,
+            ..GptWeights::default()
+        });
+        let (mo, mp) = (
+            GptModel::load(&off.bytes).unwrap(),
+            GptModel::load(&plain.bytes).unwrap(),
+        );
+        // Embeddings (and so a tied head) int8, every projection and an untied head offset.
+        let (to, tp) = (types(&mo), types(&mp));
+        let n_emb = 1 + usize::from(mo.desc().pos_emb.is_some());
+        assert!(to[..n_emb].iter().all(|&t| t == WeightType::Int8));
+        assert!(to[n_emb..].iter().all(|&t| t == WeightType::Int8Offset));
+        assert_eq!(to.len(), n_emb + 2 * 6 + usize::from(!tied));
+        assert!(tp.iter().all(|&t| t == WeightType::Int8));
+        assert!(types(&GptModel::load(&int4.bytes).unwrap())[n_emb..]
+            .iter()
+            .all(|&t| t == WeightType::Int4));
+        // The file grows by one i32 per converted row (give or take the alignment padding and
+        // a varint length byte per matrix).
+        let rows: usize = 2 * (4 * 32 + cfg.hidden() + 32) + if tied { 0 } else { cfg.vocab_size };
+        let grew = off.bytes.len() as i64 - plain.bytes.len() as i64;
+        assert!(
+            (grew - 4 * rows as i64).abs() <= 64,
+            "grew {grew}, rows {rows}"
+        );
+        // The same arithmetic: identical quantized evaluation and logits, bit for bit.
+        assert_eq!(off.int8.loss().to_bits(), plain.int8.loss().to_bits());
+        let (mut fo, mut co) = (vec![0f32; mo.state_f32_len()], vec![0i8; mo.state_i8_len()]);
+        let (mut fp, mut cp) = (vec![0f32; mp.state_f32_len()], vec![0i8; mp.state_i8_len()]);
+        let mut so = mo.new_state(&mut fo, &mut co).unwrap();
+        let mut sp = mp.new_state(&mut fp, &mut cp).unwrap();
+        let toks: Vec<u32> = "the lazy fox jum"
+            .chars()
+            .map(|c| mo.char_id(c).unwrap())
+            .collect();
+        for (p, &t) in toks.iter().enumerate() {
+            let lo = mo.forward(&mut so, t, p).unwrap().to_vec();
+            let lp = mp.forward(&mut sp, t, p).unwrap();
+            assert!(
+                lo.iter().zip(lp).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "tied {tied} position {p}"
+            );
+        }
+    }
+}
