@@ -677,7 +677,13 @@ fn offset_of(m: &(Vec<u8>, Vec<u8>), cols: usize) -> (Vec<u8>, Vec<u8>) {
     let mut w: Vec<u8> =
         m.0.iter()
             .enumerate()
-            .map(|(i, &b)| if (i % cols) % 2 == 0 { b ^ 0x80 } else { b })
+            .map(|(i, &b)| {
+                if (i % cols).is_multiple_of(2) {
+                    b ^ 0x80
+                } else {
+                    b
+                }
+            })
             .collect();
     for row in m.0.chunks_exact(cols) {
         let odd: i32 = row.iter().skip(1).step_by(2).map(|&b| b as i8 as i32).sum();
@@ -694,7 +700,7 @@ fn offset_model(cfg: GptConfig, seed: u64) -> (Owned, Vec<bool>) {
     for b in &mut o.blocks {
         for (i, m) in b.m.iter_mut().enumerate() {
             let cols = if i == 5 { h } else { d }; // w2 is [d][hidden]
-            let yes = cols % 8 == 0;
+            let yes = cols.is_multiple_of(8);
             if yes {
                 *m = offset_of(m, cols);
             }

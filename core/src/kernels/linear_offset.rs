@@ -25,14 +25,10 @@ pub fn to_offset_binary(row: &mut [u8]) {
 
 /// Weight `c` of an offset-binary row (0 past the end).
 pub fn offset_weight(row: &[u8], c: usize) -> i8 {
-    let b = row
-        .get(c)
-        .copied()
-        .unwrap_or(if c % 2 == 0 { 0x80 } else { 0 });
-    if c % 2 == 0 {
-        (b ^ 0x80) as i8
-    } else {
-        b as i8
+    match row.get(c) {
+        None => 0,
+        Some(&b) if c.is_multiple_of(2) => (b ^ 0x80) as i8,
+        Some(&b) => b as i8,
     }
 }
 

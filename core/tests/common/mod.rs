@@ -124,7 +124,8 @@ pub fn encode_as(l: &QLayer, weight_type: WeightType) -> Encoded {
     Encoded {
         weight_type,
         w: match weight_type {
-            WeightType::Int8 => i8_bytes(w),
+            // Int8Offset: GPT matrices only (the Sequential loader refuses it): plain bytes.
+            WeightType::Int8 | WeightType::Int8Offset => i8_bytes(w),
             WeightType::Int4 => pack_int4(w, cols),
         },
         bias: le_bytes(&fold_bias(&q.bias, w, zp)),

@@ -192,13 +192,20 @@ fn main() -> ! {
     let mut acc = [0i32; 256];
     let mut fc = |m: &QMatrix, cols: usize, rows: usize| {
         let rb = m.weight_type.row_bytes(cols);
+        let (ws, consts) = m.weight_type.split_matrix(m.weights, rows, cols);
         let mut r0 = 0;
         while r0 < rows {
             let n = (rows - r0).min(256);
-            let w = &m.weights[r0 * rb..(r0 + n) * rb];
+            let w = &ws[r0 * rb..(r0 + n) * rb];
             let done = match m.weight_type {
                 WeightType::Int8 => kernels::matvec_i32(&x[..cols], w, &mut acc[..n]),
                 WeightType::Int4 => kernels::matvec_i32_s4(&x[..cols], w, &mut acc[..n]),
+                WeightType::Int8Offset => kernels::matvec_i32_offset(
+                    &x[..cols],
+                    w,
+                    &consts[r0 * 4..(r0 + n) * 4],
+                    &mut acc[..n],
+                ),
             };
             unwrap!(done);
             r0 += n;
