@@ -367,27 +367,20 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
     if cols == 0 {
         return;
     }
-    let (row_bytes, const_bytes) = (
-        m.weight_type.row_bytes(cols),
-        m.weight_type.row_const_bytes(),
-    );
-    let all_rows = m.weights.len() / (row_bytes + const_bytes);
-    let (weights, consts) = m.weight_type.split_matrix(m.weights, all_rows, cols);
-    let n_rows = n_rows.min(all_rows);
+    let row_bytes = m.weight_type.row_bytes(cols);
+    let n_rows = n_rows.min(m.weights.len() / row_bytes);
     let mut r0 = 0;
     while r0 < n_rows {
         let n = (n_rows - r0).min(ACC_ROWS);
-        let w = weights
+        let w = m
+            .weights
             .get(r0 * row_bytes..(r0 + n) * row_bytes)
-            .unwrap_or(&[]); // [n][cols]
+            .unwrap_or(&[]); // [n][cols] (an offset-binary matrix's rows come first too)
         let sums = &mut acc[..n];
         let done = match m.weight_type {
             WeightType::Int8 => matvec_i32(x, w, sums),
             WeightType::Int4 => matvec_i32_s4(x, w, sums),
-            WeightType::Int8Offset => {
-                let c = consts.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]);
-                matvec_i32_offset(x, w, c, sums)
-            }
+            WeightType::Int8Offset => offset_sums(x, m, r0, w, sums),
         };
         if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
@@ -402,6 +395,18 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
         chunk(r0, sums, m.scales.get(r0 * 4..(r0 + n) * 4).unwrap_or(&[]));
         r0 += n;
     }
+}
+
+/// [`matvec_i32_offset`] on the rows `w` = `r0..r0 + sums.len()` of the offset-binary matrix
+/// `m`, with their row constants. Out of line: [`matvec_chunks`] is inlined at every projection,
+/// and one copy of this serves them all.
+#[inline(never)]
+fn offset_sums(x: &[i8], m: &QMatrix, r0: usize, w: &[u8], sums: &mut [i32]) -> Result<(), Error> {
+    let wt = m.weight_type;
+    let all_rows = m.weights.len() / (wt.row_bytes(x.len()) + wt.row_const_bytes()).max(1);
+    let (_, consts) = wt.split_matrix(m.weights, all_rows, x.len());
+    let c = consts.get(r0 * 4..(r0 + sums.len()) * 4).unwrap_or(&[]);
+    matvec_i32_offset(x, w, c, sums)
 }
 
 /// `each(&mut out[r], Σ x·W[r], s_w[r])` for every row `r < out.len()` of `m`.

@@ -45,7 +45,8 @@ pub fn offset_row_const(row: &[u8]) -> i32 {
 
 /// `Σ x[c]·b_c` for an offset-binary `row` (the exact dot product of the original int8 weights;
 /// wrapping i32, like every accumulator here). Lengths as in [`super::portable::dot_i8`]: the
-/// shorter of the two.
+/// shorter of the two. (Not inlined: one copy serves the kernel and the GPT's fallback.)
+#[inline(never)]
 pub fn dot_i8_offset(x: &[i8], row: &[u8]) -> i32 {
     x.chunks_exact(2)
         .zip(row.chunks_exact(2))
