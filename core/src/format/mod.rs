@@ -18,8 +18,9 @@
 //! Every weight/bias/requantization array is a `&[u8]` borrowed from the file (postcard writes
 //! a varint length then the raw bytes), so on a microcontroller the model stays in flash:
 //!
-//! * weights: int8, one byte per value, read as `b as i8` (two's complement), or packed int4,
-//!   two values per byte, low nibble first: see [`WeightType`] for the one definition;
+//! * weights: int8, one byte per value, read as `b as i8` (two's complement), packed int4,
+//!   two values per byte, low nibble first, or (GPT matrices) int8 in offset-binary pairs with
+//!   one i32 row constant per row: see [`WeightType`] for the one definition;
 //! * int32 arrays (bias, multipliers, shifts): 4 bytes per value, **little-endian**.
 //!
 //! The exporter builds the same structs and calls `postcard::to_stdvec(&file)`.

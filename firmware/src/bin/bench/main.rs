@@ -506,10 +506,17 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
                     $n_out,
                     ", prototype, offset-binary weights (not in aka-core)"
                 ),
+                concat!(
+                    "matvec_i32_offset ",
+                    $n,
+                    "->",
+                    $n_out,
+                    ", offset-binary weights (aka-core, int8-offset)"
+                ),
             )
         };
     }
-    let shapes: [(usize, usize, &str, &str); 7] = [
+    let shapes: [(usize, usize, &str, &str, &str); 7] = [
         shape!(784, 576),
         shape!(128, 384),
         shape!(128, 128),
@@ -519,7 +526,11 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
         shape!(128, 65),
     ];
     let mut corr = [0i32; C_CAP];
-    for (n, n_out, cur_name, off_name) in shapes {
+    /// The row constants as the model file stores them (i32 LE bytes, word-aligned).
+    #[repr(align(4))]
+    struct Consts([u8; 4 * C_CAP]);
+    let mut consts = Consts([0; 4 * C_CAP]);
+    for (n, n_out, cur_name, off_name, core_name) in shapes {
         let (r, y) = b.scores.split_at_mut(2048);
         let cases = offset_fc::check(
             &mut rng,
@@ -603,6 +614,41 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
                 ..row
             },
             off,
+            port,
+        );
+        // aka-core's kernel on the same offset-binary weights, with the row constants as bytes
+        // (`kernels::offset_row_const` of each stored row: the prototype's corrections).
+        for (o, c) in consts.0[..4 * n_out].chunks_exact_mut(4).enumerate() {
+            let k = kernels::offset_row_const(&b.w[o * n..(o + 1) * n]);
+            if k != corr[o] {
+                defmt::panic!("offset_row_const differs from the prototype's correction");
+            }
+            c.copy_from_slice(&k.to_le_bytes());
+        }
+        let (wo, cb) = (&b.w[..n * n_out], &consts.0[..4 * n_out]);
+        ys.fill(0x5a5a_5a5a);
+        let core_count = measure(c.counter, c.overhead, reps, || {
+            kernels::matvec_i32_offset(
+                black_box(x),
+                black_box(wo),
+                black_box(cb),
+                black_box(&mut *ys),
+            )
+            .unwrap();
+        });
+        if ys != s {
+            defmt::panic!(
+                "aka-core matvec_i32_offset {=usize}->{=usize} differs from matvec_i32",
+                n,
+                n_out
+            );
+        }
+        report(
+            &Row {
+                name: core_name,
+                ..row
+            },
+            core_count,
             port,
         );
     }
