@@ -146,3 +146,27 @@ fn malformed_int4_arrays_are_typed_errors() {
     });
     assert!(matches!(e, Error::LengthMismatch { layer: 5, .. }), "{e:?}");
 }
+
+/// `int8-offset` (the GPT projections' layout) is refused by the Sequential loader, for a Linear
+/// and for a Conv2d, with a typed error (never run by the wrong kernel).
+#[test]
+fn sequential_models_refuse_int8_offset_weights() {
+    let (input, layers) = tiny_cnn(3);
+    for i in [0, 5] {
+        let bytes = with_layers_as(&layers, WeightType::Int8, |l| {
+            match &mut l[i] {
+                Layer::Conv2d(c) => c.weight_type = WeightType::Int8Offset,
+                Layer::Linear(lin) => lin.weight_type = WeightType::Int8Offset,
+                other => panic!("layer {i} is {other:?}"),
+            }
+            file_bytes(Header::CURRENT, input, l, "")
+        });
+        assert_eq!(
+            SequentialModel::load(&bytes).map(|_| ()),
+            Err(Error::BadParameter {
+                layer: i,
+                what: "int8-offset weights are for GPT matrices only"
+            })
+        );
+    }
+}
