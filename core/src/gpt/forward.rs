@@ -5,12 +5,12 @@ use super::state::GptState;
 use super::validate::param;
 use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
-use crate::kernels::attention::softmax_q_i32;
+use crate::kernels::attention::softmax_u8;
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
     dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
-    qk_scores, quantize, rope_rotate, softmax_q, PROB_SCALE,
+    qk_scores, quantize, rope_rotate,
 };
 use crate::Error;
 
@@ -69,7 +69,6 @@ impl GptModel<'_> {
             x,
             q,
             k,
-            scores,
             up,
             logits,
             k_cache,
@@ -191,39 +190,36 @@ impl GptModel<'_> {
             });
 
             mark(Step::Qkv);
-            // Per head: scores, quantized softmax, P·V into `a`.
+            // Per head: scores, integer softmax weights, P·V into `a`.
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
-            let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
+            let pv_base = blk.v_scale * (1.0 / blk.attn_out_scale);
             let n = pos + 1;
             let n4 = n.next_multiple_of(4).min(dm.block);
-            let sc = scores.get_mut(..n).ok_or(too_small)?; // [n]
             for hh in 0..dm.n_head {
                 let off = hh * hd;
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
-                                                                                     // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
-                if n <= ACC_ROWS {
-                    // The i32 sums straight into the quantized softmax (no f32 scores stored).
+                let pn = pq.get_mut(..n).unwrap_or(&mut []);
+                // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
+                // their sum.
+                let total = if n <= ACC_ROWS {
+                    // The i32 sums straight into the integer softmax.
                     let sums = &mut acc[..n];
-                    if qk_scores(qh, kh, hd, sums).is_err() {
-                        // Unreachable after load (shapes as above); the key-by-key definition.
-                        for (y, kt) in sums.iter_mut().zip(kh.chunks_exact(hd.max(1))) {
-                            *y = dot_i8_i8(qh, kt);
-                        }
-                    }
+                    qk_sums(qh, kh, sums);
                     mark(Step::Scores);
-                    softmax_q_i32(sums, score_scale, sc, pq.get_mut(..n).unwrap_or(&mut []));
+                    let best = sums.iter().copied().max().unwrap_or(0);
+                    softmax_u8(sums, best, score_scale, pn)
                 } else {
-                    let max = head_scores(qh, kh, score_scale, acc, sc);
-                    mark(Step::Scores);
-                    softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
-                }
+                    long_softmax(qh, kh, score_scale, acc, pn, &mut mark)
+                };
                 mark(Step::Softmax);
+                // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
+                let pv_mult = pv_base * (1.0 / total as f32);
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
-                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
+                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 weights
                                                                    // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
                 let mut c0 = 0;
                 while c0 < hd {
@@ -444,31 +440,77 @@ fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) 
     }
 }
 
-/// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,
-/// `hd = q.len()`), through [`qk_scores`] [`ACC_ROWS`] keys at a time (the same exact i32 sums
-/// as one [`dot_i8_i8`] per key). Returns `max e` (`-inf` if empty), taken on the integer sums:
-/// `i32 → f32` and `· scale > 0` are monotonic, so it is the maximum of the products.
-fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) -> f32 {
+/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]`,
+/// `hd = q.len()`), through [`qk_scores`].
+#[inline(always)]
+fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
+    let hd = q.len().max(1);
+    if qk_scores(q, k, hd, sums).is_err() {
+        // Unreachable after load (shapes as in `forward`); the key-by-key definition.
+        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(hd)) {
+            *y = dot_i8_i8(q, kt);
+        }
+    }
+}
+
+/// [`softmax_u8`] of one head's `p.len()` keys when they do not fit the [`ACC_ROWS`] sums of
+/// one pass (contexts above 256): the sums are computed [`ACC_ROWS`] keys at a time twice, once
+/// for their maximum and once for the weights (no buffer for all of them; the same results as
+/// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
+fn long_softmax(
+    q: &[i8],
+    k: &[i8],
+    scale: f32,
+    acc: &mut [i32; ACC_ROWS],
+    p: &mut [i8],
+    mark: &mut impl FnMut(Step),
+) -> u32 {
     let hd = q.len();
-    if hd == 0 || e.is_empty() {
-        return f32::NEG_INFINITY;
-    }
+    let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
     let mut best = i32::MIN;
-    for (ci, ys) in e.chunks_mut(ACC_ROWS).enumerate() {
-        let n = ys.len();
-        let t0 = ci * ACC_ROWS;
-        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]); // [n][hd]
-        let sums = &mut acc[..n];
-        if qk_scores(q, kc, hd, sums).is_err() {
-            // Unreachable after load (shapes as above); the key-by-key definition.
-            for (y, kt) in sums.iter_mut().zip(kc.chunks_exact(hd)) {
-                *y = dot_i8_i8(q, kt);
-            }
-        }
-        for (y, &v) in ys.iter_mut().zip(sums.iter()) {
-            best = best.max(v);
-            *y = v as f32 * scale;
+    for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
+        let sums = &mut acc[..ps.len()];
+        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        best = sums.iter().fold(best, |m, &v| m.max(v));
+    }
+    mark(Step::Scores);
+    let mut total = 0u32;
+    for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
+        let sums = &mut acc[..ps.len()];
+        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The two-pass softmax of contexts above [`ACC_ROWS`] keys against the one-pass
+    /// definition: every sum `q·k_t` at once (a plain dot product per key), their maximum, then
+    /// [`softmax_u8`].
+    #[test]
+    fn long_softmax_is_the_one_pass_softmax() {
+        extern crate std;
+        use std::vec::Vec;
+        let mut rng = Rng::new(81);
+        for (n, hd) in [(257, 4), (600, 8), (513, 32)] {
+            let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
+            let k: Vec<i8> = (0..n * hd).map(|_| rng.next_u32() as i8).collect();
+            let sums: Vec<i32> = k
+                .chunks_exact(hd)
+                .map(|kt| kt.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum())
+                .collect();
+            let best = *sums.iter().max().unwrap();
+            let mut want = std::vec![0i8; n];
+            let want_total = softmax_u8(&sums, best, 0.01, &mut want);
+            let (mut got, mut steps) = (std::vec![0i8; n], Vec::new());
+            let acc = &mut [0i32; ACC_ROWS];
+            let total = long_softmax(&q, &k, 0.01, acc, &mut got, &mut |s| steps.push(s));
+            assert_eq!((total, got), (want_total, want), "n {n}");
+            assert_eq!(steps, [Step::Scores]);
         }
     }
-    best as f32 * scale
 }
