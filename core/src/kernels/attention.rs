@@ -104,9 +104,10 @@ pub fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
 /// of [`softmax_u8`].
 pub const EXP2_Q8_PER_NAT: f32 = 369.329_86;
 
-/// The largest Q8 exponent [`softmax_u8`] evaluates: `z` is clamped to `15 · 256`, where
-/// `EXP2_Q8[0] >> 15 = 0` (every table entry is below `2^15`), so every `z ≥ 3840` gives weight 0.
-pub const EXP2_Q8_Z_MAX: u32 = 15 * 256;
+/// The largest Q8 exponent [`softmax_u8`] evaluates: `z` is clamped to `16 · 256 − 1`, whose
+/// shift `z >> 8 = 15` already gives weight 0 (every table entry is below `2^15`; in fact every
+/// `z ≥ 2,303` does).
+pub const EXP2_Q8_Z_MAX: u32 = 16 * 256 - 1;
 
 /// `EXP2_Q8[f] = rne(32640 · 2^(−f/256))` for `f` in `0..256` (`32640 = 255 · 2^7`): the
 /// fractional part of [`softmax_u8`]'s base-2 exponent, 15 bits (`EXP2_Q8[0] = 32640`,
@@ -147,8 +148,9 @@ pub fn exp2_neg_q8_u8(z: u32) -> u32 {
 /// `best`: for every `t`,
 ///
 /// * `d = best − sums[t]` (exact, as u32: `best ≥ sums[t]`),
-/// * `z = (d as f32 · c) as u32` with `c = scale · `[`EXP2_Q8_PER_NAT`] (one f32 product per
-///   head): the exponent `(e_max − e[t]) · log2 e` in Q8, truncated toward zero (saturating),
+/// * `z = clamp((d as f32 · c) as i32, 0, `[`EXP2_Q8_Z_MAX`]`)` with `c = scale · `[`EXP2_Q8_PER_NAT`]
+///   (one f32 product per head): the exponent `(e_max − e[t]) · log2 e` in Q8, truncated toward
+///   zero (`as i32` saturates; NaN → 0),
 /// * `out[t] = `[`exp2_neg_q8_u8`]`(z)` (`≈ 255 · e^(e[t] − e_max)`, stored `as u8 as i8`),
 ///
 /// and returns `Σ out[t]` (u32). The softmax is `out[t] / Σ out`: the caller divides once, in
@@ -165,7 +167,10 @@ pub fn softmax_u8(sums: &[i32], best: i32, scale: f32, out: &mut [i8]) -> u32 {
     let mut total = 0u32;
     for (o, &s) in out.iter_mut().zip(sums) {
         let d = best.wrapping_sub(s) as u32;
-        let u = exp2_neg_q8_u8((d as f32 * c) as u32);
+        // `as i32` saturates (NaN → 0) and the clamp to EXP2_Q8_Z_MAX is one `USAT #12`: the
+        // same weight as `exp2_neg_q8_u8((d as f32 · c) as u32)` (tested).
+        let z = ((d as f32 * c) as i32).clamp(0, EXP2_Q8_Z_MAX as i32) as u32;
+        let u = exp2_neg_q8_u8(z);
         *o = u as u8 as i8;
         total = total.wrapping_add(u);
     }
@@ -361,6 +366,24 @@ mod tests {
         }
         assert_eq!(exp2_neg_q8_u8(0), 255);
         assert_eq!(exp2_neg_q8_u8(u32::MAX), 0);
+        // softmax_u8's saturating i32 conversion and clamp to 4095 give the same weights as the
+        // u32 conversion.
+        for y in [
+            0.0f32,
+            0.9,
+            255.5,
+            3839.9,
+            3840.0,
+            4095.5,
+            4096.0,
+            1e9,
+            3e9,
+            5e9,
+            f32::INFINITY,
+        ] {
+            let z = (y as i32).clamp(0, EXP2_Q8_Z_MAX as i32) as u32;
+            assert_eq!(exp2_neg_q8_u8(z), exp2_neg_q8_u8(y as u32), "{y}");
+        }
     }
 
     #[test]
