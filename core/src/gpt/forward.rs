@@ -219,19 +219,24 @@ impl GptModel<'_> {
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
+                // Keys of weight 0 add nothing: the product runs over t0..t1, from the group of
+                // 4 keys of the first nonzero weight to the end of the last one's (the same
+                // exact i32 sums; the DSP loop's alignment is kept).
                 let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 weights
-                                                                   // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
+                let (t0, t1) = nonzero_span4(p4);
+                let p4 = p4.get(t0..t1).unwrap_or(&[]);
+                // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
                 let mut c0 = 0;
                 while c0 < hd {
                     let cn = (hd - c0).min(ACC_ROWS);
                     let (lo, hi) = (off + c0, off + c0 + cn);
-                    let vh = vl.get(lo * dm.block..).unwrap_or(&[]); // rows lo.. of [d][block]
+                    let vh = vl.get(lo * dm.block + t0..).unwrap_or(&[]); // rows lo.. from t0
                     let sums = &mut acc[..cn];
                     if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
                         // Unreachable after load (shapes as above); the row-by-row definition.
                         for (i, y) in sums.iter_mut().enumerate() {
-                            let at = (lo + i) * dm.block;
-                            let vt = vl.get(at..at + n4).unwrap_or(&[]);
+                            let at = (lo + i) * dm.block + t0;
+                            let vt = vl.get(at..at + p4.len()).unwrap_or(&[]);
                             *y = p4
                                 .iter()
                                 .zip(vt)
@@ -440,6 +445,17 @@ fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) 
     }
 }
 
+/// The span `t0..t1` of `p` that holds its nonzero bytes, widened to multiples of 4 (`t1` at
+/// most `p.len()`); `(0, 0)` if every byte is 0.
+#[inline(always)]
+fn nonzero_span4(p: &[u8]) -> (usize, usize) {
+    let Some(first) = p.iter().position(|&w| w != 0) else {
+        return (0, 0);
+    };
+    let last = p.iter().rposition(|&w| w != 0).unwrap_or(first);
+    (first & !3, ((last | 3) + 1).min(p.len()))
+}
+
 /// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]`,
 /// `hd = q.len()`), through [`qk_scores`].
 #[inline(always)]
@@ -511,6 +527,33 @@ mod tests {
             let total = long_softmax(&q, &k, 0.01, acc, &mut got, &mut |s| steps.push(s));
             assert_eq!((total, got), (want_total, want), "n {n}");
             assert_eq!(steps, [Step::Scores]);
+        }
+    }
+
+    /// The span of the nonzero weights, in groups of 4, against a scan of every group.
+    #[test]
+    fn nonzero_span4_covers_every_nonzero_group() {
+        extern crate std;
+        let mut rng = Rng::new(82);
+        for case in 0..2000 {
+            let n = rng.below(40) as usize;
+            let p: std::vec::Vec<u8> = (0..n)
+                .map(|_| {
+                    if rng.below(4 + case % 9) == 0 {
+                        rng.next_u32() as u8 | 1
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (t0, t1) = nonzero_span4(&p);
+            let groups: std::vec::Vec<usize> = (0..n.div_ceil(4))
+                .filter(|&g| p[g * 4..(g * 4 + 4).min(n)].iter().any(|&w| w != 0))
+                .collect();
+            match (groups.first(), groups.last()) {
+                (Some(&g0), Some(&g1)) => assert_eq!((t0, t1), (g0 * 4, (g1 * 4 + 4).min(n))),
+                _ => assert_eq!((t0, t1), (0, 0)),
+            }
         }
     }
 }
