@@ -473,6 +473,7 @@ fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
 /// one pass (contexts above 256): the sums are computed [`ACC_ROWS`] keys at a time twice, once
 /// for their maximum and once for the weights (no buffer for all of them; the same results as
 /// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
+#[inline(never)] // contexts above 256 only: kept out of `forward`'s code
 fn long_softmax(
     q: &[i8],
     k: &[i8],

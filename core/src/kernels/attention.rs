@@ -162,6 +162,7 @@ pub fn exp2_neg_q8_u8(z: u32) -> u32 {
 ///
 /// `out` and `sums` are zipped (the shorter decides). A sum above `best` (a caller error) gets
 /// weight 0.
+#[inline(never)] // one copy for the GPT's one- and two-pass callers (code size)
 pub fn softmax_u8(sums: &[i32], best: i32, scale: f32, out: &mut [i8]) -> u32 {
     let c = scale * EXP2_Q8_PER_NAT;
     let mut total = 0u32;
