@@ -5,12 +5,12 @@ use super::state::GptState;
 use super::validate::param;
 use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
-use crate::kernels::attention::softmax_q_i32;
+use crate::kernels::attention::softmax_u8;
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
     dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
-    qk_scores, quantize, rope_rotate, softmax_q, PROB_SCALE,
+    qk_scores, quantize, rope_rotate,
 };
 use crate::kernels::{dot_i8_offset, matvec_i32_offset};
 use crate::Error;
@@ -70,7 +70,6 @@ impl GptModel<'_> {
             x,
             q,
             k,
-            scores,
             up,
             logits,
             k_cache,
@@ -192,51 +191,53 @@ impl GptModel<'_> {
             });
 
             mark(Step::Qkv);
-            // Per head: scores, quantized softmax, P·V into `a`.
+            // Per head: scores, integer softmax weights, P·V into `a`.
             let score_scale = (blk.q_scale * blk.k_scale) * inv_sqrt_hd;
-            let pv_mult = (PROB_SCALE * blk.v_scale) * (1.0 / blk.attn_out_scale);
+            let pv_base = blk.v_scale * (1.0 / blk.attn_out_scale);
             let n = pos + 1;
             let n4 = n.next_multiple_of(4).min(dm.block);
-            let sc = scores.get_mut(..n).ok_or(too_small)?; // [n]
             for hh in 0..dm.n_head {
                 let off = hh * hd;
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
-                                                                                     // e[t] = (q·k_t)·score_scale, then P = quantized softmax(e).
-                if n <= ACC_ROWS {
-                    // The i32 sums straight into the quantized softmax (no f32 scores stored).
+                let pn = pq.get_mut(..n).unwrap_or(&mut []);
+                // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
+                // their sum.
+                let total = if n <= ACC_ROWS {
+                    // The i32 sums straight into the integer softmax.
                     let sums = &mut acc[..n];
-                    if qk_scores(qh, kh, hd, sums).is_err() {
-                        // Unreachable after load (shapes as above); the key-by-key definition.
-                        for (y, kt) in sums.iter_mut().zip(kh.chunks_exact(hd.max(1))) {
-                            *y = dot_i8_i8(qh, kt);
-                        }
-                    }
+                    qk_sums(qh, kh, sums);
                     mark(Step::Scores);
-                    softmax_q_i32(sums, score_scale, sc, pq.get_mut(..n).unwrap_or(&mut []));
+                    let best = sums.iter().copied().max().unwrap_or(0);
+                    softmax_u8(sums, best, score_scale, pn)
                 } else {
-                    let max = head_scores(qh, kh, score_scale, acc, sc);
-                    mark(Step::Scores);
-                    softmax_q(sc, max, pq.get_mut(..n).unwrap_or(&mut []));
-                }
+                    long_softmax(qh, kh, score_scale, acc, pn, &mut mark)
+                };
                 mark(Step::Softmax);
+                // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
+                let pv_mult = pv_base * (1.0 / total as f32);
                 // Head output o[i] = Σ_t P[t]·v_t[i] (rows i of V^T, `block` apart), quantized
                 // for Wo. P is zero-padded to n4 keys (a multiple of 4 when `block` is, which
                 // the DSP loop wants); the padded slots multiply stale cache values by 0.
                 pq.get_mut(n..n4).unwrap_or(&mut []).fill(0);
-                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 probabilities
-                                                                   // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
+                // Keys of weight 0 add nothing: the product runs over t0..t1, from the group of
+                // 4 keys of the first nonzero weight to the end of the last one's (the same
+                // exact i32 sums; the DSP loop's alignment is kept).
+                let p4 = i8_as_bytes(pq.get(..n4).unwrap_or(&[])); // [n4] u8 weights
+                let (t0, t1) = nonzero_span4(p4);
+                let p4 = p4.get(t0..t1).unwrap_or(&[]);
+                // [ACC_ROWS] output dims at a time (one pass when hd <= ACC_ROWS).
                 let mut c0 = 0;
                 while c0 < hd {
                     let cn = (hd - c0).min(ACC_ROWS);
                     let (lo, hi) = (off + c0, off + c0 + cn);
-                    let vh = vl.get(lo * dm.block..).unwrap_or(&[]); // rows lo.. of [d][block]
+                    let vh = vl.get(lo * dm.block + t0..).unwrap_or(&[]); // rows lo.. from t0
                     let sums = &mut acc[..cn];
                     if matvec_i32_strided_u8(p4, i8_as_bytes(vh), dm.block, sums).is_err() {
                         // Unreachable after load (shapes as above); the row-by-row definition.
                         for (i, y) in sums.iter_mut().enumerate() {
-                            let at = (lo + i) * dm.block;
-                            let vt = vl.get(at..at + n4).unwrap_or(&[]);
+                            let at = (lo + i) * dm.block + t0;
+                            let vt = vl.get(at..at + p4.len()).unwrap_or(&[]);
                             *y = p4
                                 .iter()
                                 .zip(vt)
@@ -459,31 +460,116 @@ fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) 
     }
 }
 
-/// `e[t] = (Σ q·k_t) as f32 · scale` for the `e.len()` keys of one head (`k`: `[t][hd]`,
-/// `hd = q.len()`), through [`qk_scores`] [`ACC_ROWS`] keys at a time (the same exact i32 sums
-/// as one [`dot_i8_i8`] per key). Returns `max e` (`-inf` if empty), taken on the integer sums:
-/// `i32 → f32` and `· scale > 0` are monotonic, so it is the maximum of the products.
-fn head_scores(q: &[i8], k: &[i8], scale: f32, acc: &mut [i32; ACC_ROWS], e: &mut [f32]) -> f32 {
-    let hd = q.len();
-    if hd == 0 || e.is_empty() {
-        return f32::NEG_INFINITY;
+/// The span `t0..t1` of `p` that holds its nonzero bytes, widened to multiples of 4 (`t1` at
+/// most `p.len()`); `(0, 0)` if every byte is 0.
+#[inline(always)]
+fn nonzero_span4(p: &[u8]) -> (usize, usize) {
+    let Some(first) = p.iter().position(|&w| w != 0) else {
+        return (0, 0);
+    };
+    let last = p.iter().rposition(|&w| w != 0).unwrap_or(first);
+    (first & !3, ((last | 3) + 1).min(p.len()))
+}
+
+/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]`,
+/// `hd = q.len()`), through [`qk_scores`].
+#[inline(always)]
+fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
+    let hd = q.len().max(1);
+    if qk_scores(q, k, hd, sums).is_err() {
+        // Unreachable after load (shapes as in `forward`); the key-by-key definition.
+        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(hd)) {
+            *y = dot_i8_i8(q, kt);
+        }
     }
+}
+
+/// [`softmax_u8`] of one head's `p.len()` keys when they do not fit the [`ACC_ROWS`] sums of
+/// one pass (contexts above 256): the sums are computed [`ACC_ROWS`] keys at a time twice, once
+/// for their maximum and once for the weights (no buffer for all of them; the same results as
+/// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
+#[inline(never)] // contexts above 256 only: kept out of `forward`'s code
+fn long_softmax(
+    q: &[i8],
+    k: &[i8],
+    scale: f32,
+    acc: &mut [i32; ACC_ROWS],
+    p: &mut [i8],
+    mark: &mut impl FnMut(Step),
+) -> u32 {
+    let hd = q.len();
+    let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
     let mut best = i32::MIN;
-    for (ci, ys) in e.chunks_mut(ACC_ROWS).enumerate() {
-        let n = ys.len();
-        let t0 = ci * ACC_ROWS;
-        let kc = k.get(t0 * hd..(t0 + n) * hd).unwrap_or(&[]); // [n][hd]
-        let sums = &mut acc[..n];
-        if qk_scores(q, kc, hd, sums).is_err() {
-            // Unreachable after load (shapes as above); the key-by-key definition.
-            for (y, kt) in sums.iter_mut().zip(kc.chunks_exact(hd)) {
-                *y = dot_i8_i8(q, kt);
+    for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
+        let sums = &mut acc[..ps.len()];
+        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        best = sums.iter().fold(best, |m, &v| m.max(v));
+    }
+    mark(Step::Scores);
+    let mut total = 0u32;
+    for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
+        let sums = &mut acc[..ps.len()];
+        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The two-pass softmax of contexts above [`ACC_ROWS`] keys against the one-pass
+    /// definition: every sum `q·k_t` at once (a plain dot product per key), their maximum, then
+    /// [`softmax_u8`].
+    #[test]
+    fn long_softmax_is_the_one_pass_softmax() {
+        extern crate std;
+        use std::vec::Vec;
+        let mut rng = Rng::new(81);
+        for (n, hd) in [(257, 4), (600, 8), (513, 32)] {
+            let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
+            let k: Vec<i8> = (0..n * hd).map(|_| rng.next_u32() as i8).collect();
+            let sums: Vec<i32> = k
+                .chunks_exact(hd)
+                .map(|kt| kt.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum())
+                .collect();
+            let best = *sums.iter().max().unwrap();
+            let mut want = std::vec![0i8; n];
+            let want_total = softmax_u8(&sums, best, 0.01, &mut want);
+            let (mut got, mut steps) = (std::vec![0i8; n], Vec::new());
+            let acc = &mut [0i32; ACC_ROWS];
+            let total = long_softmax(&q, &k, 0.01, acc, &mut got, &mut |s| steps.push(s));
+            assert_eq!((total, got), (want_total, want), "n {n}");
+            assert_eq!(steps, [Step::Scores]);
+        }
+    }
+
+    /// The span of the nonzero weights, in groups of 4, against a scan of every group.
+    #[test]
+    fn nonzero_span4_covers_every_nonzero_group() {
+        extern crate std;
+        let mut rng = Rng::new(82);
+        for case in 0..2000 {
+            let n = rng.below(40) as usize;
+            let p: std::vec::Vec<u8> = (0..n)
+                .map(|_| {
+                    if rng.below(4 + case % 9) == 0 {
+                        rng.next_u32() as u8 | 1
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (t0, t1) = nonzero_span4(&p);
+            let groups: std::vec::Vec<usize> = (0..n.div_ceil(4))
+                .filter(|&g| p[g * 4..(g * 4 + 4).min(n)].iter().any(|&w| w != 0))
+                .collect();
+            match (groups.first(), groups.last()) {
+                (Some(&g0), Some(&g1)) => assert_eq!((t0, t1), (g0 * 4, (g1 * 4 + 4).min(n))),
+                _ => assert_eq!((t0, t1), (0, 0)),
             }
         }
-        for (y, &v) in ys.iter_mut().zip(sums.iter()) {
-            best = best.max(v);
-            *y = v as f32 * scale;
-        }
     }
-    best as f32 * scale
 }

@@ -30,8 +30,8 @@
 //! The code: this file (the model: loader and accessors), `state.rs` ([`GptState`], the run
 //! state's buffers, listed once), `forward.rs` ([`GptModel::forward`], one commented step per
 //! row of the table below), `validate.rs` (the loader's checks), `decoder.rs` ([`Decoder`] and
-//! [`Generation`]). The f32 steps (`quantize`, `norm_q`, `rope_rotate`, `softmax_q`) are
-//! kernels in [`crate::kernels`].
+//! [`Generation`]). The f32 steps (`quantize`, `norm_q`, `rope_rotate`) and the integer
+//! softmax (`softmax_u8`) are kernels in [`crate::kernels`].
 //!
 //! # The int8 scheme
 //!
@@ -54,9 +54,9 @@
 //! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], s_wq[c]·(s_attn_in·(1/s_q)))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
 //! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | |
-//! | scores | `e[t] = (Σ qq·k_t) as f32 · ((s_q·s_k) · (1 / sqrtf(hd)))` for `t ≤ pos` (per head) | |
-//! | softmax | `m = max e` (taken on the i32 sums); `u = exp_f32(e − m)`; **u8** `P = clamp(rne(u · (255 / Σu)), 0, 255)` (scale `1/255`) | |
-//! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], ((1/255)·s_v)·(1/s_attn_out))` (u8 × int8 sums); heads concatenated | |
+//! | scores | `e[t] = (Σ qq·k_t) · s_score`, `s_score = (s_q·s_k) · (1 / sqrtf(hd))` (f32), for `t ≤ pos` (per head; only the i32 sums are computed) | |
+//! | softmax | integer ([`crate::kernels::attention::softmax_u8`]): `m = max` of the i32 sums; per key `z = ((m − Σ_t) as u32 as f32 · (s_score · 369.32986) + 0.5) as i32` (the Q8 base-2 exponent `(max e − e[t])·256·log2 e`, rounded), **u8** weight `P[t] = ((EXP2_Q8[z & 255] >> (z >> 8)) + 64) >> 7` (`z` clamped to `4095`; `EXP2_Q8[f] = rne(32640·2^(−f/256))`: `P ≈ 255·e^(e[t] − max e)`, 255 at the maximum), `S = Σ P` (u32) | |
+//! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], (s_v·(1/s_attn_out))·(1/S as f32))` (u8 × int8 sums: the division by `S` normalizes the softmax); heads concatenated | |
 //! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
 //! | MLP | `a = Q(norm₂(x), 1/s_mlp_in)`; `g[c] = Q(Σ a·W1[c], s_w1[c]·(s_mlp_in·(1/s_gate)))`; Gelu: `h[c] = act_lut[g[c]]`; gated: `h[c] = Q((act_lut[g[c]] as f32·s_act)·u[c], 1/s_mlp_hidden)` with `u[c] = (Σ a·W3[c]) as f32·(s_mlp_in·s_w3[c])`; `x += (Σ h·W2[c]) as f32·(s_mlp_hidden·s_w2[c])` | `w1 w3 w2`, `mlp_in_scale`, `mlp_gate_scale`, `act_lut`, `mlp_act_scale` (= `mlp_hidden_scale` for Gelu), `mlp_hidden_scale` |
 //! | head | `logits[c] = (Σ Q(norm_f(x), 1/s_head_in)·H[c]) as f32 · (s_head_in·s_h[c])`; tied: `H = E`, `s_h = s_tok` | `lm_head` (untied), `head_in_scale` |
@@ -258,8 +258,8 @@ impl<'a> GptModel<'a> {
             + d.lm_head.as_ref().map_or(0, QMatrix::param_bytes)
     }
 
-    /// Number of `f32` values of run-state scratch: `3·d + block_size + (hidden if gated) +
-    /// vocab_size` (see [`GptState`] for the buffers).
+    /// Number of `f32` values of run-state scratch: `3·d + (hidden if gated) + vocab_size` (see
+    /// [`GptState`] for the buffers).
     pub fn state_f32_len(&self) -> usize {
         self.dims.layout.f32_len()
     }

@@ -50,10 +50,10 @@ impl StateLayout {
         Some(layout)
     }
 
-    /// The `f32` buffers in order: `x, q, k, scores, up, logits` (see [`GptState`]).
-    fn f32_parts(&self) -> [usize; 6] {
-        let (d, block, up, vocab) = (self.d, self.block, self.up, self.vocab);
-        [d, d, d, block, up, vocab]
+    /// The `f32` buffers in order: `x, q, k, up, logits` (see [`GptState`]).
+    fn f32_parts(&self) -> [usize; 5] {
+        let (d, up, vocab) = (self.d, self.up, self.vocab);
+        [d, d, d, up, vocab]
     }
 
     /// The `i8` buffers in order: `k_cache, v_cache, a, qq, hq, pq` (see [`GptState`]).
@@ -62,7 +62,7 @@ impl StateLayout {
         [cache, cache, d, d, hidden, block]
     }
 
-    /// Number of `f32` values: `3·d + block_size + (hidden if gated) + vocab_size`.
+    /// Number of `f32` values: `3·d + (hidden if gated) + vocab_size`.
     pub(crate) fn f32_len(&self) -> usize {
         self.f32_parts().iter().fold(0, |s, &n| s.saturating_add(n))
     }
@@ -94,14 +94,13 @@ impl StateLayout {
         let c = i8s
             .get_mut(..nc)
             .ok_or(Error::ArenaTooSmall { need: nc, have: hc })?;
-        let [x, q, k, scores, up, logits] = split(f, self.f32_parts());
+        let [x, q, k, up, logits] = split(f, self.f32_parts());
         let [k_cache, v_cache, a, qq, hq, pq] = split(c, self.i8_parts());
         Ok(GptState {
             layout: *self,
             x,
             q,
             k,
-            scores,
             up,
             logits,
             k_cache,
@@ -145,8 +144,6 @@ pub struct GptState<'s> {
     pub(super) q: &'s mut [f32],
     /// `[d]` the keys before RoPE (RoPE models only).
     pub(super) k: &'s mut [f32],
-    /// `[block]` one head's attention scores (then its unnormalized softmax).
-    pub(super) scores: &'s mut [f32],
     /// `[hidden]` the gated MLP's `W3·a` (empty for GELU).
     pub(super) up: &'s mut [f32],
     /// `[vocab]` the logits.
@@ -161,6 +158,6 @@ pub struct GptState<'s> {
     pub(super) qq: &'s mut [i8],
     /// `[hidden]` the quantized MLP activation.
     pub(super) hq: &'s mut [i8],
-    /// `[block]` one head's u8 attention probabilities (as i8 bytes).
+    /// `[block]` one head's u8 attention weights (unnormalized softmax, as i8 bytes).
     pub(super) pq: &'s mut [i8],
 }

@@ -1,5 +1,5 @@
-//! Attention helpers (for the GPT runtime): int8 `Q·Kᵀ` scores and an `f32` softmax. The
-//! portable reference implementations.
+//! Attention helpers (for the GPT runtime): int8 `Q·Kᵀ` scores, the integer attention softmax
+//! ([`softmax_u8`]) and an `f32` softmax. The portable reference implementations.
 
 use super::quantize::ROUND_MAGIC;
 use super::shape_error;
@@ -100,31 +100,82 @@ pub fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
     }
 }
 
-/// [`softmax_q`] of the scores `e[t] = sums[t] as f32 · scale` (`scale > 0`), straight from the
-/// i32 sums `q·k_t`: the maximum is taken on the sums (`i32 → f32` and `· scale` are monotonic,
-/// so `max e = (max sums) as f32 · scale`), then `u[t] = exp_f32(e[t] − max e)` is stored in `u`
-/// and summed left to right, and `out[t] = clamp(rne(u[t] · (255 / Σu)), 0, 255) as u8 as i8`.
-/// Bit for bit what `e` then [`softmax_q`]`(e, max e, out)` give (the same operations in the
-/// same order), without storing `e` first. `u` and `out` need `sums.len()` values (extra ones
-/// are left alone; shorter ones shorten the computation). Does nothing for empty `sums`.
-pub fn softmax_q_i32(sums: &[i32], scale: f32, u: &mut [f32], out: &mut [i8]) {
-    let n = sums.len().min(u.len()).min(out.len());
-    let (sums, u, out) = (&sums[..n], &mut u[..n], &mut out[..n]);
-    let Some(&best) = sums.iter().max() else {
-        return;
-    };
-    let max = best as f32 * scale;
-    let mut sum = 0.0f32;
-    for (o, &v) in u.iter_mut().zip(sums) {
-        let e = exp_f32(v as f32 * scale - max);
-        *o = e;
-        sum += e;
+/// `256 · log2(e)` (f32): turns a difference of natural-log scores into the Q8 base-2 exponent
+/// of [`softmax_u8`].
+pub const EXP2_Q8_PER_NAT: f32 = 369.329_86;
+
+/// The largest Q8 exponent [`softmax_u8`] evaluates: `z` is clamped to `16 · 256 − 1`, whose
+/// shift `z >> 8 = 15` already gives weight 0 (every table entry is below `2^15`; in fact every
+/// `z ≥ 2,303` does).
+pub const EXP2_Q8_Z_MAX: u32 = 16 * 256 - 1;
+
+/// `EXP2_Q8[f] = rne(32640 · 2^(−f/256))` for `f` in `0..256` (`32640 = 255 · 2^7`): the
+/// fractional part of [`softmax_u8`]'s base-2 exponent, 15 bits (`EXP2_Q8[0] = 32640`,
+/// `EXP2_Q8[255] = 16364`). Built at compile time (an f64 Taylor series of `e^(−f·ln2/256)`,
+/// tested against `f64::powf`).
+pub static EXP2_Q8: [u16; 256] = exp2_q8_table();
+
+const fn exp2_q8_table() -> [u16; 256] {
+    let mut t = [0u16; 256];
+    let mut f = 0;
+    while f < 256 {
+        // e^(−x), x = f·ln2/256 in [0, 0.694): 30 terms are exact to f64 precision.
+        let x = f as f64 * (core::f64::consts::LN_2 / 256.0);
+        let (mut term, mut sum, mut k) = (1.0f64, 1.0f64, 1);
+        while k < 30 {
+            term = term * -x / k as f64;
+            sum += term;
+            k += 1;
+        }
+        t[f] = (sum * 32640.0 + 0.5) as u16; // > 0: rounds half up (no exact halves occur)
+        f += 1;
     }
-    let k = 255.0 / sum;
-    for (o, &e) in out.iter_mut().zip(u.iter()) {
-        let r = (e * k + ROUND_MAGIC) - ROUND_MAGIC; // e >= 0 and k > 0 (or NaN: 0)
-        *o = (r as i32).clamp(0, 255) as u8 as i8;
+    t
+}
+
+/// The u8 weight `255 · 2^(−z/256)` of a Q8 base-2 exponent `z ≥ 0`:
+/// `((EXP2_Q8[z & 255] >> (z >> 8)) + 64) >> 7` with `z` clamped to [`EXP2_Q8_Z_MAX`] (integer
+/// operations only; 255 at `z = 0`, non-increasing in `z`, 0 from `z = 2,303` on).
+#[inline(always)]
+pub fn exp2_neg_q8_u8(z: u32) -> u32 {
+    let z = z.min(EXP2_Q8_Z_MAX);
+    let t = EXP2_Q8[(z & 255) as usize] as u32;
+    ((t >> (z >> 8)) + 64) >> 7
+}
+
+/// The GPT's attention softmax as **unnormalized u8 weights**, straight from the i32 sums
+/// `q·k_t` of one head (score `e[t] = sums[t] · scale`, `scale > 0`) given their maximum
+/// `best`: for every `t`,
+///
+/// * `d = best − sums[t]` (exact, as u32: `best ≥ sums[t]`),
+/// * `z = clamp((d as f32 · c + 0.5) as i32, 0, `[`EXP2_Q8_Z_MAX`]`)` with `c = scale · `[`EXP2_Q8_PER_NAT`]
+///   (one f32 product per head): the exponent `(e_max − e[t]) · log2 e` in Q8, rounded to
+///   nearest (`as i32` truncates and saturates; NaN → 0),
+/// * `out[t] = `[`exp2_neg_q8_u8`]`(z)` (`≈ 255 · e^(e[t] − e_max)`, stored `as u8 as i8`),
+///
+/// and returns `Σ out[t]` (u32). The softmax is `out[t] / Σ out`: the caller divides once, in
+/// the `P·V` requantization (an exact normalization of the weights actually used). The entry
+/// at the maximum is exactly 255 (so the sum is ≥ 255 when `best` is one of the sums); each
+/// weight is within 1 of `255 · e^(e[t] − e_max)` (tested against `f64`). About 15
+/// instructions per score on a Cortex-M4F instead of ~55 for an `f32` `exp` and a second,
+/// normalizing pass. The same integer and IEEE-754 `f32` operations on every target.
+///
+/// `out` and `sums` are zipped (the shorter decides). A sum above `best` (a caller error) gets
+/// weight 0.
+#[inline(never)] // one copy for the GPT's one- and two-pass callers (code size)
+pub fn softmax_u8(sums: &[i32], best: i32, scale: f32, out: &mut [i8]) -> u32 {
+    let c = scale * EXP2_Q8_PER_NAT;
+    let mut total = 0u32;
+    for (o, &s) in out.iter_mut().zip(sums) {
+        let d = best.wrapping_sub(s) as u32;
+        // `as i32` saturates (NaN → 0) and the clamp to EXP2_Q8_Z_MAX is one `USAT #12`: the
+        // same weight as `exp2_neg_q8_u8((d as f32 · c + 0.5) as u32)` (tested).
+        let z = ((d as f32 * c + 0.5) as i32).clamp(0, EXP2_Q8_Z_MAX as i32) as u32;
+        let u = exp2_neg_q8_u8(z);
+        *o = u as u8 as i8;
+        total = total.wrapping_add(u);
     }
+    total
 }
 
 /// `e^x` in about 20 `f32` operations, within 2 ulp of the exact value (tested against `f64`)
@@ -292,11 +343,59 @@ mod tests {
     }
 
     #[test]
-    fn softmax_q_i32_is_scores_then_softmax_q() {
+    fn exp2_q8_table_is_rounded_powers_of_two() {
+        extern crate std;
+        for (f, &t) in EXP2_Q8.iter().enumerate() {
+            let want = 32640.0 * 2f64.powf(-(f as f64) / 256.0);
+            assert!(
+                (t as f64 - want).abs() <= 0.5,
+                "EXP2_Q8[{f}] = {t}, want {want}"
+            );
+        }
+        assert_eq!((EXP2_Q8[0], EXP2_Q8[255]), (32640, 16364));
+        assert!(EXP2_Q8.iter().all(|&t| t < 1 << 15));
+        // The weights: 255 at 0, non-increasing, exactly 255·2^(−z/256) within 0.51 (the final
+        // rounding, the table's and the shift's truncation), 0 from 2,303 on.
+        let mut prev = 255;
+        for z in 0..5000u32 {
+            let u = exp2_neg_q8_u8(z);
+            let want = 255.0 * 2f64.powf(-(z as f64) / 256.0);
+            assert!(u <= prev, "not monotonic at {z}");
+            assert!((u as f64 - want).abs() <= 0.51, "z {z}: {u}, want {want}");
+            assert_eq!(u == 0, z >= 2303, "z {z}");
+            prev = u;
+        }
+        assert_eq!(exp2_neg_q8_u8(0), 255);
+        assert_eq!(exp2_neg_q8_u8(u32::MAX), 0);
+        // softmax_u8's saturating i32 conversion and clamp to 4095 give the same weights as the
+        // u32 conversion.
+        for y in [
+            0.0f32,
+            0.9,
+            255.5,
+            3839.9,
+            3840.0,
+            4095.5,
+            4096.0,
+            1e9,
+            3e9,
+            5e9,
+            f32::INFINITY,
+        ] {
+            let z = (y as i32).clamp(0, EXP2_Q8_Z_MAX as i32) as u32;
+            assert_eq!(exp2_neg_q8_u8(z), exp2_neg_q8_u8(y as u32), "{y}");
+        }
+    }
+
+    #[test]
+    fn softmax_u8_is_within_bounds_of_f64_softmax() {
+        extern crate std;
         let mut rng = Rng::new(79);
-        let mut sums = [0i32; 200];
-        for case in 0..300 {
-            let n = 1 + rng.below(200) as usize;
+        let mut sums = [0i32; 300];
+        let mut out = [0i8; 300];
+        let mut worst = 0.0f64;
+        for case in 0..400 {
+            let n = 1 + rng.below(300) as usize;
             let spread = [10u32, 1_000, 100_000, 1 << 30][case % 4];
             for v in sums[..n].iter_mut() {
                 *v = (rng.next_u32() % (2 * spread)) as i32 - spread as i32;
@@ -304,25 +403,39 @@ mod tests {
             if case % 7 == 0 {
                 sums[..n].fill(i32::MIN); // all equal, at the extreme
             }
-            let scale = [1e-4f32, 0.01, 0.37, 3.0][case % 4];
-            // The reference: f32 scores, their maximum, softmax_q.
-            let mut e = [0f32; 200];
-            for (o, &v) in e.iter_mut().zip(&sums[..n]) {
-                *o = v as f32 * scale;
+            if case % 11 == 0 {
+                sums[0] = i32::MAX; // the widest difference
             }
-            let max = e[..n].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut want = [0i8; 200];
-            softmax_q(&mut e[..n], max, &mut want[..n]);
-            let (mut u, mut got) = ([0f32; 200], [0i8; 200]);
-            softmax_q_i32(&sums[..n], scale, &mut u[..n], &mut got[..n]);
-            assert_eq!(got[..n], want[..n], "case {case}");
-            for (a, b) in u[..n].iter().zip(&e[..n]) {
-                assert_eq!(a.to_bits(), b.to_bits(), "case {case}");
+            let scale = [1e-5f32, 1e-3, 0.01, 0.37, 3.0][case % 5];
+            let best = *sums[..n].iter().max().unwrap();
+            let total = softmax_u8(&sums[..n], best, scale, &mut out[..n]);
+            let u: std::vec::Vec<f64> = out[..n].iter().map(|&p| p as u8 as f64).collect();
+            assert_eq!(total as f64, u.iter().sum::<f64>(), "case {case}");
+            assert!(total >= 255, "case {case}");
+            // The reference: f64 scores, exact weights 255·e^(e − e_max) and softmax.
+            let e: std::vec::Vec<f64> =
+                sums[..n].iter().map(|&v| v as f64 * scale as f64).collect();
+            let emax = e.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: std::vec::Vec<f64> = e.iter().map(|&v| 255.0 * (v - emax).exp()).collect();
+            let wsum: f64 = w.iter().sum();
+            for t in 0..n {
+                // Each weight within 1 of the exact one: 0.51 (rounding, table) + 255·(1 −
+                // 2^(−0.5/256)) = 0.35 (z rounded) + the f32 rounding of d·c.
+                let err = (u[t] - w[t]).abs();
+                worst = worst.max(err);
+                assert!(err <= 1.0, "case {case} [{t}]: {} vs {}", u[t], w[t]);
+                // Hence the probabilities: |u/U − w/W| <= (1 + n·w/W)/U.
+                let (p, q) = (u[t] / total as f64, w[t] / wsum);
+                let bound = (1.0 + n as f64 * q) / total as f64;
+                assert!((p - q).abs() <= bound, "case {case} [{t}]: p {p} vs {q}");
             }
-            let total: i32 = got[..n].iter().map(|&p| p as u8 as i32).sum();
-            assert!((total - 255).abs() <= n as i32, "case {case}: {total}");
         }
-        softmax_q_i32(&[], 1.0, &mut [], &mut []);
+        assert!(worst > 0.5);
+        assert_eq!(softmax_u8(&[], 0, 1.0, &mut []), 0);
+        // A sum above `best` (a caller error) gets weight 0, no panic.
+        let mut o = [0i8; 2];
+        assert_eq!(softmax_u8(&[5, 6], 5, 1.0, &mut o), 255);
+        assert_eq!(o, [-1, 0]);
     }
 
     #[test]

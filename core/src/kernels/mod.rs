@@ -17,7 +17,8 @@
 //! compile time where it exists and the portable one otherwise, with identical results and
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
 //! so (for now) are the GPT's f32 steps: [`quantize()`] (f32 → int8), [`norm_q`] (LayerNorm /
-//! RMSNorm then quantize), [`rope_rotate`] and [`softmax_q`] (u8 attention probabilities).
+//! RMSNorm then quantize), [`rope_rotate`] and the integer attention softmax
+//! [`attention::softmax_u8`] (u8 weights).
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);

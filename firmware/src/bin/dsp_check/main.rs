@@ -618,36 +618,38 @@ fn check_softmax(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
     t.check(same, "softmax_f32", case);
 }
 
-/// The GPT's attention softmax from the i32 sums (`softmax_q_i32`, one f32 code for every
-/// target) against its definition: f32 scores `sums · scale`, their maximum, then `softmax_q`
-/// (bit-identical by construction; checked on the device's FPU for the record). The sums come
-/// from the DSP `qk_scores` of one query, as in the GPT's decode step.
-fn check_softmax_q(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+/// The GPT's integer attention softmax (`softmax_u8`, one code for every target) on sums from
+/// the DSP `qk_scores` of one query, as in the GPT's decode step, against its definition
+/// written out per key (`z = ((best − s) as u32 as f32 · (scale · 256·log2 e) + 0.5) as u32`, then
+/// `exp2_neg_q8_u8(z)`) and against `255 · exp_f32(e − e_max)` within 1 (the bound the host
+/// tests prove against f64): weights, their sum, and 255 at the maximum.
+fn check_softmax_u8(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, case: u32) {
+    use kernels::attention::{exp2_neg_q8_u8, softmax_u8, EXP2_Q8_PER_NAT};
     let hd = 4 * (1 + rng.below(16) as usize);
-    // Keys up to 256 (the f32 buffers), all in `x` with the query.
+    // Keys up to 256, all in `x` with the query.
     let n = 1 + rng.below((X_CAP / hd - 1).min(256) as u32) as usize;
     fill_x(rng, &mut b.x[..hd + n * hd]);
     let (q, k) = b.x[..hd + n * hd].split_at(hd);
     let sums = &mut b.s_dsp[..n];
     if kernels::qk_scores(q, k, hd, sums).is_err() {
-        t.check(false, "softmax_q_i32 (qk_scores)", case);
+        t.check(false, "softmax_u8 (qk_scores)", case);
         return;
     }
     let scale = rand_pow2(rng, -12, -2) as f32;
-    for (e, &v) in b.f_ref[..n].iter_mut().zip(sums.iter()) {
-        *e = v as f32 * scale;
+    let best = sums.iter().copied().max().unwrap_or(0);
+    let total = softmax_u8(sums, best, scale, &mut b.y_dsp[..n]);
+    let c = scale * EXP2_Q8_PER_NAT;
+    let (mut want_total, mut same, mut close) = (0u32, true, true);
+    for (&s, &p) in sums.iter().zip(&b.y_dsp[..n]) {
+        let want = exp2_neg_q8_u8((best.wrapping_sub(s) as u32 as f32 * c + 0.5) as u32);
+        want_total += want;
+        same &= p as u8 as u32 == want;
+        let exact = 255.0 * kernels::exp_f32((s as f32 - best as f32) * scale);
+        close &= (p as u8 as f32 - exact).abs() <= 1.0;
     }
-    let max = b.f_ref[..n]
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    kernels::softmax_q(&mut b.f_ref[..n], max, &mut b.y_ref[..n]);
-    kernels::attention::softmax_q_i32(sums, scale, &mut b.f_dsp[..n], &mut b.y_dsp[..n]);
-    let same = b.y_dsp[..n] == b.y_ref[..n]
-        && b.f_dsp[..n]
-            .iter()
-            .zip(&b.f_ref[..n])
-            .all(|(a, r)| a.to_bits() == r.to_bits());
-    t.check(same, "softmax_q_i32", case);
+    let top = sums.iter().position(|&s| s == best).unwrap_or(0);
+    same &= total == want_total && b.y_dsp[top] as u8 == 255;
+    t.check(same && close, "softmax_u8", case);
 }
 
 /// Shape errors must be identical too.
@@ -719,7 +721,7 @@ fn main() -> ! {
         ),
         ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
-        ("softmax_q_i32 (GPT attention)", check_softmax_q, 300),
+        ("softmax_u8 (GPT attention)", check_softmax_u8, 300),
     ];
     let mut total = Tally::default();
     check_errors(&mut total);
