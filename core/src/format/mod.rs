@@ -604,7 +604,10 @@ impl<'a> BodyKind<'a> for GptDesc<'a> {
 /// How many variants [`Body`] has.
 const BODY_VARIANTS: u32 = 2;
 
-/// A quantization scale the runtime accepts: finite and positive.
+/// A quantization scale the runtime accepts: finite and positive (`scale.is_finite() && scale >
+/// 0.0`), computed on the bits: the positive finite non-zero `f32`s are exactly the bit patterns
+/// `1..=0x7F7F_FFFF` (sign 0, exponent not all ones, not +0), one compare instead of two float
+/// tests in every validation loop.
 pub(crate) fn valid_scale(scale: f32) -> bool {
-    scale.is_finite() && scale > 0.0
+    scale.to_bits().wrapping_sub(1) < 0x7F7F_FFFF
 }

@@ -184,8 +184,37 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
+#[test]
+fn valid_scale_is_finite_and_positive() {
+    let old = |s: f32| s.is_finite() && s > 0.0;
+    for s in [
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        f32::from_bits(1),
+        -f32::from_bits(1),
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7FC0_0001),
+        1.0,
+        -1.0,
+    ] {
+        assert_eq!(valid_scale(s), old(s), "{s:?} ({:#x})", s.to_bits());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn valid_scale_agrees_on_any_bits(bits in any::<u32>()) {
+        let s = f32::from_bits(bits);
+        prop_assert_eq!(valid_scale(s), s.is_finite() && s > 0.0);
+    }
 
     /// Mutated trainer-written files: both decodings agree (value or error).
     #[test]
