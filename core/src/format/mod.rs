@@ -26,10 +26,14 @@
 //! [`crate::SequentialModel::load`] checks the header first, then decodes and validates the rest.
 
 use core::fmt;
+#[cfg(test)]
 use core::marker::PhantomData;
 
+#[cfg(test)]
 use serde::de::{SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+#[cfg(test)]
+use serde::{Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 
 // `named_variants!` (below) is defined before the body modules that use it.
 
@@ -61,7 +65,8 @@ pub const VERSION: u16 = 3;
 ///   `cols`, the high nibble of a row's last byte is padding: the exporter writes 0 and the
 ///   kernels ignore it. This is the only definition of the order; [`crate::kernels::s4_weight`]
 ///   reads it and [`crate::kernels::pack_s4_row`] writes it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WeightType {
     /// One signed byte per weight.
@@ -161,7 +166,7 @@ impl<'a> ModelFile<'a> {
         let header = Header::read(&mut r);
         let metadata = Metadata::read(&mut r);
         let body = match r.variant(&[0u32, 1]) {
-            0 => Body::Sequential(SequentialDesc::read(&mut r)?),
+            0 => Body::Sequential(SequentialDesc::read(&mut r)),
             _ => Body::Gpt(GptDesc::read(&mut r)),
         };
         r.check()?;
@@ -376,6 +381,8 @@ impl<T: Serialize, const N: usize> Serialize for FixedList<T, N> {
     }
 }
 
+// serde's decoding, for the unit tests' comparison with [`Reader::list`] only.
+#[cfg(test)]
 impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Deserialize<'de> for FixedList<T, N> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ListVisitor<T, const N: usize>(PhantomData<T>);
@@ -529,8 +536,8 @@ fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
 /// Decodes a whole model file for a loader: header ([`check_header`]), postcard body
 /// ([`crate::Error::Truncated`] / [`crate::Error::Malformed`]), no trailing bytes
 /// ([`crate::Error::TrailingBytes`]), and the body of kind `T` (else [`crate::Error::WrongBody`]).
-/// Returns the metadata and the body. Decoded with [`Reader`] (the Sequential body still through
-/// serde), with the errors postcard's serde decoding gives.
+/// Returns the metadata and the body. Decoded with [`Reader`], with the errors postcard's serde
+/// decoding gives.
 ///
 /// A file of the other body kind: by default its body is decoded too (and must be followed by
 /// nothing) before `WrongBody`, so a broken body reports `Truncated`, `Malformed` or
@@ -553,7 +560,7 @@ pub(crate) fn decode_file<'a, T: BodyKind<'a>>(
         #[cfg(not(feature = "compact"))]
         {
             if found == 0 {
-                SequentialDesc::read(&mut r)?;
+                SequentialDesc::read(&mut r);
             } else {
                 GptDesc::read(&mut r);
             }
@@ -575,20 +582,12 @@ pub(crate) trait BodyKind<'a>: Sized {
     fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error>;
 }
 
-impl<'a> SequentialDesc<'a> {
-    /// Decodes a Sequential body (still serde's derived decoding).
-    fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error> {
-        r.check()?;
-        let (desc, rest) = postcard::take_from_bytes::<SequentialDesc<'a>>(r.rest())?;
-        *r = Reader::new(rest);
-        Ok(desc)
-    }
-}
-
 impl<'a> BodyKind<'a> for SequentialDesc<'a> {
     const VARIANT: u32 = 0;
     fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error> {
-        SequentialDesc::read(r)
+        let desc = SequentialDesc::read(r);
+        r.check()?;
+        Ok(desc)
     }
 }
 

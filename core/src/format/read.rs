@@ -103,6 +103,11 @@ impl<'a> Reader<'a> {
         0
     }
 
+    /// An `i8`: one byte, two's complement.
+    pub(crate) fn i8(&mut self) -> i8 {
+        self.byte() as i8
+    }
+
     pub(crate) fn u16(&mut self) -> u16 {
         // At most 16 bits by the varint's checks.
         self.varint(16) as u16
@@ -256,6 +261,7 @@ mod tests {
             prop_assert_eq!(ours(b, Reader::u32), pc::<u32>(b));
             prop_assert_eq!(ours(b, Reader::u64), pc::<u64>(b));
             prop_assert_eq!(ours(b, Reader::bool), pc::<bool>(b));
+            prop_assert_eq!(ours(b, Reader::i8), pc::<i8>(b));
             prop_assert_eq!(ours(b, Reader::bytes), pc::<&[u8]>(b));
             prop_assert_eq!(ours(b, Reader::str), pc::<&str>(b));
             prop_assert_eq!(
