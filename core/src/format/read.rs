@@ -228,6 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn every_variant_decodes_to_itself() {
+        use crate::format::{GptMlp, WeightType};
+        for &w in WeightType::ALL {
+            let bytes = postcard::to_stdvec(&w).unwrap();
+            assert_eq!(ours(&bytes, WeightType::read), Ok((w, 0)));
+        }
+        for &m in GptMlp::ALL {
+            let bytes = postcard::to_stdvec(&m).unwrap();
+            assert_eq!(ours(&bytes, |r| r.variant(GptMlp::ALL)), Ok((m, 0)));
+        }
+    }
+
+    #[test]
     fn varint_edges() {
         // 5-byte u32 with a last byte of 15 is u32::MAX; 16 overflows; 6 bytes are too many.
         let max = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F];
@@ -273,6 +286,13 @@ mod tests {
                 ours(b, |r| r.variant(crate::format::WeightType::ALL)),
                 pc::<crate::format::WeightType>(b)
             );
+            // Every enum's `ALL` is in declaration order (postcard's index): a variant appended
+            // to an enum must be appended to its `ALL` (`named_variants!`) too.
+            use crate::format::{GptMlp, GptNorm, GptPosition, Task};
+            prop_assert_eq!(ours(b, |r| r.variant(GptPosition::ALL)), pc::<GptPosition>(b));
+            prop_assert_eq!(ours(b, |r| r.variant(GptNorm::ALL)), pc::<GptNorm>(b));
+            prop_assert_eq!(ours(b, |r| r.variant(GptMlp::ALL)), pc::<GptMlp>(b));
+            prop_assert_eq!(ours(b, |r| r.variant(Task::ALL)), pc::<Task>(b));
         }
     }
 }
