@@ -23,6 +23,9 @@
 //! * int32 arrays (bias, multipliers, shifts): 4 bytes per value, **little-endian**.
 //!
 //! The exporter builds the same structs and calls `postcard::to_stdvec(&file)`.
+//! The loaders (and [`ModelFile::take_from_bytes`]) read those bytes back with one hand-written
+//! postcard reader (`format/read.rs`, no serde `Deserialize`: much less code on a device), with
+//! the values and errors serde's decoding would give.
 //! [`crate::SequentialModel::load`] checks the header first, then decodes and validates the rest.
 
 use core::fmt;
