@@ -319,7 +319,8 @@ fn file_roundtrips_through_postcard() {
     let (_, _, bytes) = cnn_bytes();
     assert_eq!(&bytes[..4], &MAGIC);
     assert_eq!(bytes[4], VERSION as u8);
-    let file: ModelFile = postcard::from_bytes(&bytes).unwrap();
+    let (file, rest) = ModelFile::take_from_bytes(&bytes).unwrap();
+    assert!(rest.is_empty());
     assert_eq!(file.header, Header::CURRENT);
     assert_eq!(postcard::to_stdvec(&file).unwrap(), bytes);
 }
@@ -893,5 +894,5 @@ fn layer_list_capacity() {
     };
     let f = ModelFile::new(metadata(""), Body::Sequential(desc));
     let b = postcard::to_stdvec(&f).unwrap();
-    assert_eq!(postcard::from_bytes::<ModelFile>(&b).unwrap(), f);
+    assert_eq!(ModelFile::take_from_bytes(&b).unwrap().0, f);
 }

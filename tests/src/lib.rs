@@ -189,7 +189,9 @@ pub fn quick_unnormalized() -> &'static (Trained, Exported) {
 
 /// Decodes a model file's bytes into aka-core's format types (zero-copy).
 pub fn decode(bytes: &[u8]) -> aka_core::format::ModelFile<'_> {
-    postcard::from_bytes(bytes).expect("a valid model file decodes")
+    aka_core::format::ModelFile::take_from_bytes(bytes)
+        .expect("a valid model file decodes")
+        .0
 }
 
 /// Encodes format types back into a file.

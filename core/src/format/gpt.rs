@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::read::Reader;
 use super::{FixedList, ListItem, WeightType};
 
 /// Capacity of a [`GptBlockList`]: the most transformer blocks a GPT file may have.
@@ -17,6 +18,8 @@ pub const MAX_GPT_DIM: u32 = 1 << 16;
 ///
 /// Measured on nanoGPT's CPU config (4 layers, 4 heads, 128 dims, context 64, batch 12, 2,000
 /// steps at lr 1e-3, tinyshakespeare): validation loss 1.91 with `Learned`, 1.79 with `Rope`.
+// `Deserialize` for the trainer's checkpoints and configurations (the loaders use
+// `Reader::variant`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum GptPosition {
@@ -28,6 +31,8 @@ pub enum GptPosition {
 }
 
 /// The normalisation of a GPT (pre-norm blocks and the final norm).
+// `Deserialize` for the trainer's checkpoints and configurations (the loaders use
+// `Reader::variant`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum GptNorm {
@@ -39,6 +44,8 @@ pub enum GptNorm {
 }
 
 /// The MLP of a GPT block (`hidden` units).
+// `Deserialize` for the trainer's checkpoints and configurations (the loaders use
+// `Reader::variant`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum GptMlp {
@@ -73,7 +80,8 @@ named_variants!(GptNorm { LayerNorm = "layernorm", RmsNorm = "rmsnorm" });
 named_variants!(GptMlp { Gelu = "gelu", SwiGlu = "swiglu", GeGlu = "geglu", GeluErf = "gelu-erf" });
 
 /// GPT hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GptConfig {
     /// Number of transformer blocks, `1..=`[`MAX_GPT_LAYERS`]; equals the length of
@@ -99,7 +107,8 @@ pub struct GptConfig {
 }
 
 /// The character vocabulary: token id `i` is the `i`-th char of `chars`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GptVocab<'a> {
     /// The vocabulary chars in id order, concatenated as UTF-8; **strictly increasing** by char
@@ -114,7 +123,8 @@ pub struct GptVocab<'a> {
 /// channel) and the embedding tables (`[rows][d]`). The projections (`wq wk wv wo w1 w3 w2`) and
 /// an untied `lm_head` may be [`WeightType::Int4`] or [`WeightType::Int8Offset`]; the embedding tables (`tok_emb`, `pos_emb`,
 /// hence a tied head) are int8.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct QMatrix<'a> {
     /// 0 to [`MAX_PAD`](super::MAX_PAD) ignored bytes, chosen by the exporter so that `weights` starts at a
     /// multiple of 4 bytes from the start of the file: loaded at a 4-aligned address (as the
@@ -146,7 +156,8 @@ impl QMatrix<'_> {
 }
 
 /// The parameters of a LayerNorm / RMSNorm over `d` values (f32 LE, `d * 4` bytes each, finite).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct NormParams<'a> {
     pub weight: &'a [u8],
     /// Present for [`GptNorm::LayerNorm`], absent for [`GptNorm::RmsNorm`].
@@ -171,7 +182,8 @@ impl NormParams<'_> {
 /// (`block_size * hd / 2 * 4` bytes each, finite, `|v| <= 1`). Exactly the trainer's
 /// `Tensor::rope_tables(0, block_size, hd)` (computed in f64, rounded once to f32), so no
 /// transcendental function has to agree between host and device.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct RopeTables<'a> {
     pub cos: &'a [u8],
     pub sin: &'a [u8],
@@ -179,7 +191,8 @@ pub struct RopeTables<'a> {
 
 /// One pre-norm transformer block, int8 weights and calibrated static activation scales
 /// (`s_*`: the real value of int8 `q` is `s * q`; finite and > 0).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct GptBlock<'a> {
     #[serde(borrow)]
     pub ln1: NormParams<'a>,
@@ -295,7 +308,8 @@ impl<'a> GptDesc<'a> {
 pub const ACT_LUT_LEN: usize = 256;
 
 /// How well the exported model did on the exporter's validation batches (informative).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GptEval {
     /// Mean next-token cross-entropy (nats) of the float model. NaN if unknown.
@@ -319,7 +333,8 @@ impl GptEval {
 }
 
 /// A character-level GPT: see [`crate::gpt`] for the arithmetic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct GptDesc<'a> {
     pub config: GptConfig,
     #[serde(borrow)]
@@ -356,3 +371,100 @@ impl ListItem for GptBlock<'_> {
 /// first [`MAX_GPT_LAYERS`] and records the count in [`FixedList::declared_len`] (the loader
 /// rejects it with `Error::TooManyLayers`). See [`FixedList`].
 pub type GptBlockList<'a> = FixedList<GptBlock<'a>, MAX_GPT_LAYERS>;
+
+// The GPT body's decoding: one function per struct, fields in declaration order (the order
+// postcard writes them), each through [`Reader`]. The unit tests check it against serde's
+// derived decoding (`format::tests`).
+
+impl<'a> QMatrix<'a> {
+    fn read(r: &mut Reader<'a>) -> Self {
+        QMatrix {
+            pad: r.bytes(),
+            weight_type: WeightType::read(r),
+            weights: r.bytes(),
+            scales: r.bytes(),
+        }
+    }
+}
+
+impl<'a> NormParams<'a> {
+    fn read(r: &mut Reader<'a>) -> Self {
+        NormParams {
+            weight: r.bytes(),
+            bias: r.option(Reader::bytes),
+        }
+    }
+}
+
+impl GptConfig {
+    fn read(r: &mut Reader<'_>) -> Self {
+        GptConfig {
+            n_layer: r.u32(),
+            n_head: r.u32(),
+            d_model: r.u32(),
+            hidden: r.u32(),
+            block_size: r.u32(),
+            vocab_size: r.u32(),
+            position: r.variant(GptPosition::ALL),
+            norm: r.variant(GptNorm::ALL),
+            mlp: r.variant(GptMlp::ALL),
+            tied_head: r.bool(),
+            norm_eps: r.f32(),
+        }
+    }
+}
+
+impl<'a> GptBlock<'a> {
+    fn read(r: &mut Reader<'a>) -> Self {
+        GptBlock {
+            ln1: NormParams::read(r),
+            attn_in_scale: r.f32(),
+            wq: QMatrix::read(r),
+            wk: QMatrix::read(r),
+            wv: QMatrix::read(r),
+            q_scale: r.f32(),
+            k_scale: r.f32(),
+            v_scale: r.f32(),
+            attn_out_scale: r.f32(),
+            wo: QMatrix::read(r),
+            ln2: NormParams::read(r),
+            mlp_in_scale: r.f32(),
+            w1: QMatrix::read(r),
+            w3: r.option(QMatrix::read),
+            mlp_gate_scale: r.f32(),
+            mlp_act_scale: r.f32(),
+            act_lut: r.bytes(),
+            mlp_hidden_scale: r.f32(),
+            w2: QMatrix::read(r),
+        }
+    }
+}
+
+impl<'a> GptDesc<'a> {
+    /// Decodes a GPT body (the bytes after its [`super::Body`] variant index).
+    pub(crate) fn read(r: &mut Reader<'a>) -> Self {
+        GptDesc {
+            config: GptConfig::read(r),
+            vocab: GptVocab {
+                chars: r.str(),
+                unknown: r.option(Reader::u32),
+            },
+            tok_emb: QMatrix::read(r),
+            pos_emb: r.option(QMatrix::read),
+            rope: r.option(|r| RopeTables {
+                cos: r.bytes(),
+                sin: r.bytes(),
+            }),
+            blocks: r.list(GptBlock::read),
+            ln_f: NormParams::read(r),
+            head_in_scale: r.f32(),
+            lm_head: r.option(QMatrix::read),
+            eval: GptEval {
+                val_loss_float: r.f32(),
+                val_loss_int8: r.f32(),
+                top1_agreement: r.f32(),
+                val_tokens: r.u64(),
+            },
+        }
+    }
+}

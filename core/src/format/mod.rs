@@ -24,13 +24,20 @@
 //! * int32 arrays (bias, multipliers, shifts): 4 bytes per value, **little-endian**.
 //!
 //! The exporter builds the same structs and calls `postcard::to_stdvec(&file)`.
+//! The loaders (and [`ModelFile::take_from_bytes`]) read those bytes back with one hand-written
+//! postcard reader (`format/read.rs`, no serde `Deserialize`: much less code on a device), with
+//! the values and errors serde's decoding would give.
 //! [`crate::SequentialModel::load`] checks the header first, then decodes and validates the rest.
 
 use core::fmt;
+#[cfg(test)]
 use core::marker::PhantomData;
 
+#[cfg(test)]
 use serde::de::{SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+#[cfg(test)]
+use serde::{Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 
 // `named_variants!` (below) is defined before the body modules that use it.
 
@@ -74,7 +81,8 @@ pub const VERSION: u16 = 3;
 ///   multiply a weight word with one `SXTB16` and two `SMLAD`
 ///   (`crate::kernels::offset_row_const` and `crate::kernels::to_offset_binary` are the one
 ///   definition of the byte order and the constant; docs/RESULTS.md, "Offset-binary weights").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WeightType {
     /// One signed byte per weight.
@@ -111,6 +119,11 @@ impl WeightType {
             WeightType::Int8Offset => 4,
             WeightType::Int8 | WeightType::Int4 => 0,
         }
+    }
+
+    /// Decodes a weight type (its variant index, see [`Self::ALL`]).
+    pub(crate) fn read(r: &mut Reader<'_>) -> Self {
+        r.variant(Self::ALL)
     }
 
     /// Bytes of a `rows x cols` matrix (its rows, then any row constants), `None` on overflow.
@@ -176,7 +189,8 @@ impl WeightType {
 }
 
 /// File header: checked before anything else is decoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Header {
     /// Must equal [`MAGIC`] (encoded as 4 raw bytes at offset 0).
     pub magic: [u8; 4],
@@ -185,6 +199,17 @@ pub struct Header {
 }
 
 impl Header {
+    fn read(r: &mut Reader<'_>) -> Self {
+        let mut magic = [0u8; 4];
+        for (m, b) in magic.iter_mut().zip(r.take(4)) {
+            *m = *b;
+        }
+        Header {
+            magic,
+            version: r.u16(),
+        }
+    }
+
     /// The header this crate writes.
     pub const CURRENT: Header = Header {
         magic: MAGIC,
@@ -193,7 +218,8 @@ impl Header {
 }
 
 /// A whole model file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct ModelFile<'a> {
     pub header: Header,
     #[serde(borrow)]
@@ -203,6 +229,29 @@ pub struct ModelFile<'a> {
 }
 
 impl<'a> ModelFile<'a> {
+    /// Decodes a model file's postcard bytes, as written by `postcard::to_stdvec(&file)`, and
+    /// returns the bytes after it (like `postcard::take_from_bytes`). Checks the encoding only
+    /// (not the magic, the version or the model: the loaders do). Errors: [`crate::Error::Truncated`],
+    /// [`crate::Error::Malformed`].
+    pub fn take_from_bytes(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), crate::Error> {
+        let mut r = Reader::new(bytes);
+        let header = Header::read(&mut r);
+        let metadata = Metadata::read(&mut r);
+        let body = match r.variant(&[0u32, 1]) {
+            0 => Body::Sequential(SequentialDesc::read(&mut r)),
+            _ => Body::Gpt(GptDesc::read(&mut r)),
+        };
+        r.check()?;
+        Ok((
+            ModelFile {
+                header,
+                metadata,
+                body,
+            },
+            r.rest(),
+        ))
+    }
+
     /// A file with the current [`Header`].
     pub fn new(metadata: Metadata<'a>, body: Body<'a>) -> Self {
         Self {
@@ -214,12 +263,14 @@ impl<'a> ModelFile<'a> {
 }
 
 /// What the model does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Task {
     /// Image classifier: the output vector holds one score per class; the predicted class is its
     /// argmax. (Postcard encodes the variant index, so appending variants keeps old files valid.)
+    #[default]
     Classifier,
     /// Next-token language model ([`Body::Gpt`]). `labels` is empty (the vocabulary lives in
     /// [`GptDesc::vocab`]); `float_accuracy` / `int8_accuracy` hold the **next-token top-1
@@ -229,7 +280,8 @@ pub enum Task {
 }
 
 /// Descriptive information carried by the file. Nothing here affects the arithmetic.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Metadata<'a> {
     pub task: Task,
@@ -246,7 +298,23 @@ pub struct Metadata<'a> {
     pub train_command: &'a str,
 }
 
+impl Task {
+    /// Every variant, in declaration order (the index postcard writes).
+    pub const ALL: &'static [Task] = &[Task::Classifier, Task::LanguageModel];
+}
+
 impl<'a> Metadata<'a> {
+    fn read(r: &mut Reader<'a>) -> Self {
+        Metadata {
+            task: r.variant(Task::ALL),
+            labels: r.str(),
+            float_accuracy: r.f32(),
+            int8_accuracy: r.f32(),
+            seed: r.u64(),
+            train_command: r.str(),
+        }
+    }
+
     /// The class labels (none if `labels` is empty).
     pub fn labels(&self) -> impl Iterator<Item = &'a str> {
         let labels = self.labels;
@@ -270,7 +338,8 @@ impl<'a> Metadata<'a> {
 // Both variants hold fixed-capacity arrays of descriptors (no heap to box into); the enum is
 // decoded once at load, so its size only matters as a one-off stack cost (~1.5 KiB on Cortex-M).
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[non_exhaustive]
 pub enum Body<'a> {
     /// A chain of layers, each consuming the previous one's output.
@@ -384,6 +453,8 @@ impl<T: Serialize, const N: usize> Serialize for FixedList<T, N> {
     }
 }
 
+// serde's decoding, for the unit tests' comparison with [`Reader::list`] only.
+#[cfg(test)]
 impl<'de, T: ListItem + Deserialize<'de>, const N: usize> Deserialize<'de> for FixedList<T, N> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ListVisitor<T, const N: usize>(PhantomData<T>);
@@ -476,7 +547,12 @@ named_variants!(WeightType {
 });
 
 mod gpt;
+mod read;
 mod sequential;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use read::Reader;
 
 pub use gpt::{
     GptBlock, GptBlockList, GptConfig, GptDesc, GptEval, GptMlp, GptNorm, GptPosition, GptVocab,
@@ -521,7 +597,9 @@ fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
         None if MAGIC.starts_with(bytes) => return Err(crate::Error::Truncated),
         None => return Err(crate::Error::BadMagic),
     }
-    let (header, _) = postcard::take_from_bytes::<Header>(bytes)?;
+    let mut r = Reader::new(bytes);
+    let header = Header::read(&mut r);
+    r.check()?;
     if header.version != VERSION {
         return Err(crate::Error::UnsupportedVersion {
             found: header.version,
@@ -534,90 +612,77 @@ fn check_header(bytes: &[u8]) -> Result<(), crate::Error> {
 /// Decodes a whole model file for a loader: header ([`check_header`]), postcard body
 /// ([`crate::Error::Truncated`] / [`crate::Error::Malformed`]), no trailing bytes
 /// ([`crate::Error::TrailingBytes`]), and the body of kind `T` (else [`crate::Error::WrongBody`]).
-/// Returns the metadata and the body.
+/// Returns the metadata and the body. Decoded with [`Reader`], with the errors postcard's serde
+/// decoding gives.
 ///
-/// With the `compact` feature the body is decoded as `T` only (after reading its variant
-/// index), so a loader links the decoding of its own body kind and not the other's: the same
-/// decoding and result for a file of the loader's kind; a file of another kind is refused with
-/// `WrongBody` as soon as its variant index is read (an unknown index: `Malformed`), before its
-/// body is decoded, so a broken body of the other kind reports `WrongBody` instead of
-/// `Truncated`, `Malformed` or `TrailingBytes`.
+/// A file of the other body kind: by default its body is decoded too (and must be followed by
+/// nothing) before `WrongBody`, so a broken body reports `Truncated`, `Malformed` or
+/// `TrailingBytes` as a whole-file decode would. With the `compact` feature it is refused with
+/// `WrongBody` as soon as its variant index is read (an unknown index: `Malformed`), so a loader
+/// links the decoding of its own body kind only.
 pub(crate) fn decode_file<'a, T: BodyKind<'a>>(
     bytes: &'a [u8],
 ) -> Result<(Metadata<'a>, T), crate::Error> {
     check_header(bytes)?;
-    #[cfg(feature = "compact")]
-    {
-        /// A [`ModelFile`] up to its body.
-        #[derive(Deserialize)]
-        struct Head<'a> {
-            #[allow(dead_code)]
-            header: Header,
-            #[serde(borrow)]
-            metadata: Metadata<'a>,
-        }
-        let (head, rest) = postcard::take_from_bytes::<Head<'a>>(bytes)?;
-        let (found, rest) = postcard::take_from_bytes::<u32>(rest)?;
-        if found != T::VARIANT {
-            return Err(if found < BODY_VARIANTS {
-                crate::Error::WrongBody
+    let mut r = Reader::new(bytes);
+    Header::read(&mut r);
+    let metadata = Metadata::read(&mut r);
+    let found = r.u32();
+    r.check()?;
+    if found >= BODY_VARIANTS {
+        return Err(crate::Error::Malformed);
+    }
+    if found != T::VARIANT {
+        #[cfg(not(feature = "compact"))]
+        {
+            if found == 0 {
+                SequentialDesc::read(&mut r);
             } else {
-                crate::Error::Malformed
-            });
+                GptDesc::read(&mut r);
+            }
+            r.finish()?;
         }
-        let (body, rest) = postcard::take_from_bytes::<T>(rest)?;
-        if !rest.is_empty() {
-            return Err(crate::Error::TrailingBytes { count: rest.len() });
-        }
-        Ok((head.metadata, body))
+        return Err(crate::Error::WrongBody);
     }
-    #[cfg(not(feature = "compact"))]
-    {
-        let (file, rest) = postcard::take_from_bytes::<ModelFile<'a>>(bytes)?;
-        if !rest.is_empty() {
-            return Err(crate::Error::TrailingBytes { count: rest.len() });
-        }
-        let body = T::pick(file.body).ok_or(crate::Error::WrongBody)?;
-        Ok((file.metadata, body))
-    }
+    let body = T::read(&mut r)?;
+    r.finish()?;
+    Ok((metadata, body))
 }
 
-/// A body type a loader decodes with [`decode_file`]: its [`Body`] variant, as the index
-/// postcard writes before the body and as a match.
-pub(crate) trait BodyKind<'a>: Deserialize<'a> + Sized {
+/// A body type a loader decodes with [`decode_file`]: its [`Body`] variant (the index postcard
+/// writes before the body) and its decoding.
+pub(crate) trait BodyKind<'a>: Sized {
     /// The variant's index in [`Body`] (declaration order).
-    #[cfg_attr(not(feature = "compact"), allow(dead_code))]
     const VARIANT: u32;
-    /// The body, if it is this kind.
-    #[cfg_attr(feature = "compact", allow(dead_code))]
-    fn pick(body: Body<'a>) -> Option<Self>;
+    /// Decodes the body (after its variant index).
+    fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error>;
 }
 
 impl<'a> BodyKind<'a> for SequentialDesc<'a> {
     const VARIANT: u32 = 0;
-    fn pick(body: Body<'a>) -> Option<Self> {
-        match body {
-            Body::Sequential(desc) => Some(desc),
-            _ => None,
-        }
+    fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error> {
+        let desc = SequentialDesc::read(r);
+        r.check()?;
+        Ok(desc)
     }
 }
 
 impl<'a> BodyKind<'a> for GptDesc<'a> {
     const VARIANT: u32 = 1;
-    fn pick(body: Body<'a>) -> Option<Self> {
-        match body {
-            Body::Gpt(desc) => Some(desc),
-            _ => None,
-        }
+    fn read(r: &mut Reader<'a>) -> Result<Self, crate::Error> {
+        let desc = GptDesc::read(r);
+        r.check()?;
+        Ok(desc)
     }
 }
 
 /// How many variants [`Body`] has.
-#[cfg_attr(not(feature = "compact"), allow(dead_code))]
 const BODY_VARIANTS: u32 = 2;
 
-/// A quantization scale the runtime accepts: finite and positive.
+/// A quantization scale the runtime accepts: finite and positive (`scale.is_finite() && scale >
+/// 0.0`), computed on the bits: the positive finite non-zero `f32`s are exactly the bit patterns
+/// `1..=0x7F7F_FFFF` (sign 0, exponent not all ones, not +0), one compare instead of two float
+/// tests in every validation loop.
 pub(crate) fn valid_scale(scale: f32) -> bool {
-    scale.is_finite() && scale > 0.0
+    scale.to_bits().wrapping_sub(1) < 0x7F7F_FFFF
 }

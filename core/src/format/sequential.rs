@@ -3,7 +3,11 @@
 
 use core::fmt;
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
+
+use super::read::Reader;
 
 use super::{valid_scale, FixedList, ListItem, WeightType};
 
@@ -11,7 +15,8 @@ use super::{valid_scale, FixedList, ListItem, WeightType};
 pub const MAX_LAYERS: usize = 16;
 
 /// A sequential (feed-forward chain) model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct SequentialDesc<'a> {
     pub input: InputDesc,
     #[serde(borrow)]
@@ -20,7 +25,8 @@ pub struct SequentialDesc<'a> {
 
 /// An activation tensor shape, **NHWC** with N = 1: `h` rows of `w` pixels of `c` channels,
 /// stored `[h][w][c]` (channel fastest). A flat vector of `n` values is `1 x 1 x n`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     pub h: u32,
@@ -59,7 +65,8 @@ impl fmt::Display for Shape {
 }
 
 /// Affine quantization of a tensor: `real = scale * (q - zero_point)`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QuantParams {
     /// Finite and > 0.
@@ -92,7 +99,8 @@ impl QuantParams {
 /// loader requires a finite `pixel_mean` and a finite, positive `pixel_std`
 /// ([`crate::Error::BadInput`]). `pixel_mean` and `pixel_std` are new in format version 2;
 /// version 1 files are refused by the version check ([`crate::Error::UnsupportedVersion`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct InputDesc {
     /// Image: `H x W x C` (MNIST: 28 x 28 x 1).
     pub shape: Shape,
@@ -123,7 +131,8 @@ impl InputDesc {
 }
 
 /// One layer. Activations are NHWC int8; see each variant for its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 #[non_exhaustive]
 pub enum Layer<'a> {
     /// Fully connected layer on a flat `1 x 1 x in_features` input.
@@ -139,7 +148,8 @@ pub enum Layer<'a> {
 }
 
 /// Fully connected layer: `y[o] = requant(bias[o] + Σ_i x[i] * W[o][i])`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Linear<'a> {
     pub in_features: u32,
     pub out_features: u32,
@@ -161,7 +171,8 @@ pub struct Linear<'a> {
 /// 2-D convolution with symmetric zero padding ("zero" in real terms, i.e. `zp_in` in int8),
 /// PyTorch `Conv2d(in, out, (kh, kw), stride, padding)` semantics:
 /// `out_h = (in_h + 2 * pad_h - kernel_h) / stride_h + 1` (same for `w`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Conv2d<'a> {
     pub in_channels: u32,
     pub out_channels: u32,
@@ -193,7 +204,8 @@ pub struct Conv2d<'a> {
 }
 
 /// Max pooling window (no padding): `out = (in - kernel) / stride + 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct MaxPool2d {
     pub kernel_h: u32,
     pub kernel_w: u32,
@@ -203,7 +215,8 @@ pub struct MaxPool2d {
 
 /// Per-output-channel requantization of an int32 accumulator to int8:
 /// `y = clamp(MultiplyByQuantizedMultiplier(acc, multiplier[c], shift[c]) + zero_point, act_min, act_max)`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct Requant<'a> {
     /// int32 LE per output channel (`out * 4` bytes): Q31 multipliers from
     /// [`crate::quant::quantize_multiplier`]`(s_in * s_w[c] / s_out)`; must be >= 0.
@@ -307,4 +320,94 @@ pub(crate) fn check_pixel_normalization(input: &InputDesc) -> Result<(), crate::
         });
     }
     Ok(())
+}
+
+// The Sequential body's decoding through [`Reader`], fields in declaration order (the order
+// postcard writes them); checked against serde's derived decoding by `format::tests`.
+
+impl<'a> SequentialDesc<'a> {
+    /// Decodes a Sequential body (the bytes after its [`super::Body`] variant index).
+    pub(crate) fn read(r: &mut Reader<'a>) -> Self {
+        SequentialDesc {
+            input: InputDesc {
+                shape: Shape::read(r),
+                quant: QuantParams::read(r),
+                pixel_mean: r.f32(),
+                pixel_std: r.f32(),
+            },
+            layers: r.list(Layer::read),
+        }
+    }
+}
+
+impl Shape {
+    fn read(r: &mut Reader<'_>) -> Self {
+        Shape {
+            h: r.u32(),
+            w: r.u32(),
+            c: r.u32(),
+        }
+    }
+}
+
+impl QuantParams {
+    fn read(r: &mut Reader<'_>) -> Self {
+        QuantParams {
+            scale: r.f32(),
+            zero_point: r.i8(),
+        }
+    }
+}
+
+impl<'a> Requant<'a> {
+    fn read(r: &mut Reader<'a>) -> Self {
+        Requant {
+            multipliers: r.bytes(),
+            shifts: r.bytes(),
+            output: QuantParams::read(r),
+            act_min: r.i8(),
+            act_max: r.i8(),
+        }
+    }
+}
+
+impl<'a> Layer<'a> {
+    /// A layer: its variant index (declaration order), then the variant's fields.
+    fn read(r: &mut Reader<'a>) -> Self {
+        match r.variant(&[0u8, 1, 2, 3, 4]) {
+            0 => Layer::Linear(Linear {
+                in_features: r.u32(),
+                out_features: r.u32(),
+                pad: r.bytes(),
+                weight_type: WeightType::read(r),
+                weights: r.bytes(),
+                bias: r.bytes(),
+                requant: Requant::read(r),
+            }),
+            1 => Layer::Conv2d(Conv2d {
+                in_channels: r.u32(),
+                out_channels: r.u32(),
+                kernel_h: r.u32(),
+                kernel_w: r.u32(),
+                stride_h: r.u32(),
+                stride_w: r.u32(),
+                pad_h: r.u32(),
+                pad_w: r.u32(),
+                input_zero_point: r.i8(),
+                pad: r.bytes(),
+                weight_type: WeightType::read(r),
+                weights: r.bytes(),
+                bias: r.bytes(),
+                requant: Requant::read(r),
+            }),
+            2 => Layer::MaxPool2d(MaxPool2d {
+                kernel_h: r.u32(),
+                kernel_w: r.u32(),
+                stride_h: r.u32(),
+                stride_w: r.u32(),
+            }),
+            3 => Layer::Flatten,
+            _ => Layer::Relu { zero_point: r.i8() },
+        }
+    }
 }

@@ -54,6 +54,7 @@ fn check_table(
 }
 
 /// Checks a `[rows][cols]` int8, int4 or offset-binary int8 matrix with per-row scales.
+#[inline(never)]
 fn check_matrix(
     block: Option<usize>,
     names: (&'static str, &'static str, &'static str),
@@ -84,6 +85,9 @@ fn check_matrix(
     Ok(())
 }
 
+// Out of line (as are `check_norm` and `check_matrix`): called from several places, inlined
+// copies cost flash (docs/SIZE.md).
+#[inline(never)]
 fn check_f32s(
     block: Option<usize>,
     what: &'static str,
@@ -100,6 +104,7 @@ fn check_f32s(
     }
 }
 
+#[inline(never)]
 fn check_norm(
     block: Option<usize>,
     kind: GptNorm,
@@ -123,6 +128,12 @@ fn check_norm(
         (GptNorm::RmsNorm, None) => Ok(()),
         (GptNorm::RmsNorm, Some(_)) => Err(param(block, "RMSNorm with a bias")),
     }
+}
+
+/// True if every scale is [`valid_scale`] (a loop, not unrolled at every call).
+#[inline(never)]
+fn all_valid_scales(scales: &[f32]) -> bool {
+    scales.iter().all(|&s| valid_scale(s))
 }
 
 fn check_dim(v: u32, what: &'static str) -> Result<usize, Error> {
@@ -171,7 +182,7 @@ fn check_block(
     let b = Some(i);
     check_norm(b, cfg.norm, &blk.ln1, d, ("ln1.weight", "ln1.bias"))?;
     check_norm(b, cfg.norm, &blk.ln2, d, ("ln2.weight", "ln2.bias"))?;
-    for s in [
+    if !all_valid_scales(&[
         blk.attn_in_scale,
         blk.q_scale,
         blk.k_scale,
@@ -181,10 +192,8 @@ fn check_block(
         blk.mlp_gate_scale,
         blk.mlp_act_scale,
         blk.mlp_hidden_scale,
-    ] {
-        if !valid_scale(s) {
-            return Err(param(b, "activation scale must be finite and > 0"));
-        }
+    ]) {
+        return Err(param(b, "activation scale must be finite and > 0"));
     }
     check_len(b, "act_lut", ACT_LUT_LEN, blk.act_lut)?;
     if cfg.mlp.is_plain_gelu() && blk.mlp_act_scale != blk.mlp_hidden_scale {
@@ -193,19 +202,53 @@ fn check_block(
             "GELU MLP: mlp_act_scale must equal mlp_hidden_scale",
         ));
     }
-    let bad = "weight scale must be finite and > 0";
-    check_matrix(b, ("wq.weights", "wq.scales", bad), &blk.wq, d, d)?;
-    check_matrix(b, ("wk.weights", "wk.scales", bad), &blk.wk, d, d)?;
-    check_matrix(b, ("wv.weights", "wv.scales", bad), &blk.wv, d, d)?;
-    check_matrix(b, ("wo.weights", "wo.scales", bad), &blk.wo, d, d)?;
-    check_matrix(b, ("w1.weights", "w1.scales", bad), &blk.w1, hidden, d)?;
-    match (&blk.w3, cfg.mlp.is_gated()) {
-        (Some(w3), true) => check_matrix(b, ("w3.weights", "w3.scales", bad), w3, hidden, d)?,
-        (None, false) => {}
-        (Some(_), false) => return Err(param(b, "w3 present for a non-gated MLP")),
-        (None, true) => return Err(param(b, "w3 missing for a gated MLP")),
+    // The projections in file order, one [`check_matrix`] call for all (a table instead of one
+    // inlined call per matrix: smaller code, the same checks in the same order).
+    const NAMES: [(&str, &str); 7] = [
+        ("wq.weights", "wq.scales"),
+        ("wk.weights", "wk.scales"),
+        ("wv.weights", "wv.scales"),
+        ("wo.weights", "wo.scales"),
+        ("w1.weights", "w1.scales"),
+        ("w3.weights", "w3.scales"),
+        ("w2.weights", "w2.scales"),
+    ];
+    let mats = [
+        Some(&blk.wq),
+        Some(&blk.wk),
+        Some(&blk.wv),
+        Some(&blk.wo),
+        Some(&blk.w1),
+        blk.w3.as_ref(),
+        Some(&blk.w2),
+    ];
+    for (k, (m, names)) in mats.into_iter().zip(NAMES).enumerate() {
+        // `[rows][cols]`: `[d][d]`, `w1` and `w3` `[hidden][d]`, `w2` `[d][hidden]`.
+        let (rows, cols) = match k {
+            4 | 5 => (hidden, d),
+            6 => (d, hidden),
+            _ => (d, d),
+        };
+        if k == 5 && m.is_some() != cfg.mlp.is_gated() {
+            return Err(param(
+                b,
+                if m.is_some() {
+                    "w3 present for a non-gated MLP"
+                } else {
+                    "w3 missing for a gated MLP"
+                },
+            ));
+        }
+        if let Some(m) = m {
+            check_matrix(
+                b,
+                (names.0, names.1, "weight scale must be finite and > 0"),
+                m,
+                rows,
+                cols,
+            )?;
+        }
     }
-    check_matrix(b, ("w2.weights", "w2.scales", bad), &blk.w2, d, hidden)?;
     Ok(())
 }
 

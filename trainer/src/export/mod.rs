@@ -162,7 +162,7 @@ pub fn encode_aligned(mut file: ModelFile) -> anyhow::Result<Vec<u8>> {
             i += 1;
         });
         let bytes = postcard::to_stdvec(&file).context("encoding the model file")?;
-        let (mut decoded, _) = postcard::take_from_bytes::<ModelFile>(&bytes)
+        let (mut decoded, _) = ModelFile::take_from_bytes(&bytes)
             .map_err(|e| anyhow::anyhow!("decoding the encoded model: {e}"))?;
         let mut offsets = Vec::new();
         decoded.body.for_each_weights_mut(|_, w| {
