@@ -21,8 +21,8 @@ fn main() -> anyhow::Result<()> {
     };
     let bytes = std::fs::read(input).with_context(|| format!("reading {input}"))?;
     GptModel::load(&bytes).map_err(|e| anyhow::anyhow!("{input}: {e}"))?;
-    let (mut file, _) = postcard::take_from_bytes::<ModelFile>(&bytes)
-        .map_err(|e| anyhow::anyhow!("decoding {input}: {e}"))?;
+    let (mut file, _) =
+        ModelFile::take_from_bytes(&bytes).map_err(|e| anyhow::anyhow!("decoding {input}: {e}"))?;
     let Body::Gpt(desc) = &mut file.body else {
         bail!("{input} is not a GPT");
     };
