@@ -9,8 +9,8 @@ use crate::kernels::attention::softmax_u8;
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
-    dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
-    qk_scores, quantize, rope_rotate,
+    dot_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q, quantize,
+    rope_rotate,
 };
 use crate::kernels::{dot_i8_offset, matvec_i32_offset};
 use crate::Error;
@@ -56,8 +56,9 @@ impl GptModel<'_> {
                 block_size: dm.block,
             });
         }
-        if state.layout != dm.layout {
-            let (need, have) = (dm.layout.bytes(), state.layout.bytes());
+        let layout = dm.state();
+        if state.layout != layout {
+            let (need, have) = (layout.bytes(), state.layout.bytes());
             return Err(if have < need {
                 Error::ArenaTooSmall { need, have }
             } else {
@@ -72,6 +73,7 @@ impl GptModel<'_> {
             k,
             up,
             logits,
+            k_consts,
             k_cache,
             v_cache,
             a,
@@ -82,8 +84,8 @@ impl GptModel<'_> {
         } = state;
         // Unreachable (the layout matches): a cache slice that does not fit.
         let too_small = Error::ArenaTooSmall {
-            need: dm.layout.bytes(),
-            have: dm.layout.bytes(),
+            need: layout.bytes(),
+            have: layout.bytes(),
         };
         let (d, hd, hidden) = (dm.d, dm.hd, dm.hidden);
         // [ACC_ROWS] i32 sums of one matvec_i32 call, reused by every projection of the token.
@@ -120,14 +122,19 @@ impl GptModel<'_> {
             None => (&[][..], &[][..]),
         };
         let inv_sqrt_hd = 1.0 / libm::sqrtf(hd as f32);
-        // One head's keys are `block` rows of `hd` in the cache.
+        // One head's keys are `block` rows of `hd` in the cache, and their row constants
+        // `block` i32 LE.
         let kv_head = dm.block * hd;
+        let kc_layer = dm.n_head * dm.block * 4;
 
         for (l, blk) in desc.blocks.as_slice().iter().enumerate() {
             // This layer's caches.
             let base = l * dm.kv_layer;
             let kl = k_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [head][block][hd]
             let vl = v_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [d][block]
+            let kcl = k_consts
+                .get_mut(l * kc_layer..(l + 1) * kc_layer)
+                .ok_or(too_small)?; // [head][block] i32 LE
 
             // ---- attention: x += Wo · attention(Q(norm1(x))) ----
             // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
@@ -176,6 +183,16 @@ impl GptModel<'_> {
                     });
                 });
             }
+            // This token's key rows to the offset-binary layout, and their row constants.
+            for hh in 0..dm.n_head {
+                let (at, c) = (hh * kv_head + pos * hd, (hh * dm.block + pos) * 4);
+                if let (Some(key), Some(cs)) = (kl.get_mut(at..at + hd), kcl.get_mut(c..c + 4)) {
+                    let kc = encode_key(key).to_le_bytes();
+                    for (o, b) in cs.iter_mut().zip(kc) {
+                        *o = b as i8;
+                    }
+                }
+            }
             // V projection into the (transposed) cache: row r at r·block + pos.
             let block = dm.block.max(1); // > pos
             matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
@@ -199,19 +216,28 @@ impl GptModel<'_> {
             for hh in 0..dm.n_head {
                 let off = hh * hd;
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
-                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
+                                                               // Keys 0..n3 (a multiple of 3 when `block` allows): whole triples of rows for
+                                                               // the DSP kernel; the sums of the keys past `pos` (stale cache rows) are unused.
+                let n3 = if n <= ACC_ROWS {
+                    n.next_multiple_of(3).min(dm.block)
+                } else {
+                    n
+                };
+                let kh = kl.get(hh * kv_head..hh * kv_head + n3 * hd).unwrap_or(&[]); // [n3][hd]
+                let c0 = hh * dm.block * 4;
+                let ch = i8_as_bytes(kcl.get(c0..c0 + n3 * 4).unwrap_or(&[])); // [n3] i32 LE
                 let pn = pq.get_mut(..n).unwrap_or(&mut []);
                 // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
                 // their sum.
                 let total = if n <= ACC_ROWS {
                     // The i32 sums straight into the integer softmax.
+                    qk_sums(qh, kh, ch, acc.get_mut(..n3).unwrap_or(&mut []));
                     let sums = &mut acc[..n];
-                    qk_sums(qh, kh, sums);
                     mark(Step::Scores);
                     let best = sums.iter().copied().max().unwrap_or(0);
                     softmax_u8(sums, best, score_scale, pn)
                 } else {
-                    long_softmax(qh, kh, score_scale, acc, pn, &mut mark)
+                    long_softmax(qh, kh, ch, score_scale, acc, pn, &mut mark)
                 };
                 mark(Step::Softmax);
                 // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
@@ -471,15 +497,44 @@ fn nonzero_span4(p: &[u8]) -> (usize, usize) {
     (first & !3, ((last | 3) + 1).min(p.len()))
 }
 
-/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]`,
-/// `hd = q.len()`), through [`qk_scores`].
+/// Converts one key row of the cache (`hd` int8 values, just written) to the offset-binary
+/// layout in place (every even byte XOR 0x80, [`crate::kernels::to_offset_binary`]) and returns
+/// its row constant ([`crate::kernels::offset_row_const`] of the converted row: 128 · the sum of
+/// the odd bytes, which the conversion leaves as they are).
 #[inline(always)]
-fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
-    let hd = q.len().max(1);
-    if qk_scores(q, k, hd, sums).is_err() {
-        // Unreachable after load (shapes as in `forward`); the key-by-key definition.
-        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(hd)) {
-            *y = dot_i8_i8(q, kt);
+fn encode_key(row: &mut [i8]) -> i32 {
+    // Two little-endian words [e0 o1 e2 o3] at a time: XOR 0x0080_0080, and the odd bytes
+    // (bits 8..16 and 24..32) summed sign-extended.
+    let mut odd = 0i32;
+    let mut words = row.chunks_exact_mut(8);
+    for w8 in &mut words {
+        for w in w8.chunks_exact_mut(4) {
+            let v = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+            let odd_pair = ((v >> 8) as i8 as i32) + ((v as i32) >> 24);
+            odd = odd.wrapping_add(odd_pair);
+            for (o, b) in w.iter_mut().zip((v ^ 0x0080_0080).to_le_bytes()) {
+                *o = b as i8;
+            }
+        }
+    }
+    for pair in words.into_remainder().chunks_mut(2) {
+        if let [e, rest @ ..] = pair {
+            *e ^= i8::MIN;
+            odd = odd.wrapping_add(rest.first().map_or(0, |&o| o as i32));
+        }
+    }
+    odd.wrapping_mul(128)
+}
+
+/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]` offset-binary
+/// rows, `hd = q.len()`, `consts` their row constants, i32 LE), through [`matvec_i32_offset`]
+/// (the keys are the matrix, the query the input vector).
+#[inline(always)]
+fn qk_sums(q: &[i8], k: &[i8], consts: &[u8], sums: &mut [i32]) {
+    if matvec_i32_offset(q, i8_as_bytes(k), consts, sums).is_err() {
+        // `hd % 8 != 0` (or no keys): the key-by-key definition.
+        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(q.len().max(1))) {
+            *y = dot_i8_offset(q, i8_as_bytes(kt));
         }
     }
 }
@@ -492,6 +547,7 @@ fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
 fn long_softmax(
     q: &[i8],
     k: &[i8],
+    consts: &[u8],
     scale: f32,
     acc: &mut [i32; ACC_ROWS],
     p: &mut [i8],
@@ -499,17 +555,20 @@ fn long_softmax(
 ) -> u32 {
     let hd = q.len();
     let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
+    let cchunk = |ci: usize, n: usize| consts.get(ci * ACC_ROWS * 4..(ci * ACC_ROWS + n) * 4);
     let mut best = i32::MIN;
     for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
-        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
+        qk_sums(q, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         best = sums.iter().fold(best, |m, &v| m.max(v));
     }
     mark(Step::Scores);
     let mut total = 0u32;
     for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
-        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
+        qk_sums(q, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
     }
     total
@@ -538,11 +597,59 @@ mod tests {
             let best = *sums.iter().max().unwrap();
             let mut want = std::vec![0i8; n];
             let want_total = softmax_u8(&sums, best, 0.01, &mut want);
+            // The cache's layout: offset-binary key rows and their row constants.
+            let mut ko = k.clone();
+            let consts: Vec<u8> = ko
+                .chunks_exact_mut(hd)
+                .flat_map(|kt| encode_key(kt).to_le_bytes())
+                .collect();
             let (mut got, mut steps) = (std::vec![0i8; n], Vec::new());
             let acc = &mut [0i32; ACC_ROWS];
-            let total = long_softmax(&q, &k, 0.01, acc, &mut got, &mut |s| steps.push(s));
+            let total = long_softmax(&q, &ko, &consts, 0.01, acc, &mut got, &mut |s| {
+                steps.push(s)
+            });
             assert_eq!((total, got), (want_total, want), "n {n}");
             assert_eq!(steps, [Step::Scores]);
+        }
+    }
+
+    /// A cached key row's conversion is `to_offset_binary` and its constant `offset_row_const`,
+    /// and the scores over converted rows are the plain int8 dot products (every `hd` parity,
+    /// with and without the kernel's `hd % 8 == 0`).
+    #[test]
+    fn encoded_keys_give_the_plain_scores() {
+        extern crate std;
+        use crate::kernels::{offset_row_const, to_offset_binary};
+        use std::vec::Vec;
+        let mut rng = Rng::new(83);
+        for hd in [1, 2, 3, 7, 8, 16, 24, 32, 33, 64] {
+            for n in [1, 2, 3, 4, 5, 17] {
+                let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
+                let k: Vec<i8> = (0..n * hd)
+                    .map(|i| match i % 5 {
+                        0 => -128,
+                        1 => 127,
+                        _ => rng.next_u32() as i8,
+                    })
+                    .collect();
+                let mut ko = k.clone();
+                let mut consts = Vec::new();
+                for (kt, plain) in ko.chunks_exact_mut(hd).zip(k.chunks_exact(hd)) {
+                    let c = encode_key(kt);
+                    let mut want: Vec<u8> = i8_as_bytes(plain).to_vec();
+                    to_offset_binary(&mut want);
+                    assert_eq!(i8_as_bytes(kt), &want[..], "hd {hd}");
+                    assert_eq!(c, offset_row_const(&want), "hd {hd}");
+                    consts.extend_from_slice(&c.to_le_bytes());
+                }
+                let want: Vec<i32> = k
+                    .chunks_exact(hd)
+                    .map(|kt| kt.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum())
+                    .collect();
+                let mut got = std::vec![0x5a5a_5a5a; n];
+                qk_sums(&q, &ko, &consts, &mut got);
+                assert_eq!(got, want, "hd {hd} n {n}");
+            }
         }
     }
 
