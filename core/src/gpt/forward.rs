@@ -509,11 +509,11 @@ fn encode_key(row: &mut [i8]) -> i32 {
     let mut words = row.chunks_exact_mut(8);
     for w8 in &mut words {
         for w in w8.chunks_exact_mut(4) {
-            let v = u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
-            let odd_pair = ((v >> 8) as i8 as i32) + ((v as i32) >> 24);
-            odd = odd.wrapping_add(odd_pair);
-            for (o, b) in w.iter_mut().zip((v ^ 0x0080_0080).to_le_bytes()) {
-                *o = b as i8;
+            if let Ok(w) = <&mut [i8; 4]>::try_from(w) {
+                let v = u32::from_le_bytes(w.map(|b| b as u8));
+                let odd_pair = ((v >> 8) as i8 as i32) + ((v as i32) >> 24);
+                odd = odd.wrapping_add(odd_pair);
+                *w = (v ^ 0x0080_0080).to_le_bytes().map(|b| b as i8);
             }
         }
     }
