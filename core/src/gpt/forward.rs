@@ -12,7 +12,7 @@ use crate::kernels::{
     dot_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q, quantize,
     rope_rotate,
 };
-use crate::kernels::{dot_i8_offset, matvec_i32_offset};
+use crate::kernels::{dot_i8_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
@@ -90,6 +90,9 @@ impl GptModel<'_> {
         let (d, hd, hidden) = (dm.d, dm.hd, dm.hidden);
         // [ACC_ROWS] i32 sums of one matvec_i32 call, reused by every projection of the token.
         let acc = &mut [0i32; ACC_ROWS];
+        // The pre-extended input of the offset-binary products (one vector at a time: the q, k
+        // and v projections share it, and so do the row chunks of one matrix).
+        let obuf = &mut OffsetBuf::new();
 
         let desc = &self.desc;
         let cfg = &desc.config;
@@ -140,6 +143,7 @@ impl GptModel<'_> {
             // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
             mark(Step::Norm);
+            let ain = &mut OffsetInput::new(a, obuf); // q, k and v share the extended input
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
             // Requantization multipliers without the per-row weight scale.
@@ -151,8 +155,8 @@ impl GptModel<'_> {
             if rope {
                 // q, k in f32, rotated, then quantized.
                 let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
-                rows_into(a, &blk.wq, q, acc, dq);
-                rows_into(a, &blk.wk, k, acc, dq);
+                rows_into(ain, &blk.wq, q, acc, dq);
+                rows_into(ain, &blk.wk, k, acc, dq);
                 rope_rotate(q, hd, cos, sin);
                 rope_rotate(k, hd, cos, sin);
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
@@ -167,11 +171,11 @@ impl GptModel<'_> {
                 });
             } else {
                 // q, k straight from the i32 sums to int8.
-                rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
+                rows_into(ain, &blk.wq, qq, acc, |o, v, sw| {
                     *o = quantize(v as f32, sw * mq);
                 });
                 // Each head's key is contiguous in the cache: one run of rows per head.
-                matvec_chunks(a, &blk.wk, d, acc, |r0, sums, scales| {
+                matvec_chunks(ain, &blk.wk, d, acc, |r0, sums, scales| {
                     head_runs(r0, sums.len(), hd, |r, len| {
                         let (i, at) = (r - r0, k_slot(r));
                         let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
@@ -195,7 +199,7 @@ impl GptModel<'_> {
             }
             // V projection into the (transposed) cache: row r at r·block + pos.
             let block = dm.block.max(1); // > pos
-            matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
+            matvec_chunks(ain, &blk.wv, d, acc, |r0, sums, scales| {
                 let rows = vl
                     .get_mut(r0 * block..)
                     .unwrap_or(&mut [])
@@ -229,15 +233,16 @@ impl GptModel<'_> {
                 let pn = pq.get_mut(..n).unwrap_or(&mut []);
                 // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
                 // their sum.
+                let qin = &mut OffsetInput::new(qh, obuf);
                 let total = if n <= ACC_ROWS {
                     // The i32 sums straight into the integer softmax.
-                    qk_sums(qh, kh, ch, acc.get_mut(..n3).unwrap_or(&mut []));
+                    qk_sums(qin, kh, ch, acc.get_mut(..n3).unwrap_or(&mut []));
                     let sums = &mut acc[..n];
                     mark(Step::Scores);
                     let best = sums.iter().copied().max().unwrap_or(0);
                     softmax_u8(sums, best, score_scale, pn)
                 } else {
-                    long_softmax(qh, kh, ch, score_scale, acc, pn, &mut mark)
+                    long_softmax(qin, kh, ch, score_scale, acc, pn, &mut mark)
                 };
                 mark(Step::Softmax);
                 // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
@@ -284,13 +289,15 @@ impl GptModel<'_> {
             }
             // Output projection, added to the residual: x += Wo·a.
             let s_o = blk.attn_out_scale;
-            rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
+            let ain = &mut OffsetInput::new(a, obuf);
+            rows_into(ain, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
             mark(Step::Wo);
 
             // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
             // Norm 2, quantized: a = Q(norm2(x), 1/s_mlp_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
             mark(Step::Norm);
+            let ain = &mut OffsetInput::new(a, obuf); // W1 and W3 share the extended input
             let s_in = blk.mlp_in_scale;
             let mg = s_in * (1.0 / blk.mlp_gate_scale);
             let lut: &[u8; ACT_LUT_LEN] = blk
@@ -304,11 +311,11 @@ impl GptModel<'_> {
             };
             // Hidden layer: hq = act(g) (GELU), or Q(act(g)·(W3·a)) (gated).
             match &blk.w3 {
-                None => rows_into(a, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
+                None => rows_into(ain, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
                 Some(w3) => {
-                    rows_into(a, w3, up, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+                    rows_into(ain, w3, up, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
                     let (s_act, inv_h) = (blk.mlp_act_scale, 1.0 / blk.mlp_hidden_scale);
-                    rows(a, &blk.w1, hidden, acc, |r, v, sw| {
+                    rows(ain, &blk.w1, hidden, acc, |r, v, sw| {
                         if let (Some(o), Some(&ur)) = (hq.get_mut(r), up.get(r)) {
                             *o = quantize((act(v, sw) as f32 * s_act) * ur, inv_h);
                         }
@@ -318,7 +325,8 @@ impl GptModel<'_> {
             mark(Step::MlpUp);
             // Down projection, added to the residual: x += W2·hq.
             let s_h = blk.mlp_hidden_scale;
-            rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
+            let hin = &mut OffsetInput::new(hq, obuf);
+            rows_into(hin, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
             mark(Step::MlpDown);
         }
 
@@ -327,7 +335,10 @@ impl GptModel<'_> {
         mark(Step::Norm);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
         let s_in = desc.head_in_scale;
-        rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+        let ain = &mut OffsetInput::new(a, obuf);
+        rows_into(ain, head, logits, acc, |o, v, sw| {
+            *o = v as f32 * (s_in * sw)
+        });
         mark(Step::Head);
         Ok(logits)
     }
@@ -352,7 +363,7 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 /// `&mut dyn FnMut` (same arithmetic, so the same results; smaller code for the size builds).
 #[inline(always)]
 fn matvec_chunks(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -372,7 +383,7 @@ type ChunkFn<'f> = dyn FnMut(usize, &[i32], &[u8]) + 'f;
 #[cfg(feature = "compact")]
 #[inline(never)]
 fn matvec_chunks_dyn(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -384,12 +395,13 @@ fn matvec_chunks_dyn(
 /// The loop of [`matvec_chunks`].
 #[inline(always)]
 fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
-    x: &[i8],
+    xin: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
     chunk: &mut F,
 ) {
+    let x = xin.input();
     let cols = x.len();
     if cols == 0 {
         return;
@@ -407,7 +419,7 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
         let done = match m.weight_type {
             WeightType::Int8 => matvec_i32(x, w, sums),
             WeightType::Int4 => matvec_i32_s4(x, w, sums),
-            WeightType::Int8Offset => offset_sums(x, m, r0, w, sums),
+            WeightType::Int8Offset => offset_sums(xin, m, r0, w, sums),
         };
         if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
@@ -424,22 +436,29 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
     }
 }
 
-/// [`matvec_i32_offset`] on the rows `w` = `r0..r0 + sums.len()` of the offset-binary matrix
+/// [`matvec_i32_offset_pre`] on the rows `w` = `r0..r0 + sums.len()` of the offset-binary matrix
 /// `m`, with their row constants. Out of line: [`matvec_chunks`] is inlined at every projection,
 /// and one copy of this serves them all.
 #[inline(never)]
-fn offset_sums(x: &[i8], m: &QMatrix, r0: usize, w: &[u8], sums: &mut [i32]) -> Result<(), Error> {
+fn offset_sums(
+    xin: &mut OffsetInput,
+    m: &QMatrix,
+    r0: usize,
+    w: &[u8],
+    sums: &mut [i32],
+) -> Result<(), Error> {
+    let x = xin.input();
     let wt = m.weight_type;
     let all_rows = m.weights.len() / (wt.row_bytes(x.len()) + wt.row_const_bytes()).max(1);
     let (_, consts) = wt.split_matrix(m.weights, all_rows, x.len());
     let c = consts.get(r0 * 4..(r0 + sums.len()) * 4).unwrap_or(&[]);
-    matvec_i32_offset(x, w, c, sums)
+    matvec_i32_offset_pre(xin, w, c, sums)
 }
 
 /// `each(&mut out[r], Σ x·W[r], s_w[r])` for every row `r < out.len()` of `m`.
 #[inline(always)]
 fn rows_into<T>(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     out: &mut [T],
     acc: &mut [i32; ACC_ROWS],
@@ -457,7 +476,7 @@ fn rows_into<T>(
 /// `each(r, Σ x·W[r], s_w[r])` for the rows `r < n_rows` of `m` (for scattered outputs).
 #[inline(always)]
 fn rows(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -530,8 +549,9 @@ fn encode_key(row: &mut [i8]) -> i32 {
 /// rows, `hd = q.len()`, `consts` their row constants, i32 LE), through [`matvec_i32_offset`]
 /// (the keys are the matrix, the query the input vector).
 #[inline(always)]
-fn qk_sums(q: &[i8], k: &[i8], consts: &[u8], sums: &mut [i32]) {
-    if matvec_i32_offset(q, i8_as_bytes(k), consts, sums).is_err() {
+fn qk_sums(qin: &mut OffsetInput, k: &[i8], consts: &[u8], sums: &mut [i32]) {
+    if matvec_i32_offset_pre(qin, i8_as_bytes(k), consts, sums).is_err() {
+        let q = qin.input();
         // `hd % 8 != 0` (or no keys): the key-by-key definition.
         for (y, kt) in sums.iter_mut().zip(k.chunks_exact(q.len().max(1))) {
             *y = dot_i8_offset(q, i8_as_bytes(kt));
@@ -545,7 +565,7 @@ fn qk_sums(q: &[i8], k: &[i8], consts: &[u8], sums: &mut [i32]) {
 /// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
 #[inline(never)] // contexts above 256 only: kept out of `forward`'s code
 fn long_softmax(
-    q: &[i8],
+    qin: &mut OffsetInput,
     k: &[i8],
     consts: &[u8],
     scale: f32,
@@ -553,14 +573,14 @@ fn long_softmax(
     p: &mut [i8],
     mark: &mut impl FnMut(Step),
 ) -> u32 {
-    let hd = q.len();
+    let hd = qin.input().len();
     let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
     let cchunk = |ci: usize, n: usize| consts.get(ci * ACC_ROWS * 4..(ci * ACC_ROWS + n) * 4);
     let mut best = i32::MIN;
     for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
         let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
-        qk_sums(q, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
+        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         best = sums.iter().fold(best, |m, &v| m.max(v));
     }
     mark(Step::Scores);
@@ -568,7 +588,7 @@ fn long_softmax(
     for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
         let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
-        qk_sums(q, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
+        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
     }
     total
@@ -605,9 +625,9 @@ mod tests {
                 .collect();
             let (mut got, mut steps) = (std::vec![0i8; n], Vec::new());
             let acc = &mut [0i32; ACC_ROWS];
-            let total = long_softmax(&q, &ko, &consts, 0.01, acc, &mut got, &mut |s| {
-                steps.push(s)
-            });
+            let (buf, mut push) = (&mut OffsetBuf::new(), |s| steps.push(s));
+            let qin = &mut OffsetInput::new(&q, buf);
+            let total = long_softmax(qin, &ko, &consts, 0.01, acc, &mut got, &mut push);
             assert_eq!((total, got), (want_total, want), "n {n}");
             assert_eq!(steps, [Step::Scores]);
         }
@@ -647,7 +667,12 @@ mod tests {
                     .map(|kt| kt.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum())
                     .collect();
                 let mut got = std::vec![0x5a5a_5a5a; n];
-                qk_sums(&q, &ko, &consts, &mut got);
+                qk_sums(
+                    &mut OffsetInput::new(&q, &mut OffsetBuf::new()),
+                    &ko,
+                    &consts,
+                    &mut got,
+                );
                 assert_eq!(got, want, "hd {hd} n {n}");
             }
         }
