@@ -190,11 +190,9 @@ impl GptModel<'_> {
             // This token's key rows to the offset-binary layout, and their row constants.
             for hh in 0..dm.n_head {
                 let (at, c) = (hh * kv_head + pos * hd, (hh * dm.block + pos) * 4);
-                if let (Some(key), Some(cs)) = (kl.get_mut(at..at + hd), kcl.get_mut(c..c + 4)) {
-                    let kc = encode_key(key).to_le_bytes();
-                    for (o, b) in cs.iter_mut().zip(kc) {
-                        *o = b as i8;
-                    }
+                let cs = kcl.get_mut(c..c + 4).map(<&mut [i8; 4]>::try_from);
+                if let (Some(key), Some(Ok(cs))) = (kl.get_mut(at..at + hd), cs) {
+                    *cs = encode_key(key).to_le_bytes().map(|b| b as i8);
                 }
             }
             // V projection into the (transposed) cache: row r at r·block + pos.
