@@ -16,8 +16,9 @@ use crate::kernels::{dot_i8_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInpu
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
-/// [`GptModel::forward`] (1 KiB), reused by every projection of the token.
-const ACC_ROWS: usize = 256;
+/// [`GptModel::forward`] (2 KiB), reused by every projection of the token. 512: the MLP
+/// up-projection of the 128-dim flagships (`hidden` 512) is one call.
+const ACC_ROWS: usize = 512;
 
 impl GptModel<'_> {
     /// Runs token `token` at position `pos` (`< block_size`) and returns the next-token logits
@@ -217,14 +218,11 @@ impl GptModel<'_> {
             let n4 = n.next_multiple_of(4).min(dm.block);
             for hh in 0..dm.n_head {
                 let off = hh * hd;
+                // Keys 0..n3 (a multiple of 3 when `block` and ACC_ROWS allow): whole triples
+                // of rows for the DSP kernel; the sums of the keys past `pos` (stale cache rows)
+                // are unused. (n3 = n above ACC_ROWS: the two-pass softmax.)
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
-                                                               // Keys 0..n3 (a multiple of 3 when `block` allows): whole triples of rows for
-                                                               // the DSP kernel; the sums of the keys past `pos` (stale cache rows) are unused.
-                let n3 = if n <= ACC_ROWS {
-                    n.next_multiple_of(3).min(dm.block)
-                } else {
-                    n
-                };
+                let n3 = n.next_multiple_of(3).min(dm.block).min(ACC_ROWS).max(n);
                 let kh = kl.get(hh * kv_head..hh * kv_head + n3 * hd).unwrap_or(&[]); // [n3][hd]
                 let c0 = hh * dm.block * 4;
                 let ch = i8_as_bytes(kcl.get(c0..c0 + n3 * 4).unwrap_or(&[])); // [n3] i32 LE
@@ -558,10 +556,10 @@ fn qk_sums(qin: &mut OffsetInput, k: &[i8], consts: &[u8], sums: &mut [i32]) {
 }
 
 /// [`softmax_u8`] of one head's `p.len()` keys when they do not fit the [`ACC_ROWS`] sums of
-/// one pass (contexts above 256): the sums are computed [`ACC_ROWS`] keys at a time twice, once
+/// one pass (contexts above 512): the sums are computed [`ACC_ROWS`] keys at a time twice, once
 /// for their maximum and once for the weights (no buffer for all of them; the same results as
 /// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
-#[inline(never)] // contexts above 256 only: kept out of `forward`'s code
+#[inline(never)] // contexts above 512 only: kept out of `forward`'s code
 fn long_softmax(
     qin: &mut OffsetInput,
     k: &[i8],
@@ -605,7 +603,7 @@ mod tests {
         extern crate std;
         use std::vec::Vec;
         let mut rng = Rng::new(81);
-        for (n, hd) in [(257, 4), (600, 8), (513, 32)] {
+        for (n, hd) in [(1025, 4), (600, 8), (513, 32)] {
             let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
             let k: Vec<i8> = (0..n * hd).map(|_| rng.next_u32() as i8).collect();
             let sums: Vec<i32> = k
