@@ -489,7 +489,7 @@ impl Budget {
             ram.push((
                 "kv_cache",
                 format!(
-                    "KV cache ({} layers x 2 x {} positions)",
+                    "KV cache ({} layers x 2 x {} positions, with the K row constants)",
                     g.config().n_layer,
                     g.block_size()
                 ),

@@ -446,12 +446,15 @@ pub fn describe_gpt(m: &GptModel<'_>, file_name: &str) -> String {
     let kv = m.kv_cache_size();
     let _ = writeln!(
         out,
-        "run state     {} bytes (RAM): KV cache {} (int8, 2 x {} layers x {} positions x {}) + scratch {} ({} f32 + {} i8)",
+        "run state     {} bytes (RAM): KV cache {} (int8, 2 x {} layers x {} positions x {}, + {} layers x {} heads x {} positions x 4 B of K row constants) + scratch {} ({} f32 + {} i8)",
         thousands(m.state_size() as u64),
         thousands(kv as u64),
         c.n_layer,
         b,
         d,
+        c.n_layer,
+        c.n_head,
+        b,
         thousands(m.state_size().saturating_sub(kv) as u64),
         thousands(m.state_f32_len() as u64),
         thousands(m.state_i8_len().saturating_sub(kv) as u64)

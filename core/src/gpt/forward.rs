@@ -9,15 +9,16 @@ use crate::kernels::attention::softmax_u8;
 use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
 use crate::kernels::{
-    dot_i8, dot_i8_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q,
-    qk_scores, quantize, rope_rotate,
+    dot_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q, quantize,
+    rope_rotate,
 };
-use crate::kernels::{dot_i8_offset, matvec_i32_offset};
+use crate::kernels::{dot_i8_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
-/// [`GptModel::forward`] (1 KiB), reused by every projection of the token.
-const ACC_ROWS: usize = 256;
+/// [`GptModel::forward`] (2 KiB), reused by every projection of the token. 512: the MLP
+/// up-projection of the 128-dim flagships (`hidden` 512) is one call.
+const ACC_ROWS: usize = 512;
 
 impl GptModel<'_> {
     /// Runs token `token` at position `pos` (`< block_size`) and returns the next-token logits
@@ -56,8 +57,9 @@ impl GptModel<'_> {
                 block_size: dm.block,
             });
         }
-        if state.layout != dm.layout {
-            let (need, have) = (dm.layout.bytes(), state.layout.bytes());
+        let layout = dm.state();
+        if state.layout != layout {
+            let (need, have) = (layout.bytes(), state.layout.bytes());
             return Err(if have < need {
                 Error::ArenaTooSmall { need, have }
             } else {
@@ -72,6 +74,7 @@ impl GptModel<'_> {
             k,
             up,
             logits,
+            k_consts,
             k_cache,
             v_cache,
             a,
@@ -82,12 +85,15 @@ impl GptModel<'_> {
         } = state;
         // Unreachable (the layout matches): a cache slice that does not fit.
         let too_small = Error::ArenaTooSmall {
-            need: dm.layout.bytes(),
-            have: dm.layout.bytes(),
+            need: layout.bytes(),
+            have: layout.bytes(),
         };
         let (d, hd, hidden) = (dm.d, dm.hd, dm.hidden);
         // [ACC_ROWS] i32 sums of one matvec_i32 call, reused by every projection of the token.
         let acc = &mut [0i32; ACC_ROWS];
+        // The pre-extended input of the offset-binary products (one vector at a time: the q, k
+        // and v projections share it, and so do the row chunks of one matrix).
+        let obuf = &mut OffsetBuf::new();
 
         let desc = &self.desc;
         let cfg = &desc.config;
@@ -120,19 +126,25 @@ impl GptModel<'_> {
             None => (&[][..], &[][..]),
         };
         let inv_sqrt_hd = 1.0 / libm::sqrtf(hd as f32);
-        // One head's keys are `block` rows of `hd` in the cache.
+        // One head's keys are `block` rows of `hd` in the cache, and their row constants
+        // `block` i32 LE.
         let kv_head = dm.block * hd;
+        let kc_layer = dm.n_head * dm.block * 4;
 
         for (l, blk) in desc.blocks.as_slice().iter().enumerate() {
             // This layer's caches.
             let base = l * dm.kv_layer;
             let kl = k_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [head][block][hd]
             let vl = v_cache.get_mut(base..base + dm.kv_layer).ok_or(too_small)?; // [d][block]
+            let kcl = k_consts
+                .get_mut(l * kc_layer..(l + 1) * kc_layer)
+                .ok_or(too_small)?; // [head][block] i32 LE
 
             // ---- attention: x += Wo · attention(Q(norm1(x))) ----
             // Norm 1, quantized: a = Q(norm1(x), 1/s_attn_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln1, blk.attn_in_scale, a); // [d] int8
             mark(Step::Norm);
+            let ain = &mut OffsetInput::new(a, obuf); // q, k and v share the extended input
             let s_in = blk.attn_in_scale;
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
             // Requantization multipliers without the per-row weight scale.
@@ -144,8 +156,8 @@ impl GptModel<'_> {
             if rope {
                 // q, k in f32, rotated, then quantized.
                 let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
-                rows_into(a, &blk.wq, q, acc, dq);
-                rows_into(a, &blk.wk, k, acc, dq);
+                rows_into(ain, &blk.wq, q, acc, dq);
+                rows_into(ain, &blk.wk, k, acc, dq);
                 rope_rotate(q, hd, cos, sin);
                 rope_rotate(k, hd, cos, sin);
                 for (o, &v) in qq.iter_mut().zip(q.iter()) {
@@ -160,11 +172,11 @@ impl GptModel<'_> {
                 });
             } else {
                 // q, k straight from the i32 sums to int8.
-                rows_into(a, &blk.wq, qq, acc, |o, v, sw| {
+                rows_into(ain, &blk.wq, qq, acc, |o, v, sw| {
                     *o = quantize(v as f32, sw * mq);
                 });
                 // Each head's key is contiguous in the cache: one run of rows per head.
-                matvec_chunks(a, &blk.wk, d, acc, |r0, sums, scales| {
+                matvec_chunks(ain, &blk.wk, d, acc, |r0, sums, scales| {
                     head_runs(r0, sums.len(), hd, |r, len| {
                         let (i, at) = (r - r0, k_slot(r));
                         let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
@@ -176,9 +188,17 @@ impl GptModel<'_> {
                     });
                 });
             }
+            // This token's key rows to the offset-binary layout, and their row constants.
+            for hh in 0..dm.n_head {
+                let (at, c) = (hh * kv_head + pos * hd, (hh * dm.block + pos) * 4);
+                let cs = kcl.get_mut(c..c + 4).map(<&mut [i8; 4]>::try_from);
+                if let (Some(key), Some(Ok(cs))) = (kl.get_mut(at..at + hd), cs) {
+                    *cs = encode_key(key).to_le_bytes().map(|b| b as i8);
+                }
+            }
             // V projection into the (transposed) cache: row r at r·block + pos.
             let block = dm.block.max(1); // > pos
-            matvec_chunks(a, &blk.wv, d, acc, |r0, sums, scales| {
+            matvec_chunks(ain, &blk.wv, d, acc, |r0, sums, scales| {
                 let rows = vl
                     .get_mut(r0 * block..)
                     .unwrap_or(&mut [])
@@ -198,20 +218,27 @@ impl GptModel<'_> {
             let n4 = n.next_multiple_of(4).min(dm.block);
             for hh in 0..dm.n_head {
                 let off = hh * hd;
+                // Keys 0..n3 (a multiple of 3 when `block` and ACC_ROWS allow): whole triples
+                // of rows for the DSP kernel; the sums of the keys past `pos` (stale cache rows)
+                // are unused. (n3 = n above ACC_ROWS: the two-pass softmax.)
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
-                let kh = kl.get(hh * kv_head..hh * kv_head + n * hd).unwrap_or(&[]); // [n][hd]
+                let n3 = n.next_multiple_of(3).min(dm.block).min(ACC_ROWS).max(n);
+                let kh = kl.get(hh * kv_head..hh * kv_head + n3 * hd).unwrap_or(&[]); // [n3][hd]
+                let c0 = hh * dm.block * 4;
+                let ch = i8_as_bytes(kcl.get(c0..c0 + n3 * 4).unwrap_or(&[])); // [n3] i32 LE
                 let pn = pq.get_mut(..n).unwrap_or(&mut []);
                 // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
                 // their sum.
+                let qin = &mut OffsetInput::new(qh, obuf);
                 let total = if n <= ACC_ROWS {
                     // The i32 sums straight into the integer softmax.
+                    qk_sums(qin, kh, ch, acc.get_mut(..n3).unwrap_or(&mut []));
                     let sums = &mut acc[..n];
-                    qk_sums(qh, kh, sums);
                     mark(Step::Scores);
                     let best = sums.iter().copied().max().unwrap_or(0);
                     softmax_u8(sums, best, score_scale, pn)
                 } else {
-                    long_softmax(qh, kh, score_scale, acc, pn, &mut mark)
+                    long_softmax(qin, kh, ch, score_scale, acc, pn, &mut mark)
                 };
                 mark(Step::Softmax);
                 // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
@@ -258,13 +285,15 @@ impl GptModel<'_> {
             }
             // Output projection, added to the residual: x += Wo·a.
             let s_o = blk.attn_out_scale;
-            rows_into(a, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
+            let ain = &mut OffsetInput::new(a, obuf);
+            rows_into(ain, &blk.wo, x, acc, |o, v, sw| *o += v as f32 * (s_o * sw));
             mark(Step::Wo);
 
             // ---- MLP: x += W2 · Q(act(Q(W1·a)) [· W3·a]), a = Q(norm2(x)) ----
             // Norm 2, quantized: a = Q(norm2(x), 1/s_mlp_in).
             norm_q(cfg.norm, cfg.norm_eps, x, &blk.ln2, blk.mlp_in_scale, a); // [d] int8
             mark(Step::Norm);
+            let ain = &mut OffsetInput::new(a, obuf); // W1 and W3 share the extended input
             let s_in = blk.mlp_in_scale;
             let mg = s_in * (1.0 / blk.mlp_gate_scale);
             let lut: &[u8; ACT_LUT_LEN] = blk
@@ -278,11 +307,11 @@ impl GptModel<'_> {
             };
             // Hidden layer: hq = act(g) (GELU), or Q(act(g)·(W3·a)) (gated).
             match &blk.w3 {
-                None => rows_into(a, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
+                None => rows_into(ain, &blk.w1, hq, acc, |o, v, sw| *o = act(v, sw)),
                 Some(w3) => {
-                    rows_into(a, w3, up, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+                    rows_into(ain, w3, up, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
                     let (s_act, inv_h) = (blk.mlp_act_scale, 1.0 / blk.mlp_hidden_scale);
-                    rows(a, &blk.w1, hidden, acc, |r, v, sw| {
+                    rows(ain, &blk.w1, hidden, acc, |r, v, sw| {
                         if let (Some(o), Some(&ur)) = (hq.get_mut(r), up.get(r)) {
                             *o = quantize((act(v, sw) as f32 * s_act) * ur, inv_h);
                         }
@@ -292,7 +321,8 @@ impl GptModel<'_> {
             mark(Step::MlpUp);
             // Down projection, added to the residual: x += W2·hq.
             let s_h = blk.mlp_hidden_scale;
-            rows_into(hq, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
+            let hin = &mut OffsetInput::new(hq, obuf);
+            rows_into(hin, &blk.w2, x, acc, |o, v, sw| *o += v as f32 * (s_h * sw));
             mark(Step::MlpDown);
         }
 
@@ -301,7 +331,10 @@ impl GptModel<'_> {
         mark(Step::Norm);
         let head = desc.lm_head.as_ref().unwrap_or(&desc.tok_emb);
         let s_in = desc.head_in_scale;
-        rows_into(a, head, logits, acc, |o, v, sw| *o = v as f32 * (s_in * sw));
+        let ain = &mut OffsetInput::new(a, obuf);
+        rows_into(ain, head, logits, acc, |o, v, sw| {
+            *o = v as f32 * (s_in * sw)
+        });
         mark(Step::Head);
         Ok(logits)
     }
@@ -326,7 +359,7 @@ fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
 /// `&mut dyn FnMut` (same arithmetic, so the same results; smaller code for the size builds).
 #[inline(always)]
 fn matvec_chunks(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -346,7 +379,7 @@ type ChunkFn<'f> = dyn FnMut(usize, &[i32], &[u8]) + 'f;
 #[cfg(feature = "compact")]
 #[inline(never)]
 fn matvec_chunks_dyn(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -358,12 +391,13 @@ fn matvec_chunks_dyn(
 /// The loop of [`matvec_chunks`].
 #[inline(always)]
 fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
-    x: &[i8],
+    xin: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
     chunk: &mut F,
 ) {
+    let x = xin.input();
     let cols = x.len();
     if cols == 0 {
         return;
@@ -381,7 +415,7 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
         let done = match m.weight_type {
             WeightType::Int8 => matvec_i32(x, w, sums),
             WeightType::Int4 => matvec_i32_s4(x, w, sums),
-            WeightType::Int8Offset => offset_sums(x, m, r0, w, sums),
+            WeightType::Int8Offset => offset_sums(xin, m, r0, w, sums),
         };
         if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
@@ -398,22 +432,29 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
     }
 }
 
-/// [`matvec_i32_offset`] on the rows `w` = `r0..r0 + sums.len()` of the offset-binary matrix
+/// [`matvec_i32_offset_pre`] on the rows `w` = `r0..r0 + sums.len()` of the offset-binary matrix
 /// `m`, with their row constants. Out of line: [`matvec_chunks`] is inlined at every projection,
 /// and one copy of this serves them all.
 #[inline(never)]
-fn offset_sums(x: &[i8], m: &QMatrix, r0: usize, w: &[u8], sums: &mut [i32]) -> Result<(), Error> {
+fn offset_sums(
+    xin: &mut OffsetInput,
+    m: &QMatrix,
+    r0: usize,
+    w: &[u8],
+    sums: &mut [i32],
+) -> Result<(), Error> {
+    let x = xin.input();
     let wt = m.weight_type;
     let all_rows = m.weights.len() / (wt.row_bytes(x.len()) + wt.row_const_bytes()).max(1);
     let (_, consts) = wt.split_matrix(m.weights, all_rows, x.len());
     let c = consts.get(r0 * 4..(r0 + sums.len()) * 4).unwrap_or(&[]);
-    matvec_i32_offset(x, w, c, sums)
+    matvec_i32_offset_pre(xin, w, c, sums)
 }
 
 /// `each(&mut out[r], Σ x·W[r], s_w[r])` for every row `r < out.len()` of `m`.
 #[inline(always)]
 fn rows_into<T>(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     out: &mut [T],
     acc: &mut [i32; ACC_ROWS],
@@ -431,7 +472,7 @@ fn rows_into<T>(
 /// `each(r, Σ x·W[r], s_w[r])` for the rows `r < n_rows` of `m` (for scattered outputs).
 #[inline(always)]
 fn rows(
-    x: &[i8],
+    x: &mut OffsetInput,
     m: &QMatrix,
     n_rows: usize,
     acc: &mut [i32; ACC_ROWS],
@@ -471,45 +512,79 @@ fn nonzero_span4(p: &[u8]) -> (usize, usize) {
     (first & !3, ((last | 3) + 1).min(p.len()))
 }
 
-/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]`,
-/// `hd = q.len()`), through [`qk_scores`].
+/// Converts one key row of the cache (`hd` int8 values, just written) to the offset-binary
+/// layout in place (every even byte XOR 0x80, [`crate::kernels::to_offset_binary`]) and returns
+/// its row constant ([`crate::kernels::offset_row_const`] of the converted row: 128 · the sum of
+/// the odd bytes, which the conversion leaves as they are).
 #[inline(always)]
-fn qk_sums(q: &[i8], k: &[i8], sums: &mut [i32]) {
-    let hd = q.len().max(1);
-    if qk_scores(q, k, hd, sums).is_err() {
-        // Unreachable after load (shapes as in `forward`); the key-by-key definition.
-        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(hd)) {
-            *y = dot_i8_i8(q, kt);
+fn encode_key(row: &mut [i8]) -> i32 {
+    // Two little-endian words [e0 o1 e2 o3] at a time: XOR 0x0080_0080, and the odd bytes
+    // (bits 8..16 and 24..32) summed sign-extended.
+    let mut odd = 0i32;
+    let mut words = row.chunks_exact_mut(8);
+    for w8 in &mut words {
+        for w in w8.chunks_exact_mut(4) {
+            if let Ok(w) = <&mut [i8; 4]>::try_from(w) {
+                let v = u32::from_le_bytes(w.map(|b| b as u8));
+                let odd_pair = ((v >> 8) as i8 as i32) + ((v as i32) >> 24);
+                odd = odd.wrapping_add(odd_pair);
+                *w = (v ^ 0x0080_0080).to_le_bytes().map(|b| b as i8);
+            }
+        }
+    }
+    for pair in words.into_remainder().chunks_mut(2) {
+        if let [e, rest @ ..] = pair {
+            *e ^= i8::MIN;
+            odd = odd.wrapping_add(rest.first().map_or(0, |&o| o as i32));
+        }
+    }
+    odd.wrapping_mul(128)
+}
+
+/// The exact i32 sums `q·k_t` of the `sums.len()` keys of one head (`k`: `[t][hd]` offset-binary
+/// rows, `hd = q.len()`, `consts` their row constants, i32 LE), through [`matvec_i32_offset`]
+/// (the keys are the matrix, the query the input vector).
+#[inline(always)]
+fn qk_sums(qin: &mut OffsetInput, k: &[i8], consts: &[u8], sums: &mut [i32]) {
+    if matvec_i32_offset_pre(qin, i8_as_bytes(k), consts, sums).is_err() {
+        let q = qin.input();
+        // `hd % 8 != 0` (or no keys): the key-by-key definition.
+        for (y, kt) in sums.iter_mut().zip(k.chunks_exact(q.len().max(1))) {
+            *y = dot_i8_offset(q, i8_as_bytes(kt));
         }
     }
 }
 
 /// [`softmax_u8`] of one head's `p.len()` keys when they do not fit the [`ACC_ROWS`] sums of
-/// one pass (contexts above 256): the sums are computed [`ACC_ROWS`] keys at a time twice, once
+/// one pass (contexts above 512): the sums are computed [`ACC_ROWS`] keys at a time twice, once
 /// for their maximum and once for the weights (no buffer for all of them; the same results as
 /// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
-#[inline(never)] // contexts above 256 only: kept out of `forward`'s code
+#[inline(never)] // contexts above 512 only: kept out of `forward`'s code
 fn long_softmax(
-    q: &[i8],
+    qin: &mut OffsetInput,
     k: &[i8],
+    consts: &[u8],
     scale: f32,
     acc: &mut [i32; ACC_ROWS],
     p: &mut [i8],
     mark: &mut impl FnMut(Step),
 ) -> u32 {
-    let hd = q.len();
+    let hd = qin.input().len();
     let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
+    let cchunk = |ci: usize, n: usize| consts.get(ci * ACC_ROWS * 4..(ci * ACC_ROWS + n) * 4);
     let mut best = i32::MIN;
     for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
-        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
+        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         best = sums.iter().fold(best, |m, &v| m.max(v));
     }
     mark(Step::Scores);
     let mut total = 0u32;
     for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
         let sums = &mut acc[..ps.len()];
-        qk_sums(q, chunk(ci, ps.len()).unwrap_or(&[]), sums);
+        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
+        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
         total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
     }
     total
@@ -528,7 +603,7 @@ mod tests {
         extern crate std;
         use std::vec::Vec;
         let mut rng = Rng::new(81);
-        for (n, hd) in [(257, 4), (600, 8), (513, 32)] {
+        for (n, hd) in [(1025, 4), (600, 8), (513, 32)] {
             let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
             let k: Vec<i8> = (0..n * hd).map(|_| rng.next_u32() as i8).collect();
             let sums: Vec<i32> = k
@@ -538,11 +613,64 @@ mod tests {
             let best = *sums.iter().max().unwrap();
             let mut want = std::vec![0i8; n];
             let want_total = softmax_u8(&sums, best, 0.01, &mut want);
+            // The cache's layout: offset-binary key rows and their row constants.
+            let mut ko = k.clone();
+            let consts: Vec<u8> = ko
+                .chunks_exact_mut(hd)
+                .flat_map(|kt| encode_key(kt).to_le_bytes())
+                .collect();
             let (mut got, mut steps) = (std::vec![0i8; n], Vec::new());
             let acc = &mut [0i32; ACC_ROWS];
-            let total = long_softmax(&q, &k, 0.01, acc, &mut got, &mut |s| steps.push(s));
+            let (buf, mut push) = (&mut OffsetBuf::new(), |s| steps.push(s));
+            let qin = &mut OffsetInput::new(&q, buf);
+            let total = long_softmax(qin, &ko, &consts, 0.01, acc, &mut got, &mut push);
             assert_eq!((total, got), (want_total, want), "n {n}");
             assert_eq!(steps, [Step::Scores]);
+        }
+    }
+
+    /// A cached key row's conversion is `to_offset_binary` and its constant `offset_row_const`,
+    /// and the scores over converted rows are the plain int8 dot products (every `hd` parity,
+    /// with and without the kernel's `hd % 8 == 0`).
+    #[test]
+    fn encoded_keys_give_the_plain_scores() {
+        extern crate std;
+        use crate::kernels::{offset_row_const, to_offset_binary};
+        use std::vec::Vec;
+        let mut rng = Rng::new(83);
+        for hd in [1, 2, 3, 7, 8, 16, 24, 32, 33, 64] {
+            for n in [1, 2, 3, 4, 5, 17] {
+                let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
+                let k: Vec<i8> = (0..n * hd)
+                    .map(|i| match i % 5 {
+                        0 => -128,
+                        1 => 127,
+                        _ => rng.next_u32() as i8,
+                    })
+                    .collect();
+                let mut ko = k.clone();
+                let mut consts = Vec::new();
+                for (kt, plain) in ko.chunks_exact_mut(hd).zip(k.chunks_exact(hd)) {
+                    let c = encode_key(kt);
+                    let mut want: Vec<u8> = i8_as_bytes(plain).to_vec();
+                    to_offset_binary(&mut want);
+                    assert_eq!(i8_as_bytes(kt), &want[..], "hd {hd}");
+                    assert_eq!(c, offset_row_const(&want), "hd {hd}");
+                    consts.extend_from_slice(&c.to_le_bytes());
+                }
+                let want: Vec<i32> = k
+                    .chunks_exact(hd)
+                    .map(|kt| kt.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum())
+                    .collect();
+                let mut got = std::vec![0x5a5a_5a5a; n];
+                qk_sums(
+                    &mut OffsetInput::new(&q, &mut OffsetBuf::new()),
+                    &ko,
+                    &consts,
+                    &mut got,
+                );
+                assert_eq!(got, want, "hd {hd} n {n}");
+            }
         }
     }
 

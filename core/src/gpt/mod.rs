@@ -53,8 +53,8 @@
 //! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrtf(max((Σx²)/d − μ², 0)+ε)` (one pass); or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
 //! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], s_wq[c]·(s_attn_in·(1/s_q)))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
-//! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, V transposed `[d][block]`) | |
-//! | scores | `e[t] = (Σ qq·k_t) · s_score`, `s_score = (s_q·s_k) · (1 / sqrtf(hd))` (f32), for `t ≤ pos` (per head; only the i32 sums are computed) | |
+//! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, each key row in the offset-binary layout of [`crate::kernels::to_offset_binary`] with its i32 row constant [`crate::kernels::offset_row_const`] beside the cache; V transposed `[d][block]`) | |
+//! | scores | `e[t] = (Σ qq·k_t) · s_score`, `s_score = (s_q·s_k) · (1 / sqrtf(hd))` (f32), for `t ≤ pos` (per head; only the exact i32 sums are computed, by [`crate::kernels::matvec_i32_offset`] over the offset-binary keys) | |
 //! | softmax | integer ([`crate::kernels::attention::softmax_u8`]): `m = max` of the i32 sums; per key `z = ((m − Σ_t) as u32 as f32 · (s_score · 369.32986) + 0.5) as i32` (the Q8 base-2 exponent `(max e − e[t])·256·log2 e`, rounded), **u8** weight `P[t] = ((EXP2_Q8[z & 255] >> (z >> 8)) + 64) >> 7` (`z` clamped to `4095`; `EXP2_Q8[f] = rne(32640·2^(−f/256))`: `P ≈ 255·e^(e[t] − max e)`, 255 at the maximum), `S = Σ P` (u32) | |
 //! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], (s_v·(1/s_attn_out))·(1/S as f32))` (u8 × int8 sums: the division by `S` normalizes the softmax); heads concatenated | |
 //! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |
@@ -170,8 +170,16 @@ struct Dims {
     vocab: usize,
     /// `block * d`: one layer's K (or V) cache.
     kv_layer: usize,
-    /// The run state's buffers.
+    /// The run state's buffers, without the K cache's row constants (see [`Dims::state`]).
     layout: StateLayout,
+}
+
+impl Dims {
+    /// The run state's buffers: [`Dims::layout`] with the K cache's row constants of `n_head`
+    /// heads.
+    fn state(&self) -> StateLayout {
+        self.layout.with_heads(self.n_head)
+    }
 }
 
 /// A validated int8 GPT borrowing its parameters from the file bytes.
@@ -261,23 +269,25 @@ impl<'a> GptModel<'a> {
     /// Number of `f32` values of run-state scratch: `3·d + (hidden if gated) + vocab_size` (see
     /// [`GptState`] for the buffers).
     pub fn state_f32_len(&self) -> usize {
-        self.dims.layout.f32_len()
+        self.dims.state().f32_len()
     }
 
-    /// Number of `i8` values of run state: the KV cache `2 · n_layer · block_size · d` plus
-    /// `2·d + hidden + block_size` of quantized scratch (see [`GptState`]).
+    /// Number of `i8` values of run state: the KV cache `2 · n_layer · block_size · d`, the K
+    /// cache's row constants `4 · n_layer · n_head · block_size`, and `2·d + hidden +
+    /// block_size` of quantized scratch (see [`GptState`]).
     pub fn state_i8_len(&self) -> usize {
-        self.dims.layout.i8_len()
+        self.dims.state().i8_len()
     }
 
     /// Total run-state bytes: `4 · state_f32_len() + state_i8_len()` (checked at load).
     pub fn state_size(&self) -> usize {
-        self.dims.layout.bytes()
+        self.dims.state().bytes()
     }
 
-    /// Bytes of the int8 KV cache alone (`2 · n_layer · block_size · d`).
+    /// Bytes of the int8 KV cache alone: `2 · n_layer · block_size · d`, plus the K cache's
+    /// row constants, `4 · n_layer · n_head · block_size`.
     pub fn kv_cache_size(&self) -> usize {
-        self.dims.kv_layer.saturating_mul(2 * self.dims.n_layer)
+        self.dims.state().kv_bytes()
     }
 
     /// Carves caller buffers into a run state (once; [`GptModel::forward`] reuses it); extra
@@ -288,7 +298,7 @@ impl<'a> GptModel<'a> {
         f32s: &'s mut [f32],
         i8s: &'s mut [i8],
     ) -> Result<GptState<'s>, Error> {
-        self.dims.layout.carve(f32s, i8s)
+        self.dims.state().carve(f32s, i8s)
     }
 
     /// Weight multiply-accumulates per token (saturating): the int8 matrix-vector products q, k,

@@ -23,6 +23,11 @@ pub(crate) struct StateLayout {
     vocab: usize,
     /// One cache (K or V) over all layers: `n_layer · block_size · d`.
     cache: usize,
+    /// `n_layer · block_size` (the cached key rows per head).
+    key_rows: usize,
+    /// Bytes of the K cache's row constants: `4 · n_layer · n_head · block_size` (one i32 per
+    /// cached key row; 0 until [`Self::with_heads`]).
+    k_consts: usize,
 }
 
 impl StateLayout {
@@ -43,11 +48,29 @@ impl StateLayout {
             up: if gated { hidden } else { 0 },
             vocab,
             cache: block.checked_mul(d)?.checked_mul(n_layer)?,
+            key_rows: block.checked_mul(n_layer)?,
+            k_consts: 0,
         };
         let f32_len = checked_sum(&layout.f32_parts())?;
         let i8_len = checked_sum(&layout.i8_parts())?;
         f32_len.checked_mul(4)?.checked_add(i8_len)?;
         Some(layout)
+    }
+
+    /// This layout with the K cache's row constants of `n_head` heads (one i32 per layer,
+    /// head and position, `4 · n_layer · n_head · block_size` bytes at the front of the `i8`
+    /// buffer). Saturating: a layout whose size overflows `usize` cannot be carved (every
+    /// buffer is too small).
+    pub(crate) fn with_heads(self, n_head: usize) -> Self {
+        Self {
+            k_consts: self.key_rows.saturating_mul(n_head).saturating_mul(4),
+            ..self
+        }
+    }
+
+    /// Bytes of the K cache and its row constants (the KV cache is this plus the V cache).
+    pub(crate) fn kv_bytes(&self) -> usize {
+        self.cache.saturating_mul(2).saturating_add(self.k_consts)
     }
 
     /// The `f32` buffers in order: `x, q, k, up, logits` (see [`GptState`]).
@@ -56,10 +79,12 @@ impl StateLayout {
         [d, d, d, up, vocab]
     }
 
-    /// The `i8` buffers in order: `k_cache, v_cache, a, qq, hq, pq` (see [`GptState`]).
-    fn i8_parts(&self) -> [usize; 6] {
+    /// The `i8` buffers in order: `k_consts, k_cache, v_cache, a, qq, hq, pq` (see
+    /// [`GptState`]; the row constants first, so that they and the K cache are word-aligned
+    /// when the buffer is).
+    fn i8_parts(&self) -> [usize; 7] {
         let (d, block, hidden, cache) = (self.d, self.block, self.hidden, self.cache);
-        [cache, cache, d, d, hidden, block]
+        [self.k_consts, cache, cache, d, d, hidden, block]
     }
 
     /// Number of `f32` values: `3·d + (hidden if gated) + vocab_size`.
@@ -67,7 +92,8 @@ impl StateLayout {
         self.f32_parts().iter().fold(0, |s, &n| s.saturating_add(n))
     }
 
-    /// Number of `i8` values: `2 · n_layer · block_size · d + 2·d + hidden + block_size`.
+    /// Number of `i8` values: `4 · n_layer · n_head · block_size + 2 · n_layer · block_size · d
+    /// + 2·d + hidden + block_size`.
     pub(crate) fn i8_len(&self) -> usize {
         self.i8_parts().iter().fold(0, |s, &n| s.saturating_add(n))
     }
@@ -95,7 +121,7 @@ impl StateLayout {
             .get_mut(..nc)
             .ok_or(Error::ArenaTooSmall { need: nc, have: hc })?;
         let [x, q, k, up, logits] = split(f, self.f32_parts());
-        let [k_cache, v_cache, a, qq, hq, pq] = split(c, self.i8_parts());
+        let [k_consts, k_cache, v_cache, a, qq, hq, pq] = split(c, self.i8_parts());
         Ok(GptState {
             layout: *self,
             x,
@@ -103,6 +129,7 @@ impl StateLayout {
             k,
             up,
             logits,
+            k_consts,
             k_cache,
             v_cache,
             a,
@@ -148,7 +175,12 @@ pub struct GptState<'s> {
     pub(super) up: &'s mut [f32],
     /// `[vocab]` the logits.
     pub(super) logits: &'s mut [f32],
-    /// `[n_layer][n_head][block][hd]` the int8 key cache (head-major).
+    /// `[n_layer][n_head][block]` i32 LE (as bytes): the row constant of each cached key row,
+    /// `kernels::offset_row_const` of its `hd` bytes (for `matvec_i32_offset`).
+    pub(super) k_consts: &'s mut [i8],
+    /// `[n_layer][n_head][block][hd]` the key cache (head-major), each row of `hd` keys in the
+    /// offset-binary layout of `kernels::to_offset_binary` (even bytes XOR 0x80), so that the
+    /// scores `q·k` run through `matvec_i32_offset`.
     pub(super) k_cache: &'s mut [i8],
     /// `[n_layer][d][block]` the int8 value cache (transposed, so that P·V reads rows).
     pub(super) v_cache: &'s mut [i8],

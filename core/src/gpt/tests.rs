@@ -269,6 +269,37 @@ fn incremental_equals_recompute_for_every_config() {
     }
 }
 
+/// A context longer than the forward pass's sum buffer (512 keys: the two-pass softmax) with
+/// `hd = 8` (the scores through `matvec_i32_offset`, keys rounded up to whole triples): every
+/// step's logits are the same from clean and from dirty buffers (the stale cache rows past `pos`
+/// that the rounding reads never reach the result).
+#[test]
+fn long_context_scores_ignore_stale_cache_rows() {
+    let mut cfg = config(GptPosition::Rope, GptNorm::RmsNorm, GptMlp::Gelu, false);
+    cfg.d_model = 16;
+    cfg.block_size = 520;
+    let m = model(cfg, 91);
+    let (mut clean, mut dirty) = (buffers(&m), buffers(&m));
+    dirty.f.iter_mut().for_each(|v| *v = -2.5);
+    dirty
+        .c
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = (i * 37) as i8);
+    let mut a = m.new_state(&mut clean.f, &mut clean.c).unwrap();
+    let mut b = m.new_state(&mut dirty.f, &mut dirty.c).unwrap();
+    for p in 0..520 {
+        let t = (p * 7 % 30) as u32;
+        let la = m.forward(&mut a, t, p).unwrap().to_vec();
+        let lb = m.forward(&mut b, t, p).unwrap();
+        assert!(
+            la.iter().zip(lb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "pos {p}"
+        );
+        assert!(la.iter().all(|v| v.is_finite()));
+    }
+}
+
 #[test]
 fn bad_token_context_full_and_small_state() {
     let m = model(

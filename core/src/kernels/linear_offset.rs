@@ -101,6 +101,55 @@ pub fn matvec_i32_offset(
     Ok(())
 }
 
+/// The buffer of an [`OffsetInput`] (the DSP build pre-extends the input into it; here it holds
+/// nothing).
+#[cfg_attr(aka_dsp, allow(dead_code))]
+#[derive(Default)]
+pub struct OffsetBuf;
+
+#[cfg_attr(aka_dsp, allow(dead_code))]
+impl OffsetBuf {
+    /// An unused buffer.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Self
+    }
+}
+
+/// One input vector for several [`matvec_i32_offset_pre`] calls (the DSP build pre-extends it
+/// once; this portable one is the input alone).
+#[cfg_attr(aka_dsp, allow(dead_code))]
+pub struct OffsetInput<'x, 'b> {
+    x: &'x [i8],
+    _buf: &'b mut OffsetBuf,
+}
+
+#[cfg_attr(aka_dsp, allow(dead_code))]
+impl<'x, 'b> OffsetInput<'x, 'b> {
+    /// `x`.
+    #[inline(always)]
+    pub fn new(x: &'x [i8], buf: &'b mut OffsetBuf) -> Self {
+        Self { x, _buf: buf }
+    }
+
+    /// The input vector.
+    #[inline(always)]
+    pub fn input(&self) -> &'x [i8] {
+        self.x
+    }
+}
+
+/// [`matvec_i32_offset`] of a prepared input (`x.input()`): the same results and shape errors.
+#[cfg_attr(aka_dsp, allow(dead_code))]
+pub fn matvec_i32_offset_pre(
+    x: &mut OffsetInput<'_, '_>,
+    weights: &[u8],
+    consts: &[u8],
+    output: &mut [i32],
+) -> Result<(), Error> {
+    matvec_i32_offset(x.input(), weights, consts, output)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -185,6 +234,15 @@ mod tests {
                     let mut got = vec![0x5a5a_5a5a; n_out];
                     crate::kernels::matvec_i32_offset(&x, &off, &consts, &mut got).unwrap();
                     assert_eq!(got, want, "entry point {n}->{n_out}");
+                    // A prepared input, used twice (pre-extended once on the DSP path).
+                    let mut buf = crate::kernels::OffsetBuf::new();
+                    let mut pre = crate::kernels::OffsetInput::new(&x, &mut buf);
+                    for _ in 0..2 {
+                        let mut got = vec![0x5a5a_5a5a; n_out];
+                        crate::kernels::matvec_i32_offset_pre(&mut pre, &off, &consts, &mut got)
+                            .unwrap();
+                        assert_eq!(got, want, "prepared input {n}->{n_out}");
+                    }
                 }
             }
         }

@@ -156,16 +156,16 @@ mod not_linked {
 // sign-extended).
 /// [`matvec_i32_strided`] by the name it had when it took only u8 inputs.
 pub use self::matvec_i32_strided as matvec_i32_strided_u8;
-#[cfg(aka_dsp)]
-pub use dsp::matvec_i32_offset;
 #[cfg(all(aka_dsp, not(feature = "linear-only")))]
 pub use dsp::{conv2d, conv2d_s4, linear_s4, max_pool2d};
 #[cfg(aka_dsp)]
 pub use dsp::{dot_i8, linear, matvec_i32, matvec_i32_s4, matvec_i32_strided, qk_scores, relu};
+#[cfg(aka_dsp)]
+pub use dsp::{matvec_i32_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
 pub use linear::StridedInput;
-#[cfg(not(aka_dsp))]
-pub use linear_offset::matvec_i32_offset;
 pub use linear_offset::{dot_i8_offset, offset_row_const, offset_weight, to_offset_binary};
+#[cfg(not(aka_dsp))]
+pub use linear_offset::{matvec_i32_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
 pub use linear_s4::{pack_s4_row, s4_row_bytes, s4_weight};
 
 // With the `linear-only` feature the Sequential runtime's kernels other than int8 `linear` and

@@ -47,7 +47,9 @@ const PROMPT_MAX: usize = 32;
 const LINE_LEN: usize = 96;
 
 /// The GPT's run state, decoder window and sampling scratch (also the `chat` app's), sized by the
-/// constants above; each app keeps one in a `static`.
+/// constants above; each app keeps one in a `static`. `repr(C)`: `kv` right after the f32s, so
+/// word-aligned (the K cache and its row constants must be, for the DSP `matvec_i32_offset`).
+#[repr(C)]
 pub(crate) struct Buffers {
     pub(crate) f: [f32; F32_LEN],
     pub(crate) kv: [i8; I8_LEN],

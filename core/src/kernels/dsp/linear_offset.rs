@@ -202,34 +202,126 @@ unsafe extern "C" fn fc_rows3_off(a: *mut OffArgs) {
     )
 }
 
-/// `output[o] = Σ input·W[o]` for offset-binary rows (see the module docs); the same results
-/// and shape errors as the portable `matvec_i32_offset`.
-pub fn matvec_i32_offset(
-    input: &[i8],
+/// The buffer of an [`OffsetInput`]: one input vector pre-extended by the DSP kernel
+/// (`2 · MAX_IN` bytes, uninitialised until used). Declare it once (e.g. on the stack of the
+/// function that runs several products) and lend it to each [`OffsetInput`].
+pub struct OffsetBuf([MaybeUninit<u32>; MAX_IN / 2]);
+
+impl OffsetBuf {
+    /// An unused buffer (no initialisation).
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Self([const { MaybeUninit::uninit() }; MAX_IN / 2])
+    }
+}
+
+impl Default for OffsetBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One input vector for several [`matvec_i32_offset_pre`] calls (e.g. the q, k and v
+/// projections of the same activations, or the row chunks of one matrix): the DSP kernel
+/// pre-extends it into the borrowed [`OffsetBuf`] on the first call and reuses it after.
+pub struct OffsetInput<'x, 'b> {
+    x: &'x [i8],
+    buf: &'b mut OffsetBuf,
+    /// The vector correction once `buf` holds the pre-extended input (its first
+    /// `x.len() / 2` words).
+    vc: Option<i32>,
+}
+
+impl<'x, 'b> OffsetInput<'x, 'b> {
+    /// `x`, not yet pre-extended.
+    #[inline(always)]
+    pub fn new(x: &'x [i8], buf: &'b mut OffsetBuf) -> Self {
+        Self { x, buf, vc: None }
+    }
+
+    /// The input vector.
+    #[inline(always)]
+    pub fn input(&self) -> &'x [i8] {
+        self.x
+    }
+
+    /// The pre-extended input (pre-extending it on the first call) and its vector correction;
+    /// `None` for inputs the DSP path does not take (empty, `len % 8 != 0` or above `MAX_IN`).
+    fn extended(&mut self) -> Option<(*const u32, i32)> {
+        let n = self.x.len();
+        if n == 0 || !n.is_multiple_of(8) || n > MAX_IN {
+            return None;
+        }
+        let vc = match self.vc {
+            Some(vc) => vc,
+            None => {
+                // SAFETY: `x` holds n / 4 >= 2 words (read with LDR, any alignment); the buffer
+                // holds MAX_IN / 2 >= 2·(n / 4) words, 4-aligned.
+                let vc = unsafe {
+                    pre_extend(
+                        self.x.as_ptr().cast(),
+                        self.buf.0.as_mut_ptr().cast(),
+                        n / 4,
+                    )
+                };
+                self.vc = Some(vc);
+                vc
+            }
+        };
+        Some((self.buf.0.as_ptr().cast(), vc))
+    }
+}
+
+/// [`matvec_i32_offset`] of a prepared input (`x.input()`): the same results and shape errors;
+/// the input is pre-extended once over every call with the same `x`.
+pub fn matvec_i32_offset_pre(
+    x: &mut OffsetInput<'_, '_>,
     weights: &[u8],
     consts: &[u8],
     output: &mut [i32],
 ) -> Result<(), Error> {
+    let input = x.input();
     check_matvec_i32_offset(input, weights, consts, output)?;
-    let (n, n_out) = (input.len(), output.len());
-    if n_out < 3
-        || n > MAX_IN
+    if output.len() < 3
         || !(weights.as_ptr() as usize).is_multiple_of(4)
         || !(consts.as_ptr() as usize).is_multiple_of(4)
     {
         return portable(input, weights, consts, output);
     }
-    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
-    // SAFETY: `input` holds n / 4 >= 2 words (read with LDR, any alignment); `xbuf` holds
-    // MAX_IN / 2 >= 2·(n / 4) words, 4-aligned; the kernel below reads only those written.
-    let vc = unsafe { pre_extend(input.as_ptr().cast(), xbuf.as_mut_ptr().cast(), n / 4) };
+    match x.extended() {
+        // SAFETY: `xbuf` holds the n / 2 words of `input` written by `pre_extend` (n =
+        // input.len(), checked by `extended`); shapes checked above.
+        Some((xbuf, vc)) => unsafe { run_rows(xbuf, vc, input.len(), weights, consts, output) },
+        None => return portable(input, weights, consts, output),
+    }
+    Ok(())
+}
+
+/// The products of every row (at least 3) with the pre-extended input at `xbuf`: whole triples,
+/// then the last three rows again when the row count is not a multiple of 3.
+///
+/// # Safety
+///
+/// `xbuf` 4-aligned with the `n / 2` words `pre_extend` wrote for an input of `n` bytes
+/// (`n % 8 == 0`, `n >= 8`); the shapes of [`check_matvec_i32_offset`] with
+/// `output.len() >= 3`; `weights` and `consts` 4-aligned.
+#[inline(always)]
+unsafe fn run_rows(
+    xbuf: *const u32,
+    vc: i32,
+    n: usize,
+    weights: &[u8],
+    consts: &[u8],
+    output: &mut [i32],
+) {
+    let n_out = output.len();
     let whole = n_out - n_out % 3;
     let mut run = |r0: usize, rows: usize| {
         let w = weights.as_ptr().wrapping_add(r0 * n);
         let out = output.as_mut_ptr().wrapping_add(r0);
         let mut args = OffArgs {
-            x: xbuf.as_ptr().cast(),
-            x_end: xbuf.as_ptr().wrapping_add(n / 2).cast(),
+            x: xbuf,
+            x_end: xbuf.wrapping_add(n / 2),
             out,
             out_end: out.wrapping_add(rows),
             corr: consts.as_ptr().cast::<i32>().wrapping_add(r0),
@@ -252,5 +344,30 @@ pub fn matvec_i32_offset(
     if whole < n_out {
         run(n_out - 3, 3);
     }
+}
+
+/// `output[o] = Σ input·W[o]` for offset-binary rows (see the module docs); the same results
+/// and shape errors as the portable `matvec_i32_offset`.
+pub fn matvec_i32_offset(
+    input: &[i8],
+    weights: &[u8],
+    consts: &[u8],
+    output: &mut [i32],
+) -> Result<(), Error> {
+    check_matvec_i32_offset(input, weights, consts, output)?;
+    let (n, n_out) = (input.len(), output.len());
+    if n_out < 3
+        || n > MAX_IN
+        || !(weights.as_ptr() as usize).is_multiple_of(4)
+        || !(consts.as_ptr() as usize).is_multiple_of(4)
+    {
+        return portable(input, weights, consts, output);
+    }
+    let mut xbuf = [const { MaybeUninit::<u32>::uninit() }; MAX_IN / 2];
+    // SAFETY: `input` holds n / 4 >= 2 words (read with LDR, any alignment); `xbuf` holds
+    // MAX_IN / 2 >= 2·(n / 4) words, 4-aligned; the kernel below reads only those written.
+    let vc = unsafe { pre_extend(input.as_ptr().cast(), xbuf.as_mut_ptr().cast(), n / 4) };
+    // SAFETY: `xbuf` holds the n / 2 words written by `pre_extend`; shapes checked above.
+    unsafe { run_rows(xbuf.as_ptr().cast(), vc, n, weights, consts, output) };
     Ok(())
 }

@@ -114,7 +114,7 @@ pub use conv2d::{conv2d, conv2d_s4};
 pub use dot::dot_i8;
 pub use linear::{linear, matvec_i32};
 pub use linear::{matvec_i32_strided, FcInput};
-pub use linear_offset::matvec_i32_offset;
+pub use linear_offset::{matvec_i32_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
 pub use linear_s4::{linear_s4, matvec_i32_s4};
 pub use pool::{max_pool2d, relu};
 

@@ -1,7 +1,8 @@
 //! `matvec_i32_offset` (offset-binary int8 weights, the GPT's projections) against the portable
 //! int8 `matvec_i32` on the same weights in the plain layout (an independent definition: the
 //! plain kernel never sees the offset-binary bytes or the row constants), and against the
-//! portable `matvec_i32_offset`.
+//! portable `matvec_i32_offset`; and `matvec_i32_offset_pre` (one prepared input, used three
+//! times) against the same.
 
 use aka_core::kernels::{self, offset_row_const, portable, to_offset_binary};
 use aka_core::rng::Rng;
@@ -87,6 +88,19 @@ pub(crate) fn check_matvec_offset(rng: &mut Rng, b: &mut Bufs, t: &mut Tally, ca
     b.s_dsp[..n_out].fill(0x1111);
     let r_port = portable::matvec_i32_offset(x, w, consts, &mut b.s_dsp[..n_out]);
     ok &= r_port.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
+    // A prepared input (`matvec_i32_offset_pre`): pre-extended once, then reused for the rows
+    // in two parts (as the GPT's q, k, v and the row chunks of one matrix reuse it).
+    let mut buf = kernels::OffsetBuf::new();
+    let mut pre = kernels::OffsetInput::new(x, &mut buf);
+    b.s_dsp[..n_out].fill(0x2222);
+    let r_pre = kernels::matvec_i32_offset_pre(&mut pre, w, consts, &mut b.s_dsp[..n_out]);
+    ok &= r_pre.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
+    let h = n_out / 2;
+    b.s_dsp[..n_out].fill(0x3333);
+    let (lo, hi) = b.s_dsp[..n_out].split_at_mut(h);
+    let r_lo = kernels::matvec_i32_offset_pre(&mut pre, &w[..h * n_in], &consts[..4 * h], lo);
+    let r_hi = kernels::matvec_i32_offset_pre(&mut pre, &w[h * n_in..], &consts[4 * h..], hi);
+    ok &= (h == 0 || r_lo.is_ok()) && r_hi.is_ok() && b.s_dsp[..n_out] == b.s_ref[..n_out];
     let dsp = n_in <= 1024 && n_out >= 3 && align == 0;
     t.on_dsp_path(dsp);
     t.three_rows += u32::from(dsp);
