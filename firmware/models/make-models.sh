@@ -14,8 +14,8 @@
 #   gpt-nrf52840.aka       4 layers x 128 dims, 4 heads, RoPE, context 128, 4,000 steps, int8
 #                          (~865 KB flash, ~134 KB run state: fits 1 MiB / 256 KiB)
 #   gpt-stm32f411.aka      the same checkpoint + 200 quantization-aware steps, int4
-#                          projections, context 32 (~435 KB flash, ~35 KB run state: fits
-#                          512 KiB / 128 KiB next to the 88 KB runtime, with ~0.8 KB to spare)
+#                          projections, context 96 (~444 KB flash, ~107 KB run state with the
+#                          KV cache: fits 512 KiB / 128 KiB next to the ~75 KB runtime)
 #
 # Usage: bash firmware/models/make-models.sh [--images-only | --flagships]
 #   N_IMAGES=100      number of test images
@@ -50,8 +50,10 @@ if [[ ${1:-} == --flagships ]]; then
     # The search behind this recipe is in docs/RESULTS.md ("Flagship models"). The STM32F411 file
     # is the nRF52840 checkpoint exported again (`--resume` at the last step trains nothing but
     # the quantization-aware steps):
-    # int4 for its 512 KiB of flash; the context is what the flash leaves: the RoPE tables are
-    # 128 bytes per token of context, and at 40 tokens the file is 120 bytes too big.
+    # int4 for its 512 KiB of flash; the context is what flash and RAM leave: per token of
+    # context the RoPE tables take 128 bytes of flash and the KV cache (with its key-row
+    # constants) 1,088 bytes of RAM; at 96 tokens both keep a few KB to spare
+    # (`aka inspect --board stm32f411`).
     flagship=(gpt --layers 4 --heads 4 --dim 128 --block 128 --position rope --steps 4000
         --eval-interval 500 --seed 0 --prompt "ROMEO:" --sample-chars 300)
     cargo run --release -p aka-trainer -- "${flagship[@]}" --out "$runs/gpt-nrf52840"
@@ -59,7 +61,7 @@ if [[ ${1:-} == --flagships ]]; then
     mkdir -p "$runs/gpt-stm32f411"
     cp "$runs/gpt-nrf52840/checkpoint.bin" "$runs/gpt-stm32f411/checkpoint.bin"
     cargo run --release -p aka-trainer -- "${flagship[@]}" --resume --weights int4 \
-        --qat-steps 200 --export-block 32 --out "$runs/gpt-stm32f411"
+        --qat-steps 200 --export-block 96 --out "$runs/gpt-stm32f411"
     cp "$runs/gpt-stm32f411/model.aka" "$models/gpt-stm32f411.aka"
     for board in nrf52840 stm32f411; do
         cargo run --release -p aka-tools -- inspect --board "$board" "$models/gpt-$board.aka" |
