@@ -184,19 +184,21 @@ to the portable kernels.
   is a quantization of the up-projection's i32 sum followed by a lookup in the block's 256-entry
   table (row "GPT MLP activation").
 
-* **Prototype, offset-binary weights (not in aka-core)** (`src/bin/bench/offset_fc.rs`, rows
-  "prototype, offset-binary weights", each next to `kernels::matvec_i32` at the same shape,
-  "three-row (aka-core)"). Weights stored with their even bytes XOR 0x80 (`b + 128`, unsigned):
-  a raw weight word read as halfwords is `(b0 + 128 + 256·b1, b2 + 128 + 256·b3)`, so only the
-  odd bytes need `SXTB16` (ROR #8). With the input pre-extended as `P = SXTB16(x)` and
-  `Q = REV16(x) ^ 0xFF80FF80`, `SMLAD(w, P) + SMLAD(SXTB16(w, ROR #8), Q)` is the dot product plus
-  `128·Σ x_even − 128·Σ b_odd` (exact mod 2^32; both corrected: a per-row constant and one per
-  input vector). Per 8 inputs × 3 rows: `LDM` + 3 × (`LDRD` + 2 `SXTB16` + 4 `SMLAD`) = 22
-  instructions per 24 MACs instead of 28, so the raw-int8 bound above (1 per MAC before loads)
-  becomes 0.75. The count includes the pre-extension and both corrections; rows not a multiple
-  of 3 run the last three rows again. Checked bit for bit against `portable::matvec_i32` in the
-  same run (random data, inputs and weights at −128 and 127). A model-format change, not
-  adopted: docs/RESULTS.md, "A faster inner loop: offset-binary weights (prototype)".
+* **Offset-binary weights** (`kernels::matvec_i32_offset`, the `int8-offset` weight type the
+  exporter writes for the GPT's projections; rows "offset-binary weights (aka-core,
+  int8-offset)", each next to `kernels::matvec_i32` at the same shape, "three-row (aka-core)",
+  on the same random weights converted with `kernels::to_offset_binary`). Weights stored with
+  their even bytes XOR 0x80 (`b + 128`, unsigned): a raw weight word read as halfwords is
+  `(b0 + 128 + 256·b1, b2 + 128 + 256·b3)`, so only the odd bytes need `SXTB16` (ROR #8). With
+  the input pre-extended as `P = SXTB16(x)` and `Q = REV16(x) ^ 0xFF80FF80`,
+  `SMLAD(w, P) + SMLAD(SXTB16(w, ROR #8), Q)` is the dot product plus
+  `128·Σ x_even − 128·Σ b_odd` (exact mod 2^32; both corrected: the row constant stored in the
+  file and one per input vector). Per 8 inputs × 3 rows: `LDM` + 3 × (`LDRD` + 2 `SXTB16` +
+  4 `SMLAD`) = 22 instructions per 24 MACs instead of 28, so the raw-int8 bound above (1 per
+  MAC before loads) becomes 0.75. The count includes the pre-extension and both corrections;
+  rows not a multiple of 3 run the last three rows again. The run panics if the sums differ from
+  `matvec_i32`'s; `dsp_check` covers the edge cases. docs/RESULTS.md, "Offset-binary weights in
+  aka-core".
 
 **GPT decode** (whole-model row; goal ≤ 2.00 instructions per weight-MAC). Per token, about 72 %
 is the projection loop (`matvec_i32`: ~1.18 per MAC in the loop, plus ~20 per three rows;

@@ -15,7 +15,6 @@
 #![no_main]
 
 mod models;
-mod offset_fc;
 
 use core::hint::black_box;
 
@@ -485,27 +484,20 @@ fn bench_gpt_pieces(c: &mut Ctx, b: &mut Bufs) {
     report(&row, ours, port);
 }
 
-/// Prototype, not in aka-core (docs/RESULTS.md, "A faster inner loop: offset-binary weights
-/// (prototype)"): [`offset_fc::matvec_i32_offset`] next to `kernels::matvec_i32` (the three-row
-/// kernel) at the same shapes, after checking it bit for bit against `portable::matvec_i32`
-/// (random data and the lane-range edge cases; a difference panics). The prototype's count
-/// includes its input pre-extension and the vector correction; the pre-extension alone is logged.
+/// aka-core's offset-binary fully connected kernel (`kernels::matvec_i32_offset`, the
+/// `int8-offset` weight type: docs/RESULTS.md, "Offset-binary weights in aka-core") next to
+/// `kernels::matvec_i32` (the three-row kernel) on the same random weights, converted with
+/// `kernels::to_offset_binary` and `kernels::offset_row_const` (the exporter's definition); the
+/// run panics if the two give different sums (`dsp_check` covers the edge cases).
 fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
     let mut rng = Rng::new(4242);
-    // (n, n_out, the current kernel's row name, the prototype's row name).
+    // (n, n_out, the plain kernel's row name, the offset-binary kernel's row name).
     macro_rules! shape {
         ($n:literal, $n_out:literal) => {
             (
                 $n,
                 $n_out,
                 concat!("matvec_i32 ", $n, "->", $n_out, ", three-row (aka-core)"),
-                concat!(
-                    "matvec_i32 ",
-                    $n,
-                    "->",
-                    $n_out,
-                    ", prototype, offset-binary weights (not in aka-core)"
-                ),
                 concat!(
                     "matvec_i32_offset ",
                     $n,
@@ -516,7 +508,7 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
             )
         };
     }
-    let shapes: [(usize, usize, &str, &str, &str); 7] = [
+    let shapes: [(usize, usize, &str, &str); 7] = [
         shape!(784, 576),
         shape!(128, 384),
         shape!(128, 128),
@@ -525,36 +517,18 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
         shape!(512, 128),
         shape!(128, 65),
     ];
-    let mut corr = [0i32; C_CAP];
     /// The row constants as the model file stores them (i32 LE bytes, word-aligned).
     #[repr(align(4))]
     struct Consts([u8; 4 * C_CAP]);
     let mut consts = Consts([0; 4 * C_CAP]);
-    for (n, n_out, cur_name, off_name, core_name) in shapes {
+    for (n, n_out, plain_name, offset_name) in shapes {
         let (r, y) = b.scores.split_at_mut(2048);
-        let cases = offset_fc::check(
-            &mut rng,
-            n,
-            n_out,
-            &mut b.x[..n],
-            &mut b.w[..n * n_out],
-            &mut corr[..n_out],
-            &mut r[..n_out],
-            &mut y[..n_out],
-        );
-        defmt::info!(
-            "offset-binary matvec_i32 {=usize}->{=usize}: bit-identical to portable::matvec_i32 in {=u32} cases (random and edge-case inputs and weights)",
-            n,
-            n_out,
-            cases
-        );
-        // Timing data: random int8 weights and inputs.
         fill_i8(&mut rng, &mut b.x[..n]);
         for v in b.w[..n * n_out].iter_mut() {
             *v = rng.next_u32() as u8;
         }
         let row = Row {
-            name: cur_name,
+            name: plain_name,
             work: (n * n_out) as u64,
             unit: "MAC",
             cmsis: 0,
@@ -562,7 +536,7 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
         };
         let (x, s) = (&b.x[..n], &mut r[..n_out]);
         let reps = reps_for(2 * row.work);
-        let cur = measure(c.counter, c.overhead, reps, || {
+        let plain = measure(c.counter, c.overhead, reps, || {
             kernels::matvec_i32(
                 black_box(x),
                 black_box(&b.w[..n * n_out]),
@@ -578,56 +552,17 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
             )
             .unwrap();
         });
-        report(&row, cur, port);
-        offset_fc::row_corrections(&b.w[..n * n_out], n, &mut corr[..n_out]);
-        offset_fc::to_offset_binary(&mut b.w[..n * n_out]);
-        let (wo, co) = (&b.w[..n * n_out], &corr[..n_out]);
-        let ys = &mut y[..n_out];
-        let off = measure(c.counter, c.overhead, reps, || {
-            offset_fc::matvec_i32_offset(
-                black_box(x),
-                black_box(wo),
-                black_box(co),
-                black_box(&mut *ys),
-            );
-        });
-        if ys != s {
-            defmt::panic!(
-                "offset-binary matvec_i32 {=usize}->{=usize}: timing run differs",
-                n,
-                n_out
-            );
-        }
-        let pre = measure(c.counter, c.overhead, reps_for(4 * n as u64), || {
-            black_box(offset_fc::pre_extend_only(black_box(x)));
-        });
-        defmt::info!(
-            "offset-binary matvec_i32 {=usize}->{=usize}: input pre-extension + vector correction alone {=u64} instructions (included in the prototype's {=u64})",
-            n,
-            n_out,
-            pre,
-            off
-        );
-        report(
-            &Row {
-                name: off_name,
-                ..row
-            },
-            off,
-            port,
-        );
-        // aka-core's kernel on the same offset-binary weights, with the row constants as bytes
-        // (`kernels::offset_row_const` of each stored row: the prototype's corrections).
-        for (o, c) in consts.0[..4 * n_out].chunks_exact_mut(4).enumerate() {
-            let k = kernels::offset_row_const(&b.w[o * n..(o + 1) * n]);
-            if k != corr[o] {
-                defmt::panic!("offset_row_const differs from the prototype's correction");
-            }
-            c.copy_from_slice(&k.to_le_bytes());
+        report(&row, plain, port);
+        // The same weights in the offset-binary layout, with their row constants as bytes.
+        for (o, k) in consts.0[..4 * n_out].chunks_exact_mut(4).enumerate() {
+            let row = &mut b.w[o * n..(o + 1) * n];
+            k.copy_from_slice(&kernels::offset_row_const(row).to_le_bytes());
+            kernels::to_offset_binary(row);
         }
         let (wo, cb) = (&b.w[..n * n_out], &consts.0[..4 * n_out]);
+        let ys = &mut y[..n_out];
         ys.fill(0x5a5a_5a5a);
-        let core_count = measure(c.counter, c.overhead, reps, || {
+        let offset = measure(c.counter, c.overhead, reps, || {
             kernels::matvec_i32_offset(
                 black_box(x),
                 black_box(wo),
@@ -645,10 +580,10 @@ fn bench_offset(c: &mut Ctx, b: &mut Bufs) {
         }
         report(
             &Row {
-                name: core_name,
+                name: offset_name,
                 ..row
             },
-            core_count,
+            offset,
             port,
         );
     }

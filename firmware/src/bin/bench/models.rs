@@ -69,16 +69,20 @@ static IMAGES: &[u8] = include_bytes!(concat!(env!("AKA_MODEL_DIR"), "/mnist-tes
 /// Text decoded by the GPT row: one full context of the committed model (64 chars).
 const GPT_TEXT: &str = "ROMEO:\nBut soft, what light through yonder window breaks? It is t";
 
+/// `kv` holds the GPT rows' i8 run state: 18,880 B for `gpt.aka` and `gpt-int4.aka` since the K
+/// cache keeps its row constants (`GptModel::state_i8_len`; a smaller buffer fails with
+/// `ArenaTooSmall`). `repr(C)`: every buffer starts on a word (the DSP paths need it).
+#[repr(C)]
 struct ModelBufs {
     arena: [i8; 16 * 1024],
     f: [f32; 1024],
-    kv: [i8; 17 * 1024],
+    kv: [i8; 19 * 1024],
 }
 
 static mut MODEL_BUFS: ModelBufs = ModelBufs {
     arena: [0; 16 * 1024],
     f: [0.0; 1024],
-    kv: [0; 17 * 1024],
+    kv: [0; 19 * 1024],
 };
 
 /// One `classify_u8` (pixel quantization, every layer, argmax) of the first test image.
