@@ -2,6 +2,8 @@
 //! fake-quantization op with its straight-through gradient, quantization-aware training in
 //! `fit`, and int4 files run by aka-core.
 
+mod common;
+
 use std::path::Path;
 
 use aka_core::rng::Rng;
@@ -9,15 +11,14 @@ use aka_trainer::autograd::gradcheck::{check, randn};
 use aka_trainer::autograd::Tensor;
 use aka_trainer::data::mnist::{ImageSet, Mnist};
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig, GptWeights};
+use aka_trainer::export::gpt::GptWeights;
 use aka_trainer::export::quantize::{dequantize, quantize_rows_as, WeightBits};
 use aka_trainer::export::sequential::quantize::weight_plan;
 use aka_trainer::export::sequential::{export_classifier, ExportConfig, QuantConfig};
 use aka_trainer::export::{weight_bytes, ExportMetadata};
-use aka_trainer::gpt::{Gpt, GptConfig};
+use aka_trainer::gpt::GptConfig;
 use aka_trainer::nn::qat::{fake_quantize, with_fake_quant};
 use aka_trainer::nn::{mnist_mlp, Linear, Module};
-use aka_trainer::train::language_model::{train_gpt, GptTrainConfig};
 use aka_trainer::train::{evaluate, train, Loss, Progress, QatSteps, Splits, TrainConfig};
 
 /// The first `n` images of `set`.
@@ -228,30 +229,8 @@ fn int4_gpt_exports_and_runs_in_aka_core() {
     let data = TextDataset::from_text(&text, None);
     let mut cfg = GptConfig::sized(1, 2, 32, 16, data.tokenizer().vocab_size());
     cfg.tied_head = false;
-    let model = Gpt::new(cfg, &mut Rng::new(0));
-    let train_config = GptTrainConfig {
-        steps: 60,
-        batch_size: 8,
-        lr: 3e-3,
-        warmup_steps: 5,
-        eval_interval: 60,
-        eval_batches: 2,
-        progress: Progress::Quiet,
-        sample: None,
-        ..GptTrainConfig::default()
-    };
-    train_gpt(&model, &data, &train_config).unwrap();
-    let export = |weights: GptWeights| {
-        export_gpt_weights(
-            &model,
-            &data,
-            &CalibConfig::default(),
-            &EvalConfig::default(),
-            &ExportMetadata::language_model(0, "test"),
-            &weights,
-        )
-        .unwrap()
-    };
+    let model = common::trained_gpt(cfg, 0, 60, &data);
+    let export = |weights: GptWeights| common::export_gpt_with(&model, &data, &weights);
     let int8 = export(GptWeights::default());
     let int4 = export(GptWeights {
         weights: WeightBits::Int4,

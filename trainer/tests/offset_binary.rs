@@ -2,16 +2,14 @@
 //! checkpoint with it (the default) and as plain int8 rows gives the same values in a different
 //! layout, so aka-core computes bit-identical logits and the same quantized loss from both.
 
+mod common;
+
 use aka_core::format::WeightType;
 use aka_core::gpt::GptModel;
-use aka_core::rng::Rng;
 use aka_trainer::data::text::TextDataset;
-use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig, GptWeights};
+use aka_trainer::export::gpt::GptWeights;
 use aka_trainer::export::quantize::WeightBits;
-use aka_trainer::export::ExportMetadata;
-use aka_trainer::gpt::{Gpt, GptConfig};
-use aka_trainer::train::language_model::{train_gpt, GptTrainConfig};
-use aka_trainer::train::Progress;
+use aka_trainer::gpt::GptConfig;
 
 /// Every matrix's weight type, in file order.
 fn types(m: &GptModel) -> Vec<WeightType> {
@@ -28,30 +26,8 @@ fn offset_binary_and_plain_int8_exports_give_bit_identical_logits() {
     for tied in [false, true] {
         let mut cfg = GptConfig::sized(2, 2, 32, 16, data.tokenizer().vocab_size());
         cfg.tied_head = tied;
-        let model = Gpt::new(cfg.clone(), &mut Rng::new(3));
-        let train_config = GptTrainConfig {
-            steps: 20,
-            batch_size: 8,
-            lr: 3e-3,
-            warmup_steps: 5,
-            eval_interval: 20,
-            eval_batches: 2,
-            progress: Progress::Quiet,
-            sample: None,
-            ..GptTrainConfig::default()
-        };
-        train_gpt(&model, &data, &train_config).unwrap();
-        let export = |weights: GptWeights| {
-            export_gpt_weights(
-                &model,
-                &data,
-                &CalibConfig::default(),
-                &EvalConfig::default(),
-                &ExportMetadata::language_model(0, "test"),
-                &weights,
-            )
-            .unwrap()
-        };
+        let model = common::trained_gpt(cfg.clone(), 3, 20, &data);
+        let export = |weights: GptWeights| common::export_gpt_with(&model, &data, &weights);
         let off = export(GptWeights::default());
         let plain = export(GptWeights {
             plain_int8: true,

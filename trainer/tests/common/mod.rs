@@ -1,5 +1,5 @@
 //! Helpers shared by the training integration tests (`training.rs`, `gpt_train.rs`,
-//! `kill_checkpoint.rs`).
+//! `kill_checkpoint.rs`, `int4.rs`, `offset_binary.rs`).
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
@@ -60,4 +60,48 @@ pub fn write_random_mnist(dir: &Path, train: u32, test: u32) -> Vec<u8> {
         std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
     }
     train_pixels
+}
+
+/// A small GPT trained for `steps` steps (batch 8, lr 3e-3, 5 warm-up steps, quiet) on `data`,
+/// and a function exporting it with the default calibration and evaluation and the given
+/// weight options: the exporter tests' common setup.
+pub fn trained_gpt(
+    cfg: aka_trainer::gpt::GptConfig,
+    seed: u64,
+    steps: usize,
+    data: &aka_trainer::data::text::TextDataset,
+) -> aka_trainer::gpt::Gpt {
+    use aka_trainer::train::language_model::{train_gpt, GptTrainConfig};
+    let model = aka_trainer::gpt::Gpt::new(cfg, &mut Rng::new(seed));
+    let train_config = GptTrainConfig {
+        steps,
+        batch_size: 8,
+        lr: 3e-3,
+        warmup_steps: 5,
+        eval_interval: steps,
+        eval_batches: 2,
+        progress: aka_trainer::train::Progress::Quiet,
+        sample: None,
+        ..GptTrainConfig::default()
+    };
+    train_gpt(&model, data, &train_config).unwrap();
+    model
+}
+
+/// `model` exported with the default calibration and evaluation and `weights`.
+pub fn export_gpt_with(
+    model: &aka_trainer::gpt::Gpt,
+    data: &aka_trainer::data::text::TextDataset,
+    weights: &aka_trainer::export::gpt::GptWeights,
+) -> aka_trainer::export::gpt::GptExported {
+    use aka_trainer::export::gpt::{export_gpt_weights, CalibConfig, EvalConfig};
+    export_gpt_weights(
+        model,
+        data,
+        &CalibConfig::default(),
+        &EvalConfig::default(),
+        &aka_trainer::export::ExportMetadata::language_model(0, "test"),
+        weights,
+    )
+    .unwrap()
 }
