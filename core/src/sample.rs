@@ -1,5 +1,5 @@
 //! Next-token sampling from logits: greedy, temperature and top-k, seeded with
-//! [`crate::rng::Rng`], no allocation (the caller lends scratch), `libm::expf`, so the trainer
+//! [`crate::rng::Rng`], no allocation (the caller lends scratch), [`exp_f32`], so the trainer
 //! (float logits) and a device (int8 logits) draw identically from identical logits.
 //!
 //! The procedure of [`sample`], exactly:
@@ -8,7 +8,7 @@
 //!    number is drawn).
 //! 2. Otherwise the candidates are the `top_k` largest logits (`top_k == 0` or `>= len`: all);
 //!    ties at the boundary go to the lower index. NaN logits are never candidates.
-//! 3. `m` = the largest logit; weight `w_i = expf((l_i - m) / temperature)` for candidates
+//! 3. `m` = the largest logit; weight `w_i = exp_f32((l_i - m) / temperature)` for candidates
 //!    (0 for the others and for `-inf` logits); `total = Σ w_i` in index order. If `total` is
 //!    not `> 0`, the argmax.
 //! 4. One draw `r = rng.next_f32() * total`; the result is the first index (in index order)
@@ -20,6 +20,7 @@
 //! seed; the only difference is that `top_k == 1` draws nothing here (the pick is the argmax
 //! either way).
 
+use crate::kernels::exp_f32;
 use crate::rng::Rng;
 use crate::Error;
 
@@ -114,7 +115,7 @@ pub fn sample(
         if l == f32::NEG_INFINITY {
             0.0
         } else {
-            libm::expf((l - m) / t)
+            exp_f32((l - m) / t)
         }
     };
     let candidates = Candidates { threshold, ties };
@@ -447,7 +448,7 @@ mod tests {
             if l == f32::NEG_INFINITY {
                 0.0
             } else {
-                libm::expf((l - m) / t)
+                exp_f32((l - m) / t)
             }
         };
         let candidates = Candidates { threshold, ties };

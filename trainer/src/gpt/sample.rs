@@ -1,6 +1,6 @@
 //! Picking the next token: greedy, temperature, top-k, seeded with [`aka_core::rng::Rng`].
 //!
-//! The arithmetic is [`aka_core::sample::sample`] (`no_std`, no allocation, `libm::expf`, one
+//! The arithmetic is [`aka_core::sample::sample`] (`no_std`, no allocation, `aka_core::kernels::exp_f32`, one
 //! `Rng::next_f32` draw per sampled token), so the trainer and the int8 runtime pick the same
 //! id from the same logits and seed; [`sample_token`] is a thin wrapper with the trainer's
 //! argument style. [`generate`] runs a float [`Gpt`] autoregressively.
@@ -52,7 +52,7 @@ pub fn argmax(logits: &[f32]) -> usize {
 /// - `temperature <= 0` or `top_k == 1`: [`argmax`] (first max wins); draws nothing.
 /// - otherwise: keeps the `top_k` largest logits (all when `top_k == 0` or `>= len`; ties at
 ///   the cut are kept in id order, so exactly `top_k` survive), weights them
-///   `w_i = expf((l_i - max) / temperature)` (`libm::expf`, f32; `-inf` logits weigh 0), draws
+///   `w_i = exp_f32((l_i - max) / temperature)` (`aka_core::kernels::exp_f32`, f32; `-inf` logits weigh 0), draws
 ///   `r = rng.next_f32() · Σw` (one draw) and returns the first kept id whose running sum of
 ///   weights (in id order) exceeds `r`.
 ///
