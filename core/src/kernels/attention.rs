@@ -1,7 +1,6 @@
 //! Attention helpers (for the GPT runtime): int8 `Q·Kᵀ` scores, the integer attention softmax
 //! ([`softmax_u8`]) and an `f32` softmax. The portable reference implementations.
 
-use super::quantize::ROUND_MAGIC;
 use super::shape_error;
 use crate::Error;
 
@@ -82,22 +81,6 @@ pub fn exp_minus(x: &mut [f32], max: f32) -> f32 {
         sum += *v;
     }
     sum
-}
-
-/// Scale of the quantized attention probabilities of [`softmax_q`], which are **u8**:
-/// `p ≈ P / 255`.
-pub const PROB_SCALE: f32 = 1.0 / 255.0;
-
-/// The softmax of `scores` (`[n]`, whose maximum is `max`) quantized to u8 at scale
-/// [`PROB_SCALE`]: `u = exp_f32(e − max)` ([`exp_minus`]), `P = clamp(rne(u · (255 / Σu)), 0,
-/// 255)`, stored as the bytes of `out` (`[n]`, `P as u8 as i8`: the GPT's run state is an i8
-/// buffer). (`scores` is left holding `u`.)
-pub fn softmax_q(scores: &mut [f32], max: f32, out: &mut [i8]) {
-    let k = 255.0 / exp_minus(scores, max);
-    for (o, &u) in out.iter_mut().zip(scores.iter()) {
-        let r = (u * k + ROUND_MAGIC) - ROUND_MAGIC; // u >= 0 and k > 0 (or NaN: 0)
-        *o = (r as i32).clamp(0, 255) as u8 as i8;
-    }
 }
 
 /// `256 · log2(e)` (f32): turns a difference of natural-log scores into the Q8 base-2 exponent

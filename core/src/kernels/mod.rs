@@ -49,7 +49,7 @@ mod dsp;
 
 pub use activation::argmax;
 // `softmax_f32` is the same code on every target (on a Cortex-M4F it runs on the FPU).
-pub use attention::{exp_f32, exp_minus, softmax_f32, softmax_q, PROB_SCALE};
+pub use attention::{exp_f32, exp_minus, softmax_f32};
 pub use conv2d::Conv2dGeometry;
 pub use norm::norm_q;
 pub use pool::Pool2dGeometry;
