@@ -302,6 +302,30 @@ fn gpt_sizes(path: &Path, out: &Path) -> Option<u64> {
     let name = path.display();
     let (f32_len, i8_len, window, vocab) = match fs::read(path) {
         Ok(bytes) => {
+            // `offset-only` links the int8-offset kernel alone: name the matrix it cannot run
+            // (checked on the decoded file first: the build script's aka-core has the firmware's
+            // features too, so its loader would refuse such a model without naming it).
+            if env::var_os("CARGO_FEATURE_OFFSET_ONLY").is_some() {
+                use aka_core::format::{Body, ModelFile};
+                if let Ok((
+                    ModelFile {
+                        body: Body::Gpt(desc),
+                        ..
+                    },
+                    _,
+                )) = ModelFile::take_from_bytes(&bytes)
+                {
+                    if let Some((block, what, wt)) = desc.first_non_offset_matrix() {
+                        let at = block.map_or(String::new(), |b| format!(" of block {b}"));
+                        fail(format!(
+                            "{name}: the `offset-only` feature runs int8-offset matrices only, \
+                             but {what}{at} is stored as {wt:?}. Build without `offset-only`, or \
+                             re-export the model with int8 weights and without `--plain-int8` \
+                             (column counts a multiple of 8)."
+                        ))
+                    }
+                }
+            }
             let m = aka_core::gpt::GptModel::load(&bytes).unwrap_or_else(|e| {
                 fail(format!("{name}: aka-core cannot load this GPT model: {e}"))
             });

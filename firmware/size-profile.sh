@@ -16,7 +16,8 @@
 # code is counted.
 #
 # The `size` profile is built with SIZE_FEATURES (default
-# `dsp-only,quiet-panic,two-row,compact,small-vector-table`, see Cargo.toml). Logs go to $OUT
+# `dsp-only,quiet-panic,two-row,compact,small-vector-table,offset-only`, see Cargo.toml; the GPT
+# files must then be int8-offset throughout, which `gpt.aka` is). Logs go to $OUT
 # (default target/size-profile/). Exits 1 if a run fails or the
 # profiles' outputs differ. Needs the tools of install-tools.sh.
 set -euo pipefail
@@ -25,7 +26,7 @@ export CARGO_TERM_COLOR=never
 
 out=${OUT:-target/size-profile}
 models=${AKA_MODEL_DIR:-models}
-size_features=${SIZE_FEATURES-dsp-only,quiet-panic,two-row,compact,small-vector-table}
+size_features=${SIZE_FEATURES-dsp-only,quiet-panic,two-row,compact,small-vector-table,offset-only}
 mkdir -p "$out"
 
 if command -v arm-none-eabi-size >/dev/null; then
@@ -129,6 +130,17 @@ if [[ $(same size-mlp mnist-mlp) != yes ]]; then
     failed=1
 fi
 
+# Issue 13 part 5's goals are for builds without logging (as TFLite Micro's figures are):
+# DEFMT_LOG=off, and `terse-errors`, since nothing prints an error's text then. They print
+# nothing, so they have no instruction count and no outputs to compare.
+for app in mnist-mlp gpt; do
+    features=$size_features,terse-errors
+    [[ $app == mnist-mlp ]] && features+=,linear-only
+    run "nolog" size "$features" "DEFMT_LOG=off" "$app"
+    rows+=("$(printf '| `%s` | %s | %s | %s | %s | **%s** | %s |' \
+        "$app" "size, DEFMT_LOG=off" "$features" "$FLASH" "$EMBEDDED" "$CODE" "-")")
+done
+
 # Bit-exactness: the size profile prints what release prints.
 for app in "${apps[@]}"; do
     s=$(same size "$app")
@@ -146,7 +158,7 @@ if [[ -n ${LEVERS:-} ]]; then
     # NAME|PROFILE|FEATURES|VARS|CARGO ARGS. Cargo reads CARGO_PROFILE_SIZE_* and --config over
     # Cargo.toml, an exported DEFMT_LOG over .cargo/config.toml.
     z='--config profile.size.package.aka-core.opt-level="z"'
-    all=dsp-only,quiet-panic,linear-only,two-row,compact,small-vector-table
+    all=dsp-only,quiet-panic,linear-only,two-row,compact,small-vector-table,offset-only
     levers=(
         "release: opt-level 3, fat LTO, 1 CGU|release|||"
         "opt-level s everywhere, fat LTO, 1 CGU|size||CARGO_PROFILE_SIZE_OPT_LEVEL=s|--config profile.size.package.aka-core.opt-level=\"s\""
@@ -161,7 +173,8 @@ if [[ -n ${LEVERS:-} ]]; then
         "+ linear-only (Sequential: int8 Linear + ReLU kernels only)|size|dsp-only,quiet-panic,linear-only||"
         "+ two-row (no three-row FC kernels)|size|dsp-only,quiet-panic,linear-only,two-row||"
         "+ compact (smaller GPT, sampling and loader code paths)|size|dsp-only,quiet-panic,linear-only,two-row,compact||"
-        "+ small-vector-table (1 device interrupt vector)|size|$all||"
+        "+ small-vector-table (1 device interrupt vector)|size|${all%,offset-only}||"
+        "+ offset-only (GPT: the int8-offset FC kernel only)|size|$all||"
         "+ DEFMT_LOG=warn (no info lines)|size|$all|DEFMT_LOG=warn|"
         "+ DEFMT_LOG=off (no logging at all)|size|$all|DEFMT_LOG=off|"
     )

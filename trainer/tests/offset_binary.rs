@@ -42,10 +42,17 @@ fn offset_binary_and_plain_int8_exports_give_bit_identical_logits() {
             GptModel::load(&off.bytes).unwrap(),
             GptModel::load(&plain.bytes).unwrap(),
         );
-        // Embeddings (and so a tied head) int8, every projection and an untied head offset.
+        // Every projection and the head offset-binary (an untied `lm_head`, or the token table
+        // of a tied one); the embedding tables otherwise plain int8.
         let (to, tp) = (types(&mo), types(&mp));
         let n_emb = 1 + usize::from(mo.desc().pos_emb.is_some());
-        assert!(to[..n_emb].iter().all(|&t| t == WeightType::Int8));
+        let tok = if tied {
+            WeightType::Int8Offset
+        } else {
+            WeightType::Int8
+        };
+        assert_eq!(to[0], tok);
+        assert!(to[1..n_emb].iter().all(|&t| t == WeightType::Int8));
         assert!(to[n_emb..].iter().all(|&t| t == WeightType::Int8Offset));
         assert_eq!(to.len(), n_emb + 2 * 6 + usize::from(!tied));
         assert!(tp.iter().all(|&t| t == WeightType::Int8));
@@ -54,7 +61,7 @@ fn offset_binary_and_plain_int8_exports_give_bit_identical_logits() {
             .all(|&t| t == WeightType::Int4));
         // The file grows by one i32 per converted row (give or take the alignment padding and
         // a varint length byte per matrix).
-        let rows: usize = 2 * (4 * 32 + cfg.hidden() + 32) + if tied { 0 } else { cfg.vocab_size };
+        let rows: usize = 2 * (4 * 32 + cfg.hidden() + 32) + cfg.vocab_size;
         let grew = off.bytes.len() as i64 - plain.bytes.len() as i64;
         assert!(
             (grew - 4 * rows as i64).abs() <= 64,

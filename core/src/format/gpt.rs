@@ -376,7 +376,45 @@ pub type GptBlockList<'a> = FixedList<GptBlock<'a>, MAX_GPT_LAYERS>;
 // postcard writes them), each through [`Reader`]. The unit tests check it against serde's
 // derived decoding (`format::tests`).
 
+impl GptDesc<'_> {
+    /// The first matrix that [`GptModel::forward`](crate::gpt::GptModel::forward) multiplies
+    /// through a fully connected kernel and that is not stored as [`WeightType::Int8Offset`], as
+    /// `(block, name, weight type)`: the projections of each block in file order, then the head
+    /// (`lm_head`, or `tok_emb` when tied). `None` when the int8-offset kernel runs every
+    /// product, which an aka-core built with the `offset-only` feature requires (its loader
+    /// refuses the others; the firmware's build script calls this on the decoded file first, to
+    /// name the matrix).
+    pub fn first_non_offset_matrix(&self) -> Option<(Option<usize>, &'static str, WeightType)> {
+        const NAMES: [&str; 7] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
+        for (i, blk) in self.blocks.as_slice().iter().enumerate() {
+            let mats = [
+                Some(&blk.wq),
+                Some(&blk.wk),
+                Some(&blk.wv),
+                Some(&blk.wo),
+                Some(&blk.w1),
+                blk.w3.as_ref(),
+                Some(&blk.w2),
+            ];
+            for (m, name) in mats.into_iter().zip(NAMES) {
+                match m {
+                    Some(m) if m.weight_type != WeightType::Int8Offset => {
+                        return Some((Some(i), name, m.weight_type))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let (head, name) = match &self.lm_head {
+            Some(h) => (h, "lm_head"),
+            None => (&self.tok_emb, "tok_emb (the tied head)"),
+        };
+        (head.weight_type != WeightType::Int8Offset).then_some((None, name, head.weight_type))
+    }
+}
+
 impl<'a> QMatrix<'a> {
+    #[inline(never)]
     fn read(r: &mut Reader<'a>) -> Self {
         QMatrix {
             pad: r.bytes(),
@@ -388,6 +426,7 @@ impl<'a> QMatrix<'a> {
 }
 
 impl<'a> NormParams<'a> {
+    #[inline(never)]
     fn read(r: &mut Reader<'a>) -> Self {
         NormParams {
             weight: r.bytes(),

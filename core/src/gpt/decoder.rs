@@ -152,8 +152,7 @@ impl<'m, 'a, 's> Generation<'m, 'a, 's> {
         }
         let mut next = 0;
         for &t in prompt {
-            let logits = dec.push(t)?;
-            next = sample(logits, &sampling, &mut rng, scratch)?;
+            next = push_and_sample(&mut dec, t, &sampling, &mut rng, scratch)?;
         }
         Ok(Self {
             dec,
@@ -197,12 +196,26 @@ impl<'m, 'a, 's> Generation<'m, 'a, 's> {
 
     fn step(&mut self) -> Result<u32, Error> {
         if self.stepping {
-            let logits = self.dec.push(self.next)?;
-            self.next = sample(logits, &self.sampling, &mut self.rng, self.scratch)?;
+            let (dec, rng) = (&mut self.dec, &mut self.rng);
+            self.next = push_and_sample(dec, self.next, &self.sampling, rng, self.scratch)?;
         }
         self.stepping = true;
         Ok(self.next)
     }
+}
+
+/// `token` through the model ([`Decoder::push`]), then the next token [`sample`]d from its
+/// logits: the one step of [`Generation`]'s prefill and decode (one copy of the code for both).
+#[inline(never)]
+fn push_and_sample(
+    dec: &mut Decoder<'_, '_, '_>,
+    token: u32,
+    sampling: &Sampling,
+    rng: &mut Rng,
+    scratch: &mut [f32],
+) -> Result<u32, Error> {
+    let logits = dec.push(token)?;
+    sample(logits, sampling, rng, scratch)
 }
 
 impl Iterator for Generation<'_, '_, '_> {

@@ -6,13 +6,11 @@ use super::validate::param;
 use super::{GptModel, Step};
 use crate::format::{QMatrix, WeightType, ACT_LUT_LEN};
 use crate::kernels::attention::softmax_u8;
-use crate::kernels::linear_s4::dot_s4;
 use crate::kernels::quantize::le_f32;
-use crate::kernels::{
-    dot_i8, i8_as_bytes, matvec_i32, matvec_i32_s4, matvec_i32_strided_u8, norm_q, quantize,
-    rope_rotate,
-};
+#[cfg(not(feature = "offset-only"))]
+use crate::kernels::{dot_i8, linear_s4::dot_s4, matvec_i32, matvec_i32_s4};
 use crate::kernels::{dot_i8_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
+use crate::kernels::{i8_as_bytes, matvec_i32_strided_u8, norm_q, quantize, rope_rotate};
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
@@ -100,15 +98,9 @@ impl GptModel<'_> {
         let rope = desc.rope.is_some();
 
         // ---- embedding: x = s_tok[t]·E[t] (+ s_pos[p]·P[p]) ----
-        let (e_row, e_scale) = row(&desc.tok_emb, token as usize, d);
-        for (xi, &w) in x.iter_mut().zip(e_row) {
-            *xi = e_scale * (w as i8) as f32;
-        }
+        embed(&desc.tok_emb, token as usize, x, false);
         if let Some(pe) = &desc.pos_emb {
-            let (p_row, p_scale) = row(pe, pos, d);
-            for (xi, &w) in x.iter_mut().zip(p_row) {
-                *xi += p_scale * (w as i8) as f32;
-            }
+            embed(pe, pos, x, true);
         }
 
         mark(Step::Embed);
@@ -149,10 +141,10 @@ impl GptModel<'_> {
             let (inv_q, inv_k, inv_v) = (1.0 / blk.q_scale, 1.0 / blk.k_scale, 1.0 / blk.v_scale);
             // Requantization multipliers without the per-row weight scale.
             let (mq, mk, mv) = (s_in * inv_q, s_in * inv_k, s_in * inv_v);
-            // This token's slots in the cache: K `[head][block][hd]` at (head, pos); V
-            // transposed, `[d][block]` (so that P·V reads rows), at column pos.
-            let k_slot = |r: usize| (r / hd.max(1)) * kv_head + pos * hd + r % hd.max(1);
-            // Q and K projections (K into the cache).
+            // K, then Q, int8 in `qq`: K goes to the cache first.
+            // `[d]` int8 from the i32 sums at multiplier `mm` (without the per-row weight scale).
+            let to_i8 =
+                |mm: f32| move |o: &mut i8, v: i32, sw: f32| *o = quantize(v as f32, sw * mm);
             if rope {
                 // q, k in f32, rotated, then quantized.
                 let dq = |o: &mut f32, v: i32, sw: f32| *o = v as f32 * (s_in * sw);
@@ -160,41 +152,30 @@ impl GptModel<'_> {
                 rows_into(ain, &blk.wk, k, acc, dq);
                 rope_rotate(q, hd, cos, sin);
                 rope_rotate(k, hd, cos, sin);
-                for (o, &v) in qq.iter_mut().zip(q.iter()) {
-                    *o = quantize(v, inv_q);
+                for (o, &v) in qq.iter_mut().zip(k.iter()) {
+                    *o = quantize(v, inv_k);
                 }
-                head_runs(0, k.len(), hd, |r, len| {
-                    let at = k_slot(r);
-                    let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
-                    for (o, &v) in outs.iter_mut().zip(k.get(r..).unwrap_or(&[])) {
-                        *o = quantize(v, inv_k);
-                    }
-                });
             } else {
-                // q, k straight from the i32 sums to int8.
-                rows_into(ain, &blk.wq, qq, acc, |o, v, sw| {
-                    *o = quantize(v as f32, sw * mq);
-                });
-                // Each head's key is contiguous in the cache: one run of rows per head.
-                matvec_chunks(ain, &blk.wk, d, acc, |r0, sums, scales| {
-                    head_runs(r0, sums.len(), hd, |r, len| {
-                        let (i, at) = (r - r0, k_slot(r));
-                        let outs = kl.get_mut(at..at + len).unwrap_or(&mut []);
-                        let (sums, scales) = (sums.get(i..).unwrap_or(&[]), scales.get(i * 4..));
-                        let scales = scales.unwrap_or(&[]).chunks_exact(4);
-                        for ((o, &v), s) in outs.iter_mut().zip(sums).zip(scales) {
-                            *o = quantize(v as f32, le_f32(s) * mk);
-                        }
-                    });
-                });
+                // k straight from the i32 sums to int8.
+                rows_into(ain, &blk.wk, qq, acc, to_i8(mk));
             }
-            // This token's key rows to the offset-binary layout, and their row constants.
+            // This token's key rows into the cache, K `[head][block][hd]` at (head, pos), in
+            // the offset-binary layout, and their row constants.
             for hh in 0..dm.n_head {
                 let (at, c) = (hh * kv_head + pos * hd, (hh * dm.block + pos) * 4);
                 let cs = kcl.get_mut(c..c + 4).map(<&mut [i8; 4]>::try_from);
-                if let (Some(key), Some(Ok(cs))) = (kl.get_mut(at..at + hd), cs) {
+                let src = qq.get(hh * hd..(hh + 1) * hd);
+                if let (Some(key), Some(Ok(cs)), Some(src)) = (kl.get_mut(at..at + hd), cs, src) {
+                    key.copy_from_slice(src);
                     *cs = encode_key(key).to_le_bytes().map(|b| b as i8);
                 }
+            }
+            if rope {
+                for (o, &v) in qq.iter_mut().zip(q.iter()) {
+                    *o = quantize(v, inv_q);
+                }
+            } else {
+                rows_into(ain, &blk.wq, qq, acc, to_i8(mq));
             }
             // V projection into the (transposed) cache: row r at r·block + pos.
             let block = dm.block.max(1); // > pos
@@ -220,7 +201,7 @@ impl GptModel<'_> {
                 let off = hh * hd;
                 // Keys 0..n3 (a multiple of 3 when `block` and ACC_ROWS allow): whole triples
                 // of rows for the DSP kernel; the sums of the keys past `pos` (stale cache rows)
-                // are unused. (n3 = n above ACC_ROWS: the two-pass softmax.)
+                // are unused.
                 let qh = qq.get(off..off + hd).unwrap_or(&[]); // [hd]
                 let n3 = n.next_multiple_of(3).min(dm.block).min(ACC_ROWS).max(n);
                 let kh = kl.get(hh * kv_head..hh * kv_head + n3 * hd).unwrap_or(&[]); // [n3][hd]
@@ -230,16 +211,7 @@ impl GptModel<'_> {
                 // u8 weights P[t] ≈ 255·e^(e[t] − max e) of e[t] = (q·k_t)·score_scale, and
                 // their sum.
                 let qin = &mut OffsetInput::new(qh, obuf);
-                let total = if n <= ACC_ROWS {
-                    // The i32 sums straight into the integer softmax.
-                    qk_sums(qin, kh, ch, acc.get_mut(..n3).unwrap_or(&mut []));
-                    let sums = &mut acc[..n];
-                    mark(Step::Scores);
-                    let best = sums.iter().copied().max().unwrap_or(0);
-                    softmax_u8(sums, best, score_scale, pn)
-                } else {
-                    long_softmax(qin, kh, ch, score_scale, acc, pn, &mut mark)
-                };
+                let total = key_weights(qin, kh, ch, score_scale, acc, pn, &mut mark);
                 mark(Step::Softmax);
                 // P·V is divided by Σ P here: P[t]/Σ P is the softmax.
                 let pv_mult = pv_base * (1.0 / total as f32);
@@ -340,12 +312,24 @@ impl GptModel<'_> {
     }
 }
 
-/// Row `r` of an int8 matrix (an embedding table, int8 by [`GptModel::load`]) with `cols`
-/// columns, and its scale.
-fn row<'a>(m: &QMatrix<'a>, r: usize, cols: usize) -> (&'a [u8], f32) {
+/// `x = s[r]·E[r]` (`add`: `x += s[r]·E[r]`) for row `r` of the embedding table `m`
+/// (`x.len()` columns, int8 or offset-binary int8 by [`GptModel::load`]: a tied head's table is
+/// stored for the offset-binary kernel, and its even bytes are flipped back here).
+#[inline(never)]
+fn embed(m: &QMatrix, r: usize, x: &mut [f32], add: bool) {
+    let cols = x.len();
     let w = m.weights.get(r * cols..(r + 1) * cols).unwrap_or(&[]);
     let s = le_f32(m.scales.get(r * 4..r * 4 + 4).unwrap_or(&[]));
-    (w, s)
+    let flip = if m.weight_type == WeightType::Int8Offset {
+        0x80u8
+    } else {
+        0
+    };
+    for (i, (xi, &b)) in x.iter_mut().zip(w).enumerate() {
+        // Even columns: `flip`; odd: 0.
+        let v = s * ((b ^ (flip & (i as u8 & 1).wrapping_sub(1))) as i8) as f32;
+        *xi = if add { *xi + v } else { v };
+    }
 }
 
 /// The rows `r < n_rows` of `m` (`x.len()` columns) times `x`, [`ACC_ROWS`] at a time: calls
@@ -413,17 +397,29 @@ fn matvec_chunks_body<F: FnMut(usize, &[i32], &[u8]) + ?Sized>(
             .unwrap_or(&[]); // [n][cols] (an offset-binary matrix's rows come first too)
         let sums = &mut acc[..n];
         let done = match m.weight_type {
-            WeightType::Int8 => matvec_i32(x, w, sums),
-            WeightType::Int4 => matvec_i32_s4(x, w, sums),
             WeightType::Int8Offset => offset_sums(xin, m, r0, w, sums),
+            #[cfg(not(feature = "offset-only"))]
+            WeightType::Int8 => matvec_i32(x, w, sums),
+            #[cfg(not(feature = "offset-only"))]
+            WeightType::Int4 => matvec_i32_s4(x, w, sums),
+            // Unreachable: the loader refused the model (`offset-only`).
+            #[cfg(feature = "offset-only")]
+            _ => {
+                sums.fill(0);
+                Ok(())
+            }
         };
         if done.is_err() {
             // Unreachable (shapes as above); the row-by-row definition.
             for (y, row) in sums.iter_mut().zip(w.chunks_exact(row_bytes)) {
                 *y = match m.weight_type {
-                    WeightType::Int8 => dot_i8(x, row),
-                    WeightType::Int4 => dot_s4(x, row),
                     WeightType::Int8Offset => dot_i8_offset(x, row),
+                    #[cfg(not(feature = "offset-only"))]
+                    WeightType::Int8 => dot_i8(x, row),
+                    #[cfg(not(feature = "offset-only"))]
+                    WeightType::Int4 => dot_s4(x, row),
+                    #[cfg(feature = "offset-only")]
+                    _ => 0,
                 };
             }
         }
@@ -485,22 +481,6 @@ fn rows(
     });
 }
 
-/// Splits rows `r0..r0 + n` into runs that stay inside one head (`hd` rows each): calls
-/// `run(r, len)` for each run, in order (`hd == 0`: one run).
-#[inline(always)]
-fn head_runs(r0: usize, n: usize, hd: usize, mut run: impl FnMut(usize, usize)) {
-    let (mut r, end) = (r0, r0 + n);
-    while r < end {
-        let len = if hd == 0 {
-            end - r
-        } else {
-            (hd - r % hd).min(end - r)
-        };
-        run(r, len);
-        r += len;
-    }
-}
-
 /// The span `t0..t1` of `p` that holds its nonzero bytes, widened to multiples of 4 (`t1` at
 /// most `p.len()`); `(0, 0)` if every byte is 0.
 #[inline(always)]
@@ -555,12 +535,17 @@ fn qk_sums(qin: &mut OffsetInput, k: &[i8], consts: &[u8], sums: &mut [i32]) {
     }
 }
 
-/// [`softmax_u8`] of one head's `p.len()` keys when they do not fit the [`ACC_ROWS`] sums of
-/// one pass (contexts above 512): the sums are computed [`ACC_ROWS`] keys at a time twice, once
-/// for their maximum and once for the weights (no buffer for all of them; the same results as
-/// one pass). Returns the sum of the weights; marks [`Step::Scores`] after the first pass.
-#[inline(never)] // contexts above 512 only: kept out of `forward`'s code
-fn long_softmax(
+/// One head's attention weights: [`softmax_u8`] of the scores of its `p.len()` keys into `p`
+/// (`k`: `[≥ p.len()][hd]` offset-binary key rows, `consts` their row constants, `hd =
+/// q.len()`; rows past `p.len()` are computed where that completes a triple of rows for the DSP
+/// kernel, and unused). Returns the sum of the weights; marks [`Step::Scores`] once the maximum
+/// score is known.
+///
+/// The sums `q·k_t` are computed [`ACC_ROWS`] keys at a time. When every key fits one pass
+/// (contexts up to 512) they stay in `acc` between the maximum and the weights; above that
+/// they are computed twice, once for the maximum and once for the weights (no buffer for all of
+/// them; the same results as one pass).
+fn key_weights(
     qin: &mut OffsetInput,
     k: &[i8],
     consts: &[u8],
@@ -569,23 +554,34 @@ fn long_softmax(
     p: &mut [i8],
     mark: &mut impl FnMut(Step),
 ) -> u32 {
-    let hd = qin.input().len();
-    let chunk = |ci: usize, n: usize| k.get(ci * ACC_ROWS * hd..(ci * ACC_ROWS + n) * hd);
-    let cchunk = |ci: usize, n: usize| consts.get(ci * ACC_ROWS * 4..(ci * ACC_ROWS + n) * 4);
+    let hd = qin.input().len().max(1);
+    let have = k.len() / hd; // key rows available, >= p.len()
+                             // The sums of the `len` keys of pass `ci` into `acc`.
+    let sums_of = |qin: &mut OffsetInput, acc: &mut [i32; ACC_ROWS], ci: usize, len: usize| {
+        let lo = ci * ACC_ROWS;
+        // Rounded up to whole triples where the rows and `acc` allow.
+        let rows = len
+            .next_multiple_of(3)
+            .min(ACC_ROWS)
+            .min(have.saturating_sub(lo))
+            .max(len);
+        let kc = k.get(lo * hd..(lo + rows) * hd).unwrap_or(&[]);
+        let cc = consts.get(lo * 4..(lo + rows) * 4).unwrap_or(&[]);
+        qk_sums(qin, kc, cc, acc.get_mut(..rows).unwrap_or(&mut []));
+    };
+    let passes = p.len().div_ceil(ACC_ROWS);
     let mut best = i32::MIN;
     for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
-        let sums = &mut acc[..ps.len()];
-        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
-        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
-        best = sums.iter().fold(best, |m, &v| m.max(v));
+        sums_of(qin, acc, ci, ps.len());
+        best = acc[..ps.len()].iter().fold(best, |m, &v| m.max(v));
     }
     mark(Step::Scores);
     let mut total = 0u32;
     for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
-        let sums = &mut acc[..ps.len()];
-        let (kc, cc) = (chunk(ci, ps.len()), cchunk(ci, ps.len()));
-        qk_sums(qin, kc.unwrap_or(&[]), cc.unwrap_or(&[]), sums);
-        total = total.wrapping_add(softmax_u8(sums, best, scale, ps));
+        if passes > 1 {
+            sums_of(qin, acc, ci, ps.len());
+        }
+        total = total.wrapping_add(softmax_u8(&acc[..ps.len()], best, scale, ps));
     }
     total
 }
@@ -595,15 +591,15 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    /// The two-pass softmax of contexts above [`ACC_ROWS`] keys against the one-pass
-    /// definition: every sum `q·k_t` at once (a plain dot product per key), their maximum, then
+    /// The attention weights of one pass (up to [`ACC_ROWS`] keys) and of two (above) against
+    /// the definition: every sum `q·k_t` at once (a plain dot product per key), their maximum, then
     /// [`softmax_u8`].
     #[test]
-    fn long_softmax_is_the_one_pass_softmax() {
+    fn key_weights_is_the_one_pass_softmax() {
         extern crate std;
         use std::vec::Vec;
         let mut rng = Rng::new(81);
-        for (n, hd) in [(1025, 4), (600, 8), (513, 32)] {
+        for (n, hd) in [(1, 8), (7, 16), (512, 4), (1025, 4), (600, 8), (513, 32)] {
             let q: Vec<i8> = (0..hd).map(|_| rng.next_u32() as i8).collect();
             let k: Vec<i8> = (0..n * hd).map(|_| rng.next_u32() as i8).collect();
             let sums: Vec<i32> = k
@@ -623,7 +619,7 @@ mod tests {
             let acc = &mut [0i32; ACC_ROWS];
             let (buf, mut push) = (&mut OffsetBuf::new(), |s| steps.push(s));
             let qin = &mut OffsetInput::new(&q, buf);
-            let total = long_softmax(qin, &ko, &consts, 0.01, acc, &mut got, &mut push);
+            let total = key_weights(qin, &ko, &consts, 0.01, acc, &mut got, &mut push);
             assert_eq!((total, got), (want_total, want), "n {n}");
             assert_eq!(steps, [Step::Scores]);
         }

@@ -723,7 +723,8 @@ fn offset_of(m: &(Vec<u8>, Vec<u8>), cols: usize) -> (Vec<u8>, Vec<u8>) {
     (w, m.1.clone())
 }
 
-/// Every projection (and untied head) with `cols % 8 == 0` as [`WeightType::Int8Offset`].
+/// Every projection with `cols % 8 == 0`, and the head (untied, or the token table of a tied
+/// one), as [`WeightType::Int8Offset`].
 fn offset_model(cfg: GptConfig, seed: u64) -> (Owned, Vec<bool>) {
     let (d, h) = (cfg.d_model as usize, cfg.hidden as usize);
     let mut o = owned(cfg, seed);
@@ -738,8 +739,10 @@ fn offset_model(cfg: GptConfig, seed: u64) -> (Owned, Vec<bool>) {
             converted.push(yes);
         }
     }
-    if let Some(head) = &mut o.head {
-        *head = offset_of(head, d);
+    // The head: untied, or the token table of a tied one.
+    match &mut o.head {
+        Some(head) => *head = offset_of(head, d),
+        None => o.tok = offset_of(&o.tok, d),
     }
     (o, converted)
 }
@@ -761,8 +764,9 @@ fn offset_desc<'a>(o: &'a Owned, converted: &[bool]) -> GptDesc<'a> {
             }
         }
     }
-    if let Some(head) = &mut d.lm_head {
-        head.weight_type = WeightType::Int8Offset;
+    match &mut d.lm_head {
+        Some(head) => head.weight_type = WeightType::Int8Offset,
+        None => d.tok_emb.weight_type = WeightType::Int8Offset,
     }
     d
 }
@@ -892,8 +896,8 @@ fn offset_binary_matrices_are_checked() {
             what: "int8-offset matrix columns not a multiple of 8"
         })
     );
-    // The embedding tables stay int8 only.
-    let e = load(&|d| d.tok_emb.weight_type = WeightType::Int8Offset);
+    // The embedding tables are int8 rows, plain or offset-binary; never int4.
+    let e = load(&|d| d.tok_emb.weight_type = WeightType::Int4);
     assert_eq!(
         e,
         Err(Error::GptParameter {
@@ -901,6 +905,56 @@ fn offset_binary_matrices_are_checked() {
             what: "the embedding tables must be int8"
         })
     );
+    // An offset-binary table without its row constants.
+    let e = load(&|d| d.tok_emb.weight_type = WeightType::Int8Offset);
+    assert!(
+        matches!(e, Err(Error::GptLength { block: None, .. })),
+        "{e:?}"
+    );
+}
+
+/// [`GptDesc::first_non_offset_matrix`] names the first matrix, in file order, that a fully
+/// connected kernel multiplies and that is not int8-offset (the head last: `lm_head`, or the
+/// token table when tied); the position table never counts.
+#[test]
+fn first_non_offset_matrix_names_the_first_plain_product() {
+    for (ci, cfg) in all_configs().into_iter().enumerate() {
+        // hidden 16: every projection's columns a multiple of 8.
+        let (cfg, seed) = (GptConfig { hidden: 16, ..cfg }, 90 + ci as u64);
+        let p = owned(cfg, seed); // the same values, plain int8
+        let plain = bytes_of(desc(&p));
+        let (o, converted) = offset_model(cfg, seed);
+        let head = if cfg.tied_head {
+            "tok_emb (the tied head)"
+        } else {
+            "lm_head"
+        };
+        // Every projection and the head offset-binary: none (the positions stay plain int8).
+        let all = bytes_of(offset_desc(&o, &converted));
+        // Block 1's w1 plain.
+        let mut d = offset_desc(&o, &converted);
+        edit_block(&mut d, 1, |b| {
+            b.w1.weight_type = WeightType::Int8;
+            b.w1.weights = &p.blocks[1].m[4].0;
+        });
+        let one = bytes_of(d);
+        // Only the head plain.
+        let mut d = offset_desc(&o, &converted);
+        match (&mut d.lm_head, &p.head) {
+            (Some(h), Some(ph)) => (h.weight_type, h.weights) = (WeightType::Int8, &ph.0[..]),
+            _ => (d.tok_emb.weight_type, d.tok_emb.weights) = (WeightType::Int8, &p.tok.0[..]),
+        }
+        let last = bytes_of(d);
+        let first = |b: &[u8]| {
+            GptModel::load(b)
+                .map(|m| m.desc().first_non_offset_matrix())
+                .map_err(|e| std::format!("config {ci}: {e:?}"))
+        };
+        assert_eq!(first(&plain), Ok(Some((Some(0), "wq", WeightType::Int8))));
+        assert_eq!(first(&all), Ok(None), "config {ci}");
+        assert_eq!(first(&one), Ok(Some((Some(1), "w1", WeightType::Int8))));
+        assert_eq!(first(&last), Ok(Some((None, head, WeightType::Int8))));
+    }
 }
 /// The hand-written decoding agrees with serde's (value or error) on a file of every
 /// configuration and on every copy of it with one byte set to 0, 1, 2, 0x80 or 0xFF.

@@ -39,7 +39,8 @@ fn check_len(
     }
 }
 
-/// Checks an embedding table: an int8 [`check_matrix`] (rows are looked up as int8 vectors).
+/// Checks an embedding table: a [`check_matrix`] of int8 rows, plain or offset-binary (rows are
+/// looked up as int8 vectors; a tied head's table is stored for the offset-binary kernel).
 fn check_table(
     block: Option<usize>,
     names: (&'static str, &'static str, &'static str),
@@ -47,15 +48,36 @@ fn check_table(
     rows: usize,
     cols: usize,
 ) -> Result<(), Error> {
-    if m.weight_type != WeightType::Int8 {
+    if m.weight_type == WeightType::Int4 {
         return Err(param(block, "the embedding tables must be int8"));
     }
-    check_matrix(block, names, m, rows, cols)
+    check_stored(block, names, m, rows, cols)
+}
+
+/// The error of a model that an aka-core built with the `offset-only` feature cannot run.
+#[cfg(feature = "offset-only")]
+const OFFSET_ONLY: &str =
+    "this aka-core is built with the offset-only feature (int8-offset GPT matrices only)";
+
+/// Checks a matrix that a fully connected kernel multiplies (a projection or an untied head):
+/// [`check_stored`], and with the `offset-only` feature, that it is int8-offset.
+fn check_matrix(
+    block: Option<usize>,
+    names: (&'static str, &'static str, &'static str),
+    m: &QMatrix,
+    rows: usize,
+    cols: usize,
+) -> Result<(), Error> {
+    #[cfg(feature = "offset-only")]
+    if m.weight_type != WeightType::Int8Offset {
+        return Err(param(block, OFFSET_ONLY));
+    }
+    check_stored(block, names, m, rows, cols)
 }
 
 /// Checks a `[rows][cols]` int8, int4 or offset-binary int8 matrix with per-row scales.
 #[inline(never)]
-fn check_matrix(
+fn check_stored(
     block: Option<usize>,
     names: (&'static str, &'static str, &'static str),
     m: &QMatrix,
@@ -346,6 +368,11 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
             vocab,
             d,
         )?,
+        // The head is the token table (checked above).
+        #[cfg(feature = "offset-only")]
+        (None, true) if desc.tok_emb.weight_type != WeightType::Int8Offset => {
+            return Err(param(None, OFFSET_ONLY))
+        }
         (None, true) => {}
         (Some(_), true) => return Err(param(None, "lm_head present with a tied head")),
         (None, false) => return Err(param(None, "lm_head missing (head not tied)")),

@@ -171,7 +171,8 @@ pub fn softmax_u8(sums: &[i32], best: i32, scale: f32, out: &mut [i8]) -> u32 {
 /// fused multiply-add), so every target computes the same bits. The softmax of the attention
 /// and of sampling use it; it replaces `libm::expf` (about 3 times the instructions on a
 /// Cortex-M4F).
-#[inline]
+#[cfg_attr(feature = "compact", inline(never))] // sampling calls it twice
+#[cfg_attr(not(feature = "compact"), inline)]
 pub fn exp_f32(x: f32) -> f32 {
     // One integer compare for the common case |x| < 86.6 (NaN and ±inf fail it too).
     if x.to_bits() & 0x7fff_ffff >= 86.6f32.to_bits() {

@@ -412,7 +412,12 @@ pub fn encode_gpt(
             false => offset_binary(q, t.shape()[1]),
         }
     };
-    let tok = int8(&model.tok_emb);
+    // A tied head multiplies through the token table: the offset-binary layout too (the
+    // runtime's lookup flips the even bytes back). An untied table is only looked up.
+    let tok = match cfg.tied_head && !weights.plain_int8 {
+        true => offset_binary(int8(&model.tok_emb), cfg.d_model),
+        false => int8(&model.tok_emb),
+    };
     let pos = model.pos_emb.as_ref().map(int8);
     let rope = (cfg.position == GptPosition::Rope).then(|| {
         let (c, s) = Tensor::rope_tables(0, cfg.block_size, cfg.head_dim());

@@ -9,9 +9,9 @@ use crate::nn::gpt::Gpt;
 
 /// Which GPT matrices are int4: `weights` for every projection (`wq wk wv wo w1 w2 w3`) and an
 /// untied `lm_head`, except the roles in `int8`. The embeddings (and so a tied head) are
-/// always int8. The int8 projections (and untied head) are written in the offset-binary layout
-/// (`WeightType::Int8Offset`, same values and results, a faster Cortex-M4 kernel) when their
-/// column count is a multiple of 8, unless `plain_int8`.
+/// always int8. The int8 projections and the head (untied, or the token table of a tied one)
+/// are written in the offset-binary layout (`WeightType::Int8Offset`, same values and results,
+/// a faster Cortex-M4 kernel) when their column count is a multiple of 8, unless `plain_int8`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GptWeights {
     /// The precision of the matrices not kept int8.
