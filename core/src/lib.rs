@@ -18,7 +18,9 @@
 //! **`unsafe`.** The crate is `#![deny(unsafe_code)]`. The only exception is the private module
 //! `kernels::dsp` (compiled only for Armv7E-M), which allows it for its inline assembly: naked
 //! functions for the inner loops and one-instruction helpers, each `unsafe` block with a
-//! `// SAFETY:` argument. Everything else, including the portable kernels, is safe Rust.
+//! `// SAFETY:` argument. Besides it, two one-line `unsafe` blocks: [`kernels::i8_as_bytes`]
+//! and the `VSQRT.F32` of [`kernels::sqrt_f32`] (Arm `eabihf` only). Everything else, including
+//! the portable kernels, is safe Rust.
 //!
 //! ```no_run
 //! use aka_core::SequentialModel;

@@ -10,7 +10,7 @@ use crate::kernels::quantize::le_f32;
 #[cfg(not(feature = "offset-only"))]
 use crate::kernels::{dot_i8, linear_s4::dot_s4, matvec_i32, matvec_i32_s4};
 use crate::kernels::{dot_i8_offset, matvec_i32_offset_pre, OffsetBuf, OffsetInput};
-use crate::kernels::{i8_as_bytes, matvec_i32_strided_u8, norm_q, quantize, rope_rotate};
+use crate::kernels::{i8_as_bytes, matvec_i32_strided_u8, norm_q, quantize, rope_rotate, sqrt_f32};
 use crate::Error;
 
 /// Rows per [`matvec_i32`] call: the i32 sums of one call live in one stack array of
@@ -117,7 +117,7 @@ impl GptModel<'_> {
             ),
             None => (&[][..], &[][..]),
         };
-        let inv_sqrt_hd = 1.0 / libm::sqrtf(hd as f32);
+        let inv_sqrt_hd = 1.0 / sqrt_f32(hd as f32);
         // One head's keys are `block` rows of `hd` in the cache, and their row constants
         // `block` i32 LE.
         let kv_head = dm.block * hd;

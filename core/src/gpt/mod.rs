@@ -43,18 +43,19 @@
 //! `max|v| / 127` (or a percentile of `|v|` over 127) over training batches; integer sums are
 //! exact (wrapping i32 that cannot overflow: every length is `<= 2^16`). All f32 arithmetic is
 //! plain `+ - * /` in the order written (no fused multiply-add; Rust never contracts), plus
-//! `libm::sqrtf` and [`crate::kernels::exp_f32`], so the host and a Cortex-M4F produce identical
-//! bits. Wherever a projection's output is only used quantized, it goes from the i32 sum to int8
-//! in one step (`Q(Σ, s_w[c]·(s_in·(1/s_out)))`, no f32 vector in between).
+//! [`crate::kernels::sqrt_f32`] (correctly rounded) and [`crate::kernels::exp_f32`], so the
+//! host and a Cortex-M4F produce identical bits. Wherever a projection's output is only used
+//! quantized, it goes from the i32 sum to int8 in one step (`Q(Σ, s_w[c]·(s_in·(1/s_out)))`, no
+//! f32 vector in between).
 //!
 //! | step | computation (f32 unless noted) | stored in the file |
 //! |------|--------------------------------|--------------------|
 //! | embed | `x[i] = s_tok[t]·E[t][i]` (+ `s_pos[p]·P[p][i]` if learned positions) | `tok_emb`, `pos_emb`: int8 rows + per-row f32 scale |
-//! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrtf(max((Σx²)/d − μ², 0)+ε)` (one pass); or RMSNorm `x·(1/sqrtf((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
+//! | norm | `a = Q(norm(x), 1/s)`: LayerNorm `(x−μ)·rstd·w + b` with `μ = (Σx)/d`, `rstd = 1/sqrt(max((Σx²)/d − μ², 0)+ε)` (one pass); or RMSNorm `x·(1/sqrt((Σx²)/d+ε))·w` (sums left to right) | `ln1`, `ln2`, `ln_f`: f32 LE; `norm_eps` |
 //! | qkv | `a = Q(norm₁(x), 1/s_attn_in)`; learned positions: `qq[c] = Q(Σ a·Wq[c], s_wq[c]·(s_attn_in·(1/s_q)))`, the same for k into the cache; RoPE: `q[c] = (Σ a·Wq[c]) as f32·(s_attn_in·s_wq[c])` (and k), rotated, then `Q(q, 1/s_q)`, `Q(k, 1/s_k)`; `v` like learned-position k with `s_v` | `wq wk wv`: int8 `[d][d]` + per-row scale; `attn_in_scale q_scale k_scale v_scale` |
 //! | RoPE | per head, pairs `(i, i+hd/2)`: `y₁ = a·cos − b·sin`, `y₂ = b·cos + a·sin` on q and k | `rope.cos/sin [block][hd/2]` f32 (the trainer's tables) |
 //! | cache | int8 k, v at `pos` (per layer: K head-major `[head][block][hd]`, each key row in the offset-binary layout of [`crate::kernels::to_offset_binary`] with its i32 row constant [`crate::kernels::offset_row_const`] beside the cache; V transposed `[d][block]`) | |
-//! | scores | `e[t] = (Σ qq·k_t) · s_score`, `s_score = (s_q·s_k) · (1 / sqrtf(hd))` (f32), for `t ≤ pos` (per head; only the exact i32 sums are computed, by [`crate::kernels::matvec_i32_offset`] over the offset-binary keys) | |
+//! | scores | `e[t] = (Σ qq·k_t) · s_score`, `s_score = (s_q·s_k) · (1 / sqrt(hd))` (f32), for `t ≤ pos` (per head; only the exact i32 sums are computed, by [`crate::kernels::matvec_i32_offset`] over the offset-binary keys) | |
 //! | softmax | integer ([`crate::kernels::attention::softmax_u8`]): `m = max` of the i32 sums; per key `z = ((m − Σ_t) as u32 as f32 · (s_score · 369.32986) + 0.5) as i32` (the Q8 base-2 exponent `(max e − e[t])·256·log2 e`, rounded), **u8** weight `P[t] = ((EXP2_Q8[z & 255] >> (z >> 8)) + 64) >> 7` (`z` clamped to `4095`; `EXP2_Q8[f] = rne(32640·2^(−f/256))`: `P ≈ 255·e^(e[t] − max e)`, 255 at the maximum), `S = Σ P` (u32) | |
 //! | P·V | `a[i] = Q(Σ_t P[t]·v_t[i], (s_v·(1/s_attn_out))·(1/S as f32))` (u8 × int8 sums: the division by `S` normalizes the softmax); heads concatenated | |
 //! | out | `x += (Σ a·Wo[c]) as f32 · (s_attn_out·s_wo[c])` | `wo`, `attn_out_scale` |

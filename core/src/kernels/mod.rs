@@ -18,7 +18,8 @@
 //! identical shape errors. [`exp_f32`] and [`exp_minus`] are the same code on every target, and
 //! so (for now) are the GPT's f32 steps: [`quantize()`] (f32 → int8), [`norm_q`] (LayerNorm /
 //! RMSNorm then quantize), [`rope_rotate`] and the integer attention softmax
-//! [`attention::softmax_u8`] (u8 weights).
+//! [`attention::softmax_u8`] (u8 weights). [`sqrt_f32`] is one `VSQRT.F32` on Arm with a
+//! hardware FPU (`eabihf`) and `libm::sqrtf` elsewhere: the same bits (both correctly rounded).
 //!
 //! Conventions shared by all kernels:
 //! * activations are int8, NHWC with N = 1 (`[h][w][c]`, channel fastest);
@@ -51,7 +52,7 @@ pub use activation::argmax;
 // `softmax_f32` is the same code on every target (on a Cortex-M4F it runs on the FPU).
 pub use attention::{exp_f32, exp_minus, softmax_f32};
 pub use conv2d::Conv2dGeometry;
-pub use norm::norm_q;
+pub use norm::{norm_q, sqrt_f32};
 pub use pool::Pool2dGeometry;
 pub use quantize::quantize;
 pub use rope::rope_rotate;

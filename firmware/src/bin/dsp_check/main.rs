@@ -2,7 +2,8 @@
 //! target) produce exactly the same bytes and errors as the portable reference kernels
 //! (`aka_core::kernels::portable::*`), on thousands of random cases: odd sizes, lengths that are
 //! not multiples of 4, every weight alignment, all paddings and strides, extreme zero points,
-//! biases and multipliers (including the ones that take the generic requantization path).
+//! biases and multipliers (including the ones that take the generic requantization path). Also
+//! `kernels::sqrt_f32` (one `VSQRT.F32`) against `libm::sqrtf`, bit for bit.
 //!
 //! `cargo run --release --bin dsp_check` (QEMU). Logs "dsp_check: N passed, 0 failed" and exits
 //! 0; any mismatch is logged and the exit code is 1.
@@ -18,6 +19,7 @@ use cortex_m_rt::entry;
 mod int4;
 mod offset;
 mod requant;
+mod sqrt;
 use int4::check_linear_s4;
 use requant::check_requant;
 
@@ -93,7 +95,7 @@ impl Tally {
     }
 }
 
-/// `sqrt(n)` rounded down (no libm here).
+/// `sqrt(n)` rounded down, in integers.
 fn isqrt(n: usize) -> usize {
     let mut r = 0;
     while (r + 1) * (r + 1) <= n {
@@ -699,7 +701,7 @@ fn main() -> ! {
     );
     let mut rng = Rng::new(0x00d5_9c8e);
     type Check = fn(&mut Rng, &mut Bufs, &mut Tally, u32);
-    let kernels: [(&str, Check, u32); 14] = [
+    let kernels: [(&str, Check, u32); 15] = [
         ("requant stress", check_requant, 1000),
         ("linear", check_linear, 2000),
         ("linear_s4, matvec_i32_s4", check_linear_s4, 1000),
@@ -722,6 +724,11 @@ fn main() -> ! {
         ("dot_i8, dot_i8_i8", check_dot, 1000),
         ("softmax_f32", check_softmax, 100),
         ("softmax_u8 (GPT attention)", check_softmax_u8, 300),
+        (
+            "sqrt_f32 (VSQRT.F32 vs libm::sqrtf)",
+            sqrt::check_sqrt,
+            4000,
+        ),
     ];
     let mut total = Tally::default();
     check_errors(&mut total);
