@@ -535,6 +535,31 @@ fn qk_sums(qin: &mut OffsetInput, k: &[i8], consts: &[u8], sums: &mut [i32]) {
     }
 }
 
+/// The sums `q·k_t` of the `len` keys of pass `ci` of [`key_weights`] into `acc` (`have` key
+/// rows in `k`; rounded up to whole triples of rows for the DSP kernel where `k` and `acc`
+/// allow).
+#[inline(always)]
+fn pass_sums(
+    qin: &mut OffsetInput,
+    k: &[i8],
+    consts: &[u8],
+    have: usize,
+    ci: usize,
+    len: usize,
+    acc: &mut [i32; ACC_ROWS],
+) {
+    let hd = qin.input().len();
+    let lo = ci * ACC_ROWS;
+    let rows = len
+        .next_multiple_of(3)
+        .min(ACC_ROWS)
+        .min(have.saturating_sub(lo))
+        .max(len);
+    let kc = k.get(lo * hd..(lo + rows) * hd).unwrap_or(&[]);
+    let cc = consts.get(lo * 4..(lo + rows) * 4).unwrap_or(&[]);
+    qk_sums(qin, kc, cc, acc.get_mut(..rows).unwrap_or(&mut []));
+}
+
 /// One head's attention weights: [`softmax_u8`] of the scores of its `p.len()` keys into `p`
 /// (`k`: `[≥ p.len()][hd]` offset-binary key rows, `consts` their row constants, `hd =
 /// q.len()`; rows past `p.len()` are computed where that completes a triple of rows for the DSP
@@ -556,30 +581,17 @@ fn key_weights(
 ) -> u32 {
     let hd = qin.input().len().max(1);
     let have = k.len() / hd; // key rows available, >= p.len()
-                             // The sums of the `len` keys of pass `ci` into `acc`.
-    let sums_of = |qin: &mut OffsetInput, acc: &mut [i32; ACC_ROWS], ci: usize, len: usize| {
-        let lo = ci * ACC_ROWS;
-        // Rounded up to whole triples where the rows and `acc` allow.
-        let rows = len
-            .next_multiple_of(3)
-            .min(ACC_ROWS)
-            .min(have.saturating_sub(lo))
-            .max(len);
-        let kc = k.get(lo * hd..(lo + rows) * hd).unwrap_or(&[]);
-        let cc = consts.get(lo * 4..(lo + rows) * 4).unwrap_or(&[]);
-        qk_sums(qin, kc, cc, acc.get_mut(..rows).unwrap_or(&mut []));
-    };
     let passes = p.len().div_ceil(ACC_ROWS);
     let mut best = i32::MIN;
     for (ci, ps) in p.chunks(ACC_ROWS).enumerate() {
-        sums_of(qin, acc, ci, ps.len());
+        pass_sums(qin, k, consts, have, ci, ps.len(), acc);
         best = acc[..ps.len()].iter().fold(best, |m, &v| m.max(v));
     }
     mark(Step::Scores);
     let mut total = 0u32;
     for (ci, ps) in p.chunks_mut(ACC_ROWS).enumerate() {
         if passes > 1 {
-            sums_of(qin, acc, ci, ps.len());
+            pass_sums(qin, k, consts, have, ci, ps.len(), acc);
         }
         total = total.wrapping_add(softmax_u8(&acc[..ps.len()], best, scale, ps));
     }
