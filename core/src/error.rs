@@ -1,4 +1,7 @@
 //! The one error type of the runtime: plain, `Copy`, printable with `core::fmt` (and `defmt`).
+//!
+//! With the `terse-errors` feature every `&'static str` field (`what`, `kernel`) is `""`: the
+//! variant and the numbers stay, [`Error`]'s `Display` names the variant's kind instead.
 
 use core::fmt;
 
@@ -103,7 +106,9 @@ impl fmt::Display for Error {
                 write!(f, "{found} layers, at most {max} supported")
             }
             Error::NoLayers => write!(f, "model has no layers"),
-            Error::BadInput { what } => write!(f, "invalid model input description: {what}"),
+            Error::BadInput { what } => {
+                write!(f, "invalid model input description{}", Detail(what))
+            }
             Error::ShapeMismatch {
                 layer,
                 what,
@@ -112,7 +117,8 @@ impl fmt::Display for Error {
             } => {
                 write!(
                     f,
-                    "layer {layer}: {what}: expected {expected}, found {found}"
+                    "layer {layer}: {}: expected {expected}, found {found}",
+                    Or(what, "input size")
                 )
             }
             Error::LengthMismatch {
@@ -123,11 +129,12 @@ impl fmt::Display for Error {
             } => {
                 write!(
                     f,
-                    "layer {layer}: {what} has {found} bytes, expected {expected}"
+                    "layer {layer}: {} has {found} bytes, expected {expected}",
+                    Or(what, "an array")
                 )
             }
             Error::BadParameter { layer, what } => {
-                write!(f, "layer {layer}: invalid parameter: {what}")
+                write!(f, "layer {layer}: invalid parameter{}", Detail(what))
             }
             Error::SizeOverflow { layer } => write!(f, "layer {layer}: size overflows"),
             Error::LabelCount { labels, outputs } => {
@@ -143,7 +150,11 @@ impl fmt::Display for Error {
                 write!(f, "arena too small: need {need} bytes, have {have}")
             }
             Error::KernelShape { kernel } => {
-                write!(f, "{kernel}: slice lengths do not match the shape")
+                write!(
+                    f,
+                    "{}: slice lengths do not match the shape",
+                    Or(kernel, "kernel")
+                )
             }
             Error::GptLength {
                 block,
@@ -154,15 +165,19 @@ impl fmt::Display for Error {
                 if let Some(b) = block {
                     write!(f, "block {b}: ")?;
                 }
-                write!(f, "{what} has {found} bytes, expected {expected}")
+                write!(
+                    f,
+                    "{} has {found} bytes, expected {expected}",
+                    Or(what, "an array")
+                )
             }
             Error::GptParameter { block, what } => {
                 if let Some(b) = block {
                     write!(f, "block {b}: ")?;
                 }
-                write!(f, "invalid GPT parameter: {what}")
+                write!(f, "invalid GPT parameter{}", Detail(what))
             }
-            Error::BadVocab { what } => write!(f, "invalid vocabulary: {what}"),
+            Error::BadVocab { what } => write!(f, "invalid vocabulary{}", Detail(what)),
             Error::BadToken { token, vocab_size } => {
                 write!(
                     f,
@@ -178,12 +193,33 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { need, have } => {
                 write!(f, "buffer too small: need {need} elements, have {have}")
             }
-            Error::BadArgument { what } => write!(f, "invalid argument: {what}"),
+            Error::BadArgument { what } => write!(f, "invalid argument{}", Detail(what)),
         }
     }
 }
 
 impl core::error::Error for Error {}
+
+/// An error's text as `": text"`, or nothing if it is empty (the `terse-errors` feature).
+struct Detail(&'static str);
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "" => Ok(()),
+            text => write!(f, ": {text}"),
+        }
+    }
+}
+
+/// An error's name text, or `fallback` if it is empty (the `terse-errors` feature).
+struct Or(&'static str, &'static str);
+
+impl fmt::Display for Or {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { self.1 } else { self.0 })
+    }
+}
 
 impl From<postcard::Error> for Error {
     fn from(e: postcard::Error) -> Self {

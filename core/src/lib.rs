@@ -43,6 +43,24 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+/// An error message or field name literal for an [`Error`]: the literal itself, or `""` with the
+/// `terse-errors` feature (the text is then not in the binary at all; the error keeps its
+/// variant and numbers). Every message text aka-core puts into an `Error` goes through it.
+#[cfg(not(feature = "terse-errors"))]
+macro_rules! msg {
+    ($text:literal) => {
+        $text
+    };
+}
+
+/// See the other definition: with `terse-errors`, every error text is empty.
+#[cfg(feature = "terse-errors")]
+macro_rules! msg {
+    ($text:literal) => {
+        ""
+    };
+}
+
 #[cfg(feature = "chat")]
 pub mod chat;
 mod error;

@@ -78,11 +78,11 @@ pub fn sample(
 ) -> Result<u32, Error> {
     if cfg.temperature.is_nan() {
         return Err(Error::BadArgument {
-            what: "temperature is NaN",
+            what: msg!("temperature is NaN"),
         });
     }
     let best = argmax(logits).ok_or(Error::BadArgument {
-        what: "no finite logits",
+        what: msg!("no finite logits"),
     })?;
     if cfg.is_greedy() {
         return Ok(best as u32);

@@ -124,15 +124,15 @@ impl<'a> SequentialModel<'a> {
         }
         if input.shape.is_empty() {
             return Err(Error::BadInput {
-                what: "zero dimension",
+                what: msg!("zero dimension"),
             });
         }
         let input_len = input.shape.len().ok_or(Error::BadInput {
-            what: "size overflows",
+            what: msg!("size overflows"),
         })?;
         if !valid_scale(input.quant.scale) {
             return Err(Error::BadInput {
-                what: "scale must be finite and > 0",
+                what: msg!("scale must be finite and > 0"),
             });
         }
         check_pixel_normalization(&input)?;
@@ -292,7 +292,9 @@ impl<'a> SequentialModel<'a> {
                         WeightType::Int4 => kernels::linear_s4(x, l.weights, &stage, y)?,
                         // Refused by `load` (GPT matrices only).
                         WeightType::Int8Offset => {
-                            return Err(Error::KernelShape { kernel: "linear" })
+                            return Err(Error::KernelShape {
+                                kernel: msg!("linear"),
+                            })
                         }
                     }
                     core::mem::swap(&mut cur, &mut next);
@@ -304,7 +306,9 @@ impl<'a> SequentialModel<'a> {
                         WeightType::Int4 => kernels::conv2d_s4,
                         // Refused by `load` (GPT matrices only).
                         WeightType::Int8Offset => {
-                            return Err(Error::KernelShape { kernel: "conv2d" })
+                            return Err(Error::KernelShape {
+                                kernel: msg!("conv2d"),
+                            })
                         }
                     };
                     let g = conv_geometry(c, in_shape);
@@ -469,68 +473,78 @@ fn check_layer(
                 ..
             })
     ) {
-        return Err(bad(
-            "this aka-core is built with the linear-only feature (int8 Linear, ReLU, Flatten)",
-        ));
+        return Err(bad(msg!(
+            "this aka-core is built with the linear-only feature (int8 Linear, ReLU, Flatten)"
+        )));
     }
     match layer {
         Layer::Linear(l) => {
             let flat = to_usize(input.h)
                 .checked_mul(to_usize(input.w))
                 .ok_or(overflow)?;
-            check_shape(i, "linear input height*width (insert a Flatten)", 1, flat)?;
+            check_shape(
+                i,
+                msg!("linear input height*width (insert a Flatten)"),
+                1,
+                flat,
+            )?;
             let (expected, found) = (to_usize(input.c), to_usize(l.in_features));
-            check_shape(i, "linear in_features", expected, found)?;
+            check_shape(i, msg!("linear in_features"), expected, found)?;
             if l.out_features == 0 {
-                return Err(bad("out_features is 0"));
+                return Err(bad(msg!("out_features is 0")));
             }
             let (n_in, n_out) = (to_usize(l.in_features), to_usize(l.out_features));
             if l.weight_type == WeightType::Int8Offset {
-                return Err(bad("int8-offset weights are for GPT matrices only"));
+                return Err(bad(msg!("int8-offset weights are for GPT matrices only")));
             }
             let w_len = l.weight_type.matrix_bytes(n_out, n_in).ok_or(overflow)?;
             if l.pad.len() > MAX_PAD {
-                return Err(bad("more than 3 padding bytes before the weights"));
+                return Err(bad(msg!("more than 3 padding bytes before the weights")));
             }
-            check_len(i, "weights", w_len, l.weights)?;
+            check_len(i, msg!("weights"), w_len, l.weights)?;
             if !l.weight_type.padding_is_zero(l.weights, n_in) {
-                return Err(bad("an int4 row's padding nibble is not 0"));
+                return Err(bad(msg!("an int4 row's padding nibble is not 0")));
             }
-            check_len(i, "bias", n_out.checked_mul(4).ok_or(overflow)?, l.bias)?;
+            check_len(
+                i,
+                msg!("bias"),
+                n_out.checked_mul(4).ok_or(overflow)?,
+                l.bias,
+            )?;
             check_requant(i, &l.requant, n_out)?;
             Ok((Shape::flat(l.out_features), l.requant.output))
         }
         Layer::Conv2d(c) => {
             let (expected, found) = (to_usize(input.c), to_usize(c.in_channels));
-            check_shape(i, "conv2d in_channels", expected, found)?;
+            check_shape(i, msg!("conv2d in_channels"), expected, found)?;
             if c.input_zero_point != quant.zero_point {
-                return Err(bad(
-                    "conv2d input_zero_point differs from the previous output's zero point",
-                ));
+                return Err(bad(msg!(
+                    "conv2d input_zero_point differs from the previous output's zero point"
+                )));
             }
             if c.out_channels == 0 {
-                return Err(bad("out_channels is 0"));
+                return Err(bad(msg!("out_channels is 0")));
             }
             if c.kernel_h == 0 || c.kernel_w == 0 {
-                return Err(bad("kernel size is 0"));
+                return Err(bad(msg!("kernel size is 0")));
             }
             if c.stride_h == 0 || c.stride_w == 0 {
-                return Err(bad("stride is 0"));
+                return Err(bad(msg!("stride is 0")));
             }
             if c.pad_h >= c.kernel_h || c.pad_w >= c.kernel_w {
-                return Err(bad("padding must be smaller than the kernel"));
+                return Err(bad(msg!("padding must be smaller than the kernel")));
             }
             let g = conv_geometry(c, input);
             let (out_h, out_w) = g
                 .output_hw()
-                .ok_or(bad("kernel larger than the padded input"))?;
+                .ok_or(bad(msg!("kernel larger than the padded input")))?;
             if c.pad_h > input.h || c.pad_w > input.w {
-                return Err(bad("padding larger than the input"));
+                return Err(bad(msg!("padding larger than the input")));
             }
             // The padded input is >= the kernel > the padding, so this does not overflow.
             let (padded_h, padded_w) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
             if g.stride_h > padded_h || g.stride_w > padded_w {
-                return Err(bad("stride larger than the padded input"));
+                return Err(bad(msg!("stride larger than the padded input")));
             }
             let filter = g
                 .kernel_h
@@ -538,20 +552,25 @@ fn check_layer(
                 .and_then(|n| n.checked_mul(g.in_c))
                 .ok_or(overflow)?;
             if c.weight_type == WeightType::Int8Offset {
-                return Err(bad("int8-offset weights are for GPT matrices only"));
+                return Err(bad(msg!("int8-offset weights are for GPT matrices only")));
             }
             let w_len = c
                 .weight_type
                 .matrix_bytes(g.out_c, filter)
                 .ok_or(overflow)?;
             if c.pad.len() > MAX_PAD {
-                return Err(bad("more than 3 padding bytes before the weights"));
+                return Err(bad(msg!("more than 3 padding bytes before the weights")));
             }
-            check_len(i, "weights", w_len, c.weights)?;
+            check_len(i, msg!("weights"), w_len, c.weights)?;
             if !c.weight_type.padding_is_zero(c.weights, filter) {
-                return Err(bad("an int4 row's padding nibble is not 0"));
+                return Err(bad(msg!("an int4 row's padding nibble is not 0")));
             }
-            check_len(i, "bias", g.out_c.checked_mul(4).ok_or(overflow)?, c.bias)?;
+            check_len(
+                i,
+                msg!("bias"),
+                g.out_c.checked_mul(4).ok_or(overflow)?,
+                c.bias,
+            )?;
             check_requant(i, &c.requant, g.out_c)?;
             let out = Shape::new(
                 u32::try_from(out_h).map_err(|_| overflow)?,
@@ -562,16 +581,16 @@ fn check_layer(
         }
         Layer::MaxPool2d(p) => {
             if p.kernel_h == 0 || p.kernel_w == 0 {
-                return Err(bad("kernel size is 0"));
+                return Err(bad(msg!("kernel size is 0")));
             }
             if p.stride_h == 0 || p.stride_w == 0 {
-                return Err(bad("stride is 0"));
+                return Err(bad(msg!("stride is 0")));
             }
             let (out_h, out_w) = pool_geometry(p, input)
                 .output_hw()
-                .ok_or(bad("pool kernel larger than the input"))?;
+                .ok_or(bad(msg!("pool kernel larger than the input")))?;
             if p.stride_h > input.h || p.stride_w > input.w {
-                return Err(bad("pool stride larger than the input"));
+                return Err(bad(msg!("pool stride larger than the input")));
             }
             let out = Shape::new(
                 u32::try_from(out_h).map_err(|_| overflow)?,
@@ -589,7 +608,9 @@ fn check_layer(
         }
         Layer::Relu { zero_point } => {
             if *zero_point != quant.zero_point {
-                return Err(bad("relu zero_point differs from its input's zero point"));
+                return Err(bad(msg!(
+                    "relu zero_point differs from its input's zero point"
+                )));
             }
             Ok((input, quant))
         }
@@ -628,24 +649,24 @@ fn check_requant(i: usize, r: &Requant, channels: usize) -> Result<(), Error> {
     let bytes = channels
         .checked_mul(4)
         .ok_or(Error::SizeOverflow { layer: i })?;
-    check_len(i, "multipliers", bytes, r.multipliers)?;
-    check_len(i, "shifts", bytes, r.shifts)?;
+    check_len(i, msg!("multipliers"), bytes, r.multipliers)?;
+    check_len(i, msg!("shifts"), bytes, r.shifts)?;
     let bad = |what| Error::BadParameter { layer: i, what };
     let le = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     if r.multipliers.chunks_exact(4).any(|m| le(m) < 0) {
-        return Err(bad("negative multiplier"));
+        return Err(bad(msg!("negative multiplier")));
     }
     if r.shifts
         .chunks_exact(4)
         .any(|s| !(MIN_SHIFT..=MAX_SHIFT).contains(&le(s)))
     {
-        return Err(bad("shift outside -31..=30"));
+        return Err(bad(msg!("shift outside -31..=30")));
     }
     if !valid_scale(r.output.scale) {
-        return Err(bad("output scale must be finite and > 0"));
+        return Err(bad(msg!("output scale must be finite and > 0")));
     }
     if r.act_min > r.act_max {
-        return Err(bad("act_min > act_max"));
+        return Err(bad(msg!("act_min > act_max")));
     }
     Ok(())
 }

@@ -106,7 +106,7 @@ fn malformed_int4_arrays_are_typed_errors() {
         e,
         Error::LengthMismatch {
             layer: 0,
-            what: "weights",
+            what: msg("weights"),
             expected: 20,
             found: 36
         }
@@ -116,7 +116,7 @@ fn malformed_int4_arrays_are_typed_errors() {
         e,
         Error::LengthMismatch {
             layer: 5,
-            what: "weights",
+            what: msg("weights"),
             expected: 30,
             found: 29
         }
@@ -127,7 +127,7 @@ fn malformed_int4_arrays_are_typed_errors() {
         e,
         Error::BadParameter {
             layer: 0,
-            what: "an int4 row's padding nibble is not 0"
+            what: msg("an int4 row's padding nibble is not 0")
         }
     );
     // Even rows have no padding nibble: the same bytes are fine there.
@@ -165,7 +165,7 @@ fn sequential_models_refuse_int8_offset_weights() {
             SequentialModel::load(&bytes).map(|_| ()),
             Err(Error::BadParameter {
                 layer: i,
-                what: "int8-offset weights are for GPT matrices only"
+                what: msg("int8-offset weights are for GPT matrices only")
             })
         );
     }

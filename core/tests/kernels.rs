@@ -233,7 +233,11 @@ fn kernels_reject_inconsistent_lengths() {
         act_max: 127,
     };
     let mut y2 = [0i8; 2];
-    let shape = |kernel| Err(Error::KernelShape { kernel });
+    let shape = |kernel| {
+        Err(Error::KernelShape {
+            kernel: msg(kernel),
+        })
+    };
     assert_eq!(kernels::linear(&[1, 2, 3], &[0; 6], &st, &mut y2), Ok(()));
     assert_eq!(
         kernels::linear(&[1, 2, 3], &[0; 5], &st, &mut y2),

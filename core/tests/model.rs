@@ -210,10 +210,10 @@ fn normalized_cnn_runs_like_the_reference() {
 #[test]
 fn bad_pixel_normalization_is_a_typed_error() {
     let bad_mean = Error::BadInput {
-        what: "pixel mean must be finite",
+        what: msg("pixel mean must be finite"),
     };
     let bad_std = Error::BadInput {
-        what: "pixel std must be finite and > 0",
+        what: msg("pixel std must be finite and > 0"),
     };
     for mean in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         assert_eq!(cnn_error(|i, _| i.pixel_mean = mean), bad_mean);
@@ -228,7 +228,7 @@ fn bad_pixel_normalization_is_a_typed_error() {
             i.pixel_std = 0.0;
         }),
         Error::BadInput {
-            what: "scale must be finite and > 0"
+            what: msg("scale must be finite and > 0")
         }
     );
     // Extreme but valid values load, and their table saturates instead of overflowing.
@@ -507,7 +507,7 @@ fn inconsistent_shapes() {
         e,
         Error::ShapeMismatch {
             layer: 5,
-            what: "linear in_features",
+            what: msg("linear in_features"),
             expected: 12,
             found: 13
         }
@@ -518,7 +518,7 @@ fn inconsistent_shapes() {
         e,
         Error::ShapeMismatch {
             layer: 0,
-            what: "conv2d in_channels",
+            what: msg("conv2d in_channels"),
             expected: 1,
             found: 2
         }
@@ -542,7 +542,7 @@ fn inconsistent_shapes() {
     assert_eq!(
         e,
         Error::BadInput {
-            what: "zero dimension"
+            what: msg("zero dimension")
         }
     );
     // Label count must match the outputs.
@@ -566,7 +566,7 @@ fn wrong_lengths() {
         e,
         Error::LengthMismatch {
             layer: 0,
-            what: "weights",
+            what: msg("weights"),
             expected: 36,
             found: 35
         }
@@ -576,7 +576,7 @@ fn wrong_lengths() {
         e,
         Error::LengthMismatch {
             layer: 2,
-            what: "bias",
+            what: msg("bias"),
             expected: 12,
             found: 11
         }
@@ -586,7 +586,7 @@ fn wrong_lengths() {
         e,
         Error::LengthMismatch {
             layer: 5,
-            what: "weights",
+            what: msg("weights"),
             expected: 60,
             found: 61
         }
@@ -596,7 +596,7 @@ fn wrong_lengths() {
         e,
         Error::LengthMismatch {
             layer: 5,
-            what: "multipliers",
+            what: msg("multipliers"),
             expected: 20,
             found: 16
         }
@@ -606,7 +606,7 @@ fn wrong_lengths() {
         e,
         Error::LengthMismatch {
             layer: 5,
-            what: "shifts",
+            what: msg("shifts"),
             expected: 20,
             found: 24
         }
@@ -615,7 +615,10 @@ fn wrong_lengths() {
 
 #[test]
 fn bad_parameters() {
-    let bad = |layer, what| Error::BadParameter { layer, what };
+    let bad = |layer, what| Error::BadParameter {
+        layer,
+        what: msg(what),
+    };
     type Edit = fn(&mut InputDesc, &mut Vec<Layer<'_>>);
     let conv_cases: [(Edit, usize, &str); 9] = [
         (|_, l| conv(l, 0).stride_w = 0, 0, "stride is 0"),
@@ -667,7 +670,7 @@ fn bad_parameters() {
         assert_eq!(
             cnn_error(|i, _| i.quant.scale = scale),
             Error::BadInput {
-                what: "scale must be finite and > 0"
+                what: msg("scale must be finite and > 0")
             }
         );
     }
@@ -729,7 +732,7 @@ fn size_overflow_is_an_error() {
         (
             Shape::new(u32::MAX, u32::MAX, u32::MAX),
             Error::BadInput {
-                what: "size overflows",
+                what: msg("size overflows"),
             },
         ),
         (

@@ -27,7 +27,12 @@ fn conv_mut<'l, 'a>(l: &'l mut [Layer<'a>], i: usize) -> &'l mut aka_core::forma
 
 #[test]
 fn geometry_outside_the_input_is_a_typed_error() {
-    let bad = |layer, what| Err(Error::BadParameter { layer, what });
+    let bad = |layer, what| {
+        Err(Error::BadParameter {
+            layer,
+            what: msg(what),
+        })
+    };
     // Layer 1 pools the 8x8x4 output of layer 0.
     let pool = |k: u32, s: u32| {
         move |_: &mut InputDesc, l: &mut Vec<Layer>| {

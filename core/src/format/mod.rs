@@ -153,11 +153,11 @@ impl WeightType {
             WeightType::Int8 => Ok(()),
             WeightType::Int4 => match self.padding_is_zero(weights, cols) {
                 true => Ok(()),
-                false => Err("an int4 row's padding nibble is not 0"),
+                false => Err(msg!("an int4 row's padding nibble is not 0")),
             },
             WeightType::Int8Offset => {
                 if cols == 0 || !cols.is_multiple_of(8) {
-                    return Err("int8-offset matrix columns not a multiple of 8");
+                    return Err(msg!("int8-offset matrix columns not a multiple of 8"));
                 }
                 let (w, consts) = self.split_matrix(weights, rows, cols);
                 let ok = w
@@ -169,7 +169,7 @@ impl WeightType {
                     });
                 match ok {
                     true => Ok(()),
-                    false => Err("an int8-offset row constant does not match its row"),
+                    false => Err(msg!("an int8-offset row constant does not match its row")),
                 }
             }
         }

@@ -311,12 +311,12 @@ pub type LayerList<'a> = FixedList<Layer<'a>, MAX_LAYERS>;
 pub(crate) fn check_pixel_normalization(input: &InputDesc) -> Result<(), crate::Error> {
     if !input.pixel_mean.is_finite() {
         return Err(crate::Error::BadInput {
-            what: "pixel mean must be finite",
+            what: msg!("pixel mean must be finite"),
         });
     }
     if !valid_scale(input.pixel_std) {
         return Err(crate::Error::BadInput {
-            what: "pixel std must be finite and > 0",
+            what: msg!("pixel std must be finite and > 0"),
         });
     }
     Ok(())

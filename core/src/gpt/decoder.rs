@@ -147,7 +147,7 @@ impl<'m, 'a, 's> Generation<'m, 'a, 's> {
     ) -> Result<Self, Error> {
         if prompt.is_empty() {
             return Err(Error::BadArgument {
-                what: "empty prompt",
+                what: msg!("empty prompt"),
             });
         }
         let mut next = 0;

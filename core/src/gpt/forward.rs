@@ -62,7 +62,7 @@ impl GptModel<'_> {
                 Error::ArenaTooSmall { need, have }
             } else {
                 Error::BadArgument {
-                    what: "run state built for a different model",
+                    what: msg!("run state built for a different model"),
                 }
             });
         }
@@ -271,7 +271,7 @@ impl GptModel<'_> {
             let lut: &[u8; ACT_LUT_LEN] = blk
                 .act_lut
                 .try_into()
-                .map_err(|_| param(Some(l), "act_lut must have 256 entries"))?;
+                .map_err(|_| param(Some(l), msg!("act_lut must have 256 entries")))?;
             // The activation table over the quantized gate g = Q(W1·a).
             let act = |v: i32, sw: f32| -> i8 {
                 let g = quantize(v as f32, sw * mg);

@@ -204,7 +204,7 @@ impl<'a> GptModel<'a> {
         if metadata.task != Task::LanguageModel {
             return Err(Error::GptParameter {
                 block: None,
-                what: "metadata task is not LanguageModel",
+                what: msg!("metadata task is not LanguageModel"),
             });
         }
         let dims = validate::check_desc(&desc)?;
@@ -394,7 +394,7 @@ impl<'a> GptModel<'a> {
     ) -> Result<&'s [f32], Error> {
         let Some((&last, init)) = tokens.split_last() else {
             return Err(Error::BadArgument {
-                what: "empty prompt",
+                what: msg!("empty prompt"),
             });
         };
         for &t in tokens {

@@ -532,6 +532,67 @@ fn loader_rejects_inconsistent_descriptions() {
     );
 }
 
+/// `terse-errors`: a malformed GPT file and a bad sampling argument give the errors they give
+/// without the feature (variant, block, lengths), with every text empty.
+#[cfg(feature = "terse-errors")]
+#[test]
+fn terse_errors_keep_variants_and_numbers() {
+    let cfg = config(
+        GptPosition::Learned,
+        GptNorm::LayerNorm,
+        GptMlp::SwiGlu,
+        false,
+    );
+    let o = owned(cfg, 6);
+    let load = |edit: &dyn Fn(&mut GptDesc)| {
+        let mut dsc = desc(&o);
+        edit(&mut dsc);
+        GptModel::load(&bytes_of(dsc)).unwrap_err()
+    };
+    let errors = [
+        load(&|d| d.config.n_head = 3),
+        load(&|d| edit_block(d, 1, |b| b.wq.scales = &[])),
+        load(&|d| d.vocab.chars = "ba"),
+    ];
+    let rows = cfg.d_model as usize;
+    assert!(
+        matches!(
+            errors,
+            [
+                Error::GptParameter {
+                    block: None,
+                    what: ""
+                },
+                Error::GptLength {
+                    block: Some(1),
+                    what: "",
+                    expected,
+                    found: 0,
+                },
+                Error::BadVocab { what: "" },
+            ] if expected == 4 * rows
+        ),
+        "{errors:?}"
+    );
+    let nan_t = crate::sample::Sampling {
+        temperature: f32::NAN,
+        top_k: 0,
+    };
+    let e = crate::sample::sample(&[1.0], &nan_t, &mut Rng::new(0), &mut []);
+    assert!(matches!(e, Err(Error::BadArgument { what: "" })), "{e:?}");
+    let greedy = crate::sample::Sampling::GREEDY;
+    let e = crate::sample::sample(&[], &greedy, &mut Rng::new(0), &mut []);
+    assert!(matches!(e, Err(Error::BadArgument { what: "" })), "{e:?}");
+    // `Display` still names the kind of error, without a dangling separator.
+    for e in errors.into_iter().chain(e.err()) {
+        let text = std::format!("{e}");
+        assert!(
+            !text.is_empty() && !text.contains(": :") && !text.ends_with(' '),
+            "{text:?}"
+        );
+    }
+}
+
 #[test]
 fn generation_is_the_push_sample_loop() {
     use crate::sample::{sample, Sampling};
@@ -684,7 +745,7 @@ fn int4_matrices_are_checked() {
             e,
             Err(Error::GptLength {
                 block: Some(0),
-                what: "wq.weights",
+                what: msg!("wq.weights"),
                 ..
             })
         ),
@@ -696,7 +757,7 @@ fn int4_matrices_are_checked() {
         e,
         Err(Error::GptParameter {
             block: None,
-            what: "the embedding tables must be int8"
+            what: msg!("the embedding tables must be int8")
         })
     );
 }
@@ -826,7 +887,7 @@ fn offset_binary_matrices_are_checked() {
             e,
             Err(Error::GptLength {
                 block: Some(0),
-                what: "wq.weights",
+                what: msg!("wq.weights"),
                 expected: 96, // 8 rows x (8 + 4)
                 found: 64,
             })
@@ -841,7 +902,7 @@ fn offset_binary_matrices_are_checked() {
             e,
             Err(Error::GptLength {
                 block: Some(1),
-                what: "w1.weights",
+                what: msg!("w1.weights"),
                 ..
             })
         ),
@@ -849,7 +910,7 @@ fn offset_binary_matrices_are_checked() {
     );
     // A row constant off by one, and one that would be right for the plain bytes of a row
     // whose odd byte was changed (the stored constant no longer matches the row).
-    let bad = "an int8-offset row constant does not match its row";
+    let bad = msg!("an int8-offset row constant does not match its row");
     let mut w = o.blocks[0].m[3].0.clone();
     let n = w.len();
     w[n - 4] = w[n - 4].wrapping_add(1);
@@ -893,7 +954,7 @@ fn offset_binary_matrices_are_checked() {
         GptModel::load(bytes_of(d12).leak()).map(|_| ()),
         Err(Error::GptParameter {
             block: Some(0),
-            what: "int8-offset matrix columns not a multiple of 8"
+            what: msg!("int8-offset matrix columns not a multiple of 8")
         })
     );
     // The embedding tables are int8 rows, plain or offset-binary; never int4.
@@ -902,7 +963,7 @@ fn offset_binary_matrices_are_checked() {
         e,
         Err(Error::GptParameter {
             block: None,
-            what: "the embedding tables must be int8"
+            what: msg!("the embedding tables must be int8")
         })
     );
     // An offset-binary table without its row constants.

@@ -18,7 +18,7 @@ pub(super) fn param(block: Option<usize>, what: &'static str) -> Error {
 }
 
 fn overflow(block: Option<usize>) -> Error {
-    param(block, "sizes overflow")
+    param(block, msg!("sizes overflow"))
 }
 
 fn check_len(
@@ -49,7 +49,7 @@ fn check_table(
     cols: usize,
 ) -> Result<(), Error> {
     if m.weight_type == WeightType::Int4 {
-        return Err(param(block, "the embedding tables must be int8"));
+        return Err(param(block, msg!("the embedding tables must be int8")));
     }
     check_stored(block, names, m, rows, cols)
 }
@@ -57,7 +57,7 @@ fn check_table(
 /// The error of a model that an aka-core built with the `offset-only` feature cannot run.
 #[cfg(feature = "offset-only")]
 const OFFSET_ONLY: &str =
-    "this aka-core is built with the offset-only feature (int8-offset GPT matrices only)";
+    msg!("this aka-core is built with the offset-only feature (int8-offset GPT matrices only)");
 
 /// Checks a matrix that a fully connected kernel multiplies (a projection or an untied head):
 /// [`check_stored`], and with the `offset-only` feature, that it is int8-offset.
@@ -89,7 +89,10 @@ fn check_stored(
         .matrix_bytes(rows, cols)
         .ok_or(overflow(block))?;
     if m.pad.len() > MAX_PAD {
-        return Err(param(block, "more than 3 padding bytes before a matrix"));
+        return Err(param(
+            block,
+            msg!("more than 3 padding bytes before a matrix"),
+        ));
     }
     check_len(block, names.0, n, m.weights)?;
     m.weight_type
@@ -137,18 +140,23 @@ fn check_norm(
     check_f32s(
         block,
         names.0,
-        "norm weight not finite",
+        msg!("norm weight not finite"),
         p.weight,
         d,
         f32::is_finite,
     )?;
     match (kind, p.bias) {
-        (GptNorm::LayerNorm, Some(b)) => {
-            check_f32s(block, names.1, "norm bias not finite", b, d, f32::is_finite)
-        }
-        (GptNorm::LayerNorm, None) => Err(param(block, "LayerNorm without a bias")),
+        (GptNorm::LayerNorm, Some(b)) => check_f32s(
+            block,
+            names.1,
+            msg!("norm bias not finite"),
+            b,
+            d,
+            f32::is_finite,
+        ),
+        (GptNorm::LayerNorm, None) => Err(param(block, msg!("LayerNorm without a bias"))),
         (GptNorm::RmsNorm, None) => Ok(()),
-        (GptNorm::RmsNorm, Some(_)) => Err(param(block, "RMSNorm with a bias")),
+        (GptNorm::RmsNorm, Some(_)) => Err(param(block, msg!("RMSNorm with a bias"))),
     }
 }
 
@@ -172,7 +180,7 @@ fn check_vocab(desc: &GptDesc, vocab: usize) -> Result<(), Error> {
     for c in desc.vocab.chars.chars() {
         if prev.is_some_and(|p| p >= c) {
             return Err(Error::BadVocab {
-                what: "chars are not strictly increasing",
+                what: msg!("chars are not strictly increasing"),
             });
         }
         if c == UNKNOWN_CHAR {
@@ -183,12 +191,12 @@ fn check_vocab(desc: &GptDesc, vocab: usize) -> Result<(), Error> {
     }
     if count != vocab {
         return Err(Error::BadVocab {
-            what: "number of chars differs from vocab_size",
+            what: msg!("number of chars differs from vocab_size"),
         });
     }
     if fffd != desc.vocab.unknown {
         return Err(Error::BadVocab {
-            what: "unknown id is not the id of U+FFFD",
+            what: msg!("unknown id is not the id of U+FFFD"),
         });
     }
     Ok(())
@@ -202,8 +210,20 @@ fn check_block(
     hidden: usize,
 ) -> Result<(), Error> {
     let b = Some(i);
-    check_norm(b, cfg.norm, &blk.ln1, d, ("ln1.weight", "ln1.bias"))?;
-    check_norm(b, cfg.norm, &blk.ln2, d, ("ln2.weight", "ln2.bias"))?;
+    check_norm(
+        b,
+        cfg.norm,
+        &blk.ln1,
+        d,
+        (msg!("ln1.weight"), msg!("ln1.bias")),
+    )?;
+    check_norm(
+        b,
+        cfg.norm,
+        &blk.ln2,
+        d,
+        (msg!("ln2.weight"), msg!("ln2.bias")),
+    )?;
     if !all_valid_scales(&[
         blk.attn_in_scale,
         blk.q_scale,
@@ -215,25 +235,25 @@ fn check_block(
         blk.mlp_act_scale,
         blk.mlp_hidden_scale,
     ]) {
-        return Err(param(b, "activation scale must be finite and > 0"));
+        return Err(param(b, msg!("activation scale must be finite and > 0")));
     }
-    check_len(b, "act_lut", ACT_LUT_LEN, blk.act_lut)?;
+    check_len(b, msg!("act_lut"), ACT_LUT_LEN, blk.act_lut)?;
     if cfg.mlp.is_plain_gelu() && blk.mlp_act_scale != blk.mlp_hidden_scale {
         return Err(param(
             b,
-            "GELU MLP: mlp_act_scale must equal mlp_hidden_scale",
+            msg!("GELU MLP: mlp_act_scale must equal mlp_hidden_scale"),
         ));
     }
     // The projections in file order, one [`check_matrix`] call for all (a table instead of one
     // inlined call per matrix: smaller code, the same checks in the same order).
     const NAMES: [(&str, &str); 7] = [
-        ("wq.weights", "wq.scales"),
-        ("wk.weights", "wk.scales"),
-        ("wv.weights", "wv.scales"),
-        ("wo.weights", "wo.scales"),
-        ("w1.weights", "w1.scales"),
-        ("w3.weights", "w3.scales"),
-        ("w2.weights", "w2.scales"),
+        (msg!("wq.weights"), msg!("wq.scales")),
+        (msg!("wk.weights"), msg!("wk.scales")),
+        (msg!("wv.weights"), msg!("wv.scales")),
+        (msg!("wo.weights"), msg!("wo.scales")),
+        (msg!("w1.weights"), msg!("w1.scales")),
+        (msg!("w3.weights"), msg!("w3.scales")),
+        (msg!("w2.weights"), msg!("w2.scales")),
     ];
     let mats = [
         Some(&blk.wq),
@@ -254,17 +274,20 @@ fn check_block(
         if k == 5 && m.is_some() != cfg.mlp.is_gated() {
             return Err(param(
                 b,
-                if m.is_some() {
-                    "w3 present for a non-gated MLP"
-                } else {
-                    "w3 missing for a gated MLP"
+                match m {
+                    Some(_) => msg!("w3 present for a non-gated MLP"),
+                    None => msg!("w3 missing for a gated MLP"),
                 },
             ));
         }
         if let Some(m) = m {
             check_matrix(
                 b,
-                (names.0, names.1, "weight scale must be finite and > 0"),
+                (
+                    names.0,
+                    names.1,
+                    msg!("weight scale must be finite and > 0"),
+                ),
                 m,
                 rows,
                 cols,
@@ -288,32 +311,35 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
         return Err(Error::NoLayers);
     }
     if cfg.n_layer as usize != declared {
-        return Err(param(None, "n_layer differs from the number of blocks"));
+        return Err(param(
+            None,
+            msg!("n_layer differs from the number of blocks"),
+        ));
     }
-    let d = check_dim(cfg.d_model, "d_model must be in 1..=2^16")?;
-    let hidden = check_dim(cfg.hidden, "hidden must be in 1..=2^16")?;
-    let block = check_dim(cfg.block_size, "block_size must be in 1..=2^16")?;
+    let d = check_dim(cfg.d_model, msg!("d_model must be in 1..=2^16"))?;
+    let hidden = check_dim(cfg.hidden, msg!("hidden must be in 1..=2^16"))?;
+    let block = check_dim(cfg.block_size, msg!("block_size must be in 1..=2^16"))?;
     let vocab = cfg.vocab_size as usize;
     if vocab == 0 {
-        return Err(param(None, "vocab_size is 0"));
+        return Err(param(None, msg!("vocab_size is 0")));
     }
     let n_head = cfg.n_head as usize;
     if n_head == 0 || !d.is_multiple_of(n_head) {
-        return Err(param(None, "n_head must divide d_model"));
+        return Err(param(None, msg!("n_head must divide d_model")));
     }
     let hd = d / n_head;
     if !valid_scale(cfg.norm_eps) {
-        return Err(param(None, "norm_eps must be finite and > 0"));
+        return Err(param(None, msg!("norm_eps must be finite and > 0")));
     }
     if !valid_scale(desc.head_in_scale) {
-        return Err(param(None, "head_in_scale must be finite and > 0"));
+        return Err(param(None, msg!("head_in_scale must be finite and > 0")));
     }
     check_vocab(desc, vocab)?;
 
-    let bad = "weight scale must be finite and > 0";
+    let bad = msg!("weight scale must be finite and > 0");
     check_table(
         None,
-        ("tok_emb.weights", "tok_emb.scales", bad),
+        (msg!("tok_emb.weights"), msg!("tok_emb.scales"), bad),
         &desc.tok_emb,
         vocab,
         d,
@@ -321,49 +347,58 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     match (cfg.position, &desc.pos_emb, &desc.rope) {
         (GptPosition::Learned, Some(pe), None) => check_table(
             None,
-            ("pos_emb.weights", "pos_emb.scales", bad),
+            (msg!("pos_emb.weights"), msg!("pos_emb.scales"), bad),
             pe,
             block,
             d,
         )?,
         (GptPosition::Rope, None, Some(r)) => {
             if !hd.is_multiple_of(2) {
-                return Err(param(None, "RoPE needs an even head size"));
+                return Err(param(None, msg!("RoPE needs an even head size")));
             }
             let n = block.checked_mul(hd / 2).ok_or(overflow(None))?;
             let unit = |v: f32| v.is_finite() && (-1.0..=1.0).contains(&v);
             check_f32s(
                 None,
-                "rope.cos",
-                "rope value out of [-1, 1]",
+                msg!("rope.cos"),
+                msg!("rope value out of [-1, 1]"),
                 r.cos,
                 n,
                 unit,
             )?;
             check_f32s(
                 None,
-                "rope.sin",
-                "rope value out of [-1, 1]",
+                msg!("rope.sin"),
+                msg!("rope value out of [-1, 1]"),
                 r.sin,
                 n,
                 unit,
             )?;
         }
         (GptPosition::Learned, _, _) => {
-            return Err(param(None, "learned positions need pos_emb and no rope"))
+            return Err(param(
+                None,
+                msg!("learned positions need pos_emb and no rope"),
+            ))
         }
         (GptPosition::Rope, _, _) => {
-            return Err(param(None, "RoPE needs rope tables and no pos_emb"))
+            return Err(param(None, msg!("RoPE needs rope tables and no pos_emb")))
         }
     }
     for (i, blk) in desc.blocks.as_slice().iter().enumerate() {
         check_block(i, blk, cfg, d, hidden)?;
     }
-    check_norm(None, cfg.norm, &desc.ln_f, d, ("ln_f.weight", "ln_f.bias"))?;
+    check_norm(
+        None,
+        cfg.norm,
+        &desc.ln_f,
+        d,
+        (msg!("ln_f.weight"), msg!("ln_f.bias")),
+    )?;
     match (&desc.lm_head, cfg.tied_head) {
         (Some(h), false) => check_matrix(
             None,
-            ("lm_head.weights", "lm_head.scales", bad),
+            (msg!("lm_head.weights"), msg!("lm_head.scales"), bad),
             h,
             vocab,
             d,
@@ -374,8 +409,8 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
             return Err(param(None, OFFSET_ONLY))
         }
         (None, true) => {}
-        (Some(_), true) => return Err(param(None, "lm_head present with a tied head")),
-        (None, false) => return Err(param(None, "lm_head missing (head not tied)")),
+        (Some(_), true) => return Err(param(None, msg!("lm_head present with a tied head"))),
+        (None, false) => return Err(param(None, msg!("lm_head missing (head not tied)"))),
     }
 
     // State sizes.

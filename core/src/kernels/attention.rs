@@ -32,7 +32,7 @@ pub(crate) fn check_qk_scores(
     d: usize,
     scores: &[i32],
 ) -> Result<(usize, usize), Error> {
-    let err = || shape_error("qk_scores");
+    let err = || shape_error(msg!("qk_scores"));
     if d == 0 || !q.len().is_multiple_of(d) || !k.len().is_multiple_of(d) {
         return Err(err());
     }
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn qk_scores_rejects_bad_shapes() {
         let err = Err(Error::KernelShape {
-            kernel: "qk_scores",
+            kernel: msg!("qk_scores"),
         });
         let mut s = [0i32; 4];
         assert_eq!(qk_scores(&[0; 8], &[0; 8], 0, &mut s), err);

@@ -76,7 +76,7 @@ pub fn conv2d_s4(
     stage: &OutputStage,
     output: &mut [i8],
 ) -> Result<(), Error> {
-    let (_, out_w) = check_conv2d_as::<Int4>(input, g, weights, stage, output, "conv2d_s4")?;
+    let (_, out_w) = check_conv2d_as::<Int4>(input, g, weights, stage, output, msg!("conv2d_s4"))?;
     conv2d_filters::<Int4>(input, g, weights, stage, output, out_w)
 }
 
@@ -141,7 +141,7 @@ fn conv2d_filters<W: FilterRow>(
     output: &mut [i8],
     out_w: usize,
 ) -> Result<(), Error> {
-    let err = || shape_error("conv2d");
+    let err = || shape_error(msg!("conv2d"));
     let tap_row = g.kernel_w * g.in_c; // weights per (o, ky)
     let filter = g.kernel_h * tap_row; // weights per o
     let zp = g.input_zero_point as i32;
@@ -192,7 +192,7 @@ pub(crate) fn check_conv2d(
     stage: &OutputStage,
     output: &[i8],
 ) -> Result<(usize, usize), Error> {
-    check_conv2d_as::<Int8>(input, g, weights, stage, output, "conv2d")
+    check_conv2d_as::<Int8>(input, g, weights, stage, output, msg!("conv2d"))
 }
 
 /// [`check_conv2d`] for filters stored as `W`, reporting `kernel` in its error.
@@ -340,7 +340,7 @@ mod tests {
             act_max: 127,
         };
         let err = Err(Error::KernelShape {
-            kernel: "conv2d_s4",
+            kernel: msg!("conv2d_s4"),
         });
         assert_eq!(conv2d_s4(&[0; 4], &g, &[0; 3], &stage, &mut [0; 4]), err);
         assert_eq!(conv2d_s4(&[0; 4], &g, &[0; 2], &stage, &mut [0; 4]), Ok(()));

@@ -117,7 +117,7 @@ pub(crate) fn check_matvec_i32_strided(
             .and_then(|v| v.checked_add(n)),
     };
     if n == 0 || stride < n || need.is_none_or(|need| weights.len() < need) {
-        return Err(shape_error("matvec_i32_strided"));
+        return Err(shape_error(msg!("matvec_i32_strided")));
     }
     Ok(())
 }
@@ -126,7 +126,7 @@ pub(crate) fn check_matvec_i32_strided(
 pub(crate) fn check_matvec_i32(input: &[i8], weights: &[u8], output: &[i32]) -> Result<(), Error> {
     let (n_in, n_out) = (input.len(), output.len());
     if n_in == 0 || n_out.checked_mul(n_in) != Some(weights.len()) {
-        return Err(shape_error("matvec_i32"));
+        return Err(shape_error(msg!("matvec_i32")));
     }
     Ok(())
 }
@@ -140,7 +140,7 @@ pub(crate) fn check_linear(
 ) -> Result<(), Error> {
     let (n_in, n_out) = (input.len(), output.len());
     if n_in == 0 || n_out.checked_mul(n_in) != Some(weights.len()) || !stage.fits(n_out) {
-        return Err(shape_error("linear"));
+        return Err(shape_error(msg!("linear")));
     }
     Ok(())
 }
@@ -191,7 +191,7 @@ mod tests {
                 assert_eq!(y[o] as i64, want, "case {case} row {o}");
             }
             if n_out > 0 {
-                let err = Err(shape_error("matvec_i32_strided"));
+                let err = Err(shape_error(msg!("matvec_i32_strided")));
                 assert_eq!(
                     matvec_i32_strided(x, &w[..len - 1], stride, &mut y[..n_out]),
                     err
@@ -212,7 +212,7 @@ mod tests {
         });
         assert_eq!(
             matvec_i32_strided::<i8>(&[], &[0; 4], 1, &mut [0; 1]),
-            Err(shape_error("matvec_i32_strided"))
+            Err(shape_error(msg!("matvec_i32_strided")))
         );
         assert_eq!(
             crate::kernels::i8_as_bytes(&[-128, -1, 0, 1, 127]),
@@ -253,7 +253,7 @@ mod tests {
             }
         }
         let err = Err(Error::KernelShape {
-            kernel: "matvec_i32",
+            kernel: msg!("matvec_i32"),
         });
         assert_eq!(matvec_i32(&[], &[], &mut []), err);
         assert_eq!(matvec_i32(&[1, 2], &[0; 3], &mut [0; 2]), err);

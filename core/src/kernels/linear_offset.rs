@@ -79,7 +79,7 @@ pub(crate) fn check_matvec_i32_offset(
         || n_out.checked_mul(n) != Some(weights.len())
         || n_out.checked_mul(4) != Some(consts.len())
     {
-        return Err(shape_error("matvec_i32_offset"));
+        return Err(shape_error(msg!("matvec_i32_offset")));
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ pub fn s4_weight(row: &[u8], i: usize) -> i8 {
 /// [`Error::KernelShape`] if `out` is not exactly that long.
 pub fn pack_s4_row(values: &[i8], out: &mut [u8]) -> Result<(), Error> {
     if out.len() != s4_row_bytes(values.len()) {
-        return Err(shape_error("pack_s4_row"));
+        return Err(shape_error(msg!("pack_s4_row")));
     }
     let pairs = values.chunks(2);
     for (b, pair) in out.iter_mut().zip(pairs) {
@@ -156,7 +156,7 @@ pub(crate) fn check_linear_s4(
     if s4_matrix_bytes(input.len(), output.len()) != Some(weights.len())
         || !stage.fits(output.len())
     {
-        return Err(shape_error("linear_s4"));
+        return Err(shape_error(msg!("linear_s4")));
     }
     Ok(())
 }
@@ -168,7 +168,7 @@ pub(crate) fn check_matvec_i32_s4(
     output: &[i32],
 ) -> Result<(), Error> {
     if s4_matrix_bytes(input.len(), output.len()) != Some(weights.len()) {
-        return Err(shape_error("matvec_i32_s4"));
+        return Err(shape_error(msg!("matvec_i32_s4")));
     }
     Ok(())
 }
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(
             pack_s4_row(&[1, 2, 3], &mut [0; 1]),
             Err(Error::KernelShape {
-                kernel: "pack_s4_row"
+                kernel: msg!("pack_s4_row")
             })
         );
     }
@@ -314,23 +314,26 @@ mod tests {
         assert_eq!(linear_s4(&[1, 2, 3], &[0; 4], &stage, &mut [0; 2]), Ok(()));
         assert_eq!(
             linear_s4(&[1, 2, 3], &[0; 3], &stage, &mut [0; 2]),
-            err("linear_s4")
+            err(msg!("linear_s4"))
         );
         assert_eq!(
             linear_s4(&[1, 2, 3], &[0; 6], &stage, &mut [0; 2]),
-            err("linear_s4")
+            err(msg!("linear_s4"))
         );
-        assert_eq!(linear_s4(&[], &[], &stage, &mut [0; 2]), err("linear_s4"));
+        assert_eq!(
+            linear_s4(&[], &[], &stage, &mut [0; 2]),
+            err(msg!("linear_s4"))
+        );
         assert_eq!(
             linear_s4(&[1, 2], &[0; 3], &stage, &mut [0; 3]),
-            err("linear_s4")
+            err(msg!("linear_s4"))
         );
         assert_eq!(matvec_i32_s4(&[1, 2, 3, 4], &[0; 4], &mut [0; 2]), Ok(()));
         assert_eq!(
             matvec_i32_s4(&[1, 2, 3, 4], &[0; 5], &mut [0; 2]),
-            err("matvec_i32_s4")
+            err(msg!("matvec_i32_s4"))
         );
-        assert_eq!(matvec_i32_s4(&[], &[], &mut []), err("matvec_i32_s4"));
+        assert_eq!(matvec_i32_s4(&[], &[], &mut []), err(msg!("matvec_i32_s4")));
         assert_eq!(matvec_i32_s4(&[1], &[], &mut []), Ok(()));
     }
 }

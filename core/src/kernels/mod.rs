@@ -101,17 +101,17 @@ mod not_linked {
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn linear(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
-        Err(shape_error("linear"))
+        Err(shape_error(msg!("linear")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn linear_s4(_: &[i8], _: &[u8], _: &OutputStage, _: &mut [i8]) -> Result<(), Error> {
-        Err(shape_error("linear_s4"))
+        Err(shape_error(msg!("linear_s4")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn matvec_i32_s4(_: &[i8], _: &[u8], _: &mut [i32]) -> Result<(), Error> {
-        Err(shape_error("matvec_i32_s4"))
+        Err(shape_error(msg!("matvec_i32_s4")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
@@ -122,7 +122,7 @@ mod not_linked {
         _: &OutputStage,
         _: &mut [i8],
     ) -> Result<(), Error> {
-        Err(shape_error("conv2d"))
+        Err(shape_error(msg!("conv2d")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
@@ -133,17 +133,17 @@ mod not_linked {
         _: &OutputStage,
         _: &mut [i8],
     ) -> Result<(), Error> {
-        Err(shape_error("conv2d_s4"))
+        Err(shape_error(msg!("conv2d_s4")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn max_pool2d(_: &[i8], _: &Pool2dGeometry, _: &mut [i8]) -> Result<(), Error> {
-        Err(shape_error("max_pool2d"))
+        Err(shape_error(msg!("max_pool2d")))
     }
 
     /// Not linked in this build (a size feature): [`Error::KernelShape`].
     pub fn qk_scores(_: &[i8], _: &[i8], _: usize, _: &mut [i32]) -> Result<(), Error> {
-        Err(shape_error("qk_scores"))
+        Err(shape_error(msg!("qk_scores")))
     }
 }
 

@@ -35,7 +35,7 @@ impl Pool2dGeometry {
 /// [`Pool2dGeometry::output_hw`]). The output keeps the input's quantization, so no
 /// requantization happens (TFLite's int8 `MaxPool` with no fused activation).
 pub fn max_pool2d(input: &[i8], g: &Pool2dGeometry, output: &mut [i8]) -> Result<(), Error> {
-    let err = || shape_error("max_pool2d");
+    let err = || shape_error(msg!("max_pool2d"));
     let (_, out_w) = check_max_pool2d(input, g, output)?;
     let c = g.channels;
     let row = g.in_w * c; // input bytes per image row
@@ -64,7 +64,7 @@ pub(crate) fn check_max_pool2d(
     g: &Pool2dGeometry,
     output: &[i8],
 ) -> Result<(usize, usize), Error> {
-    let err = || shape_error("max_pool2d");
+    let err = || shape_error(msg!("max_pool2d"));
     let (out_h, out_w) = g.output_hw().ok_or_else(err)?;
     let in_len = g
         .in_h

@@ -19,6 +19,16 @@ pub mod reference;
 
 pub mod corrupt;
 
+/// An expected error text: `text`, or `""` when aka-core is built with `terse-errors` (which
+/// empties every error text and keeps the variant and numbers).
+pub fn msg(text: &'static str) -> &'static str {
+    if cfg!(feature = "terse-errors") {
+        ""
+    } else {
+        text
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct QOut {
     /// Raw int32 bias (scale s_in * s_w), NOT folded.
