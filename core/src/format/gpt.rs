@@ -385,18 +385,8 @@ impl GptDesc<'_> {
     /// refuses the others; the firmware's build script calls this on the decoded file first, to
     /// name the matrix).
     pub fn first_non_offset_matrix(&self) -> Option<(Option<usize>, &'static str, WeightType)> {
-        const NAMES: [&str; 7] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
         for (i, blk) in self.blocks.as_slice().iter().enumerate() {
-            let mats = [
-                Some(&blk.wq),
-                Some(&blk.wk),
-                Some(&blk.wv),
-                Some(&blk.wo),
-                Some(&blk.w1),
-                blk.w3.as_ref(),
-                Some(&blk.w2),
-            ];
-            for (m, name) in mats.into_iter().zip(NAMES) {
+            for (m, name) in blk.projections().into_iter().zip(GptBlock::PROJECTIONS) {
                 match m {
                     Some(m) if m.weight_type != WeightType::Int8Offset => {
                         return Some((Some(i), name, m.weight_type))
@@ -410,6 +400,25 @@ impl GptDesc<'_> {
             None => (&self.tok_emb, "tok_emb (the tied head)"),
         };
         (head.weight_type != WeightType::Int8Offset).then_some((None, name, head.weight_type))
+    }
+}
+
+impl<'a> GptBlock<'a> {
+    /// The names of [`Self::projections`], in order.
+    pub const PROJECTIONS: [&'static str; 7] = ["wq", "wk", "wv", "wo", "w1", "w3", "w2"];
+
+    /// The block's projection matrices in file order: `wq wk wv wo w1 w3 w2` (`w3` only with a
+    /// gated MLP).
+    pub fn projections(&self) -> [Option<&QMatrix<'a>>; 7] {
+        [
+            Some(&self.wq),
+            Some(&self.wk),
+            Some(&self.wv),
+            Some(&self.wo),
+            Some(&self.w1),
+            self.w3.as_ref(),
+            Some(&self.w2),
+        ]
     }
 }
 

@@ -255,16 +255,7 @@ fn check_block(
         (msg!("w3.weights"), msg!("w3.scales")),
         (msg!("w2.weights"), msg!("w2.scales")),
     ];
-    let mats = [
-        Some(&blk.wq),
-        Some(&blk.wk),
-        Some(&blk.wv),
-        Some(&blk.wo),
-        Some(&blk.w1),
-        blk.w3.as_ref(),
-        Some(&blk.w2),
-    ];
-    for (k, (m, names)) in mats.into_iter().zip(NAMES).enumerate() {
+    for (k, (m, names)) in blk.projections().into_iter().zip(NAMES).enumerate() {
         // `[rows][cols]`: `[d][d]`, `w1` and `w3` `[hidden][d]`, `w2` `[d][hidden]`.
         let (rows, cols) = match k {
             4 | 5 => (hidden, d),
