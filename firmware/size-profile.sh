@@ -177,6 +177,7 @@ if [[ -n ${LEVERS:-} ]]; then
         "+ offset-only (GPT: the int8-offset FC kernel only)|size|$all||"
         "+ DEFMT_LOG=warn (no info lines)|size|$all|DEFMT_LOG=warn|"
         "+ DEFMT_LOG=off (no logging at all)|size|$all|DEFMT_LOG=off|"
+        "+ terse-errors (no error texts; the goals' builds)|size|$all,terse-errors|DEFMT_LOG=off|"
     )
     lrows=()
     i=0
