@@ -237,10 +237,8 @@ impl<'a> ModelFile<'a> {
         let mut r = Reader::new(bytes);
         let header = Header::read(&mut r);
         let metadata = Metadata::read(&mut r);
-        let body = match r.variant(&[0u32, 1]) {
-            0 => Body::Sequential(SequentialDesc::read(&mut r)),
-            _ => Body::Gpt(GptDesc::read(&mut r)),
-        };
+        let found = r.variant(&BODY_KINDS);
+        let body = read_body(&mut r, found);
         r.check()?;
         Ok((
             ModelFile {
@@ -635,11 +633,7 @@ pub(crate) fn decode_file<'a, T: BodyKind<'a>>(
     if found != T::VARIANT {
         #[cfg(not(feature = "compact"))]
         {
-            if found == 0 {
-                SequentialDesc::read(&mut r);
-            } else {
-                GptDesc::read(&mut r);
-            }
+            read_body(&mut r, found);
             r.finish()?;
         }
         return Err(crate::Error::WrongBody);
@@ -676,8 +670,23 @@ impl<'a> BodyKind<'a> for GptDesc<'a> {
     }
 }
 
+/// The [`Body`] variants' indices, in declaration order.
+const BODY_KINDS: [u32; 2] = [
+    <SequentialDesc<'static> as BodyKind<'static>>::VARIANT,
+    <GptDesc<'static> as BodyKind<'static>>::VARIANT,
+];
+
 /// How many variants [`Body`] has.
-const BODY_VARIANTS: u32 = 2;
+const BODY_VARIANTS: u32 = BODY_KINDS.len() as u32;
+
+/// The body after its variant index `found` (one of [`BODY_KINDS`]), decoded as that kind.
+fn read_body<'a>(r: &mut Reader<'a>, found: u32) -> Body<'a> {
+    if found == <SequentialDesc<'a> as BodyKind<'a>>::VARIANT {
+        Body::Sequential(SequentialDesc::read(r))
+    } else {
+        Body::Gpt(GptDesc::read(r))
+    }
+}
 
 /// A quantization scale the runtime accepts: finite and positive (`scale.is_finite() && scale >
 /// 0.0`), computed on the bits: the positive finite non-zero `f32`s are exactly the bit patterns
