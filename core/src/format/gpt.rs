@@ -121,8 +121,9 @@ pub struct GptVocab<'a> {
 /// A quantized matrix with one f32 scale per row: `real[r][c] = scale[r] * q[r][c]`
 /// (symmetric, zero point 0). Used for the projections (`[out][in]`, PyTorch layout: row = output
 /// channel) and the embedding tables (`[rows][d]`). The projections (`wq wk wv wo w1 w3 w2`) and
-/// an untied `lm_head` may be [`WeightType::Int4`] or [`WeightType::Int8Offset`]; the embedding tables (`tok_emb`, `pos_emb`,
-/// hence a tied head) are int8.
+/// an untied `lm_head` may be [`WeightType::Int4`] or [`WeightType::Int8Offset`]; the embedding
+/// tables (`tok_emb`, `pos_emb`) are int8 rows, plain or [`WeightType::Int8Offset`] (the
+/// exporter writes a tied head's `tok_emb` so, for the offset-binary kernel), never int4.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[cfg_attr(test, derive(Deserialize))]
 pub struct QMatrix<'a> {
