@@ -39,7 +39,7 @@ fn check_len(
     }
 }
 
-/// Checks an embedding table: a [`check_matrix`] of int8 rows, plain or offset-binary (rows are
+/// Checks an embedding table: a [`check_stored`] of int8 rows, plain or offset-binary (rows are
 /// looked up as int8 vectors; a tied head's table is stored for the offset-binary kernel).
 fn check_table(
     block: Option<usize>,
