@@ -467,6 +467,12 @@ fn edit_block<'a>(d: &mut GptDesc<'a>, i: usize, edit: impl Fn(&mut GptBlock<'a>
     d.blocks = GptBlockList::from_slice(&blocks).unwrap();
 }
 
+/// [`GptModel::load`] of `d` after `edit` (its error, or `Ok`).
+fn load_edited(mut d: GptDesc, edit: &dyn Fn(&mut GptDesc)) -> Result<(), Error> {
+    edit(&mut d);
+    GptModel::load(&bytes_of(d)).map(|_| ())
+}
+
 #[test]
 fn loader_rejects_inconsistent_descriptions() {
     let cfg = config(
@@ -476,12 +482,7 @@ fn loader_rejects_inconsistent_descriptions() {
         false,
     );
     let o = owned(cfg, 6);
-    let check = |edit: &dyn Fn(&mut GptDesc)| {
-        let mut dsc = desc(&o);
-        edit(&mut dsc);
-        let bytes = bytes_of(dsc);
-        GptModel::load(&bytes).unwrap_err()
-    };
+    let check = |edit: &dyn Fn(&mut GptDesc)| load_edited(desc(&o), edit).unwrap_err();
     let zero: &'static [u8] = f32s([0.0; 8]).leak();
     let nan_w: &'static [u8] = f32s([f32::NAN; 8]).leak();
     // Each edit of a valid description, and the error the loader must give for it.
@@ -546,11 +547,7 @@ fn terse_errors_keep_variants_and_numbers() {
         false,
     );
     let o = owned(cfg, 6);
-    let load = |edit: &dyn Fn(&mut GptDesc)| {
-        let mut dsc = desc(&o);
-        edit(&mut dsc);
-        GptModel::load(&bytes_of(dsc)).unwrap_err()
-    };
+    let load = |edit: &dyn Fn(&mut GptDesc)| load_edited(desc(&o), edit).unwrap_err();
     let errors = [
         load(&|d| d.config.n_head = 3),
         load(&|d| edit_block(d, 1, |b| b.wq.scales = &[])),

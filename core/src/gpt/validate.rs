@@ -39,19 +39,15 @@ fn check_len(
     }
 }
 
-/// Checks an embedding table: a [`check_stored`] of int8 rows, plain or offset-binary (rows are
-/// looked up as int8 vectors; a tied head's table is stored for the offset-binary kernel).
-fn check_table(
-    block: Option<usize>,
-    names: (&'static str, &'static str, &'static str),
-    m: &QMatrix,
-    rows: usize,
-    cols: usize,
-) -> Result<(), Error> {
-    if m.weight_type == WeightType::Int4 {
-        return Err(param(block, msg!("the embedding tables must be int8")));
-    }
-    check_stored(block, names, m, rows, cols)
+/// What a GPT matrix is for, which decides the weight types it may have.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// An embedding table, only looked up: int8 rows, plain or offset-binary (never int4).
+    Table,
+    /// Multiplied by a fully connected kernel (a projection, an untied head): any weight type.
+    Product,
+    /// The token table of a tied head: looked up and multiplied, so both rules.
+    TiedHead,
 }
 
 /// The error of a model that an aka-core built with the `offset-only` feature cannot run.
@@ -59,31 +55,25 @@ fn check_table(
 const OFFSET_ONLY: &str =
     msg!("this aka-core is built with the offset-only feature (int8-offset GPT matrices only)");
 
-/// Checks a matrix that a fully connected kernel multiplies (a projection or an untied head):
-/// [`check_stored`], and with the `offset-only` feature, that it is int8-offset.
+/// Checks a `[rows][cols]` int8, int4 or offset-binary int8 matrix with per-row scales, and its
+/// weight type against its [`Role`] (with the `offset-only` feature, every matrix a kernel
+/// multiplies must be int8-offset: such a build refuses other models at load time).
+#[inline(never)]
 fn check_matrix(
     block: Option<usize>,
+    role: Role,
     names: (&'static str, &'static str, &'static str),
     m: &QMatrix,
     rows: usize,
     cols: usize,
 ) -> Result<(), Error> {
+    if role != Role::Product && m.weight_type == WeightType::Int4 {
+        return Err(param(block, msg!("the embedding tables must be int8")));
+    }
     #[cfg(feature = "offset-only")]
-    if m.weight_type != WeightType::Int8Offset {
+    if role != Role::Table && m.weight_type != WeightType::Int8Offset {
         return Err(param(block, OFFSET_ONLY));
     }
-    check_stored(block, names, m, rows, cols)
-}
-
-/// Checks a `[rows][cols]` int8, int4 or offset-binary int8 matrix with per-row scales.
-#[inline(never)]
-fn check_stored(
-    block: Option<usize>,
-    names: (&'static str, &'static str, &'static str),
-    m: &QMatrix,
-    rows: usize,
-    cols: usize,
-) -> Result<(), Error> {
     let n = m
         .weight_type
         .matrix_bytes(rows, cols)
@@ -274,6 +264,7 @@ fn check_block(
         if let Some(m) = m {
             check_matrix(
                 b,
+                Role::Product,
                 (
                     names.0,
                     names.1,
@@ -328,16 +319,23 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     check_vocab(desc, vocab)?;
 
     let bad = msg!("weight scale must be finite and > 0");
-    check_table(
+    let tok_role = if cfg.tied_head {
+        Role::TiedHead
+    } else {
+        Role::Table
+    };
+    check_matrix(
         None,
+        tok_role,
         (msg!("tok_emb.weights"), msg!("tok_emb.scales"), bad),
         &desc.tok_emb,
         vocab,
         d,
     )?;
     match (cfg.position, &desc.pos_emb, &desc.rope) {
-        (GptPosition::Learned, Some(pe), None) => check_table(
+        (GptPosition::Learned, Some(pe), None) => check_matrix(
             None,
+            Role::Table,
             (msg!("pos_emb.weights"), msg!("pos_emb.scales"), bad),
             pe,
             block,
@@ -389,17 +387,13 @@ pub(super) fn check_desc(desc: &GptDesc) -> Result<Dims, Error> {
     match (&desc.lm_head, cfg.tied_head) {
         (Some(h), false) => check_matrix(
             None,
+            Role::Product,
             (msg!("lm_head.weights"), msg!("lm_head.scales"), bad),
             h,
             vocab,
             d,
         )?,
-        // The head is the token table (checked above).
-        #[cfg(feature = "offset-only")]
-        (None, true) if desc.tok_emb.weight_type != WeightType::Int8Offset => {
-            return Err(param(None, OFFSET_ONLY))
-        }
-        (None, true) => {}
+        (None, true) => {} // the head is the token table (checked above)
         (Some(_), true) => return Err(param(None, msg!("lm_head present with a tied head"))),
         (None, false) => return Err(param(None, msg!("lm_head missing (head not tied)"))),
     }

@@ -73,11 +73,7 @@ fn int4_projections_equal_int8_projections_of_the_same_values() {
 fn int4_matrices_are_checked() {
     let cfg = all_configs()[0];
     let o = owned(cfg, 9);
-    let load = |edit: &dyn Fn(&mut GptDesc)| {
-        let mut d = desc(&o);
-        edit(&mut d);
-        GptModel::load(bytes_of(d).leak()).map(|_| ())
-    };
+    let load = |edit: &dyn Fn(&mut GptDesc)| load_edited(desc(&o), edit);
     // An int8-length matrix declared int4.
     let e = load(&|d| edit_block(d, 0, |b| b.wq.weight_type = WeightType::Int4));
     assert!(
@@ -212,11 +208,7 @@ fn offset_binary_matrices_are_checked() {
     };
     let (o, converted) = offset_model(cfg, 11);
     assert!(GptModel::load(bytes_of(offset_desc(&o, &converted)).leak()).is_ok());
-    let load = |edit: &dyn Fn(&mut GptDesc)| {
-        let mut d = offset_desc(&o, &converted);
-        edit(&mut d);
-        GptModel::load(bytes_of(d).leak()).map(|_| ())
-    };
+    let load = |edit: &dyn Fn(&mut GptDesc)| load_edited(offset_desc(&o, &converted), edit);
     let leak = |v: Vec<u8>| &*v.leak();
     // Missing row constants (a plain int8 matrix declared int8-offset).
     let plain = owned(cfg, 11);
